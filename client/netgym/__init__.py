@@ -1,0 +1,32 @@
+"""netgym: Gymnasium environments served over the network.
+
+The client library: ``pip install netgym`` into training code, then::
+
+    import netgym
+    env = netgym.make("CartPole-v1", url="http://gpu-box:8000")
+    envs = netgym.make_vec("ALE/Pong-v5", num_envs=8, wrappers=["atari"])
+
+It needs only numpy and gymnasium; the services' dependencies stay on the
+server. ``netgym.sb3`` adapts a remote vector env to stable-baselines3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netgym.client.env import RemoteEnv
+from netgym.client.vector import RemoteVectorEnv
+from netgym.errors import NetgymError
+
+
+def make(env_id: str, **kwargs: Any) -> RemoteEnv:
+    """One remote env with the ``gymnasium.Env`` API; see ``RemoteVectorEnv`` for the arguments."""
+    return RemoteEnv(env_id, **kwargs)
+
+
+def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> RemoteVectorEnv:
+    """``num_envs`` remote envs as one ``gymnasium.vector.VectorEnv``, stepped as a batch."""
+    return RemoteVectorEnv(env_id, num_envs, **kwargs)
+
+
+__all__ = ["NetgymError", "RemoteEnv", "RemoteVectorEnv", "make", "make_vec"]

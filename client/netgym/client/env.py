@@ -1,0 +1,76 @@
+"""``RemoteEnv``: a single Gymnasium ``Env`` served by an envapi session of one env."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from netgym.client.vector import RemoteVectorEnv
+from netgym.protocol import BatchLayout
+
+
+def unbatch_info(info: dict[str, Any], index: int) -> dict[str, Any]:
+    """Env ``index``'s own info from a vector info (the keys its mask sets)."""
+    single: dict[str, Any] = {}
+    for key, value in info.items():
+        if key.startswith("_") and key[1:] in info:
+            continue
+        mask = info.get(f"_{key}")
+        if mask is not None and not mask[index]:
+            continue
+        single[key] = unbatch_info(value, index) if isinstance(value, dict) else value[index]
+    return single
+
+
+class RemoteEnv(gym.Env[Any, Any]):
+    """One env on an envapi, with the plain ``gymnasium.Env`` API and no autoreset.
+
+    Takes the same arguments as ``RemoteVectorEnv`` but ``num_envs``.
+    """
+
+    def __init__(self, env_id: str, **kwargs: Any) -> None:
+        self._vector = RemoteVectorEnv(
+            env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs
+        )
+        self.observation_space = self._vector.single_observation_space
+        self.action_space = self._vector.single_action_space
+        self._observations = BatchLayout(self.observation_space, 1)
+        self._actions = BatchLayout(self.action_space, 1)
+        self.env_id = env_id
+        self.session_id = self._vector.session_id
+
+    def _single(self, batch: Any) -> Any:
+        return self._observations.assemble([leaf[0] for leaf in self._observations.flatten(batch)])
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        observations, info = self._vector.reset(seed=seed, options=options)
+        return self._single(observations), unbatch_info(info, 0)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        batch = self._actions.assemble(
+            [np.expand_dims(np.asarray(leaf), 0) for leaf in self._actions.flatten(action)]
+        )
+        observations, rewards, terminations, truncations, info = self._vector.step(batch)
+        return (
+            self._single(observations),
+            float(rewards[0]),
+            bool(terminations[0]),
+            bool(truncations[0]),
+            unbatch_info(info, 0),
+        )
+
+    def ping(self) -> None:
+        """One empty round trip to the session process."""
+        self._vector.ping()
+
+    def close(self) -> None:
+        self._vector.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteEnv({self.env_id!r}, url={self._vector.url!r})"

@@ -1,0 +1,191 @@
+"""``RemoteVectorEnv``: a Gymnasium ``VectorEnv`` whose envs live in an envapi session."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+import urllib.parse
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from netgym.client.connection import DataConnection
+from netgym.client.rest import RestClient
+from netgym.errors import ConnectionLostError, NetgymError, SessionStateError, error_from_dict
+from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+_WIRE_MODES = {
+    AutoresetMode.NEXT_STEP: "next_step",
+    AutoresetMode.SAME_STEP: "same_step",
+    AutoresetMode.DISABLED: "disabled",
+}
+
+
+class _State(enum.Enum):
+    READY = "ready"
+    WAITING_STEP = "waiting for a step result"
+    CLOSED = "closed"
+
+
+class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
+    """``num_envs`` copies of an env, served by an envapi and stepped as one batch.
+
+    Observations, rewards, terminations, truncations and infos follow
+    Gymnasium's vector API with the autoreset mode given (``SAME_STEP`` by
+    default: a finished env's last observation is in ``info["final_obs"]``).
+
+    Args:
+        env_id: an id the server lists at ``GET /v1/envs``, e.g. ``"ALE/Pong-v5"``.
+        num_envs: copies stepped together on the server, in parallel across its cores.
+        url: the envapi, default ``$NETGYM_URL`` or ``http://127.0.0.1:8000``.
+        token: the access token, default ``$NETGYM_TOKEN``.
+        env_kwargs: keyword arguments of ``gymnasium.make`` on the server.
+        wrappers: server-side wrappers, names or ``{"name", "kwargs"}``, e.g.
+            ``["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}]``.
+        autoreset_mode: Gymnasium's autoreset mode.
+        timeout_s: how long to wait for any one reply before raising.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 1,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        wrappers: list[str | dict[str, Any]] | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
+        token = token if token is not None else os.environ.get("NETGYM_TOKEN")
+        mode = AutoresetMode(autoreset_mode)
+        self._rest = RestClient(self.url, token, timeout_s=max(timeout_s, 180.0))
+        reply = self._rest.call(
+            "POST",
+            "/v1/sessions",
+            {
+                "env_id": env_id,
+                "num_envs": num_envs,
+                "env_kwargs": env_kwargs or {},
+                "wrappers": wrappers or [],
+                "autoreset_mode": _WIRE_MODES[mode],
+            },
+        )
+        self.session_id: str = reply["session_id"]
+        host = urllib.parse.urlsplit(self.url).hostname or "127.0.0.1"
+        try:
+            self._connection = DataConnection(
+                host, int(reply["data_port"]), self.session_id, token, timeout_s
+            )
+        except NetgymError:
+            self._close_session()
+            raise
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.single_observation_space = unpack_space(reply["observation_space"])
+        self.single_action_space = unpack_space(reply["action_space"])
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.metadata = {"autoreset_mode": mode}
+        self._results = ResultLayout(self.single_observation_space, num_envs)
+        self._actions = BatchLayout(self.single_action_space, num_envs, "action")
+        self._action_buffer = bytearray(self._actions.nbytes)
+        self._state = _State.READY
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Reset every env (or those ``options["reset_mask"]`` selects)."""
+        self._check(_State.READY, "reset")
+        if isinstance(seed, int):
+            super().reset(seed=seed)
+        seeds = [int(s) if s is not None else None for s in seed] if isinstance(seed, list | tuple) else seed
+        leaves, info = self._call(self._connection.reset, seeds, options, self._results)
+        return self._results.observations.assemble(leaves), info
+
+    def step_async(self, actions: Any) -> None:
+        """Send the actions; ``step_wait`` collects the results."""
+        self._check(_State.READY, "step_async")
+        self._actions.pack_into(self._action_buffer, actions)
+        self._call(self._connection.send, MessageType.STEP, [self._action_buffer])
+        self._state = _State.WAITING_STEP
+
+    def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """The results of the actions ``step_async`` sent."""
+        self._check(_State.WAITING_STEP, "step_wait")
+        self._state = _State.READY
+        arrays, info = self._call(self._connection.receive_step, self._results)
+        observations = self._results.observations.assemble(arrays.observations)
+        return observations, arrays.rewards, arrays.terminations, arrays.truncations, info
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env once."""
+        self.step_async(actions)
+        return self.step_wait()
+
+    def ping(self) -> None:
+        """One empty round trip to the session process (for latency checks)."""
+        self._check(_State.READY, "ping")
+        self._call(self._connection.ping)
+
+    def close_extras(self, **kwargs: Any) -> None:
+        """End the session on the server."""
+        if self._state == _State.CLOSED:
+            return
+        self._state = _State.CLOSED
+        self._connection.close()
+        self._close_session()
+
+    def _close_session(self) -> None:
+        try:
+            self._rest.call("DELETE", f"/v1/sessions/{self.session_id}")
+        except NetgymError:
+            pass  # it has ended already, or the server is gone: nothing left to free
+
+    def _check(self, wanted: _State, call: str) -> None:
+        if self._state != wanted:
+            raise SessionStateError(
+                f"cannot call {call}() while the env is {self._state.value}"
+                + (": call step_wait() first" if self._state == _State.WAITING_STEP else "")
+            )
+
+    def _call(self, function: Any, *args: Any) -> Any:
+        try:
+            return function(*args)
+        except ConnectionLostError as exc:
+            self._state = _State.CLOSED
+            raise self._explain(exc) from None
+        except NetgymError as exc:
+            if exc.code in ("session_ended", "worker_crashed", "worker_timeout"):
+                self._state = _State.CLOSED
+            raise
+
+    def _explain(self, exc: ConnectionLostError) -> NetgymError:
+        """Ask the server why the connection broke; the answer is the error to raise."""
+        deadline = time.monotonic() + 3.0
+        while True:
+            try:
+                status = self._rest.call("GET", f"/v1/sessions/{self.session_id}")
+            except NetgymError as rest_error:
+                return ConnectionLostError(
+                    f"{exc.message}; the envapi at {self.url} does not answer either: "
+                    f"{rest_error.message}"
+                )
+            # The server may not have reaped the session process yet.
+            if status.get("state") == "ended" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if status.get("end_error"):
+            return error_from_dict(status["end_error"])
+        reason = status.get("end_reason") or f"it is {status.get('state')}"
+        return ConnectionLostError(f"{exc.message}; session {self.session_id}: {reason}")
+
+    def __repr__(self) -> str:
+        return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"

@@ -1,0 +1,163 @@
+"""Frames on the binary channel: an 8-byte header, then the body.
+
+Header (docs/protocol.md, "Frames")::
+
+    u32 LE  body length in bytes (the header's 8 bytes not counted)
+    u8      message type (``MessageType``)
+    3 bytes zero
+
+Every body is either raw array bytes laid out by a ``BatchLayout`` or a value
+from ``netgym.protocol.values``. Decoding happens here and only here: an ERROR
+frame becomes the typed exception it names in ``unpack_error``.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from netgym.errors import (
+    ConnectionLostError,
+    MessageTooLargeError,
+    NetgymError,
+    ProtocolError,
+    error_from_dict,
+)
+from netgym.protocol.values import pack_value, unpack_value
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct("<IB3x")
+HEADER_SIZE = HEADER.size
+
+Buffer = bytes | bytearray | memoryview
+
+
+class MessageType(enum.IntEnum):
+    """The kind of a frame; the comment says who sends it."""
+
+    HELLO = 1  # client: {"protocol", "session_id", "token"}
+    WELCOME = 2  # server: {"protocol", "session_id", "num_envs", spaces, "autoreset_mode"}
+    RESET = 3  # client: {"seed", "options"}
+    RESET_RESULT = 4  # server: observations, then info
+    STEP = 5  # client: actions
+    STEP_RESULT = 6  # server: observations, rewards, terminations, truncations, then info
+    CLOSE = 7  # client: empty; the session ends
+    CLOSED = 8  # server: empty
+    PING = 9  # client: any bytes, echoed
+    PONG = 10  # server: the PING's bytes
+    ERROR = 15  # server: {"code", "message", "details"}
+
+
+def pack_header(message_type: MessageType, body_length: int) -> bytes:
+    """The 8-byte header of a frame."""
+    return HEADER.pack(body_length, message_type)
+
+
+def unpack_header(header: Buffer, max_body: int) -> tuple[MessageType, int]:
+    """The type and body length a header announces.
+
+    Raises:
+        ProtocolError: for an unknown message type or nonzero reserved bytes.
+        MessageTooLargeError: when the body is longer than ``max_body``.
+    """
+    length, raw_type = HEADER.unpack(header)
+    if bytes(header[5:8]) != b"\0\0\0":
+        raise ProtocolError(
+            f"frame header {bytes(header).hex()} has nonzero reserved bytes: "
+            "the peer is not speaking the netgym protocol"
+        )
+    try:
+        message_type = MessageType(raw_type)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {raw_type} in frame header") from None
+    if length > max_body:
+        raise MessageTooLargeError(
+            f"a {message_type.name} message of {length} bytes exceeds the limit of "
+            f"{max_body} bytes (max_message_bytes)",
+            details={"length": length, "limit": max_body},
+        )
+    return message_type, length
+
+
+def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
+    """Fill ``view`` from the socket.
+
+    Raises:
+        ConnectionLostError: when the peer closes before the view is full.
+    """
+    received = 0
+    total = len(view)
+    while received < total:
+        count = sock.recv_into(view[received:], total - received)
+        if count == 0:
+            raise ConnectionLostError(
+                f"the connection closed after {received} of {total} expected bytes"
+            )
+        received += count
+
+
+def recv_header(sock: socket.socket, max_body: int) -> tuple[MessageType, int]:
+    """Read one header and return the type and length of the body that follows."""
+    header = bytearray(HEADER_SIZE)
+    recv_exact_into(sock, memoryview(header))
+    return unpack_header(header, max_body)
+
+
+def recv_frame(sock: socket.socket, max_body: int) -> tuple[MessageType, bytearray]:
+    """Read one whole frame."""
+    message_type, length = recv_header(sock, max_body)
+    body = bytearray(length)
+    recv_exact_into(sock, memoryview(body))
+    return message_type, body
+
+
+def send_frame(sock: socket.socket, message_type: MessageType, parts: Sequence[Buffer] = ()) -> None:
+    """Send a header and the body's parts with as few system calls as the kernel allows."""
+    views = [memoryview(p).cast("B") for p in parts]
+    length = sum(len(v) for v in views)
+    pending = [memoryview(pack_header(message_type, length)), *[v for v in views if len(v)]]
+    while pending:
+        sent = sock.sendmsg(pending)
+        while sent:
+            head = pending[0]
+            if sent >= len(head):
+                sent -= len(head)
+                pending.pop(0)
+            else:
+                pending[0] = head[sent:]
+                sent = 0
+
+
+def send_value(sock: socket.socket, message_type: MessageType, value: Any) -> None:
+    """Send a frame whose body is one value."""
+    send_frame(sock, message_type, [pack_value(value)])
+
+
+def pack_error(error: NetgymError) -> bytes:
+    """The body of an ERROR frame."""
+    return pack_value(error.to_dict())
+
+
+def unpack_error(body: Buffer) -> NetgymError:
+    """The exception an ERROR frame's body names."""
+    data = unpack_value(body)
+    if not isinstance(data, dict):
+        return ProtocolError(f"an ERROR frame's body is {type(data).__name__}, not a dict")
+    return error_from_dict(data)
+
+
+def expect(message_type: MessageType, body: bytearray, wanted: MessageType) -> bytearray:
+    """Return the body when the frame is of the type wanted; raise what an ERROR carries.
+
+    Raises:
+        NetgymError: the error an ERROR frame carries, or ProtocolError for
+            any other unexpected type.
+    """
+    if message_type == wanted:
+        return body
+    if message_type == MessageType.ERROR:
+        raise unpack_error(body)
+    raise ProtocolError(f"expected a {wanted.name} frame, got {message_type.name}")

@@ -1,0 +1,162 @@
+"""The codec for free-form values: info dicts, reset options, error details.
+
+A value is JSON for its structure and raw bytes for its arrays, never JSON for
+array contents (docs/protocol.md, "Values")::
+
+    u32 LE  length of the JSON text
+    JSON    UTF-8; arrays appear as {"$nd": [offset, dtype, shape]}
+    pad     zero bytes up to a multiple of 8
+    blob    the arrays' bytes, each at an 8-aligned offset into the blob
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from netgym.errors import ProtocolError
+
+_LENGTH = struct.Struct("<I")
+
+
+class _Encoder:
+    def __init__(self) -> None:
+        self.chunks: list[bytes | memoryview] = []
+        self.size = 0
+
+    def _add(self, data: bytes | memoryview) -> int:
+        offset = self.size
+        self.chunks.append(data)
+        self.size += len(data)
+        pad = -self.size % 8
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.size += pad
+        return offset
+
+    def tree(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, np.ndarray):
+            if value.dtype == object:
+                return {"$obj": {"shape": list(value.shape), "items": [self.tree(v) for v in value.reshape(-1)]}}
+            if value.dtype.kind not in "biufc":
+                raise ProtocolError(f"cannot send an array of dtype {value.dtype}")
+            data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
+            return {"$nd": [self._add(memoryview(data).cast("B")), data.dtype.str, list(value.shape)]}
+        if isinstance(value, np.generic):
+            array = np.asarray(value)
+            if array.dtype.kind not in "biufc":
+                return self.tree(value.item())
+            data = array.astype(array.dtype.newbyteorder("<"))
+            return {"$np": [self._add(data.tobytes()), data.dtype.str]}
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            return {"$bytes": [self._add(data), len(data)]}
+        if isinstance(value, tuple):
+            return {"$tuple": [self.tree(v) for v in value]}
+        if isinstance(value, list):
+            return [self.tree(v) for v in value]
+        if isinstance(value, dict):
+            if all(isinstance(k, str) and not k.startswith("$") for k in value):
+                return {k: self.tree(v) for k, v in value.items()}
+            return {"$dict": [[self.tree(k), self.tree(v)] for k, v in value.items()]}
+        raise ProtocolError(
+            f"cannot send a value of type {type(value).__name__}: values are None, bool, int, "
+            "float, str, bytes, lists, tuples, dicts and numeric numpy arrays"
+        )
+
+
+def pack_value(value: Any) -> bytes:
+    """Encode a value; see the module docstring for the format.
+
+    Raises:
+        ProtocolError: for a type the codec cannot carry.
+    """
+    encoder = _Encoder()
+    text = json.dumps(encoder.tree(value), separators=(",", ":"), allow_nan=False).encode()
+    head = _LENGTH.pack(len(text)) + text
+    head += b"\0" * (-len(head) % 8)
+    return b"".join([head, *encoder.chunks])
+
+
+def unpack_value(data: bytes | bytearray | memoryview) -> Any:
+    """Decode what ``pack_value`` made; arrays come back as copies.
+
+    Raises:
+        ProtocolError: when the bytes are not a valid encoding.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < _LENGTH.size:
+        raise ProtocolError(f"a value needs at least 4 bytes, got {len(view)}")
+    (length,) = _LENGTH.unpack_from(view)
+    if _LENGTH.size + length > len(view):
+        raise ProtocolError(f"a value's JSON claims {length} bytes but only {len(view) - 4} follow")
+    try:
+        tree = json.loads(bytes(view[_LENGTH.size : _LENGTH.size + length]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"a value's JSON is malformed: {exc}") from exc
+    start = _LENGTH.size + length
+    blob = view[start + (-start % 8) :]
+    try:
+        return _decode(tree, blob)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"a value's structure is malformed: {exc!r}") from exc
+
+
+def _decode(tree: Any, blob: memoryview) -> Any:
+    if isinstance(tree, list):
+        return [_decode(v, blob) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if len(tree) == 1:
+        ((tag, body),) = tree.items()
+        if tag == "$nd":
+            offset, dtype, shape = body
+            dt = np.dtype(dtype)
+            count = math.prod(shape)
+            _check_span(blob, offset, dt.itemsize * count)
+            return np.frombuffer(blob, dtype=dt, count=count, offset=offset).reshape(shape).astype(dt.newbyteorder("="))
+        if tag == "$np":
+            offset, dtype = body
+            dt = np.dtype(dtype)
+            _check_span(blob, offset, dt.itemsize)
+            return np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(dt.newbyteorder("="))[0]
+        if tag == "$obj":
+            array = np.empty(len(body["items"]), dtype=object)
+            for i, item in enumerate(body["items"]):
+                array[i] = _decode(item, blob)
+            return array.reshape(body["shape"])
+        if tag == "$tuple":
+            return tuple(_decode(v, blob) for v in body)
+        if tag == "$bytes":
+            offset, length = body
+            _check_span(blob, offset, length)
+            return bytes(blob[offset : offset + length])
+        if tag == "$float":
+            return float(body)
+        if tag == "$dict":
+            return {_hashable(_decode(k, blob)): _decode(v, blob) for k, v in body}
+    return {k: _decode(v, blob) for k, v in tree.items()}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(key) if isinstance(key, list) else key
+
+
+def _check_span(blob: memoryview, offset: int, length: int) -> None:
+    if offset < 0 or length < 0 or offset + length > len(blob):
+        raise ProtocolError(
+            f"an array at offset {offset} of {length} bytes runs past the {len(blob)}-byte blob"
+        )
+
+
+__all__ = ["pack_value", "unpack_value"]

@@ -1,0 +1,6 @@
+"""The envapi service: Gymnasium environments served over the netgym protocol.
+
+A FastAPI app for control and metadata (``api/``), a raw TCP data port for
+stepping (``dataport.py``), and one worker process per session
+(``sessions/``).
+"""

@@ -1,0 +1,46 @@
+"""``netgym-envapi``: run the service with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from netgym.errors import NetgymError
+from netgym_envapi.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags (each overrides its NETGYM_* variable) and serve until stopped."""
+    parser = argparse.ArgumentParser(prog="netgym-envapi", description=__doc__)
+    parser.add_argument("--host", help="bind address (NETGYM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="REST port (NETGYM_PORT, default 8000)")
+    parser.add_argument("--data-port", type=int, help="data port (NETGYM_DATA_PORT, default 8001)")
+    parser.add_argument(
+        "--allow-unauthenticated-remote-access", action="store_true", default=None,
+        help="listen beyond loopback with no token: anyone who reaches the port may run envs",
+    )
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    overrides = {
+        key: value for key, value in vars(args).items() if value is not None and key != "log_level"
+    }
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    settings = Settings(**overrides)
+    try:
+        settings.check_bind()
+    except NetgymError as exc:
+        sys.exit(f"netgym-envapi: {exc.message}")
+
+    import uvicorn
+
+    from netgym_envapi.app import create_app
+
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port,
+        log_level=args.log_level, ws="none",
+    )
+
+
+if __name__ == "__main__":
+    main()

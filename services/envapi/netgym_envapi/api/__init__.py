@@ -1,0 +1,1 @@
+"""The REST API: control and metadata. Stepping goes over the data port."""

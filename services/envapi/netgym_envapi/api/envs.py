@@ -1,0 +1,30 @@
+"""GET /v1/envs and /v1/envs/{env_id}: what the service serves, with its spaces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from netgym_envapi.api.deps import SessionsDep, require_token
+from netgym_envapi.catalog import find_env, list_envs
+from netgym_envapi.wrappers import available_wrappers
+
+router = APIRouter(tags=["envs"], dependencies=[Depends(require_token)])
+
+
+@router.get("/v1/envs")
+async def get_envs() -> dict[str, Any]:
+    """Every env id served, and the server-side wrappers a session may ask for."""
+    return {
+        "envs": [{"env_id": e.env_id, "family": e.family} for e in list_envs()],
+        "wrappers": available_wrappers(),
+    }
+
+
+@router.get("/v1/envs/{env_id:path}")
+async def get_env(env_id: str, sessions: SessionsDep) -> dict[str, Any]:
+    """One env's spaces (with no wrappers), as specs from docs/protocol.md."""
+    entry = find_env(env_id)
+    return {"family": entry.family, **await sessions.describe(env_id)}
+

@@ -1,0 +1,65 @@
+"""/v1/sessions: open, list, inspect and close sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
+from netgym_envapi.sessions.config import AutoresetMode
+from netgym_envapi.wrappers import parse_wrappers
+
+router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
+
+
+class OpenSession(BaseModel):
+    """The body of POST /v1/sessions."""
+
+    env_id: str = Field(description="a Gymnasium env id, e.g. 'ALE/Pong-v5'")
+    num_envs: int = Field(1, description="copies of the env stepped as one batch")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="gymnasium.make kwargs")
+    wrappers: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="server-side wrappers, applied in order"
+    )
+    autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP
+
+
+@router.post("/v1/sessions", status_code=201)
+async def open_session(
+    body: OpenSession, request: Request, sessions: SessionsDep, settings: SettingsDep,
+    dataport: DataPortDep,
+) -> dict[str, Any]:
+    """Make the envs; the reply says where to connect and what the spaces are."""
+    record = await sessions.open(
+        body.env_id, body.num_envs, body.env_kwargs, parse_wrappers(body.wrappers),
+        body.autoreset_mode,
+    )
+    return {
+        **record.public(),
+        "observation_space": record.observation_space,
+        "action_space": record.action_space,
+        "data_port": settings.public_data_port or dataport.port,
+        "attach_timeout_s": settings.attach_timeout_s,
+    }
+
+
+@router.get("/v1/sessions")
+async def list_sessions(sessions: SessionsDep) -> dict[str, Any]:
+    """The live sessions."""
+    return {"sessions": [s.public() for s in sessions.live_sessions]}
+
+
+@router.get("/v1/sessions/{session_id}")
+async def get_session(session_id: str, sessions: SessionsDep) -> dict[str, Any]:
+    """One session, live or recently ended (then with the reason it ended)."""
+    record = sessions.get(session_id)
+    return {**record.public(), "end_error": record.end_error}
+
+
+@router.delete("/v1/sessions/{session_id}")
+async def close_session(session_id: str, sessions: SessionsDep) -> dict[str, Any]:
+    """End a session and stop its workers."""
+    record = await sessions.close(session_id)
+    return record.public()

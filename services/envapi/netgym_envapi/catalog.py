@@ -1,0 +1,94 @@
+"""Which environments the envapi serves, and how a session makes one."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+
+from netgym.errors import InvalidRequestError, UnknownEnvError
+from netgym_envapi.wrappers import WrapperSpec, apply_wrappers, make_kwargs_for
+
+# Entry points we serve: the Gymnasium classics and every ALE game. Others in the
+# registry (jax-based, MuJoCo...) need packages the image does not carry.
+_FAMILIES = {
+    "gymnasium.envs.classic_control": "classic_control",
+    "gymnasium.envs.toy_text": "toy_text",
+    "gymnasium.envs.box2d": "box2d",
+    "ale_py": "atari",
+}
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """One env id the service offers."""
+
+    env_id: str
+    family: str
+
+
+def _family(entry_point: Any) -> str | None:
+    if not isinstance(entry_point, str):
+        return None
+    for prefix, family in _FAMILIES.items():
+        if entry_point.startswith(prefix):
+            if family == "box2d" and importlib.util.find_spec("Box2D") is None:
+                return None
+            return family
+    return None
+
+
+@cache
+def _register_ale() -> None:
+    if importlib.util.find_spec("ale_py") is not None:
+        import ale_py
+
+        gym.register_envs(ale_py)
+
+
+def list_envs() -> list[EnvEntry]:
+    """Every env id served, sorted."""
+    _register_ale()
+    entries = []
+    for env_id, spec in gym.registry.items():
+        family = _family(spec.entry_point)
+        if family is not None:
+            entries.append(EnvEntry(env_id, family))
+    return sorted(entries, key=lambda e: e.env_id)
+
+
+def find_env(env_id: str) -> EnvEntry:
+    """The entry of an env id.
+
+    Raises:
+        UnknownEnvError: with close matches, when the id is not served.
+    """
+    _register_ale()
+    spec = gym.registry.get(env_id)
+    family = _family(spec.entry_point) if spec is not None else None
+    if family is None:
+        import difflib
+
+        close = difflib.get_close_matches(env_id, [e.env_id for e in list_envs()], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; GET /v1/envs lists them"
+        raise UnknownEnvError(f"no env {env_id!r} is served here{hint}", details={"env_id": env_id})
+    return EnvEntry(env_id, family)
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[WrapperSpec]) -> gym.Env[Any, Any]:
+    """Make one env with its server-side wrappers.
+
+    Raises:
+        UnknownEnvError: when the id is not served.
+        InvalidRequestError: when gymnasium rejects the keyword arguments.
+    """
+    find_env(env_id)
+    kwargs = {**make_kwargs_for(wrappers), **env_kwargs}
+    try:
+        env = gym.make(env_id, **kwargs)
+    except TypeError as exc:
+        raise InvalidRequestError(f"gymnasium.make({env_id!r}) rejected env_kwargs {kwargs}: {exc}") from exc
+    return apply_wrappers(env, wrappers)

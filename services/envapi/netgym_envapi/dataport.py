@@ -1,0 +1,145 @@
+"""The data port: a raw TCP listener that checks each HELLO and hands the socket on.
+
+Stepping goes over raw TCP rather than WebSocket because a WebSocket through
+uvicorn costs about twice as much per round trip (see docs/protocol.md). This
+listener runs in the service's event loop but only ever reads one frame per
+connection: after a good HELLO the socket belongs to the session's process.
+Before HELLO it also answers PING, so that health checks and latency probes
+need no session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+from typing import Any
+
+from netgym.errors import (
+    AuthenticationError,
+    NetgymError,
+    ProtocolError,
+    ProtocolVersionError,
+)
+from netgym.protocol import PROTOCOL_VERSION, MessageType
+from netgym.protocol.frames import HEADER_SIZE, pack_error, pack_header, unpack_header
+from netgym.protocol.values import unpack_value
+from netgym_envapi.sessions.manager import SessionManager
+from netgym_envapi.settings import Settings
+
+log = logging.getLogger("netgym.envapi.dataport")
+
+HELLO_TIMEOUT_S = 10.0
+HELLO_MAX_BYTES = 64 * 1024
+
+
+async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytearray:
+    data = bytearray(size)
+    view = memoryview(data)
+    received = 0
+    while received < size:
+        count = await loop.sock_recv_into(sock, view[received:])
+        if count == 0:
+            raise ConnectionResetError("the client closed the connection")
+        received += count
+    return data
+
+
+class DataPort:
+    """The listening socket and its per-connection handshake."""
+
+    def __init__(self, settings: Settings, sessions: SessionManager) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self._listener: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind and start accepting."""
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.settings.host, self.settings.data_port))
+        listener.listen(128)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._task = asyncio.get_running_loop().create_task(self._accept_forever())
+
+    async def stop(self) -> None:
+        """Stop accepting; sessions already attached go on until ended."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            self._listener.close()
+
+    async def _accept_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._listener is not None
+        while True:
+            client, _address = await loop.sock_accept(self._listener)
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            loop.create_task(self._handshake(client))
+
+    async def _handshake(self, client: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT_S):
+                while True:
+                    header = await _recv_exact(loop, client, HEADER_SIZE)
+                    message_type, length = unpack_header(header, HELLO_MAX_BYTES)
+                    body = await _recv_exact(loop, client, length)
+                    if message_type == MessageType.PING:
+                        await loop.sock_sendall(client, pack_header(MessageType.PONG, length) + body)
+                        continue
+                    if message_type != MessageType.HELLO:
+                        raise ProtocolError(
+                            f"the first message on the data port must be HELLO, not {message_type.name}"
+                        )
+                    self._attach(client, unpack_value(body))
+                    return
+        except NetgymError as exc:
+            await self._refuse(client, exc)
+        except TimeoutError:
+            await self._refuse(client, ProtocolError(f"no HELLO within {HELLO_TIMEOUT_S:g} s"))
+        except OSError:
+            pass
+        client.close()
+
+    def _attach(self, client: socket.socket, hello: Any) -> None:
+        if not isinstance(hello, dict):
+            raise ProtocolError(f"a HELLO body is a dict, got {type(hello).__name__}")
+        version = hello.get("protocol")
+        if version != PROTOCOL_VERSION:
+            raise ProtocolVersionError(
+                f"the client speaks protocol {version!r}, this server speaks {PROTOCOL_VERSION}; "
+                "install a netgym client of the same major version",
+                details={"server": PROTOCOL_VERSION, "client": version},
+            )
+        expected = self.settings.token
+        if expected is not None:
+            given = hello.get("token")
+            if not isinstance(given, str) or not hmac.compare_digest(
+                given.encode(), expected.get_secret_value().encode()
+            ):
+                raise AuthenticationError(
+                    "wrong or missing token in HELLO: pass token=... or set NETGYM_TOKEN"
+                )
+        session_id = hello.get("session_id")
+        if not isinstance(session_id, str):
+            raise ProtocolError("HELLO has no session_id: open a session with POST /v1/sessions first")
+        self.sessions.attach(session_id, client)
+        client.close()  # the session process holds its own copy now
+
+    async def _refuse(self, client: socket.socket, error: NetgymError) -> None:
+        log.info("refused a data connection: %s", error.message)
+        body = pack_error(error)
+        with contextlib.suppress(OSError):
+            await asyncio.get_running_loop().sock_sendall(
+                client, pack_header(MessageType.ERROR, len(body)) + body
+            )

@@ -1,0 +1,304 @@
+"""The main process's view of sessions: start, attach, watch, end.
+
+Each session is a process started through a forkserver (fast to start, and no
+fork of the threaded server). A SOCK_SEQPACKET pair joins the two: the session
+reports ``ready``/``failed``/``ended`` on it, and the main process hands over
+the client's socket on it. A session whose process exits, for any reason, is
+moved to a bounded memory of ended sessions with the reason, so that a client
+asking why its session died gets an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from netgym.errors import (
+    LimitExceededError,
+    NetgymError,
+    SessionEndedError,
+    SessionNotFoundError,
+    SessionStateError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    error_from_dict,
+)
+from netgym_envapi.catalog import find_env
+from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
+from netgym_envapi.sessions.lifetime import describe_exit
+from netgym_envapi.sessions.process import CONTROL_MESSAGE_BYTES, run_session, send_control
+from netgym_envapi.settings import Settings
+from netgym_envapi.wrappers import WrapperSpec
+
+
+class SessionState(enum.StrEnum):
+    """Where a session is in its life."""
+
+    STARTING = "starting"
+    READY = "ready"
+    ATTACHED = "attached"
+    ENDED = "ended"
+
+
+@dataclass
+class SessionRecord:
+    """One session as the main process knows it."""
+
+    config: SessionConfig
+    process: multiprocessing.process.BaseProcess
+    control: socket.socket
+    created_at: float = field(default_factory=time.time)
+    state: SessionState = SessionState.STARTING
+    observation_space: dict[str, Any] | None = None
+    action_space: dict[str, Any] | None = None
+    end_reason: str | None = None
+    end_error: dict[str, Any] | None = None
+    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: asyncio.Task[None] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return self.config.session_id
+
+    def public(self) -> dict[str, Any]:
+        """The session as the REST API shows it."""
+        return {
+            "session_id": self.session_id,
+            "env_id": self.config.env_id,
+            "num_envs": self.config.num_envs,
+            "autoreset_mode": self.config.autoreset_mode.value,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "pid": self.process.pid,
+            "end_reason": self.end_reason,
+        }
+
+
+class SessionManager:
+    """Every session of this service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["netgym_envapi.sessions.process"])
+        self._live: dict[str, SessionRecord] = {}
+        self._ended: OrderedDict[str, SessionRecord] = OrderedDict()
+        self._spec_cache: dict[str, dict[str, Any]] = {}
+
+    @property
+    def live_sessions(self) -> list[SessionRecord]:
+        return list(self._live.values())
+
+    def get(self, session_id: str) -> SessionRecord:
+        """A live or recently ended session.
+
+        Raises:
+            SessionNotFoundError: when no such session is known.
+        """
+        record = self._live.get(session_id) or self._ended.get(session_id)
+        if record is None:
+            raise SessionNotFoundError(f"no session {session_id!r} (it never existed, or ended long ago)")
+        return record
+
+    async def open(
+        self,
+        env_id: str,
+        num_envs: int,
+        env_kwargs: dict[str, Any],
+        wrappers: list[WrapperSpec],
+        autoreset_mode: AutoresetMode,
+    ) -> SessionRecord:
+        """Start a session and wait until its envs are made.
+
+        Raises:
+            UnknownEnvError, LimitExceededError, InvalidRequestError: before
+                anything starts; the env's own error when making it fails;
+                WorkerTimeoutError when making it takes too long.
+        """
+        settings = self.settings
+        find_env(env_id)
+        if num_envs < 1 or num_envs > settings.max_envs_per_session:
+            raise LimitExceededError(
+                f"num_envs={num_envs} is outside 1..{settings.max_envs_per_session} "
+                "(NETGYM_MAX_ENVS_PER_SESSION)",
+                details={"num_envs": num_envs, "limit": settings.max_envs_per_session},
+            )
+        if len(self._live) >= settings.max_sessions:
+            raise LimitExceededError(
+                f"this service already runs {len(self._live)} sessions, its limit "
+                "(NETGYM_MAX_SESSIONS); close one or raise the limit",
+                details={"limit": settings.max_sessions},
+            )
+        config = SessionConfig(
+            session_id=secrets.token_hex(8),
+            env_id=env_id,
+            num_envs=num_envs,
+            env_kwargs=env_kwargs,
+            wrappers=wrappers,
+            autoreset_mode=autoreset_mode,
+            workers=min(settings.workers_per_session, num_envs),
+            idle_timeout_s=settings.idle_timeout_s,
+            attach_timeout_s=settings.attach_timeout_s,
+            step_timeout_s=settings.step_timeout_s,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = self._context.Process(
+            target=run_session, args=(config, child), name=f"netgym-session-{config.session_id}"
+        )
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, process.start)
+        child.close()
+        parent.setblocking(False)
+        record = SessionRecord(config=config, process=process, control=parent)
+        self._live[config.session_id] = record
+        loop.add_reader(process.sentinel, self._on_exit, record)
+        record.watcher = loop.create_task(self._watch(record))
+        try:
+            await asyncio.wait_for(asyncio.shield(record.ready), settings.make_timeout_s)
+        except TimeoutError:
+            await self.close(config.session_id, "making its envs took too long")
+            raise WorkerTimeoutError(
+                f"making {num_envs} x {env_id!r} took longer than {settings.make_timeout_s:g} s "
+                "(NETGYM_MAKE_TIMEOUT_S)"
+            ) from None
+        except NetgymError:
+            await record.exited.wait()
+            raise
+        return record
+
+    async def describe(self, env_id: str) -> dict[str, Any]:
+        """The spaces of an env (made once in a short-lived session, then cached)."""
+        if env_id not in self._spec_cache:
+            record = await self.open(env_id, 1, {}, [], AutoresetMode.SAME_STEP)
+            await self.close(record.session_id, "it only described its env")
+            self._spec_cache[env_id] = {
+                "env_id": env_id,
+                "observation_space": record.observation_space,
+                "action_space": record.action_space,
+            }
+        return self._spec_cache[env_id]
+
+    async def _watch(self, record: SessionRecord) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    data = await loop.sock_recv(record.control, CONTROL_MESSAGE_BYTES)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._on_control(record, json.loads(data))
+        finally:
+            record.control.close()
+
+    def _on_control(self, record: SessionRecord, message: dict[str, Any]) -> None:
+            if message["op"] == "ready":
+                record.observation_space = message["observation_space"]
+                record.action_space = message["action_space"]
+                record.state = SessionState.READY
+                if not record.ready.done():
+                    record.ready.set_result(None)
+            elif message["op"] == "failed":
+                if not record.ready.done():
+                    record.ready.set_exception(error_from_dict(message["error"]))
+            elif message["op"] == "ended":
+                record.end_reason = record.end_reason or message["reason"]
+                record.end_error = message.get("error")
+
+    def _on_exit(self, record: SessionRecord) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(record.process.sentinel)
+        record.process.join(0)
+        # The "ended" message may still sit in the control socket: read what is left.
+        try:
+            while data := record.control.recv(CONTROL_MESSAGE_BYTES):
+                self._on_control(record, json.loads(data))
+        except OSError:
+            pass
+        if record.watcher is not None:
+            record.watcher.cancel()
+        if record.end_reason is None:
+            record.end_reason = f"its process {describe_exit(record.process.exitcode)}"
+            record.end_error = WorkerCrashedError(
+                f"session {record.session_id} ended: {record.end_reason}; open a new session"
+            ).to_dict()
+        record.state = SessionState.ENDED
+        if not record.ready.done():
+            record.ready.set_exception(
+                WorkerCrashedError(f"the session process {describe_exit(record.process.exitcode)} "
+                                   "while making its envs")
+            )
+        self._live.pop(record.session_id, None)
+        self._ended[record.session_id] = record
+        while len(self._ended) > self.settings.ended_session_memory:
+            self._ended.popitem(last=False)
+        record.exited.set()
+
+    def attach(self, session_id: str, client: socket.socket) -> SessionRecord:
+        """Hand the client's socket to the session process.
+
+        Raises:
+            SessionNotFoundError, SessionEndedError, SessionStateError.
+        """
+        record = self.get(session_id)
+        if record.state == SessionState.ENDED:
+            raise SessionEndedError(f"session {session_id} has ended: {record.end_reason}")
+        if record.state != SessionState.READY:
+            raise SessionStateError(f"session {session_id} is {record.state.value}, not ready for a client")
+        send_control(record.control, {"op": "attach"}, [client.fileno()])
+        record.state = SessionState.ATTACHED
+        return record
+
+    async def close(self, session_id: str, reason: str = "closed through the REST API") -> SessionRecord:
+        """End a session: SIGTERM, then SIGKILL after a grace period."""
+        record = self.get(session_id)
+        if record.state != SessionState.ENDED:
+            record.end_reason = record.end_reason or reason
+            _signal(record.process, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(record.exited.wait(), 5.0)
+            except TimeoutError:
+                _signal(record.process, signal.SIGKILL)
+                await record.exited.wait()
+        return record
+
+    async def shutdown(self) -> None:
+        """End every session (the service is stopping)."""
+        await asyncio.gather(
+            *(self.close(s.session_id, "the service stopped") for s in self.live_sessions),
+            return_exceptions=True,
+        )
+
+    async def check_workers(self) -> None:
+        """Start and reap a trivial process, proving sessions can start.
+
+        Raises:
+            NetgymError: when no process could be started.
+        """
+        process = self._context.Process(target=os.getpid)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, process.start)
+        await loop.run_in_executor(None, process.join, 10.0)
+        if process.exitcode != 0:
+            raise NetgymError(f"a test worker process {describe_exit(process.exitcode)}")
+
+
+def _signal(process: multiprocessing.process.BaseProcess, signum: int) -> None:
+    if process.pid is not None:
+        try:
+            os.kill(process.pid, signum)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,294 @@
+"""The session process: one per session, it owns the client's data connection.
+
+The envapi's main process starts it, then hands it the client's TCP socket
+(``SCM_RIGHTS``) once the HELLO checks out. From then on the client talks to
+this process alone: no hop through the main process, and a crash here ends
+only this session. The envs themselves step in ``WorkerPool`` processes over
+one anonymous shared-memory buffer: actions are received straight into it,
+results are sent straight out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import signal
+import socket
+from functools import partial
+from types import FrameType
+from typing import Any
+
+import numpy as np
+
+from netgym.errors import (
+    ConnectionLostError,
+    InvalidRequestError,
+    NetgymError,
+    ProtocolError,
+    SessionEndedError,
+)
+from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
+from netgym.protocol.frames import recv_exact_into, recv_header, send_frame, send_value
+from netgym.protocol.values import pack_value, unpack_value
+from netgym_envapi.catalog import make_env
+from netgym_envapi.sessions.config import SessionConfig
+from netgym_envapi.sessions.infos import merge_infos
+from netgym_envapi.sessions.lifetime import die_with_parent
+from netgym_envapi.sessions.workers import WorkerPool
+
+CONTROL_MESSAGE_BYTES = 1 << 20
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: the service is closing this session."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def send_control(control: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    """One JSON message on the control socket (a SOCK_SEQPACKET pair), maybe with fds."""
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(control, [data], fds)
+    else:
+        control.send(data)
+
+
+def run_session(config: SessionConfig, control: socket.socket) -> None:
+    """Entry point of a session process."""
+    die_with_parent()
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    session = Session(config, control)
+    try:
+        session.run()
+    except _Terminated:
+        session.end("closed by the service")
+    finally:
+        session.shutdown()
+
+
+class Session:
+    """The state of one session inside its process."""
+
+    def __init__(self, config: SessionConfig, control: socket.socket) -> None:
+        self.config = config
+        self.control = control
+        self.pool: WorkerPool | None = None
+        self.client: socket.socket | None = None
+        self.end_reason = "ended"
+        self.end_error: dict[str, Any] | None = None
+
+    def run(self) -> None:
+        try:
+            self._setup()
+        except Exception as exc:
+            error = exc if isinstance(exc, NetgymError) else InvalidRequestError(
+                f"making {self.config.env_id!r} failed: {type(exc).__name__}: {exc}"
+            )
+            send_control(self.control, {"op": "failed", "error": error.to_dict()})
+            self.end_reason = f"could not start: {error.message}"
+            return
+        send_control(
+            self.control,
+            {
+                "op": "ready",
+                "observation_space": pack_space(self.results.observations.space),
+                "action_space": pack_space(self.actions.space),
+            },
+        )
+        client = self._wait_for_client()
+        if client is None:
+            return
+        self.client = client
+        self._serve(client)
+
+    def _setup(self) -> None:
+        config = self.config
+        make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
+        probe = make()
+        try:
+            observation_space, action_space = probe.observation_space, probe.action_space
+            pack_space(observation_space)
+            pack_space(action_space)
+        finally:
+            probe.close()
+        self.results = ResultLayout(observation_space, config.num_envs)
+        self.actions = BatchLayout(action_space, config.num_envs, "action")
+        self._memory = mmap.mmap(-1, self.results.step_nbytes + self.actions.nbytes)
+        memory = memoryview(self._memory)
+        self.result_buffer = memory[: self.results.step_nbytes]
+        self.action_buffer = memory[self.results.step_nbytes :]
+        self.action_leaves = self.actions.views(self.action_buffer)
+        self.pool = WorkerPool(
+            make, config.num_envs, config.workers, self.results, self.actions,
+            self.result_buffer, self.action_buffer, config.autoreset_mode,
+            start_timeout_s=config.step_timeout_s,
+        )
+
+    def _wait_for_client(self) -> socket.socket | None:
+        self.control.settimeout(self.config.attach_timeout_s)
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 1)
+        except TimeoutError:
+            self.end(f"no client attached within {self.config.attach_timeout_s:g} s (attach_timeout_s)")
+            return None
+        if not data or not fds:
+            self.end("the service closed the session before a client attached")
+            return None
+        return socket.socket(fileno=fds[0])
+
+    def end(self, reason: str, error: NetgymError | None = None) -> None:
+        """Record why the session ends, and tell the client when it can still hear."""
+        self.end_reason = reason
+        if error is not None:
+            self.end_error = error.to_dict()
+        if self.client is not None:
+            notice = error or SessionEndedError(f"session {self.config.session_id} {reason}")
+            try:
+                self.client.settimeout(1.0)
+                send_value(self.client, MessageType.ERROR, notice.to_dict())
+            except OSError:
+                pass
+
+    def shutdown(self) -> None:
+        """Stop the workers, close the client, tell the main process why."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already on the way out
+        if self.pool is not None:
+            self.pool.close()
+        if self.client is not None:
+            self.client.close()
+        try:
+            send_control(
+                self.control, {"op": "ended", "reason": self.end_reason, "error": self.end_error}
+            )
+        except OSError:
+            pass
+
+    def _serve(self, client: socket.socket) -> None:
+        config = self.config
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.settimeout(config.idle_timeout_s)
+        send_value(
+            client,
+            MessageType.WELCOME,
+            {
+                "protocol": PROTOCOL_VERSION,
+                "session_id": config.session_id,
+                "env_id": config.env_id,
+                "num_envs": config.num_envs,
+                "autoreset_mode": config.autoreset_mode.value,
+                "observation_space": pack_space(self.results.observations.space),
+                "action_space": pack_space(self.actions.space),
+                "max_message_bytes": config.max_message_bytes,
+            },
+        )
+        while True:
+            try:
+                message_type, length = recv_header(client, config.max_message_bytes)
+            except TimeoutError:
+                self.end(f"was idle for {config.idle_timeout_s:g} s (idle_timeout_s) and has ended")
+                return
+            except (ConnectionLostError, OSError):
+                self.client = None
+                self.end_reason = "the client disconnected"
+                return
+            except ProtocolError as exc:
+                self.end(f"received a bad frame header: {exc.message}", exc)
+                return
+            try:
+                if not self._handle(client, message_type, length):
+                    return
+            except (SessionEndedError, ConnectionLostError) as exc:
+                self.end(exc.message, exc)
+                return
+            except TimeoutError:
+                self.end(f"was idle for {config.idle_timeout_s:g} s in the middle of a message")
+                return
+            except NetgymError as exc:
+                send_value(client, MessageType.ERROR, exc.to_dict())
+
+    def _handle(self, client: socket.socket, message_type: MessageType, length: int) -> bool:
+        """Answer one message; False when the session is over."""
+        if message_type == MessageType.STEP:
+            if length != self.actions.nbytes:
+                _discard(client, length)
+                raise ProtocolError(
+                    f"a STEP body has {length} bytes, but {self.config.num_envs} actions of "
+                    f"{self.actions.space} take {self.actions.nbytes}",
+                    details={"length": length, "expected": self.actions.nbytes},
+                )
+            recv_exact_into(client, self.action_buffer)
+            self.actions.check(self.action_leaves)
+            assert self.pool is not None
+            infos = self.pool.step(self.config.step_timeout_s)
+            info = pack_value(merge_infos(self.config.num_envs, infos))
+            send_frame(client, MessageType.STEP_RESULT, [self.result_buffer, info])
+            return True
+        body = bytearray(length)
+        recv_exact_into(client, memoryview(body))
+        if message_type == MessageType.RESET:
+            self._reset(client, body)
+        elif message_type == MessageType.PING:
+            send_frame(client, MessageType.PONG, [body])
+        elif message_type == MessageType.CLOSE:
+            send_frame(client, MessageType.CLOSED)
+            self.client = None
+            client.close()
+            self.end_reason = "closed by the client"
+            return False
+        else:
+            raise ProtocolError(f"a client does not send {message_type.name} frames after HELLO")
+        return True
+
+    def _reset(self, client: socket.socket, body: bytearray) -> None:
+        request = unpack_value(body) if body else {}
+        if not isinstance(request, dict):
+            raise ProtocolError(f"a RESET body is a dict, got {type(request).__name__}")
+        seeds = _seeds(request.get("seed"), self.config.num_envs)
+        options = request.get("options")
+        if options is not None and not isinstance(options, dict):
+            raise InvalidRequestError(f"reset options must be a dict, got {type(options).__name__}")
+        mask = None
+        if options and "reset_mask" in options:
+            options = dict(options)
+            mask = np.asarray(options.pop("reset_mask"))
+            if mask.dtype != np.bool_ or mask.shape != (self.config.num_envs,):
+                raise InvalidRequestError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.config.num_envs},), "
+                    f"got {mask.dtype} {mask.shape}"
+                )
+        assert self.pool is not None
+        infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
+        info = pack_value(merge_infos(self.config.num_envs, infos))
+        send_frame(
+            client, MessageType.RESET_RESULT,
+            [self.result_buffer[: self.results.reset_nbytes], info],
+        )
+
+
+def _seeds(seed: Any, num_envs: int) -> list[int | None]:
+    """Gymnasium's vector convention: None, one int (env i gets seed + i), or a list."""
+    if seed is None:
+        return [None] * num_envs
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return [seed + i for i in range(num_envs)]
+    if isinstance(seed, list) and len(seed) == num_envs and all(
+        s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seed
+    ):
+        return list(seed)
+    raise InvalidRequestError(
+        f"seed must be None, an int, or a list of {num_envs} ints or None; got {seed!r}"
+    )
+
+
+def _discard(client: socket.socket, length: int) -> None:
+    chunk = bytearray(min(length, 1 << 20))
+    view = memoryview(chunk)
+    while length > 0:
+        count = min(length, len(chunk))
+        recv_exact_into(client, view[:count])
+        length -= count
+

@@ -1,0 +1,200 @@
+"""The worker processes that step a session's envs, one slice of envs each.
+
+Modelled on Gymnasium's AsyncVectorEnv: a worker answers every command with
+``(success, result)``; a failure carries the error (and the env's traceback)
+back to the session, which raises it; every wait has a timeout, and a worker
+that dies or hangs becomes a typed error naming it. Unlike AsyncVectorEnv, a
+worker steps several envs, one worker per core, because on few cores a
+process per env spends more on switching than on stepping.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from netgym.errors import (
+    EnvError,
+    NetgymError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+    error_from_dict,
+)
+from netgym.protocol import BatchLayout, ResultLayout
+from netgym_envapi.sessions.config import AutoresetMode
+from netgym_envapi.sessions.envslice import EnvInfos, EnvSlice
+from netgym_envapi.sessions.lifetime import describe_exit, die_with_parent
+
+_fork = multiprocessing.get_context("fork")
+
+
+def _error_dict(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, NetgymError):
+        return exc.to_dict()
+    trace = traceback.format_exc()
+    return EnvError(
+        f"the env raised {type(exc).__name__}: {exc}", details={"traceback": trace}
+    ).to_dict()
+
+
+def _worker_main(connection: Connection, make_slice: Callable[[], EnvSlice]) -> None:
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        envs = make_slice()
+    except BaseException as exc:
+        connection.send((False, _error_dict(exc)))
+        return
+    connection.send((True, None))
+    try:
+        while True:
+            command, *args = connection.recv()
+            if command == "close":
+                break
+            try:
+                result = envs.step() if command == "step" else envs.reset(*args)
+                connection.send((True, result))
+            except Exception as exc:
+                connection.send((False, _error_dict(exc)))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        envs.close()
+
+
+def split(num_envs: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous ``(start, stop)`` slices of near-equal size, one per worker."""
+    count = max(1, min(workers, num_envs))
+    bounds = [round(i * num_envs / count) for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+class WorkerPool:
+    """The worker processes of one session."""
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env[Any, Any]],
+        num_envs: int,
+        workers: int,
+        results: ResultLayout,
+        actions: BatchLayout,
+        result_buffer: Any,
+        action_buffer: Any,
+        autoreset_mode: AutoresetMode,
+        start_timeout_s: float,
+    ) -> None:
+        self.slices = split(num_envs, workers)
+        self._connections: list[Connection] = []
+        self._processes: list[multiprocessing.process.BaseProcess] = []
+        for start, stop in self.slices:
+
+            def make_slice(start: int = start, stop: int = stop) -> EnvSlice:
+                return EnvSlice(
+                    make_env, start, stop, results, actions, result_buffer, action_buffer,
+                    autoreset_mode,
+                )
+
+            parent, child = _fork.Pipe()
+            process = _fork.Process(
+                target=_worker_main, args=(child, make_slice), name=f"netgym-worker-{start}-{stop}",
+                daemon=True,
+            )
+            process.start()
+            child.close()
+            self._connections.append(parent)
+            self._processes.append(process)
+        try:
+            self._gather(start_timeout_s, "start")
+        except BaseException:
+            self.close()
+            raise
+
+    def reset(
+        self, seeds: Sequence[int | None], options: dict[str, Any] | None, mask: np.ndarray | None,
+        timeout_s: float,
+    ) -> EnvInfos:
+        """Reset the envs (those ``mask`` selects); return ``(index, info)`` pairs."""
+        for connection in self._connections:
+            connection.send(("reset", seeds, options, mask))
+        return self._gather(timeout_s, "reset")
+
+    def step(self, timeout_s: float) -> EnvInfos:
+        """Step every env with the actions in shared memory."""
+        for connection in self._connections:
+            connection.send(("step",))
+        return self._gather(timeout_s, "step")
+
+    def _describe(self, index: int) -> str:
+        start, stop = self.slices[index]
+        envs = f"env {start}" if stop - start == 1 else f"envs {start}-{stop - 1}"
+        return f"worker {index} ({envs})"
+
+    def _gather(self, timeout_s: float, what: str) -> EnvInfos:
+        """Collect one reply from every worker; raise the first failure after all replied."""
+        pending = dict(enumerate(self._connections))
+        sentinels = {p.sentinel: i for i, p in enumerate(self._processes)}
+        infos: EnvInfos = []
+        failure: NetgymError | None = None
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            remaining = deadline - time.monotonic()
+            ready = wait([*pending.values(), *sentinels], timeout=max(0.0, remaining))
+            if not ready:
+                index = min(pending)
+                self.close(timeout_s=1.0)
+                raise WorkerTimeoutError(
+                    f"{self._describe(index)} did not finish a {what} within {timeout_s:g} s "
+                    "(step_timeout_s); the session's workers were stopped",
+                    details={"worker": index, "timeout_s": timeout_s},
+                )
+            for item in ready:
+                if isinstance(item, Connection):
+                    index = next(i for i, c in pending.items() if c is item)
+                    try:
+                        success, result = item.recv()
+                    except EOFError:
+                        continue  # its sentinel reports the death
+                    del pending[index]
+                    if not success:
+                        failure = failure or error_from_dict(result)
+                    elif result:
+                        infos.extend(result)
+                else:
+                    index = sentinels[item]
+                    if index in pending and not pending[index].poll():
+                        exitcode = self._processes[index].exitcode
+                        self.close(timeout_s=1.0)
+                        raise WorkerCrashedError(
+                            f"{self._describe(index)} {describe_exit(exitcode)} during a {what}; "
+                            "the session has ended, open a new one",
+                            details={"worker": index, "exitcode": exitcode},
+                        )
+        if failure is not None:
+            raise failure
+        return infos
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop every worker: ask first, then SIGKILL any still running."""
+        for connection in self._connections:
+            try:
+                connection.send(("close",))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + timeout_s
+        for process in self._processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        for connection in self._connections:
+            connection.close()
+        self._connections, self._processes = [], []

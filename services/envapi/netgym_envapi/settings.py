@@ -1,0 +1,73 @@
+"""Every setting of the envapi, read once from ``NETGYM_*`` environment variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from netgym.errors import NetgymError
+
+
+class InsecureBindError(NetgymError):
+    """The service would listen beyond loopback with no token."""
+
+    code = "insecure_bind"
+
+
+class Settings(BaseSettings):
+    """The envapi's configuration; each field is ``NETGYM_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="NETGYM_")
+
+    host: str = Field("127.0.0.1", description="address the REST API and the data port bind")
+    port: int = Field(8000, description="REST API port")
+    data_port: int = Field(8001, description="binary stepping port; 0 picks a free one")
+    public_data_port: int | None = Field(
+        None, description="data port as clients reach it, when a proxy or Docker maps it"
+    )
+    token: SecretStr | None = Field(None, description="access token every request must carry")
+    allow_unauthenticated_remote_access: bool = Field(
+        False, description="listen beyond loopback without a token (anyone can run envs)"
+    )
+    max_sessions: int = Field(32, ge=1)
+    max_envs_per_session: int = Field(64, ge=1)
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    workers_per_session: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="at most this many worker processes step one session's envs",
+    )
+    idle_timeout_s: float = Field(300.0, gt=0, description="end a session silent this long")
+    attach_timeout_s: float = Field(30.0, gt=0, description="end a session not attached by then")
+    make_timeout_s: float = Field(120.0, gt=0, description="limit on making a session's envs")
+    step_timeout_s: float = Field(60.0, gt=0, description="limit on one reset or step")
+    ended_session_memory: int = Field(
+        1000, ge=0, description="how many ended sessions keep their end reason"
+    )
+
+    def check_bind(self) -> None:
+        """Refuse to listen beyond loopback without a token unless told so explicitly.
+
+        Raises:
+            InsecureBindError: naming the setting that allows it.
+        """
+        if self.token is not None or self.allow_unauthenticated_remote_access:
+            return
+        if not _is_loopback(self.host):
+            raise InsecureBindError(
+                f"refusing to listen on {self.host} without a token: set NETGYM_TOKEN, "
+                "or bind 127.0.0.1, or set NETGYM_ALLOW_UNAUTHENTICATED_REMOTE_ACCESS=true "
+                "if anyone who reaches this port may run environments here"
+            )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,119 @@
+"""Server-side wrappers a session may ask for, by name.
+
+Preprocessing on the server means only small frames cross the network; the
+unwrapped env (``env.unwrapped``) keeps the raw frames for recording.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import wrappers
+
+from netgym.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class WrapperSpec:
+    """A wrapper by name with its keyword arguments, applied in list order."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _atari(env: gym.Env[Any, Any], **kwargs: Any) -> gym.Env[Any, Any]:
+    options = {"noop_max": 30, "frame_skip": 4, "screen_size": 84, "terminal_on_life_loss": False,
+               "grayscale_obs": True, "scale_obs": False, **kwargs}
+    return wrappers.AtariPreprocessing(env, **options)
+
+
+def _frame_stack(env: gym.Env[Any, Any], stack_size: int = 4) -> gym.Env[Any, Any]:
+    return wrappers.FrameStackObservation(env, stack_size=stack_size)
+
+
+def _clip_reward(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+    return wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+
+
+def _time_limit(env: gym.Env[Any, Any], max_episode_steps: int) -> gym.Env[Any, Any]:
+    return wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
+
+
+def _episode_statistics(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+    return wrappers.RecordEpisodeStatistics(env)
+
+
+_WRAPPERS: dict[str, tuple[Callable[..., gym.Env[Any, Any]], frozenset[str], str]] = {
+    "atari": (
+        _atari,
+        frozenset({"noop_max", "frame_skip", "screen_size", "terminal_on_life_loss",
+                   "grayscale_obs", "scale_obs"}),
+        "AtariPreprocessing: no-op starts, frame skip 4 with max-pooling, 84x84 gray",
+    ),
+    "frame_stack": (_frame_stack, frozenset({"stack_size"}), "stack the last N observations"),
+    "clip_reward": (_clip_reward, frozenset(), "rewards become their sign: -1, 0 or 1"),
+    "time_limit": (_time_limit, frozenset({"max_episode_steps"}), "truncate long episodes"),
+    "episode_statistics": (
+        _episode_statistics, frozenset(), "info['episode'] = return, length, time at episode end"
+    ),
+}
+
+
+def available_wrappers() -> dict[str, dict[str, Any]]:
+    """Name, description and accepted keyword arguments of every wrapper."""
+    return {name: {"description": doc, "kwargs": sorted(keys)} for name, (_, keys, doc) in _WRAPPERS.items()}
+
+
+def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
+    """Wrapper specs from a request: names, or ``{"name": ..., "kwargs": {...}}``.
+
+    Raises:
+        InvalidRequestError: for an unknown name or keyword argument.
+    """
+    specs = []
+    for item in raw:
+        if isinstance(item, str):
+            spec = WrapperSpec(item)
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            kwargs = item.get("kwargs") or {}
+            if not isinstance(kwargs, dict):
+                raise InvalidRequestError(f"wrapper {item['name']!r}: kwargs must be an object")
+            spec = WrapperSpec(item["name"], dict(kwargs))
+        else:
+            raise InvalidRequestError(f"a wrapper is a name or {{'name', 'kwargs'}}, got {item!r}")
+        if spec.name not in _WRAPPERS:
+            raise InvalidRequestError(
+                f"unknown wrapper {spec.name!r}; known: {', '.join(sorted(_WRAPPERS))}"
+            )
+        unknown = set(spec.kwargs) - _WRAPPERS[spec.name][1]
+        if unknown:
+            raise InvalidRequestError(
+                f"wrapper {spec.name!r} takes no {sorted(unknown)}; "
+                f"it takes {sorted(_WRAPPERS[spec.name][1]) or 'no arguments'}"
+            )
+        specs.append(spec)
+    return specs
+
+
+def make_kwargs_for(specs: list[WrapperSpec]) -> dict[str, Any]:
+    """Arguments ``gym.make`` needs for these wrappers (the atari one skips frames itself)."""
+    return {"frameskip": 1} if any(s.name == "atari" for s in specs) else {}
+
+
+def apply_wrappers(env: gym.Env[Any, Any], specs: list[WrapperSpec]) -> gym.Env[Any, Any]:
+    """Wrap ``env`` in order.
+
+    Raises:
+        InvalidRequestError: when a wrapper rejects its arguments or the env.
+    """
+    for spec in specs:
+        factory = _WRAPPERS[spec.name][0]
+        try:
+            env = factory(env, **spec.kwargs)
+        except (TypeError, ValueError, gym.error.Error) as exc:
+            raise InvalidRequestError(f"wrapper {spec.name!r} failed: {exc}") from exc
+    return env

@@ -1,0 +1,110 @@
+"""One contract for a single env, run on a local Gymnasium env and on a remote one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import netgym
+from netgym_envapi.catalog import make_env
+from netgym_envapi.wrappers import parse_wrappers
+
+ENVS = {
+    "cartpole": ("CartPole-v1", []),
+    "pong": ("ALE/Pong-v5", []),
+    "pong-atari-stack": ("ALE/Pong-v5", ["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}]),
+    "frozenlake": ("FrozenLake-v1", []),
+    "blackjack-tuple-obs": ("Blackjack-v1", []),
+}
+
+
+def assert_same(expected: Any, got: Any) -> None:
+    """Equal values; scalars compare by value (an env's int reward arrives as a float)."""
+    if isinstance(expected, dict):
+        assert expected.keys() == got.keys()
+        for key in expected:
+            assert_same(expected[key], got[key])
+    elif isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for a, b in zip(expected, got, strict=True):
+            assert_same(a, b)
+    else:
+        a, b = np.asarray(expected), np.asarray(got)
+        assert a.shape == b.shape
+        assert a.shape == () or a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def local_env(env_id: str, wrappers: list[Any]) -> gym.Env:
+    return make_env(env_id, {}, parse_wrappers(wrappers))
+
+
+@pytest.fixture(params=["local", "remote"])
+def backend(request: pytest.FixtureRequest, remote_kwargs: dict) -> Iterator[Callable[..., gym.Env]]:
+    envs: list[gym.Env] = []
+
+    def make(env_id: str, wrappers: list[Any]) -> gym.Env:
+        if request.param == "local":
+            env = local_env(env_id, wrappers)
+        else:
+            env = netgym.make(env_id, wrappers=wrappers, **remote_kwargs)
+        envs.append(env)
+        return env
+
+    yield make
+    for env in envs:
+        env.close()
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pong", "pong-atari-stack", "blackjack-tuple-obs"])
+def test_gymnasium_check_env(backend: Callable[..., gym.Env], name: str) -> None:
+    env = backend(*ENVS[name])
+    check_env(env, skip_render_check=True)
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pong-atari-stack", "frozenlake"])
+def test_sb3_check_env(backend: Callable[..., gym.Env], name: str) -> None:
+    env = backend(*ENVS[name])
+    sb3_check_env(env, warn=False)
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pong", "pong-atari-stack"])
+def test_step_types(backend: Callable[..., gym.Env], name: str) -> None:
+    env = backend(*ENVS[name])
+    obs, info = env.reset(seed=3)
+    assert obs in env.observation_space
+    assert isinstance(info, dict)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert obs in env.observation_space
+    assert isinstance(reward, float)
+    assert isinstance(terminated, bool) and isinstance(truncated, bool)
+
+
+@pytest.mark.parametrize("name", ["cartpole", "pong", "pong-atari-stack", "frozenlake"])
+def test_remote_equals_local_for_same_seeds_and_actions(name: str, remote_kwargs: dict) -> None:
+    env_id, wrappers = ENVS[name]
+    local = local_env(env_id, wrappers)
+    remote = netgym.make(env_id, wrappers=wrappers, **remote_kwargs)
+    try:
+        rng = np.random.default_rng(0)
+        for episode_seed in (1, 2):
+            local_out = local.reset(seed=episode_seed)
+            remote_out = remote.reset(seed=episode_seed)
+            assert_same(local_out[0], remote_out[0])
+            for _ in range(150):
+                action = int(rng.integers(local.action_space.n))
+                expected = local.step(action)
+                got = remote.step(action)
+                for a, b in zip(expected[:4], got[:4], strict=True):
+                    assert_same(a, b)
+                if expected[2] or expected[3]:
+                    break
+    finally:
+        local.close()
+        remote.close()

@@ -1,0 +1,103 @@
+"""Every kind of space survives spec round-trips and batch layouts, exactly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+
+from netgym.errors import InvalidActionError, ProtocolError, UnsupportedSpaceError
+from netgym.protocol import BatchLayout, pack_space, unpack_space
+
+SPACES = {
+    "box-uint8-image": spaces.Box(0, 255, (210, 160, 3), np.uint8),
+    "box-float32-unbounded": spaces.Box(-np.inf, np.inf, (4,), np.float32),
+    "box-float64-mixed-bounds": spaces.Box(
+        np.array([-1.0, -np.inf, 0.5]), np.array([1.0, 2.0, np.inf]), dtype=np.float64
+    ),
+    "box-int16-scalar": spaces.Box(-3, 7, (), np.int16),
+    "discrete": spaces.Discrete(6),
+    "discrete-start": spaces.Discrete(3, start=-1),
+    "multi-binary": spaces.MultiBinary(5),
+    "multi-binary-2d": spaces.MultiBinary([2, 3]),
+    "multi-discrete": spaces.MultiDiscrete([3, 5, 2]),
+    "multi-discrete-start": spaces.MultiDiscrete([[2, 3], [4, 5]], start=[[1, 1], [0, -2]]),
+    "dict": spaces.Dict(
+        {"pixels": spaces.Box(0, 255, (8, 8, 3), np.uint8), "ram": spaces.MultiBinary(16)}
+    ),
+    "tuple": spaces.Tuple((spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32))),
+    "nested": spaces.Dict(
+        {"a": spaces.Tuple((spaces.Discrete(4), spaces.Dict({"b": spaces.MultiDiscrete([2, 2])})))}
+    ),
+}
+
+
+@pytest.mark.parametrize("space", SPACES.values(), ids=SPACES.keys())
+def test_spec_roundtrip_gives_an_equal_space(space: spaces.Space) -> None:
+    spec = json.loads(json.dumps(pack_space(space)))  # it must survive real JSON
+    rebuilt = unpack_space(spec)
+    assert rebuilt == space
+    assert type(rebuilt) is type(space)
+    assert pack_space(rebuilt) == pack_space(space)
+
+
+@pytest.mark.parametrize("space", SPACES.values(), ids=SPACES.keys())
+def test_batch_roundtrip_through_bytes(space: spaces.Space) -> None:
+    num_envs = 3
+    batched = batch_space(space, num_envs)
+    batched.seed(0)
+    value = batched.sample()
+    layout = BatchLayout(space, num_envs)
+    buffer = bytearray(layout.nbytes)
+    layout.pack_into(buffer, value)
+    leaves = layout.views(bytes(buffer))
+    layout.check(leaves)
+    back = layout.assemble(leaves)
+    for original, decoded in zip(layout.flatten(value), layout.flatten(back), strict=True):
+        np.testing.assert_array_equal(original, decoded)
+        assert decoded.dtype == np.asarray(original).dtype
+    assert all(leaf.offset % 8 == 0 for leaf in layout.leaves)
+
+
+def test_out_of_space_action_names_env_and_space() -> None:
+    layout = BatchLayout(spaces.Discrete(6), 4)
+    buffer = bytearray(layout.nbytes)
+    layout.pack_into(buffer, np.array([0, 5, 6, 1]))
+    with pytest.raises(InvalidActionError, match=r"env 2 is 6.*Discrete\(6\)"):
+        layout.check(layout.views(buffer))
+
+
+def test_box_action_nan_is_out_of_space() -> None:
+    layout = BatchLayout(spaces.Box(-1, 1, (2,), np.float32), 2)
+    buffer = bytearray(layout.nbytes)
+    layout.pack_into(buffer, np.array([[0, 0], [np.nan, 0]], dtype=np.float32))
+    with pytest.raises(InvalidActionError, match="env 1"):
+        layout.check(layout.views(buffer))
+
+
+def test_wrong_shape_and_dtype_are_caught_before_sending() -> None:
+    layout = BatchLayout(spaces.Discrete(6), 4)
+    buffer = bytearray(layout.nbytes)
+    with pytest.raises(InvalidActionError, match="shape"):
+        layout.pack_into(buffer, np.array([1, 2, 3]))
+    with pytest.raises(InvalidActionError, match="cannot be cast"):
+        layout.pack_into(buffer, np.array([1.5, 2, 3, 4]))
+
+
+def test_unsupported_space_says_what_is_supported() -> None:
+    with pytest.raises(UnsupportedSpaceError, match="Box, Discrete"):
+        pack_space(spaces.Text(5))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [{"type": "cube"}, {"type": "box", "dtype": "uint8"}, {"type": "box", "dtype": "uint8",
+     "shape": [2], "low": [0, 1, 2], "high": 1}],
+    ids=["unknown-type", "missing-fields", "bound-size"],
+)
+def test_malformed_spec_is_a_protocol_error(spec: dict) -> None:
+    with pytest.raises(ProtocolError):
+        unpack_space(spec)
