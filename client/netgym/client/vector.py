@@ -187,5 +187,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         reason = status.get("end_reason") or f"it is {status.get('state')}"
         return ConnectionLostError(f"{exc.message}; session {self.session_id}: {reason}")
 
+    def __enter__(self) -> RemoteVectorEnv:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"

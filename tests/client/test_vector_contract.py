@@ -1,0 +1,102 @@
+"""One contract for vector envs, on Gymnasium's SyncVectorEnv and on RemoteVectorEnv.
+
+The remote env must match Gymnasium's own vector env step for step: the same
+observations, rewards, terminations, truncations and final observations, in
+every autoreset mode.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import netgym
+from netgym.errors import SessionStateError
+
+MODES = [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED]
+
+
+def run(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[tuple[Any, ...]]:
+    """Step with a fixed action sequence, resetting done envs by mask when autoreset is off."""
+    rng = np.random.default_rng(seed)
+    trace: list[tuple[Any, ...]] = [envs.reset(seed=seed)[0]]
+    for _ in range(steps):
+        actions = rng.integers(0, 2, envs.num_envs)
+        obs, rewards, terminations, truncations, info = envs.step(actions)
+        finals = [info["final_obs"][i] for i in np.flatnonzero(info.get("_final_obs", []))]
+        trace.append((obs, rewards, terminations, truncations, finals))
+        done = terminations | truncations
+        if envs.metadata["autoreset_mode"] == AutoresetMode.DISABLED and done.any():
+            obs, _ = envs.reset(options={"reset_mask": done})
+            trace.append((obs,))
+    return trace
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
+def test_remote_matches_sync_vector_env(mode: AutoresetMode, remote_kwargs: dict) -> None:
+    local = SyncVectorEnv(
+        [partial(gym.make, "CartPole-v1") for _ in range(3)], autoreset_mode=mode
+    )
+    remote = netgym.make_vec("CartPole-v1", 3, autoreset_mode=mode, **remote_kwargs)
+    try:
+        assert remote.single_observation_space == local.single_observation_space
+        assert remote.observation_space == local.observation_space
+        assert remote.action_space == local.action_space
+        expected, got = run(local, 120, seed=7), run(remote, 120, seed=7)
+        assert len(expected) == len(got)
+        for e, g in zip(expected, got, strict=True):
+            for a, b in zip(e, g, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+                assert np.asarray(a).dtype == np.asarray(b).dtype
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_step_before_reset_is_a_clear_error(remote_kwargs: dict) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, **remote_kwargs)
+    with envs, pytest.raises(SessionStateError, match="reset"):
+        envs.step(np.zeros(2, dtype=np.int64))
+
+
+def test_step_wait_without_step_async_is_a_clear_error(remote_kwargs: dict) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, **remote_kwargs)
+    with envs:
+        envs.reset(seed=0)
+        with pytest.raises(SessionStateError, match="step_wait"):
+            envs.step_wait()
+        envs.step_async(np.zeros(2, dtype=np.int64))
+        with pytest.raises(SessionStateError, match="step_wait"):
+            envs.step_async(np.zeros(2, dtype=np.int64))
+        envs.step_wait()
+
+
+def test_atari_wrappers_shrink_frames_on_the_server(remote_kwargs: dict) -> None:
+    envs = netgym.make_vec(
+        "ALE/Pong-v5", 2, wrappers=["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}],
+        **remote_kwargs,
+    )
+    with envs:
+        obs, _ = envs.reset(seed=0)
+        assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+        obs, *_ = envs.step(envs.action_space.sample())
+        assert obs.shape == (2, 4, 84, 84)
+
+
+def test_dict_info_and_episode_statistics(remote_kwargs: dict) -> None:
+    envs = netgym.make_vec(
+        "CartPole-v1", 2,
+        wrappers=[{"name": "time_limit", "kwargs": {"max_episode_steps": 5}}, "episode_statistics"],
+        **remote_kwargs,
+    )
+    with envs:
+        envs.reset(seed=0)
+        for _ in range(5):
+            _, _, _, truncations, info = envs.step(np.zeros(2, dtype=np.int64))
+        assert truncations.all()
+        assert info["final_info"]["episode"]["l"].tolist() == [5, 5]
