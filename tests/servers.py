@@ -64,6 +64,7 @@ def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> It
     port, data_port = free_port(), free_port()
     env = {**os.environ, "NETGYM_PORT": str(port), "NETGYM_DATA_PORT": str(data_port)}
     env.pop("NETGYM_TOKEN", None)
+    env["NETGYM_ENV_MODULES"] = "tests.fault_envs"
     if token is not None:
         env["NETGYM_TOKEN"] = token
     env.update({f"NETGYM_{k.upper()}": v for k, v in settings.items()})

@@ -66,7 +66,7 @@ def pack_space(space: spaces.Space[Any]) -> dict[str, Any]:
     if isinstance(space, spaces.Box):
         return {
             "type": "box",
-            "dtype": space.dtype.str.lstrip("<>|="),
+            "dtype": np.dtype(space.dtype).name,
             "shape": list(space.shape),
             "low": _pack_bound(space.low),
             "high": _pack_bound(space.high),

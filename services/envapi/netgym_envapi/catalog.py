@@ -22,6 +22,24 @@ _FAMILIES = {
 }
 
 
+_custom_modules: list[str] = []
+
+
+def serve_modules(modules: list[str]) -> None:
+    """Also serve every env that these modules register with Gymnasium when imported.
+
+    Raises:
+        InvalidRequestError: when a module cannot be imported.
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise InvalidRequestError(f"cannot import env module {module!r} (NETGYM_ENV_MODULES): {exc}") from exc
+        if module not in _custom_modules:
+            _custom_modules.append(module)
+
+
 @dataclass(frozen=True)
 class EnvEntry:
     """One env id the service offers."""
@@ -33,6 +51,9 @@ class EnvEntry:
 def _family(entry_point: Any) -> str | None:
     if not isinstance(entry_point, str):
         return None
+    if any(entry_point.startswith(module + ":") or entry_point.startswith(module + ".")
+           for module in _custom_modules):
+        return "custom"
     for prefix, family in _FAMILIES.items():
         if entry_point.startswith(prefix):
             if family == "box2d" and importlib.util.find_spec("Box2D") is None:

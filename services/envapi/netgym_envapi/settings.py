@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     allow_unauthenticated_remote_access: bool = Field(
         False, description="listen beyond loopback without a token (anyone can run envs)"
     )
+    env_modules: str = Field(
+        "", description="comma-separated modules whose Gymnasium envs are served too"
+    )
     max_sessions: int = Field(32, ge=1)
     max_envs_per_session: int = Field(64, ge=1)
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     ended_session_memory: int = Field(
         1000, ge=0, description="how many ended sessions keep their end reason"
     )
+
+    @property
+    def env_module_list(self) -> list[str]:
+        """``env_modules`` as a list."""
+        return [m.strip() for m in self.env_modules.split(",") if m.strip()]
 
     def check_bind(self) -> None:
         """Refuse to listen beyond loopback without a token unless told so explicitly.

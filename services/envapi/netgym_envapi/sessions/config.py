@@ -32,3 +32,4 @@ class SessionConfig:
     attach_timeout_s: float = 30.0
     step_timeout_s: float = 60.0
     max_message_bytes: int = 64 * 1024 * 1024
+    env_modules: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ results are sent straight out of it.
 from __future__ import annotations
 
 import json
+import logging
 import mmap
 import signal
 import socket
@@ -30,13 +31,14 @@ from netgym.errors import (
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
 from netgym.protocol.frames import recv_exact_into, recv_header, send_frame, send_value
 from netgym.protocol.values import pack_value, unpack_value
-from netgym_envapi.catalog import make_env
+from netgym_envapi.catalog import make_env, serve_modules
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.infos import merge_infos
 from netgym_envapi.sessions.lifetime import die_with_parent
 from netgym_envapi.sessions.workers import WorkerPool
 
 CONTROL_MESSAGE_BYTES = 1 << 20
+log = logging.getLogger("netgym.envapi.session")
 
 
 class _Terminated(Exception):
@@ -65,7 +67,7 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     try:
         session.run()
     except _Terminated:
-        session.end("closed by the service")
+        session.end("was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)")
     finally:
         session.shutdown()
 
@@ -107,6 +109,7 @@ class Session:
 
     def _setup(self) -> None:
         config = self.config
+        serve_modules(config.env_modules)
         make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
         probe = make()
         try:
@@ -209,6 +212,11 @@ class Session:
                 return
             except NetgymError as exc:
                 send_value(client, MessageType.ERROR, exc.to_dict())
+            except Exception as exc:
+                log.exception("session %s failed", config.session_id)
+                self.end(f"failed inside the service: {exc!r}", NetgymError(
+                    f"session {config.session_id} failed inside the service: {exc!r}"))
+                return
 
     def _handle(self, client: socket.socket, message_type: MessageType, length: int) -> bool:
         """Answer one message; False when the session is over."""

@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -123,15 +123,20 @@ class WorkerPool:
         timeout_s: float,
     ) -> EnvInfos:
         """Reset the envs (those ``mask`` selects); return ``(index, info)`` pairs."""
-        for connection in self._connections:
-            connection.send(("reset", seeds, options, mask))
+        self._send_all(("reset", seeds, options, mask), "reset")
         return self._gather(timeout_s, "reset")
 
     def step(self, timeout_s: float) -> EnvInfos:
         """Step every env with the actions in shared memory."""
-        for connection in self._connections:
-            connection.send(("step",))
+        self._send_all(("step",), "step")
         return self._gather(timeout_s, "step")
+
+    def _send_all(self, command: tuple[Any, ...], what: str) -> None:
+        for index, connection in enumerate(self._connections):
+            try:
+                connection.send(command)
+            except OSError:
+                self._crashed(index, what)
 
     def _describe(self, index: int) -> str:
         start, stop = self.slices[index]
@@ -147,7 +152,8 @@ class WorkerPool:
         deadline = time.monotonic() + timeout_s
         while pending:
             remaining = deadline - time.monotonic()
-            ready = wait([*pending.values(), *sentinels], timeout=max(0.0, remaining))
+            watched = [s for s, i in sentinels.items() if i in pending]
+            ready = wait([*pending.values(), *watched], timeout=max(0.0, remaining))
             if not ready:
                 index = min(pending)
                 self.close(timeout_s=1.0)
@@ -158,29 +164,40 @@ class WorkerPool:
                 )
             for item in ready:
                 if isinstance(item, Connection):
-                    index = next(i for i, c in pending.items() if c is item)
-                    try:
-                        success, result = item.recv()
-                    except EOFError:
-                        continue  # its sentinel reports the death
-                    del pending[index]
-                    if not success:
-                        failure = failure or error_from_dict(result)
-                    elif result:
-                        infos.extend(result)
-                else:
+                    found = [i for i, c in pending.items() if c is item]
+                    if not found:
+                        continue
+                    index = found[0]
+                elif sentinels[item] in pending:
                     index = sentinels[item]
-                    if index in pending and not pending[index].poll():
-                        exitcode = self._processes[index].exitcode
-                        self.close(timeout_s=1.0)
-                        raise WorkerCrashedError(
-                            f"{self._describe(index)} {describe_exit(exitcode)} during a {what}; "
-                            "the session has ended, open a new one",
-                            details={"worker": index, "exitcode": exitcode},
-                        )
+                    item = pending[index]
+                    if not item.poll():
+                        self._crashed(index, what)
+                else:
+                    continue
+                try:
+                    success, result = item.recv()
+                except (EOFError, OSError):
+                    self._crashed(index, what)
+                del pending[index]
+                if not success:
+                    failure = failure or error_from_dict(result)
+                elif result:
+                    infos.extend(result)
         if failure is not None:
             raise failure
         return infos
+
+    def _crashed(self, index: int, what: str) -> NoReturn:
+        process = self._processes[index]
+        process.join(1.0)
+        exitcode = process.exitcode
+        self.close(timeout_s=1.0)
+        raise WorkerCrashedError(
+            f"{self._describe(index)} {describe_exit(exitcode)} during a {what}; "
+            "the session has ended, open a new one",
+            details={"worker": index, "exitcode": exitcode},
+        )
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop every worker: ask first, then SIGKILL any still running."""

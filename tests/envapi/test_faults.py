@@ -1,0 +1,332 @@
+"""Faults with real processes: each gets a clear error, and the service keeps serving."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import numpy as np
+import pytest
+
+import netgym
+from netgym.errors import (
+    AuthenticationError,
+    EnvError,
+    InvalidActionError,
+    LimitExceededError,
+    MessageTooLargeError,
+    NetgymError,
+    ProtocolError,
+    ProtocolVersionError,
+    SessionEndedError,
+    SessionNotFoundError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+)
+from netgym.protocol import MessageType, pack_value, unpack_value
+from netgym.protocol.frames import expect, pack_header, recv_frame, send_frame, unpack_error
+from tests.servers import EnvApi, alive, children, descendants
+
+
+def wait_until_gone(pids: list[int], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"still alive after {timeout_s} s: {[p for p in pids if alive(p)]}"
+        time.sleep(0.05)
+
+
+def session_status(envapi: EnvApi, session_id: str) -> dict:
+    headers = {"Authorization": f"Bearer {envapi.token}"}
+    return httpx.get(f"{envapi.url}/v1/sessions/{session_id}", headers=headers).json()
+
+
+def assert_still_serving(envapi: EnvApi) -> None:
+    with netgym.make("CartPole-v1", url=envapi.url, token=envapi.token) as env:
+        env.reset(seed=0)
+        env.step(0)
+
+
+# --- clients and workers that die ---------------------------------------------------------------
+
+CLIENT = """
+import sys, netgym
+envs = netgym.make_vec("ALE/Pong-v5", 2, url=sys.argv[1], token=sys.argv[2])
+envs.reset(seed=0)
+print(envs.session_id, flush=True)
+while True:
+    envs.step(envs.action_space.sample())
+"""
+
+
+def test_killed_client_has_its_workers_gone_within_seconds(envapi: EnvApi) -> None:
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, envapi.url, envapi.token or ""], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert client.stdout is not None
+        session_id = client.stdout.readline().strip()
+        session_pid = session_status(envapi, session_id)["pid"]
+        processes = [session_pid, *descendants(session_pid)]
+        assert len(processes) == 3  # the session process and one worker per env
+        time.sleep(0.3)  # mid-stepping
+        client.kill()
+        wait_until_gone(processes)
+        status = session_status(envapi, session_id)
+        assert status["state"] == "ended"
+        assert status["end_reason"] == "the client disconnected"
+    finally:
+        client.kill()
+        client.wait()
+    assert_still_serving(envapi)
+
+
+@pytest.mark.parametrize("victim", ["worker", "session process"])
+def test_killed_worker_is_a_clear_error_and_other_sessions_go_on(envapi: EnvApi, victim: str) -> None:
+    kwargs = {"url": envapi.url, "token": envapi.token}
+    doomed = netgym.make_vec("ALE/Pong-v5", 2, **kwargs)
+    bystander = netgym.make_vec("ALE/Pong-v5", 2, **kwargs)
+    try:
+        for envs in (doomed, bystander):
+            envs.reset(seed=0)
+            envs.step(envs.action_space.sample())
+        session_pid = session_status(envapi, doomed.session_id)["pid"]
+        workers = children(session_pid)
+        os.kill(workers[1] if victim == "worker" else session_pid, signal.SIGKILL)
+        with pytest.raises(WorkerCrashedError, match="killed by SIGKILL") as caught:
+            for _ in range(100):
+                doomed.step(doomed.action_space.sample())
+        if victim == "worker":
+            assert "worker 1 (env 1)" in str(caught.value)
+        wait_until_gone([session_pid, *workers])
+        for _ in range(20):
+            bystander.step(bystander.action_space.sample())
+    finally:
+        doomed.close()
+        bystander.close()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "error", "message"),
+    [
+        ("netgym-test/Crash-v0", WorkerCrashedError, "killed by SIGSEGV"),
+        ("netgym-test/Hang-v0", WorkerTimeoutError, "within 2 s"),
+    ],
+    ids=["segfault", "hang"],
+)
+def test_crashing_and_hanging_envs_end_only_their_session(
+    tmp_envapi: EnvApi, env_id: str, error: type[NetgymError], message: str
+) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with netgym.make_vec(env_id, 2, **kwargs) as broken, netgym.make_vec("CartPole-v1", 2, **kwargs) as ok:
+        broken.reset(seed=0)
+        ok.reset(seed=0)
+        session_pid = session_status(tmp_envapi, broken.session_id)["pid"]
+        workers = children(session_pid)
+        started = time.monotonic()
+        with pytest.raises(error, match=message):
+            broken.step(np.array([0, 1]))
+        assert time.monotonic() - started < 10
+        wait_until_gone([session_pid, *workers])
+        ok.step(np.array([0, 1]))
+
+
+def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi: EnvApi) -> None:
+    with netgym.make_vec("netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(EnvError, match="RuntimeError: the env broke on purpose") as caught:
+            envs.step(np.array([0, 1]))
+        assert "fault_envs.py" in caught.value.details["traceback"]
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))
+
+
+def test_out_of_space_action_is_refused_and_the_session_goes_on(envapi: EnvApi) -> None:
+    with netgym.make_vec("CartPole-v1", 3, url=envapi.url, token=envapi.token) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(InvalidActionError, match=r"env 2 is 5, which is not in Discrete\(2\)"):
+            envs.step(np.array([0, 1, 5]))
+        envs.step(np.array([0, 1, 1]))
+    with netgym.make("Pendulum-v1", url=envapi.url, token=envapi.token) as env:
+        env.reset(seed=0)
+        with pytest.raises(InvalidActionError, match="not in Box"):
+            env.step(np.array([9.0], dtype=np.float32))
+        env.step(np.array([1.0], dtype=np.float32))
+
+
+# --- timeouts and limits ------------------------------------------------------------------------
+
+
+def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_envapi: EnvApi) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
+    envs.reset(seed=0)
+    session_pid = session_status(tmp_envapi, envs.session_id)["pid"]
+    processes = [session_pid, *descendants(session_pid)]
+    wait_until_gone(processes, timeout_s=8)
+    with pytest.raises(SessionEndedError, match="idle for 4 s"):
+        envs.step(np.array([0, 0]))
+    envs.close()
+
+
+def test_session_never_attached_ends_after_the_attach_timeout(tmp_envapi: EnvApi) -> None:
+    headers = {"Authorization": f"Bearer {tmp_envapi.token}"}
+    reply = httpx.post(f"{tmp_envapi.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers)
+    session_id = reply.json()["session_id"]
+    wait_until_gone([reply.json()["pid"]], timeout_s=8)
+    assert "no client attached within 3 s" in session_status(tmp_envapi, session_id)["end_reason"]
+
+
+def test_session_limit(tmp_envapi: EnvApi) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    opened = [netgym.make("CartPole-v1", **kwargs) for _ in range(3)]
+    with pytest.raises(LimitExceededError, match="NETGYM_MAX_SESSIONS"):
+        netgym.make("CartPole-v1", **kwargs)
+    opened.pop().close()
+    opened.append(netgym.make("CartPole-v1", **kwargs))
+    for env in opened:
+        env.close()
+
+
+# --- bad bytes on the data port ------------------------------------------------------------------
+
+
+def open_session(envapi: EnvApi, env_id: str = "CartPole-v1") -> str:
+    headers = {"Authorization": f"Bearer {envapi.token}"}
+    reply = httpx.post(f"{envapi.url}/v1/sessions", json={"env_id": env_id, "num_envs": 2}, headers=headers)
+    return str(reply.json()["session_id"])
+
+
+@contextmanager
+def raw_connection(envapi: EnvApi) -> Iterator[socket.socket]:
+    sock = socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def hello(sock: socket.socket, session_id: str, token: str | None, protocol: int = 1) -> tuple[MessageType, bytearray]:
+    send_frame(sock, MessageType.HELLO, [pack_value({"protocol": protocol, "session_id": session_id,
+                                                     "token": token})])
+    return recv_frame(sock, 1 << 24)
+
+
+def attached(envapi: EnvApi) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10)
+    message_type, body = hello(sock, open_session(envapi), envapi.token)
+    assert message_type == MessageType.WELCOME, body
+    send_frame(sock, MessageType.RESET, [pack_value({"seed": 0})])
+    expect(*recv_frame(sock, 1 << 24), MessageType.RESET_RESULT)
+    return sock
+
+
+def error_of(sock: socket.socket) -> NetgymError:
+    message_type, body = recv_frame(sock, 1 << 24)
+    assert message_type == MessageType.ERROR, message_type
+    return unpack_error(body)
+
+
+@pytest.mark.parametrize(
+    ("token", "protocol", "session", "error"),
+    [
+        (None, 1, "real", AuthenticationError),
+        ("wrong", 1, "real", AuthenticationError),
+        ("right", 2, "real", ProtocolVersionError),
+        ("right", 1, "0000000000000000", SessionNotFoundError),
+    ],
+    ids=["missing-token", "wrong-token", "protocol-version", "unknown-session"],
+)
+def test_bad_hello_is_refused(envapi: EnvApi, token: str | None, protocol: int, session: str,
+                              error: type[NetgymError]) -> None:
+    session_id = open_session(envapi) if session == "real" else session
+    with raw_connection(envapi) as sock:
+        message_type, body = hello(sock, session_id, envapi.token if token == "right" else token, protocol)
+        assert message_type == MessageType.ERROR
+        assert isinstance(unpack_error(body), error)
+    assert_still_serving(envapi)
+
+
+def test_second_client_cannot_take_an_attached_session(envapi: EnvApi) -> None:
+    with netgym.make_vec("CartPole-v1", 1, url=envapi.url, token=envapi.token) as envs, \
+            raw_connection(envapi) as sock:
+        message_type, body = hello(sock, envs.session_id, envapi.token)
+        assert message_type == MessageType.ERROR and "attached" in unpack_error(body).message
+
+
+def test_garbage_before_hello(envapi: EnvApi) -> None:
+    with raw_connection(envapi) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert isinstance(error_of(sock), ProtocolError)
+    assert_still_serving(envapi)
+
+
+def test_step_with_wrong_length_is_refused_and_the_session_goes_on(envapi: EnvApi) -> None:
+    with attached(envapi) as sock:
+        send_frame(sock, MessageType.STEP, [b"\x00" * 3])
+        error = error_of(sock)
+        assert isinstance(error, ProtocolError) and "take 16" in error.message
+        send_frame(sock, MessageType.STEP, [np.array([0, 1], "<i8").tobytes()])
+        expect(*recv_frame(sock, 1 << 24), MessageType.STEP_RESULT)
+
+
+def test_malformed_reset_body_is_refused_and_the_session_goes_on(envapi: EnvApi) -> None:
+    with attached(envapi) as sock:
+        send_frame(sock, MessageType.RESET, [b"\xff\xff\xff\x00garbage"])
+        assert isinstance(error_of(sock), ProtocolError)
+        send_frame(sock, MessageType.RESET, [pack_value({"seed": "not a seed"})])
+        assert "seed must be" in error_of(sock).message
+        send_frame(sock, MessageType.PING, [b"still there?"])
+        assert recv_frame(sock, 1024) == (MessageType.PONG, bytearray(b"still there?"))
+
+
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [
+        (pack_header(MessageType.STEP, 2**31), MessageTooLargeError),
+        (b"\x00\x00\x00\x00\x63\x00\x00\x00", ProtocolError),
+        (b"\x00\x00\x00\x00\x05\x07\x07\x07", ProtocolError),
+    ],
+    ids=["oversized", "unknown-type", "reserved-bytes"],
+)
+def test_bad_header_is_a_clear_error_and_ends_only_that_session(
+    envapi: EnvApi, header: bytes, error: type[NetgymError]
+) -> None:
+    with attached(envapi) as sock:
+        sock.sendall(header)
+        assert isinstance(error_of(sock), error)
+        assert sock.recv(1) == b""  # the session closed the stream it can no longer trust
+    assert_still_serving(envapi)
+
+
+def test_truncated_message_then_disconnect(envapi: EnvApi) -> None:
+    with attached(envapi) as sock:
+        sock.sendall(pack_header(MessageType.RESET, 100) + b"\x00" * 10)
+    assert_still_serving(envapi)
+
+
+def test_client_sees_the_server_going_away(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.servers import run_envapi
+
+    with run_envapi(Path(str(tmp_path))) as server:
+        envs = netgym.make_vec("CartPole-v1", 2, url=server.url, token=server.token)
+        envs.reset(seed=0)
+        server.process.send_signal(signal.SIGINT)
+        server.process.wait(15)
+    with pytest.raises(NetgymError, match="envapi"):
+        envs.step(np.array([0, 0]))
+
+
+def test_welcome_describes_the_session(envapi: EnvApi) -> None:
+    with raw_connection(envapi) as sock:
+        message_type, body = hello(sock, open_session(envapi, "ALE/Pong-v5"), envapi.token)
+        welcome = unpack_value(body)
+        assert welcome["num_envs"] == 2 and welcome["autoreset_mode"] == "same_step"
+        assert welcome["observation_space"]["shape"] == [210, 160, 3]

@@ -1,0 +1,110 @@
+"""The REST control API: health, env listing, sessions, tokens, limits."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import netgym
+from netgym.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LimitExceededError,
+    UnknownEnvError,
+)
+from tests.servers import EnvApi
+
+
+def client(envapi: EnvApi, token: str | None = "default") -> httpx.Client:
+    token = envapi.token if token == "default" else token
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=envapi.url, headers=headers, timeout=60)
+
+
+def test_health_checks_the_data_port_and_workers(envapi: EnvApi) -> None:
+    reply = client(envapi, token=None).get("/v1/health")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "ok"
+    assert body["data_port"] == envapi.data_port
+    assert body["checks"]["workers"] == "ok"
+    assert body["checks"]["data_port_ping_ms"] > 0
+
+
+def test_lists_atari_and_classic_envs(envapi: EnvApi) -> None:
+    body = client(envapi).get("/v1/envs").json()
+    ids = {e["env_id"]: e["family"] for e in body["envs"]}
+    assert ids["ALE/Pong-v5"] == "atari"
+    assert ids["CartPole-v1"] == "classic_control"
+    assert len([i for i in ids if i.startswith("ALE/")]) > 100
+    assert "atari" in body["wrappers"]
+
+
+def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
+    body = client(envapi).get("/v1/envs/ALE/Pong-v5").json()
+    assert body["observation_space"] == {
+        "type": "box", "dtype": "uint8", "shape": [210, 160, 3], "low": 0, "high": 255,
+    }
+    assert body["action_space"]["type"] == "discrete"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/v1/envs/NoSuchEnv-v0", None, 404, "unknown_env"),
+        ("/v1/sessions", {"env_id": "CartPol-v1"}, 404, "unknown_env"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 0}, 429, "limit_exceeded"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 10**6}, 429, "limit_exceeded"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "wrappers": ["teleport"]}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "wrappers": [{"name": "frame_stack",
+                          "kwargs": {"size": 2}}]}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "env_kwargs": {"gravity": 1}}, 422, "invalid_request"),
+        ("/v1/sessions", {"num_envs": 2}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "autoreset_mode": "sometimes"}, 422,
+         "invalid_request"),
+        ("/v1/sessions/0123456789abcdef", None, 404, "session_not_found"),
+    ],
+    ids=["unknown-env-describe", "unknown-env-open", "zero-envs", "too-many-envs", "unknown-wrapper",
+         "wrapper-kwarg", "bad-env-kwarg", "no-env-id", "bad-autoreset", "no-such-session"],
+)
+def test_bad_requests_get_typed_errors(envapi: EnvApi, path: str, body: dict | None, status: int,
+                                       code: str) -> None:
+    with client(envapi) as http:
+        reply = http.post(path, json=body) if body is not None else http.get(path)
+        assert reply.status_code == status, reply.text
+        assert reply.json()["error"]["code"] == code
+        assert reply.json()["error"]["message"]
+        assert http.get("/v1/health").status_code == 200
+
+
+def test_unknown_env_suggests_close_ids(envapi: EnvApi) -> None:
+    with pytest.raises(UnknownEnvError, match="CartPole-v1"):
+        netgym.make("CartPol-v1", url=envapi.url, token=envapi.token)
+
+
+def test_client_raises_typed_errors(envapi: EnvApi) -> None:
+    with pytest.raises(InvalidRequestError, match="unknown wrapper"):
+        netgym.make("CartPole-v1", wrappers=["nope"], url=envapi.url, token=envapi.token)
+    with pytest.raises(LimitExceededError):
+        netgym.make_vec("CartPole-v1", 10**5, url=envapi.url, token=envapi.token)
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token"], ids=["missing", "wrong"])
+def test_rest_needs_the_token(envapi: EnvApi, token: str | None) -> None:
+    with client(envapi, token=token) as http:
+        for reply in (http.get("/v1/envs"), http.post("/v1/sessions", json={"env_id": "CartPole-v1"})):
+            assert reply.status_code == 401
+            assert reply.json()["error"]["code"] == "unauthorized"
+    with pytest.raises(AuthenticationError, match="token"):
+        netgym.make("CartPole-v1", url=envapi.url, token=token or "")
+
+
+def test_sessions_are_listed_and_closed(envapi: EnvApi) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, url=envapi.url, token=envapi.token)
+    with client(envapi) as http:
+        listed = {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]}
+        assert envs.session_id in listed
+        envs.close()
+        status = http.get(f"/v1/sessions/{envs.session_id}").json()
+        assert status["state"] == "ended"
+        assert status["end_reason"] == "closed by the client"
