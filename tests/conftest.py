@@ -24,7 +24,12 @@ def remote_kwargs(envapi: EnvApi) -> dict[str, str | None]:
 def tmp_envapi(tmp_path: Path) -> Iterator[EnvApi]:
     """A private envapi with short timeouts, for tests that break things."""
     with run_envapi(
-        tmp_path, idle_timeout_s="4", attach_timeout_s="3", step_timeout_s="2",
-        max_sessions="3", max_envs_per_session="16", max_message_bytes="65536",
+        tmp_path,
+        idle_timeout_s="4",
+        attach_timeout_s="3",
+        step_timeout_s="2",
+        max_sessions="3",
+        max_envs_per_session="16",
+        max_message_bytes="65536",
     ) as server:
         yield server

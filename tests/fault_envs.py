@@ -18,7 +18,9 @@ class _FaultEnv(gym.Env[np.ndarray, int]):
     observation_space = spaces.Box(0, 1000, (1,), np.float32)
     action_space = spaces.Discrete(2)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.count = 0
         return np.zeros(1, np.float32), {}

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,10 +36,8 @@ def children(pid: int) -> list[int]:
     """Direct children of a process, from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return found
 
 
@@ -72,7 +70,9 @@ def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> It
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "netgym_envapi", "--log-level", "warning"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -77,7 +77,11 @@ class RemoteVecEnv(VecEnv):
         raise AttributeError(f"cannot set {attr_name!r} on remote envs")
 
     def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
     ) -> list[Any]:
         raise AttributeError(f"cannot call {method_name!r} on remote envs")
 

@@ -18,7 +18,10 @@ from netgym_envapi.wrappers import parse_wrappers
 ENVS = {
     "cartpole": ("CartPole-v1", []),
     "pong": ("ALE/Pong-v5", []),
-    "pong-atari-stack": ("ALE/Pong-v5", ["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}]),
+    "pong-atari-stack": (
+        "ALE/Pong-v5",
+        ["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}],
+    ),
     "frozenlake": ("FrozenLake-v1", []),
     "blackjack-tuple-obs": ("Blackjack-v1", []),
 }
@@ -46,7 +49,9 @@ def local_env(env_id: str, wrappers: list[Any]) -> gym.Env:
 
 
 @pytest.fixture(params=["local", "remote"])
-def backend(request: pytest.FixtureRequest, remote_kwargs: dict) -> Iterator[Callable[..., gym.Env]]:
+def backend(
+    request: pytest.FixtureRequest, remote_kwargs: dict
+) -> Iterator[Callable[..., gym.Env]]:
     envs: list[gym.Env] = []
 
     def make(env_id: str, wrappers: list[Any]) -> gym.Env:

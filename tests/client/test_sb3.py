@@ -33,7 +33,9 @@ def test_vec_env_api(remote_kwargs: dict) -> None:
 def test_ppo_trains_on_remote_cartpole(remote_kwargs: dict) -> None:
     envs = VecMonitor(RemoteVecEnv("CartPole-v1", 4, **remote_kwargs))
     try:
-        model = PPO("MlpPolicy", envs, n_steps=256, batch_size=256, n_epochs=4, seed=0, device="cpu")
+        model = PPO(
+            "MlpPolicy", envs, n_steps=256, batch_size=256, n_epochs=4, seed=0, device="cpu"
+        )
         model.learn(total_timesteps=4096)
         assert model.num_timesteps >= 4096
         assert len(model.ep_info_buffer) > 0

@@ -39,9 +39,7 @@ def run(envs: gym.vector.VectorEnv, steps: int, seed: int) -> list[tuple[Any, ..
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 def test_remote_matches_sync_vector_env(mode: AutoresetMode, remote_kwargs: dict) -> None:
-    local = SyncVectorEnv(
-        [partial(gym.make, "CartPole-v1") for _ in range(3)], autoreset_mode=mode
-    )
+    local = SyncVectorEnv([partial(gym.make, "CartPole-v1") for _ in range(3)], autoreset_mode=mode)
     remote = netgym.make_vec("CartPole-v1", 3, autoreset_mode=mode, **remote_kwargs)
     try:
         assert remote.single_observation_space == local.single_observation_space
@@ -78,7 +76,9 @@ def test_step_wait_without_step_async_is_a_clear_error(remote_kwargs: dict) -> N
 
 def test_atari_wrappers_shrink_frames_on_the_server(remote_kwargs: dict) -> None:
     envs = netgym.make_vec(
-        "ALE/Pong-v5", 2, wrappers=["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}],
+        "ALE/Pong-v5",
+        2,
+        wrappers=["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}],
         **remote_kwargs,
     )
     with envs:
@@ -90,7 +90,8 @@ def test_atari_wrappers_shrink_frames_on_the_server(remote_kwargs: dict) -> None
 
 def test_dict_info_and_episode_statistics(remote_kwargs: dict) -> None:
     envs = netgym.make_vec(
-        "CartPole-v1", 2,
+        "CartPole-v1",
+        2,
         wrappers=[{"name": "time_limit", "kwargs": {"max_episode_steps": 5}}, "episode_statistics"],
         **remote_kwargs,
     )

@@ -38,7 +38,9 @@ from tests.servers import EnvApi, alive, children, descendants
 def wait_until_gone(pids: list[int], timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while any(alive(p) for p in pids):
-        assert time.monotonic() < deadline, f"still alive after {timeout_s} s: {[p for p in pids if alive(p)]}"
+        assert time.monotonic() < deadline, (
+            f"still alive after {timeout_s} s: {[p for p in pids if alive(p)]}"
+        )
         time.sleep(0.05)
 
 
@@ -67,7 +69,9 @@ while True:
 
 def test_killed_client_has_its_workers_gone_within_seconds(envapi: EnvApi) -> None:
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, envapi.url, envapi.token or ""], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CLIENT, envapi.url, envapi.token or ""],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert client.stdout is not None
@@ -88,7 +92,9 @@ def test_killed_client_has_its_workers_gone_within_seconds(envapi: EnvApi) -> No
 
 
 @pytest.mark.parametrize("victim", ["worker", "session process"])
-def test_killed_worker_is_a_clear_error_and_other_sessions_go_on(envapi: EnvApi, victim: str) -> None:
+def test_killed_worker_is_a_clear_error_and_other_sessions_go_on(
+    envapi: EnvApi, victim: str
+) -> None:
     kwargs = {"url": envapi.url, "token": envapi.token}
     doomed = netgym.make_vec("ALE/Pong-v5", 2, **kwargs)
     bystander = netgym.make_vec("ALE/Pong-v5", 2, **kwargs)
@@ -124,7 +130,10 @@ def test_crashing_and_hanging_envs_end_only_their_session(
     tmp_envapi: EnvApi, env_id: str, error: type[NetgymError], message: str
 ) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
-    with netgym.make_vec(env_id, 2, **kwargs) as broken, netgym.make_vec("CartPole-v1", 2, **kwargs) as ok:
+    with (
+        netgym.make_vec(env_id, 2, **kwargs) as broken,
+        netgym.make_vec("CartPole-v1", 2, **kwargs) as ok,
+    ):
         broken.reset(seed=0)
         ok.reset(seed=0)
         session_pid = session_status(tmp_envapi, broken.session_id)["pid"]
@@ -138,7 +147,9 @@ def test_crashing_and_hanging_envs_end_only_their_session(
 
 
 def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi: EnvApi) -> None:
-    with netgym.make_vec("netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token) as envs:
+    with netgym.make_vec(
+        "netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
+    ) as envs:
         envs.reset(seed=0)
         with pytest.raises(EnvError, match="RuntimeError: the env broke on purpose") as caught:
             envs.step(np.array([0, 1]))
@@ -176,7 +187,9 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_envapi: EnvA
 
 def test_session_never_attached_ends_after_the_attach_timeout(tmp_envapi: EnvApi) -> None:
     headers = {"Authorization": f"Bearer {tmp_envapi.token}"}
-    reply = httpx.post(f"{tmp_envapi.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers)
+    reply = httpx.post(
+        f"{tmp_envapi.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers
+    )
     session_id = reply.json()["session_id"]
     wait_until_gone([reply.json()["pid"]], timeout_s=8)
     assert "no client attached within 3 s" in session_status(tmp_envapi, session_id)["end_reason"]
@@ -198,7 +211,9 @@ def test_session_limit(tmp_envapi: EnvApi) -> None:
 
 def open_session(envapi: EnvApi, env_id: str = "CartPole-v1") -> str:
     headers = {"Authorization": f"Bearer {envapi.token}"}
-    reply = httpx.post(f"{envapi.url}/v1/sessions", json={"env_id": env_id, "num_envs": 2}, headers=headers)
+    reply = httpx.post(
+        f"{envapi.url}/v1/sessions", json={"env_id": env_id, "num_envs": 2}, headers=headers
+    )
     return str(reply.json()["session_id"])
 
 
@@ -211,9 +226,14 @@ def raw_connection(envapi: EnvApi) -> Iterator[socket.socket]:
         sock.close()
 
 
-def hello(sock: socket.socket, session_id: str, token: str | None, protocol: int = 1) -> tuple[MessageType, bytearray]:
-    send_frame(sock, MessageType.HELLO, [pack_value({"protocol": protocol, "session_id": session_id,
-                                                     "token": token})])
+def hello(
+    sock: socket.socket, session_id: str, token: str | None, protocol: int = 1
+) -> tuple[MessageType, bytearray]:
+    send_frame(
+        sock,
+        MessageType.HELLO,
+        [pack_value({"protocol": protocol, "session_id": session_id, "token": token})],
+    )
     return recv_frame(sock, 1 << 24)
 
 
@@ -242,19 +262,24 @@ def error_of(sock: socket.socket) -> NetgymError:
     ],
     ids=["missing-token", "wrong-token", "protocol-version", "unknown-session"],
 )
-def test_bad_hello_is_refused(envapi: EnvApi, token: str | None, protocol: int, session: str,
-                              error: type[NetgymError]) -> None:
+def test_bad_hello_is_refused(
+    envapi: EnvApi, token: str | None, protocol: int, session: str, error: type[NetgymError]
+) -> None:
     session_id = open_session(envapi) if session == "real" else session
     with raw_connection(envapi) as sock:
-        message_type, body = hello(sock, session_id, envapi.token if token == "right" else token, protocol)
+        message_type, body = hello(
+            sock, session_id, envapi.token if token == "right" else token, protocol
+        )
         assert message_type == MessageType.ERROR
         assert isinstance(unpack_error(body), error)
     assert_still_serving(envapi)
 
 
 def test_second_client_cannot_take_an_attached_session(envapi: EnvApi) -> None:
-    with netgym.make_vec("CartPole-v1", 1, url=envapi.url, token=envapi.token) as envs, \
-            raw_connection(envapi) as sock:
+    with (
+        netgym.make_vec("CartPole-v1", 1, url=envapi.url, token=envapi.token) as envs,
+        raw_connection(envapi) as sock,
+    ):
         message_type, body = hello(sock, envs.session_id, envapi.token)
         assert message_type == MessageType.ERROR and "attached" in unpack_error(body).message
 
@@ -326,7 +351,7 @@ def test_client_sees_the_server_going_away(tmp_path: object) -> None:
 
 def test_welcome_describes_the_session(envapi: EnvApi) -> None:
     with raw_connection(envapi) as sock:
-        message_type, body = hello(sock, open_session(envapi, "ALE/Pong-v5"), envapi.token)
+        _message_type, body = hello(sock, open_session(envapi, "ALE/Pong-v5"), envapi.token)
         welcome = unpack_value(body)
         assert welcome["num_envs"] == 2 and welcome["autoreset_mode"] == "same_step"
         assert welcome["observation_space"]["shape"] == [210, 160, 3]

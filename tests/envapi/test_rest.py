@@ -43,7 +43,11 @@ def test_lists_atari_and_classic_envs(envapi: EnvApi) -> None:
 def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
     body = client(envapi).get("/v1/envs/ALE/Pong-v5").json()
     assert body["observation_space"] == {
-        "type": "box", "dtype": "uint8", "shape": [210, 160, 3], "low": 0, "high": 255,
+        "type": "box",
+        "dtype": "uint8",
+        "shape": [210, 160, 3],
+        "low": 0,
+        "high": 255,
     }
     assert body["action_space"]["type"] == "discrete"
 
@@ -55,20 +59,49 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         ("/v1/sessions", {"env_id": "CartPol-v1"}, 404, "unknown_env"),
         ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 0}, 429, "limit_exceeded"),
         ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 10**6}, 429, "limit_exceeded"),
-        ("/v1/sessions", {"env_id": "CartPole-v1", "wrappers": ["teleport"]}, 422, "invalid_request"),
-        ("/v1/sessions", {"env_id": "CartPole-v1", "wrappers": [{"name": "frame_stack",
-                          "kwargs": {"size": 2}}]}, 422, "invalid_request"),
-        ("/v1/sessions", {"env_id": "CartPole-v1", "env_kwargs": {"gravity": 1}}, 422, "invalid_request"),
+        (
+            "/v1/sessions",
+            {"env_id": "CartPole-v1", "wrappers": ["teleport"]},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/sessions",
+            {"env_id": "CartPole-v1", "wrappers": [{"name": "frame_stack", "kwargs": {"size": 2}}]},
+            422,
+            "invalid_request",
+        ),
+        (
+            "/v1/sessions",
+            {"env_id": "CartPole-v1", "env_kwargs": {"gravity": 1}},
+            422,
+            "invalid_request",
+        ),
         ("/v1/sessions", {"num_envs": 2}, 422, "invalid_request"),
-        ("/v1/sessions", {"env_id": "CartPole-v1", "autoreset_mode": "sometimes"}, 422,
-         "invalid_request"),
+        (
+            "/v1/sessions",
+            {"env_id": "CartPole-v1", "autoreset_mode": "sometimes"},
+            422,
+            "invalid_request",
+        ),
         ("/v1/sessions/0123456789abcdef", None, 404, "session_not_found"),
     ],
-    ids=["unknown-env-describe", "unknown-env-open", "zero-envs", "too-many-envs", "unknown-wrapper",
-         "wrapper-kwarg", "bad-env-kwarg", "no-env-id", "bad-autoreset", "no-such-session"],
+    ids=[
+        "unknown-env-describe",
+        "unknown-env-open",
+        "zero-envs",
+        "too-many-envs",
+        "unknown-wrapper",
+        "wrapper-kwarg",
+        "bad-env-kwarg",
+        "no-env-id",
+        "bad-autoreset",
+        "no-such-session",
+    ],
 )
-def test_bad_requests_get_typed_errors(envapi: EnvApi, path: str, body: dict | None, status: int,
-                                       code: str) -> None:
+def test_bad_requests_get_typed_errors(
+    envapi: EnvApi, path: str, body: dict | None, status: int, code: str
+) -> None:
     with client(envapi) as http:
         reply = http.post(path, json=body) if body is not None else http.get(path)
         assert reply.status_code == status, reply.text
@@ -92,7 +125,10 @@ def test_client_raises_typed_errors(envapi: EnvApi) -> None:
 @pytest.mark.parametrize("token", [None, "wrong-token"], ids=["missing", "wrong"])
 def test_rest_needs_the_token(envapi: EnvApi, token: str | None) -> None:
     with client(envapi, token=token) as http:
-        for reply in (http.get("/v1/envs"), http.post("/v1/sessions", json={"env_id": "CartPole-v1"})):
+        for reply in (
+            http.get("/v1/envs"),
+            http.post("/v1/sessions", json={"env_id": "CartPole-v1"}),
+        ):
             assert reply.status_code == 401
             assert reply.json()["error"]["code"] == "unauthorized"
     with pytest.raises(AuthenticationError, match="token"):

@@ -33,7 +33,9 @@ def test_send_and_receive_large_frame_in_parts() -> None:
         body = bytes(range(256)) * 4096
         import threading
 
-        sender = threading.Thread(target=send_frame, args=(left, MessageType.PING, [body[:10], body[10:]]))
+        sender = threading.Thread(
+            target=send_frame, args=(left, MessageType.PING, [body[:10], body[10:]])
+        )
         sender.start()
         message_type, received = recv_frame(right, len(body))
         sender.join()

@@ -94,8 +94,11 @@ def test_unsupported_space_says_what_is_supported() -> None:
 
 @pytest.mark.parametrize(
     "spec",
-    [{"type": "cube"}, {"type": "box", "dtype": "uint8"}, {"type": "box", "dtype": "uint8",
-     "shape": [2], "low": [0, 1, 2], "high": 1}],
+    [
+        {"type": "cube"},
+        {"type": "box", "dtype": "uint8"},
+        {"type": "box", "dtype": "uint8", "shape": [2], "low": [0, 1, 2], "high": 1},
+    ],
     ids=["unknown-type", "missing-fields", "bound-size"],
 )
 def test_malformed_spec_is_a_protocol_error(spec: dict) -> None:

@@ -18,11 +18,19 @@ VALUES = {
     "empty-dict": {},
     "scalars": {"a": 1, "b": 2.5, "c": True, "d": None, "e": "text", "big": 2**70},
     "non-finite": {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")},
-    "arrays": {"u8": np.arange(6, dtype=np.uint8).reshape(2, 3), "f32": np.ones(3, np.float32),
-               "bool": np.array([True, False]), "i64-0d": np.array(5)},
+    "arrays": {
+        "u8": np.arange(6, dtype=np.uint8).reshape(2, 3),
+        "f32": np.ones(3, np.float32),
+        "bool": np.array([True, False]),
+        "i64-0d": np.array(5),
+    },
     "numpy-scalars": {"f": np.float32(1.5), "i": np.int64(-3), "b": np.bool_(True)},
-    "vector-info": {"lives": np.array([3, 3, 2], np.int32), "_lives": np.array([True] * 3),
-                    "final_obs": final_obs, "_final_obs": np.array([False, True, False])},
+    "vector-info": {
+        "lives": np.array([3, 3, 2], np.int32),
+        "_lives": np.array([True] * 3),
+        "final_obs": final_obs,
+        "_final_obs": np.array([False, True, False]),
+    },
     "nested": {"episode": {"r": np.array([1.0, 0.0]), "l": np.array([10, 0])}},
     "containers": {"t": (1, "x", (2.0,)), "l": [1, [2, 3]], "bytes": b"\x00\xff"},
     "odd-keys": {"$nd": 1, 3: "int key", ("a", 1): "tuple key"},
@@ -46,8 +54,13 @@ def test_arrays_travel_as_raw_bytes_not_json() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x05\x00\x00\x00{", struct.pack("<I", 100) + b"{}", struct.pack("<I", 2) + b"\xff\xfe",
-     struct.pack("<I", 28) + b'{"$nd":[0,"<f8",[1000]]}    '],
+    [
+        b"",
+        b"\x05\x00\x00\x00{",
+        struct.pack("<I", 100) + b"{}",
+        struct.pack("<I", 2) + b"\xff\xfe",
+        struct.pack("<I", 28) + b'{"$nd":[0,"<f8",[1000]]}    ',
+    ],
     ids=["empty", "truncated-json", "length-past-end", "not-utf8", "array-past-blob"],
 )
 def test_malformed_is_a_protocol_error(data: bytes) -> None:

@@ -65,12 +65,16 @@ class DataConnection:
         except OSError as exc:
             raise ConnectionLostError(f"the data connection broke: {exc}") from None
 
-    def reset(self, seed: Any, options: dict[str, Any] | None, layout: ResultLayout) -> tuple[list[np.ndarray], Any]:
+    def reset(
+        self, seed: Any, options: dict[str, Any] | None, layout: ResultLayout
+    ) -> tuple[list[np.ndarray], Any]:
         """Send RESET; return the observation leaves and the info."""
         self.send(MessageType.RESET, [pack_value({"seed": seed, "options": options})])
         body = self._expect(MessageType.RESET_RESULT)
         if len(body) < layout.reset_nbytes:
-            raise ProtocolError(f"a RESET_RESULT of {len(body)} bytes is shorter than its observations")
+            raise ProtocolError(
+                f"a RESET_RESULT of {len(body)} bytes is shorter than its observations"
+            )
         leaves = [leaf.copy() for leaf in layout.observations.views(body)]
         return leaves, unpack_value(memoryview(body)[layout.reset_nbytes :])
 
@@ -79,7 +83,7 @@ class DataConnection:
         try:
             message_type, length = recv_header(self.sock, self.max_message_bytes)
             buffer = np.empty(length, dtype=np.uint8)
-            recv_exact_into(self.sock, memoryview(buffer))
+            recv_exact_into(self.sock, buffer.data)
         except TimeoutError:
             raise ConnectionLostError(
                 f"the envapi sent no step result within {self.timeout_s:g} s (timeout_s)"
@@ -87,24 +91,26 @@ class DataConnection:
         except OSError as exc:
             raise ConnectionLostError(f"the data connection broke: {exc}") from None
         if message_type == MessageType.ERROR:
-            raise unpack_error(buffer)
+            raise unpack_error(buffer.data)
         if message_type != MessageType.STEP_RESULT or length < layout.step_nbytes:
-            raise ProtocolError(f"expected a STEP_RESULT, got {message_type.name} of {length} bytes")
+            raise ProtocolError(
+                f"expected a STEP_RESULT, got {message_type.name} of {length} bytes"
+            )
         arrays = layout.step_views(buffer)
-        return arrays, unpack_value(memoryview(buffer)[layout.step_nbytes :])
+        return arrays, unpack_value(buffer.data[layout.step_nbytes :])
 
     def ping(self, payload: bytes = b"") -> None:
         """One empty round trip."""
         self.send(MessageType.PING, [payload])
         self._expect(MessageType.PONG)
 
-    def close(self) -> None:
-        """Say CLOSE (best effort) and close the socket."""
+    def close(self) -> bool:
+        """Say CLOSE and close the socket; True when the server confirmed with CLOSED."""
         try:
             self.sock.settimeout(2.0)
             send_frame(self.sock, MessageType.CLOSE)
-            recv_frame(self.sock, 1 << 20)
+            return recv_frame(self.sock, 1 << 20)[0] == MessageType.CLOSED
         except (OSError, ConnectionLostError, ProtocolError):
-            pass
+            return False
         finally:
             self.sock.close()

@@ -32,9 +32,7 @@ class RemoteEnv(gym.Env[Any, Any]):
     """
 
     def __init__(self, env_id: str, **kwargs: Any) -> None:
-        self._vector = RemoteVectorEnv(
-            env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs
-        )
+        self._vector = RemoteVectorEnv(env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         self.observation_space = self._vector.single_observation_space
         self.action_space = self._vector.single_action_space
         self._observations = BatchLayout(self.observation_space, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import time
@@ -106,7 +107,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._check(_State.READY, "reset")
         if isinstance(seed, int):
             super().reset(seed=seed)
-        seeds = [int(s) if s is not None else None for s in seed] if isinstance(seed, list | tuple) else seed
+        seeds = (
+            [int(s) if s is not None else None for s in seed]
+            if isinstance(seed, list | tuple)
+            else seed
+        )
         leaves, info = self._call(self._connection.reset, seeds, options, self._results)
         return self._results.observations.assemble(leaves), info
 
@@ -140,14 +145,13 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         if self._state == _State.CLOSED:
             return
         self._state = _State.CLOSED
-        self._connection.close()
-        self._close_session()
+        if not self._connection.close():
+            self._close_session()
 
     def _close_session(self) -> None:
-        try:
+        # It may have ended already, or the server is gone: nothing is left to free then.
+        with contextlib.suppress(NetgymError):
             self._rest.call("DELETE", f"/v1/sessions/{self.session_id}")
-        except NetgymError:
-            pass  # it has ended already, or the server is gone: nothing left to free
 
     def _check(self, wanted: _State, call: str) -> None:
         if self._state != wanted:

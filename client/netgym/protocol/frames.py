@@ -114,7 +114,9 @@ def recv_frame(sock: socket.socket, max_body: int) -> tuple[MessageType, bytearr
     return message_type, body
 
 
-def send_frame(sock: socket.socket, message_type: MessageType, parts: Sequence[Buffer] = ()) -> None:
+def send_frame(
+    sock: socket.socket, message_type: MessageType, parts: Sequence[Buffer] = ()
+) -> None:
     """Send a header and the body's parts with as few system calls as the kernel allows."""
     views = [memoryview(p).cast("B") for p in parts]
     length = sum(len(v) for v in views)

@@ -50,9 +50,9 @@ def _unpack_bound(value: Any, shape: tuple[int, ...], dtype: np.dtype[Any]) -> n
                 f"a Box bound lists {len(value)} values but the shape {shape} "
                 f"holds {math.prod(shape)}"
             )
-        return np.array([float(v) if isinstance(v, str) else v for v in value], dtype=dtype).reshape(
-            shape
-        )
+        return np.array(
+            [float(v) if isinstance(v, str) else v for v in value], dtype=dtype
+        ).reshape(shape)
     number = float(value) if isinstance(value, str) else value
     return np.full(shape, number, dtype=dtype)
 
@@ -80,7 +80,11 @@ def pack_space(space: spaces.Space[Any]) -> dict[str, Any]:
         }
     if isinstance(space, spaces.MultiBinary):
         n = space.n if isinstance(space.n, int | np.integer) else np.asarray(space.n).tolist()
-        return {"type": "multi_binary", "n": n if isinstance(n, list) else int(n), "shape": list(space.shape)}
+        return {
+            "type": "multi_binary",
+            "n": n if isinstance(n, list) else int(n),
+            "shape": list(space.shape),
+        }
     if isinstance(space, spaces.MultiDiscrete):
         return {
             "type": "multi_discrete",
@@ -151,7 +155,9 @@ class Leaf:
 
 def _leaf_spaces(space: spaces.Space[Any], path: str) -> list[tuple[str, spaces.Space[Any]]]:
     if isinstance(space, spaces.Dict):
-        return [leaf for key, sub in space.items() for leaf in _leaf_spaces(sub, f"{path}[{key!r}]")]
+        return [
+            leaf for key, sub in space.items() for leaf in _leaf_spaces(sub, f"{path}[{key!r}]")
+        ]
     if isinstance(space, spaces.Tuple):
         return [leaf for i, sub in enumerate(space) for leaf in _leaf_spaces(sub, f"{path}[{i}]")]
     pack_space(space)  # raises UnsupportedSpaceError for spaces with no layout
@@ -172,7 +178,7 @@ class BatchLayout:
         offset = 0
         for path, leaf_space in _leaf_spaces(space, name):
             dtype = np.dtype(leaf_space.dtype).newbyteorder("<")
-            shape = (num_envs, *leaf_space.shape)
+            shape = (num_envs, *(leaf_space.shape or ()))
             nbytes = dtype.itemsize * math.prod(shape)
             self.leaves.append(Leaf(path, leaf_space, dtype, shape, offset, nbytes))
             offset = _aligned(offset + nbytes)
@@ -237,13 +243,13 @@ class BatchLayout:
 
 def _contains(space: spaces.Space[Any], array: np.ndarray) -> np.ndarray:
     if isinstance(space, spaces.Discrete):
-        return (array >= space.start) & (array < space.start + space.n)
+        return np.asarray((array >= space.start) & (array < space.start + space.n))
     if isinstance(space, spaces.MultiDiscrete):
-        return (array >= space.start) & (array < space.start + space.nvec)
+        return np.asarray((array >= space.start) & (array < space.start + space.nvec))
     if isinstance(space, spaces.MultiBinary):
-        return (array == 0) | (array == 1)
+        return np.asarray((array == 0) | (array == 1))
     if isinstance(space, spaces.Box):
-        return (array >= space.low) & (array <= space.high)
+        return np.asarray((array >= space.low) & (array <= space.high))
     raise UnsupportedSpaceError(f"no check for {space}")
 
 
@@ -266,5 +272,7 @@ def _flatten(space: spaces.Space[Any], value: Any) -> list[Any]:
     if isinstance(space, spaces.Tuple):
         if not isinstance(value, tuple | list) or len(value) != len(space):
             raise InvalidActionError(f"expected a tuple of {len(space)} items for {space}")
-        return [leaf for sub, item in zip(space, value, strict=True) for leaf in _flatten(sub, item)]
+        return [
+            leaf for sub, item in zip(space, value, strict=True) for leaf in _flatten(sub, item)
+        ]
     return [value]

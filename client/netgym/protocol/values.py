@@ -47,20 +47,25 @@ class _Encoder:
             return value if math.isfinite(value) else {"$float": repr(value)}
         if isinstance(value, np.ndarray):
             if value.dtype == object:
-                return {"$obj": {"shape": list(value.shape), "items": [self.tree(v) for v in value.reshape(-1)]}}
+                return {
+                    "$obj": {
+                        "shape": list(value.shape),
+                        "items": [self.tree(v) for v in value.reshape(-1)],
+                    }
+                }
             if value.dtype.kind not in "biufc":
                 raise ProtocolError(f"cannot send an array of dtype {value.dtype}")
             data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
-            return {"$nd": [self._add(memoryview(data).cast("B")), data.dtype.str, list(value.shape)]}
+            return {"$nd": [self._add(data.data.cast("B")), data.dtype.str, list(value.shape)]}
         if isinstance(value, np.generic):
             array = np.asarray(value)
             if array.dtype.kind not in "biufc":
                 return self.tree(value.item())
-            data = array.astype(array.dtype.newbyteorder("<"))
-            return {"$np": [self._add(data.tobytes()), data.dtype.str]}
+            scalar = array.astype(array.dtype.newbyteorder("<"))
+            return {"$np": [self._add(scalar.tobytes()), scalar.dtype.str]}
         if isinstance(value, bytes | bytearray | memoryview):
-            data = bytes(value)
-            return {"$bytes": [self._add(data), len(data)]}
+            raw = bytes(value)
+            return {"$bytes": [self._add(raw), len(raw)]}
         if isinstance(value, tuple):
             return {"$tuple": [self.tree(v) for v in value]}
         if isinstance(value, list):
@@ -124,12 +129,18 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             dt = np.dtype(dtype)
             count = math.prod(shape)
             _check_span(blob, offset, dt.itemsize * count)
-            return np.frombuffer(blob, dtype=dt, count=count, offset=offset).reshape(shape).astype(dt.newbyteorder("="))
+            return (
+                np.frombuffer(blob, dtype=dt, count=count, offset=offset)
+                .reshape(shape)
+                .astype(dt.newbyteorder("="))
+            )
         if tag == "$np":
             offset, dtype = body
             dt = np.dtype(dtype)
             _check_span(blob, offset, dt.itemsize)
-            return np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(dt.newbyteorder("="))[0]
+            return np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(
+                dt.newbyteorder("=")
+            )[0]
         if tag == "$obj":
             array = np.empty(len(body["items"]), dtype=object)
             for i, item in enumerate(body["items"]):

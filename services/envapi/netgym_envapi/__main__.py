@@ -17,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, help="REST port (NETGYM_PORT, default 8000)")
     parser.add_argument("--data-port", type=int, help="data port (NETGYM_DATA_PORT, default 8001)")
     parser.add_argument(
-        "--allow-unauthenticated-remote-access", action="store_true", default=None,
+        "--allow-unauthenticated-remote-access",
+        action="store_true",
+        default=None,
         help="listen beyond loopback with no token: anyone who reaches the port may run envs",
     )
     parser.add_argument("--log-level", default="info")
@@ -37,8 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     from netgym_envapi.app import create_app
 
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
-        log_level=args.log_level, ws="none",
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        ws="none",
     )
 
 

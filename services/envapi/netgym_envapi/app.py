@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        error = InvalidRequestError(f"invalid request: {problems}", details={"errors": exc.errors()})
+        error = InvalidRequestError(
+            f"invalid request: {problems}", details={"errors": exc.errors()}
+        )
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
     return app

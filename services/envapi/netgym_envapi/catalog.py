@@ -35,7 +35,9 @@ def serve_modules(modules: list[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as exc:
-            raise InvalidRequestError(f"cannot import env module {module!r} (NETGYM_ENV_MODULES): {exc}") from exc
+            raise InvalidRequestError(
+                f"cannot import env module {module!r} (NETGYM_ENV_MODULES): {exc}"
+            ) from exc
         if module not in _custom_modules:
             _custom_modules.append(module)
 
@@ -51,8 +53,10 @@ class EnvEntry:
 def _family(entry_point: Any) -> str | None:
     if not isinstance(entry_point, str):
         return None
-    if any(entry_point.startswith(module + ":") or entry_point.startswith(module + ".")
-           for module in _custom_modules):
+    if any(
+        entry_point.startswith(module + ":") or entry_point.startswith(module + ".")
+        for module in _custom_modules
+    ):
         return "custom"
     for prefix, family in _FAMILIES.items():
         if entry_point.startswith(prefix):
@@ -99,7 +103,9 @@ def find_env(env_id: str) -> EnvEntry:
     return EnvEntry(env_id, family)
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[WrapperSpec]) -> gym.Env[Any, Any]:
+def make_env(
+    env_id: str, env_kwargs: dict[str, Any], wrappers: list[WrapperSpec]
+) -> gym.Env[Any, Any]:
     """Make one env with its server-side wrappers.
 
     Raises:
@@ -111,5 +117,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[WrapperSpec
     try:
         env = gym.make(env_id, **kwargs)
     except TypeError as exc:
-        raise InvalidRequestError(f"gymnasium.make({env_id!r}) rejected env_kwargs {kwargs}: {exc}") from exc
+        raise InvalidRequestError(
+            f"gymnasium.make({env_id!r}) rejected env_kwargs {kwargs}: {exc}"
+        ) from exc
     return apply_wrappers(env, wrappers)

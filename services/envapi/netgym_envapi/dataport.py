@@ -55,6 +55,7 @@ class DataPort:
         self.sessions = sessions
         self._listener: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.port = 0
 
     async def start(self) -> None:
@@ -84,7 +85,9 @@ class DataPort:
         while True:
             client, _address = await loop.sock_accept(self._listener)
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            loop.create_task(self._handshake(client))
+            task = loop.create_task(self._handshake(client))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
 
     async def _handshake(self, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -95,11 +98,14 @@ class DataPort:
                     message_type, length = unpack_header(header, HELLO_MAX_BYTES)
                     body = await _recv_exact(loop, client, length)
                     if message_type == MessageType.PING:
-                        await loop.sock_sendall(client, pack_header(MessageType.PONG, length) + body)
+                        await loop.sock_sendall(
+                            client, pack_header(MessageType.PONG, length) + body
+                        )
                         continue
                     if message_type != MessageType.HELLO:
                         raise ProtocolError(
-                            f"the first message on the data port must be HELLO, not {message_type.name}"
+                            "the first message on the data port must be HELLO, "
+                            f"not {message_type.name}"
                         )
                     self._attach(client, unpack_value(body))
                     return
@@ -132,7 +138,9 @@ class DataPort:
                 )
         session_id = hello.get("session_id")
         if not isinstance(session_id, str):
-            raise ProtocolError("HELLO has no session_id: open a session with POST /v1/sessions first")
+            raise ProtocolError(
+                "HELLO has no session_id: open a session with POST /v1/sessions first"
+            )
         self.sessions.attach(session_id, client)
         client.close()  # the session process holds its own copy now
 

@@ -26,8 +26,15 @@ class WrapperSpec:
 
 
 def _atari(env: gym.Env[Any, Any], **kwargs: Any) -> gym.Env[Any, Any]:
-    options = {"noop_max": 30, "frame_skip": 4, "screen_size": 84, "terminal_on_life_loss": False,
-               "grayscale_obs": True, "scale_obs": False, **kwargs}
+    options = {
+        "noop_max": 30,
+        "frame_skip": 4,
+        "screen_size": 84,
+        "terminal_on_life_loss": False,
+        "grayscale_obs": True,
+        "scale_obs": False,
+        **kwargs,
+    }
     return wrappers.AtariPreprocessing(env, **options)
 
 
@@ -36,7 +43,7 @@ def _frame_stack(env: gym.Env[Any, Any], stack_size: int = 4) -> gym.Env[Any, An
 
 
 def _clip_reward(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
-    return wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+    return wrappers.TransformReward(env, lambda r: float(np.sign(float(r))))
 
 
 def _time_limit(env: gym.Env[Any, Any], max_episode_steps: int) -> gym.Env[Any, Any]:
@@ -50,22 +57,35 @@ def _episode_statistics(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
 _WRAPPERS: dict[str, tuple[Callable[..., gym.Env[Any, Any]], frozenset[str], str]] = {
     "atari": (
         _atari,
-        frozenset({"noop_max", "frame_skip", "screen_size", "terminal_on_life_loss",
-                   "grayscale_obs", "scale_obs"}),
+        frozenset(
+            {
+                "noop_max",
+                "frame_skip",
+                "screen_size",
+                "terminal_on_life_loss",
+                "grayscale_obs",
+                "scale_obs",
+            }
+        ),
         "AtariPreprocessing: no-op starts, frame skip 4 with max-pooling, 84x84 gray",
     ),
     "frame_stack": (_frame_stack, frozenset({"stack_size"}), "stack the last N observations"),
     "clip_reward": (_clip_reward, frozenset(), "rewards become their sign: -1, 0 or 1"),
     "time_limit": (_time_limit, frozenset({"max_episode_steps"}), "truncate long episodes"),
     "episode_statistics": (
-        _episode_statistics, frozenset(), "info['episode'] = return, length, time at episode end"
+        _episode_statistics,
+        frozenset(),
+        "info['episode'] = return, length, time at episode end",
     ),
 }
 
 
 def available_wrappers() -> dict[str, dict[str, Any]]:
     """Name, description and accepted keyword arguments of every wrapper."""
-    return {name: {"description": doc, "kwargs": sorted(keys)} for name, (_, keys, doc) in _WRAPPERS.items()}
+    return {
+        name: {"description": doc, "kwargs": sorted(keys)}
+        for name, (_, keys, doc) in _WRAPPERS.items()
+    }
 
 
 def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:

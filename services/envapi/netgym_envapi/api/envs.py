@@ -27,4 +27,3 @@ async def get_env(env_id: str, sessions: SessionsDep) -> dict[str, Any]:
     """One env's spaces (with no wrappers), as specs from docs/protocol.md."""
     entry = find_env(env_id)
     return {"family": entry.family, **await sessions.describe(env_id)}
-

@@ -38,7 +38,9 @@ async def health(sessions: SessionsDep, dataport: DataPortDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     healthy = True
     try:
-        checks["data_port_ping_ms"] = round(await asyncio.wait_for(_ping_dataport(dataport.port), 5), 3)
+        checks["data_port_ping_ms"] = round(
+            await asyncio.wait_for(_ping_dataport(dataport.port), 5), 3
+        )
     except Exception as exc:
         checks["data_port"] = f"failed: {exc!r}"
         healthy = False

@@ -28,12 +28,18 @@ class OpenSession(BaseModel):
 
 @router.post("/v1/sessions", status_code=201)
 async def open_session(
-    body: OpenSession, request: Request, sessions: SessionsDep, settings: SettingsDep,
+    body: OpenSession,
+    request: Request,
+    sessions: SessionsDep,
+    settings: SettingsDep,
     dataport: DataPortDep,
 ) -> dict[str, Any]:
     """Make the envs; the reply says where to connect and what the spaces are."""
     record = await sessions.open(
-        body.env_id, body.num_envs, body.env_kwargs, parse_wrappers(body.wrappers),
+        body.env_id,
+        body.num_envs,
+        body.env_kwargs,
+        parse_wrappers(body.wrappers),
         body.autoreset_mode,
     )
     return {

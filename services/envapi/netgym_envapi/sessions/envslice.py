@@ -7,8 +7,9 @@ travel back through the worker's pipe.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -94,7 +95,8 @@ class EnvSlice:
             index = self.start + offset
             if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
                 obs, info = env.reset()
-                reward, terminated, truncated = 0.0, False, False
+                reward: SupportsFloat = 0.0
+                terminated, truncated = False, False
             else:
                 action = self._actions.assemble([leaf[index] for leaf in self._action_leaves])
                 obs, reward, terminated, truncated, info = env.step(action)
@@ -103,7 +105,7 @@ class EnvSlice:
                     obs, info = env.reset()
                     info = {**info, **final}
             self._write_obs(index, obs)
-            self._rewards[index] = reward
+            self._rewards[index] = float(reward)
             self._terminations[index] = terminated
             self._truncations[index] = truncated
             self._done[offset] = terminated or truncated
@@ -114,8 +116,6 @@ class EnvSlice:
     def close(self) -> None:
         """Close every env, going on past errors so that none is left open."""
         for env in self.envs:
-            try:
+            with contextlib.suppress(Exception):
                 env.close()
-            except Exception:  # noqa: S110 - one env's close error must not keep others open
-                pass
         self.envs = []

@@ -11,6 +11,7 @@ asking why its session died gets an answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import multiprocessing
@@ -63,7 +64,9 @@ class SessionRecord:
     action_space: dict[str, Any] | None = None
     end_reason: str | None = None
     end_error: dict[str, Any] | None = None
-    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    ready: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
 
@@ -109,7 +112,9 @@ class SessionManager:
         """
         record = self._live.get(session_id) or self._ended.get(session_id)
         if record is None:
-            raise SessionNotFoundError(f"no session {session_id!r} (it never existed, or ended long ago)")
+            raise SessionNotFoundError(
+                f"no session {session_id!r} (it never existed, or ended long ago)"
+            )
         return record
 
     async def open(
@@ -135,9 +140,9 @@ class SessionManager:
                 "(NETGYM_MAX_ENVS_PER_SESSION)",
                 details={"num_envs": num_envs, "limit": settings.max_envs_per_session},
             )
-        if len(self._live) >= settings.max_sessions:
+        if not await self._room_for_one_more():
             raise LimitExceededError(
-                f"this service already runs {len(self._live)} sessions, its limit "
+                f"this service already runs {settings.max_sessions} sessions, its limit "
                 "(NETGYM_MAX_SESSIONS); close one or raise the limit",
                 details={"limit": settings.max_sessions},
             )
@@ -180,6 +185,17 @@ class SessionManager:
             raise
         return record
 
+    async def _room_for_one_more(self) -> bool:
+        """Whether a session may start; waits a moment for sessions already ending."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            running = [r for r in self._live.values() if r.state != SessionState.ENDED]
+            if len(running) < self.settings.max_sessions:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+
     async def describe(self, env_id: str) -> dict[str, Any]:
         """The spaces of an env (made once in a short-lived session, then cached)."""
         if env_id not in self._spec_cache:
@@ -207,18 +223,19 @@ class SessionManager:
             record.control.close()
 
     def _on_control(self, record: SessionRecord, message: dict[str, Any]) -> None:
-            if message["op"] == "ready":
-                record.observation_space = message["observation_space"]
-                record.action_space = message["action_space"]
-                record.state = SessionState.READY
-                if not record.ready.done():
-                    record.ready.set_result(None)
-            elif message["op"] == "failed":
-                if not record.ready.done():
-                    record.ready.set_exception(error_from_dict(message["error"]))
-            elif message["op"] == "ended":
-                record.end_reason = record.end_reason or message["reason"]
-                record.end_error = message.get("error")
+        if message["op"] == "ready":
+            record.observation_space = message["observation_space"]
+            record.action_space = message["action_space"]
+            record.state = SessionState.READY
+            if not record.ready.done():
+                record.ready.set_result(None)
+        elif message["op"] == "failed":
+            if not record.ready.done():
+                record.ready.set_exception(error_from_dict(message["error"]))
+        elif message["op"] == "ended":
+            record.end_reason = record.end_reason or message["reason"]
+            record.end_error = message.get("error")
+            record.state = SessionState.ENDED
 
     def _on_exit(self, record: SessionRecord) -> None:
         loop = asyncio.get_running_loop()
@@ -240,8 +257,10 @@ class SessionManager:
         record.state = SessionState.ENDED
         if not record.ready.done():
             record.ready.set_exception(
-                WorkerCrashedError(f"the session process {describe_exit(record.process.exitcode)} "
-                                   "while making its envs")
+                WorkerCrashedError(
+                    f"the session process {describe_exit(record.process.exitcode)} "
+                    "while making its envs"
+                )
             )
         self._live.pop(record.session_id, None)
         self._ended[record.session_id] = record
@@ -259,17 +278,22 @@ class SessionManager:
         if record.state == SessionState.ENDED:
             raise SessionEndedError(f"session {session_id} has ended: {record.end_reason}")
         if record.state != SessionState.READY:
-            raise SessionStateError(f"session {session_id} is {record.state.value}, not ready for a client")
+            raise SessionStateError(
+                f"session {session_id} is {record.state.value}, not ready for a client"
+            )
         send_control(record.control, {"op": "attach"}, [client.fileno()])
         record.state = SessionState.ATTACHED
         return record
 
-    async def close(self, session_id: str, reason: str = "closed through the REST API") -> SessionRecord:
+    async def close(
+        self, session_id: str, reason: str = "closed through the REST API"
+    ) -> SessionRecord:
         """End a session: SIGTERM, then SIGKILL after a grace period."""
         record = self.get(session_id)
-        if record.state != SessionState.ENDED:
-            record.end_reason = record.end_reason or reason
-            _signal(record.process, signal.SIGTERM)
+        if not record.exited.is_set():
+            if record.state != SessionState.ENDED:
+                record.end_reason = record.end_reason or reason
+                _signal(record.process, signal.SIGTERM)
             try:
                 await asyncio.wait_for(record.exited.wait(), 5.0)
             except TimeoutError:
@@ -300,7 +324,5 @@ class SessionManager:
 
 def _signal(process: multiprocessing.process.BaseProcess, signum: int) -> None:
     if process.pid is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)
-        except ProcessLookupError:
-            pass

@@ -10,6 +10,7 @@ results are sent straight out of it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import mmap
@@ -49,7 +50,9 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def send_control(control: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+def send_control(
+    control: socket.socket, message: dict[str, Any], fds: list[int] | None = None
+) -> None:
     """One JSON message on the control socket (a SOCK_SEQPACKET pair), maybe with fds."""
     data = json.dumps(message).encode()
     if fds:
@@ -82,13 +85,18 @@ class Session:
         self.client: socket.socket | None = None
         self.end_reason = "ended"
         self.end_error: dict[str, Any] | None = None
+        self.close_requested = False
 
     def run(self) -> None:
         try:
             self._setup()
         except Exception as exc:
-            error = exc if isinstance(exc, NetgymError) else InvalidRequestError(
-                f"making {self.config.env_id!r} failed: {type(exc).__name__}: {exc}"
+            error = (
+                exc
+                if isinstance(exc, NetgymError)
+                else InvalidRequestError(
+                    f"making {self.config.env_id!r} failed: {type(exc).__name__}: {exc}"
+                )
             )
             send_control(self.control, {"op": "failed", "error": error.to_dict()})
             self.end_reason = f"could not start: {error.message}"
@@ -126,8 +134,14 @@ class Session:
         self.action_buffer = memory[self.results.step_nbytes :]
         self.action_leaves = self.actions.views(self.action_buffer)
         self.pool = WorkerPool(
-            make, config.num_envs, config.workers, self.results, self.actions,
-            self.result_buffer, self.action_buffer, config.autoreset_mode,
+            make,
+            config.num_envs,
+            config.workers,
+            self.results,
+            self.actions,
+            self.result_buffer,
+            self.action_buffer,
+            config.autoreset_mode,
             start_timeout_s=config.step_timeout_s,
         )
 
@@ -136,7 +150,9 @@ class Session:
         try:
             data, fds, _flags, _addr = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 1)
         except TimeoutError:
-            self.end(f"no client attached within {self.config.attach_timeout_s:g} s (attach_timeout_s)")
+            self.end(
+                f"no client attached within {self.config.attach_timeout_s:g} s (attach_timeout_s)"
+            )
             return None
         if not data or not fds:
             self.end("the service closed the session before a client attached")
@@ -161,14 +177,17 @@ class Session:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already on the way out
         if self.pool is not None:
             self.pool.close()
-        if self.client is not None:
-            self.client.close()
-        try:
+        with contextlib.suppress(OSError):
             send_control(
                 self.control, {"op": "ended", "reason": self.end_reason, "error": self.end_error}
             )
-        except OSError:
-            pass
+        if self.client is not None:
+            # CLOSED goes out only now, so that a client's close() returns once the
+            # workers are gone and the service counts the session as ended.
+            if self.close_requested:
+                with contextlib.suppress(OSError):
+                    send_frame(self.client, MessageType.CLOSED)
+            self.client.close()
 
     def _serve(self, client: socket.socket) -> None:
         config = self.config
@@ -214,8 +233,10 @@ class Session:
                 send_value(client, MessageType.ERROR, exc.to_dict())
             except Exception as exc:
                 log.exception("session %s failed", config.session_id)
-                self.end(f"failed inside the service: {exc!r}", NetgymError(
-                    f"session {config.session_id} failed inside the service: {exc!r}"))
+                self.end(
+                    f"failed inside the service: {exc!r}",
+                    NetgymError(f"session {config.session_id} failed inside the service: {exc!r}"),
+                )
                 return
 
     def _handle(self, client: socket.socket, message_type: MessageType, length: int) -> bool:
@@ -242,9 +263,7 @@ class Session:
         elif message_type == MessageType.PING:
             send_frame(client, MessageType.PONG, [body])
         elif message_type == MessageType.CLOSE:
-            send_frame(client, MessageType.CLOSED)
-            self.client = None
-            client.close()
+            self.close_requested = True
             self.end_reason = "closed by the client"
             return False
         else:
@@ -265,14 +284,15 @@ class Session:
             mask = np.asarray(options.pop("reset_mask"))
             if mask.dtype != np.bool_ or mask.shape != (self.config.num_envs,):
                 raise InvalidRequestError(
-                    f"options['reset_mask'] must be a bool array of shape ({self.config.num_envs},), "
-                    f"got {mask.dtype} {mask.shape}"
+                    "options['reset_mask'] must be a bool array of shape "
+                    f"({self.config.num_envs},), got {mask.dtype} {mask.shape}"
                 )
         assert self.pool is not None
         infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
         info = pack_value(merge_infos(self.config.num_envs, infos))
         send_frame(
-            client, MessageType.RESET_RESULT,
+            client,
+            MessageType.RESET_RESULT,
             [self.result_buffer[: self.results.reset_nbytes], info],
         )
 
@@ -283,8 +303,10 @@ def _seeds(seed: Any, num_envs: int) -> list[int | None]:
         return [None] * num_envs
     if isinstance(seed, int) and not isinstance(seed, bool):
         return [seed + i for i in range(num_envs)]
-    if isinstance(seed, list) and len(seed) == num_envs and all(
-        s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seed
+    if (
+        isinstance(seed, list)
+        and len(seed) == num_envs
+        and all(s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seed)
     ):
         return list(seed)
     raise InvalidRequestError(
@@ -299,4 +321,3 @@ def _discard(client: socket.socket, length: int) -> None:
         count = min(length, len(chunk))
         recv_exact_into(client, view[:count])
         length -= count
-

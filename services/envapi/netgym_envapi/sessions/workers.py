@@ -10,6 +10,8 @@ process per env spends more on switching than on stepping.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
 import signal
 import time
@@ -74,7 +76,7 @@ def split(num_envs: int, workers: int) -> list[tuple[int, int]]:
     """Contiguous ``(start, stop)`` slices of near-equal size, one per worker."""
     count = max(1, min(workers, num_envs))
     bounds = [round(i * num_envs / count) for i in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return list(itertools.pairwise(bounds))
 
 
 class WorkerPool:
@@ -99,13 +101,21 @@ class WorkerPool:
 
             def make_slice(start: int = start, stop: int = stop) -> EnvSlice:
                 return EnvSlice(
-                    make_env, start, stop, results, actions, result_buffer, action_buffer,
+                    make_env,
+                    start,
+                    stop,
+                    results,
+                    actions,
+                    result_buffer,
+                    action_buffer,
                     autoreset_mode,
                 )
 
             parent, child = _fork.Pipe()
             process = _fork.Process(
-                target=_worker_main, args=(child, make_slice), name=f"netgym-worker-{start}-{stop}",
+                target=_worker_main,
+                args=(child, make_slice),
+                name=f"netgym-worker-{start}-{stop}",
                 daemon=True,
             )
             process.start()
@@ -119,7 +129,10 @@ class WorkerPool:
             raise
 
     def reset(
-        self, seeds: Sequence[int | None], options: dict[str, Any] | None, mask: np.ndarray | None,
+        self,
+        seeds: Sequence[int | None],
+        options: dict[str, Any] | None,
+        mask: np.ndarray | None,
         timeout_s: float,
     ) -> EnvInfos:
         """Reset the envs (those ``mask`` selects); return ``(index, info)`` pairs."""
@@ -168,7 +181,7 @@ class WorkerPool:
                     if not found:
                         continue
                     index = found[0]
-                elif sentinels[item] in pending:
+                elif isinstance(item, int) and sentinels[item] in pending:
                     index = sentinels[item]
                     item = pending[index]
                     if not item.poll():
@@ -202,10 +215,8 @@ class WorkerPool:
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop every worker: ask first, then SIGKILL any still running."""
         for connection in self._connections:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 connection.send(("close",))
-            except (OSError, ValueError):
-                pass
         deadline = time.monotonic() + timeout_s
         for process in self._processes:
             process.join(max(0.0, deadline - time.monotonic()))
