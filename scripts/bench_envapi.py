@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -78,14 +79,17 @@ def time_vector(envs: gym.vector.VectorEnv, steps: int, seed: int) -> float:
     return steps * n / (time.perf_counter() - started)
 
 
-def time_single(step: Callable[[int], object], steps: int, seed: int, actions_n: int) -> float:
+def time_single(env: Any, steps: int, seed: int, actions_n: int) -> float:
+    """Steps/s of a one-env baseline client; it resets when an episode ends, as vector envs do."""
     rng = np.random.default_rng(seed)
     actions = rng.integers(0, actions_n, steps + 5).tolist()
+    env.reset(seed=seed)
     for a in actions[:5]:
-        step(a)
+        env.step(a)
     started = time.perf_counter()
     for a in actions[5:]:
-        step(a)
+        if env.step(a)[2]:
+            env.reset()
     return steps / (time.perf_counter() - started)
 
 
@@ -139,9 +143,9 @@ def main() -> None:
             results["netgym"].append(time_vector(remote, args.steps, seed=i))
             results["AsyncVectorEnv"].append(time_vector(local, args.steps, seed=i))
             results["raw socket, one env per message"].append(
-                time_single(raw.step, args.single_steps, i, n_actions)
+                time_single(raw, args.single_steps, i, n_actions)
             )
-            results["JSON over HTTP"].append(time_single(slow.step, args.json_steps, i, n_actions))
+            results["JSON over HTTP"].append(time_single(slow, args.json_steps, i, n_actions))
             rtt += round_trips(remote.ping, args.pings // args.rounds)
             print(
                 f"round {i + 1}/{args.rounds}: "
@@ -159,7 +163,8 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in results.items()}
     p50, p99 = np.percentile(rtt, 50) * 1e6, np.percentile(rtt, 99) * 1e6
     print(
-        f"\n{args.env_id}, {args.num_envs} envs for vector backends, median of {args.rounds} rounds, "
+        f"\n{args.env_id}, {args.num_envs} envs for vector backends, "
+        f"median of {args.rounds} rounds, "
         f"{os.cpu_count()} cores, loopback"
     )
     print(f"{'backend':<36}{'steps/s':>12}")

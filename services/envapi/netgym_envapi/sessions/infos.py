@@ -2,7 +2,9 @@
 
 Every key of an env's info becomes an array over envs plus a boolean mask
 ``_key`` saying which envs set it; nested dicts are merged recursively, and
-``final_obs`` is an object array of single observations.
+``final_obs`` is an object array of single observations. The result equals
+Gymnasium's ``VectorEnv._add_info`` applied env by env, but groups values by
+key first so that each array is built once per step, not once per env.
 """
 
 from __future__ import annotations
@@ -15,37 +17,33 @@ import numpy as np
 
 def merge_infos(num_envs: int, env_infos: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """The vector info for ``(env_index, info)`` pairs."""
-    merged: dict[str, Any] = {}
+    grouped: dict[str, list[tuple[int, Any]]] = {}
     for index, info in env_infos:
-        _add(merged, info, index, num_envs)
-    return merged
-
-
-def _add(merged: dict[str, Any], info: dict[str, Any], index: int, num_envs: int) -> None:
-    for key, value in info.items():
+        for key, value in info.items():
+            grouped.setdefault(key, []).append((index, value))
+    merged: dict[str, Any] = {}
+    for key, items in grouped.items():
+        indices = [index for index, _ in items]
+        values = [value for _, value in items]
+        first = values[0]
         if key == "final_obs":
-            array = merged.get(key)
-            if array is None:
-                array = np.full(num_envs, None, dtype=object)
-            array[index] = value
-        elif isinstance(value, dict):
-            array = merged.get(key, {})
-            _add(array, value, index, num_envs)
+            array: Any = np.full(num_envs, None, dtype=object)
+            for index, value in items:
+                array[index] = value
+        elif isinstance(first, dict):
+            array = merge_infos(num_envs, ((i, v if isinstance(v, dict) else {}) for i, v in items))
+        elif type(first) in (int, float, bool) or isinstance(first, np.number | np.bool_):
+            array = np.zeros(num_envs, dtype=type(first))
+            array[indices] = values
+        elif isinstance(first, np.ndarray):
+            array = np.zeros((num_envs, *first.shape), dtype=first.dtype)
+            for index, value in items:
+                array[index] = value
         else:
-            array = merged.get(key)
-            if array is None:
-                array = _empty_like(value, num_envs)
-            array[index] = value
-        mask = merged.get(f"_{key}")
-        if mask is None:
-            mask = np.zeros(num_envs, dtype=np.bool_)
-        mask[index] = True
+            array = np.full(num_envs, None, dtype=object)
+            for index, value in items:
+                array[index] = value
+        mask = np.zeros(num_envs, dtype=np.bool_)
+        mask[indices] = True
         merged[key], merged[f"_{key}"] = array, mask
-
-
-def _empty_like(value: Any, num_envs: int) -> np.ndarray:
-    if type(value) in (int, float, bool) or isinstance(value, np.number | np.bool_):
-        return np.zeros(num_envs, dtype=type(value))
-    if isinstance(value, np.ndarray):
-        return np.zeros((num_envs, *value.shape), dtype=value.dtype)
-    return np.full(num_envs, None, dtype=object)
+    return merged

@@ -5,7 +5,8 @@ Modelled on Gymnasium's AsyncVectorEnv: a worker answers every command with
 back to the session, which raises it; every wait has a timeout, and a worker
 that dies or hangs becomes a typed error naming it. Unlike AsyncVectorEnv, a
 worker steps several envs, one worker per core, because on few cores a
-process per env spends more on switching than on stepping.
+process per env spends more on switching than on stepping; and the session
+process steps the first slice itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import signal
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from multiprocessing.connection import Connection, wait
+from types import FrameType
 from typing import Any, NoReturn
 
 import gymnasium as gym
@@ -80,7 +83,13 @@ def split(num_envs: int, workers: int) -> list[tuple[int, int]]:
 
 
 class WorkerPool:
-    """The worker processes of one session."""
+    """The envs of one session: the first slice in this process, the others in workers.
+
+    Stepping the first slice here, while the workers step theirs, keeps a
+    process wake-up off every step; a session of one env has no worker at
+    all. A hang in this process's slice is cut short by SIGALRM; a crash in
+    it ends the session process, which the service reports to the client.
+    """
 
     def __init__(
         self,
@@ -95,34 +104,40 @@ class WorkerPool:
         start_timeout_s: float,
     ) -> None:
         self.slices = split(num_envs, workers)
-        self._connections: list[Connection] = []
-        self._processes: list[multiprocessing.process.BaseProcess] = []
-        for start, stop in self.slices:
 
-            def make_slice(start: int = start, stop: int = stop) -> EnvSlice:
-                return EnvSlice(
-                    make_env,
-                    start,
-                    stop,
-                    results,
-                    actions,
-                    result_buffer,
-                    action_buffer,
-                    autoreset_mode,
-                )
+        def make_slice(start: int, stop: int) -> EnvSlice:
+            return EnvSlice(
+                make_env,
+                start,
+                stop,
+                results,
+                actions,
+                result_buffer,
+                action_buffer,
+                autoreset_mode,
+            )
 
+        self._connections: dict[int, Connection] = {}
+        self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
+        self._local: EnvSlice | None = None
+        # Workers fork before this process makes its own envs, so that none
+        # inherits an env's sockets or emulator process.
+        for index, (start, stop) in enumerate(self.slices[1:], start=1):
             parent, child = _fork.Pipe()
             process = _fork.Process(
                 target=_worker_main,
-                args=(child, make_slice),
+                args=(child, partial(make_slice, start, stop)),
                 name=f"netgym-worker-{start}-{stop}",
                 daemon=True,
             )
             process.start()
             child.close()
-            self._connections.append(parent)
-            self._processes.append(process)
+            self._connections[index] = parent
+            self._processes[index] = process
         try:
+            self._local = self._run_local(
+                lambda: make_slice(*self.slices[0]), start_timeout_s, "start"
+            )
             self._gather(start_timeout_s, "start")
         except BaseException:
             self.close()
@@ -136,16 +151,55 @@ class WorkerPool:
         timeout_s: float,
     ) -> EnvInfos:
         """Reset the envs (those ``mask`` selects); return ``(index, info)`` pairs."""
+        assert self._local is not None
+        local = self._local
         self._send_all(("reset", seeds, options, mask), "reset")
-        return self._gather(timeout_s, "reset")
+        return self._combine(lambda: local.reset(seeds, options, mask), timeout_s, "reset")
 
     def step(self, timeout_s: float) -> EnvInfos:
         """Step every env with the actions in shared memory."""
+        assert self._local is not None
         self._send_all(("step",), "step")
-        return self._gather(timeout_s, "step")
+        return self._combine(self._local.step, timeout_s, "step")
+
+    def _combine(self, local: Callable[[], EnvInfos], timeout_s: float, what: str) -> EnvInfos:
+        """Run this process's part, then collect the workers'; raise the first failure."""
+        deadline = time.monotonic() + timeout_s
+        failure: NetgymError | None = None
+        try:
+            infos: EnvInfos = self._run_local(local, timeout_s, what)
+        except WorkerTimeoutError:
+            self.close(timeout_s=1.0)
+            raise
+        except Exception as exc:
+            failure, infos = error_from_dict(_error_dict(exc)), []
+        try:
+            infos += self._gather(timeout_s, what, deadline)
+        except NetgymError as exc:
+            if failure is None or isinstance(exc, WorkerCrashedError | WorkerTimeoutError):
+                failure = exc
+        if failure is not None:
+            raise failure
+        return infos
+
+    def _run_local(self, function: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        def expire(signum: int, frame: FrameType | None) -> None:
+            raise WorkerTimeoutError(
+                f"{self._describe(0)} did not finish a {what} within {timeout_s:g} s "
+                "(step_timeout_s); the session has ended",
+                details={"worker": 0, "timeout_s": timeout_s},
+            )
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 0.001))
+        try:
+            return function()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     def _send_all(self, command: tuple[Any, ...], what: str) -> None:
-        for index, connection in enumerate(self._connections):
+        for index, connection in self._connections.items():
             try:
                 connection.send(command)
             except OSError:
@@ -154,15 +208,22 @@ class WorkerPool:
     def _describe(self, index: int) -> str:
         start, stop = self.slices[index]
         envs = f"env {start}" if stop - start == 1 else f"envs {start}-{stop - 1}"
+        if index == 0:
+            return f"the session process ({envs})"
         return f"worker {index} ({envs})"
 
-    def _gather(self, timeout_s: float, what: str) -> EnvInfos:
-        """Collect one reply from every worker; raise the first failure after all replied."""
-        pending = dict(enumerate(self._connections))
-        sentinels = {p.sentinel: i for i, p in enumerate(self._processes)}
+    def _gather(self, timeout_s: float, what: str, deadline: float | None = None) -> EnvInfos:
+        """Collect one reply from every worker; raise the first failure after all replied.
+
+        ``timeout_s`` is the limit named in errors; ``deadline`` (``time.monotonic()``)
+        is when to give up, by default ``timeout_s`` from now.
+        """
+        pending = dict(self._connections)
+        sentinels = {p.sentinel: i for i, p in self._processes.items()}
         infos: EnvInfos = []
         failure: NetgymError | None = None
-        deadline = time.monotonic() + timeout_s
+        if deadline is None:
+            deadline = time.monotonic() + timeout_s
         while pending:
             remaining = deadline - time.monotonic()
             watched = [s for s, i in sentinels.items() if i in pending]
@@ -213,16 +274,19 @@ class WorkerPool:
         )
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop every worker: ask first, then SIGKILL any still running."""
-        for connection in self._connections:
+        """Stop every worker (ask first, then SIGKILL) and close this process's envs."""
+        for connection in self._connections.values():
             with contextlib.suppress(OSError, ValueError):
                 connection.send(("close",))
+        if self._local is not None:
+            self._local.close()
+            self._local = None
         deadline = time.monotonic() + timeout_s
-        for process in self._processes:
+        for process in self._processes.values():
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
-        for connection in self._connections:
+        for connection in self._connections.values():
             connection.close()
-        self._connections, self._processes = [], []
+        self._connections, self._processes = {}, {}

@@ -1,0 +1,33 @@
+"""merge_infos gives exactly what Gymnasium's vector envs give."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import data_equivalence
+from gymnasium.vector import VectorEnv
+
+from netgym_envapi.sessions.infos import merge_infos
+
+CASES: dict[str, list[tuple[int, dict[str, Any]]]] = {
+    "empty": [],
+    "ale-like": [(i, {"lives": 3, "frame_number": np.int64(4 * i)}) for i in range(4)],
+    "some-envs": [(1, {"x": 1.5}), (3, {"x": 2.5, "flag": True})],
+    "arrays": [(0, {"pos": np.ones(2, np.float32)}), (2, {"pos": np.zeros(2, np.float32)})],
+    "nested": [(0, {"episode": {"r": 1.0, "l": 10}}), (2, {"episode": {"r": -1.0, "l": 3}})],
+    "final": [(1, {"final_obs": np.arange(3), "final_info": {"a": 1}})],
+    "objects": [(0, {"name": "a"}), (1, {"name": "b"})],
+}
+
+
+@pytest.mark.parametrize("infos", CASES.values(), ids=CASES.keys())
+def test_same_as_gymnasium(infos: list[tuple[int, dict[str, Any]]]) -> None:
+    vector = SimpleNamespace(num_envs=4)
+    vector._add_info = lambda *args: VectorEnv._add_info(vector, *args)  # recursive calls
+    expected: dict[str, Any] = {}
+    for index, info in infos:
+        expected = VectorEnv._add_info(vector, expected, info, index)
+    assert data_equivalence(merge_infos(4, infos), expected, exact=True)
