@@ -1,0 +1,32 @@
+"""The client library imports without the services' dependencies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+import netgym, netgym.protocol, netgym.client.vector
+heavy = sorted(m for m in ("fastapi", "uvicorn", "pydantic", "ale_py", "netgym_envapi",
+                           "stable_baselines3", "torch") if m in sys.modules)
+assert not heavy, heavy
+print("ok")
+"""
+
+
+def test_client_imports_nothing_from_the_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_services_never_import_each_other_or_the_agent() -> None:
+    import pathlib
+
+    services = pathlib.Path(__file__).resolve().parents[2] / "services"
+    for path in services.rglob("*.py"):
+        text = path.read_text()
+        assert "stable_baselines3" not in text, path

@@ -1,0 +1,37 @@
+"""Access settings: no listening beyond loopback without a token unless told so."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from netgym_envapi.settings import InsecureBindError, Settings
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_loopback_needs_no_token(host: str) -> None:
+    Settings(host=host).check_bind()
+
+
+def test_beyond_loopback_needs_a_token_or_explicit_consent() -> None:
+    with pytest.raises(InsecureBindError, match="NETGYM_TOKEN"):
+        Settings(host="0.0.0.0").check_bind()
+    Settings(host="0.0.0.0", token="secret").check_bind()
+    Settings(host="0.0.0.0", allow_unauthenticated_remote_access=True).check_bind()
+
+
+def test_command_line_refuses_and_says_what_to_do() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETGYM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "netgym_envapi", "--host", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
+    assert "NETGYM_ALLOW_UNAUTHENTICATED_REMOTE_ACCESS" in result.stderr
