@@ -68,8 +68,9 @@ def start_envapi() -> tuple[subprocess.Popen[bytes], str]:
 def time_vector(envs: gym.vector.VectorEnv, steps: int, seed: int) -> float:
     """Steps/s of a vector env (each env step counts), random actions."""
     rng = np.random.default_rng(seed)
-    n = envs.action_space.shape[0]
-    actions = rng.integers(0, envs.single_action_space.n, (steps + 20, n))
+    n = envs.num_envs
+    assert isinstance(envs.single_action_space, gym.spaces.Discrete)
+    actions = rng.integers(0, int(envs.single_action_space.n), (steps + 20, n))
     envs.reset(seed=seed)
     for a in actions[:20]:
         envs.step(a)
@@ -138,6 +139,7 @@ def main() -> None:
         slow = json_http.JsonHttpEnv(f"http://127.0.0.1:{json_port}", args.env_id)
         raw.reset(seed=0)
         slow.reset(seed=0)
+        assert isinstance(remote.single_action_space, gym.spaces.Discrete)
         n_actions = int(remote.single_action_space.n)
         for i in range(args.rounds):
             results["netgym"].append(time_vector(remote, args.steps, seed=i))

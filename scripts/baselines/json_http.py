@@ -20,12 +20,8 @@ or from a benchmark with :func:`launch` / :func:`stop`.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -34,8 +30,10 @@ import numpy as np
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
-HOST = "127.0.0.1"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts.baselines import processes
+from scripts.baselines.processes import HOST, free_port, stop
+
+__all__ = ["free_port", "launch", "stop"]
 
 
 def make_env(env_id: str) -> gymnasium.Env[Any, Any]:
@@ -223,71 +221,20 @@ def serve(port: int) -> None:
     uvicorn.run(app, host=HOST, port=port, log_level="warning")
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_ready(port: int, timeout: float = 30.0) -> None:
-    """Block until a server on ``port`` answers ``GET /v1/envs/``.
+    """Block until ``GET /v1/envs/`` answers on ``port`` (TimeoutError after ``timeout`` s)."""
 
-    Args:
-        port: Port the server listens on.
-        timeout: Seconds to wait before giving up.
+    def answers() -> bool:
+        return httpx.get(f"http://{HOST}:{port}/v1/envs/", timeout=1.0).status_code == 200
 
-    Raises:
-        TimeoutError: The server did not answer in time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/v1/envs/", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"json_http server on port {port} not ready in {timeout} s")
-        time.sleep(0.05)
+    processes.poll_until_ready(
+        answers, f"json_http server on port {port}", timeout, (httpx.TransportError,)
+    )
 
 
 def launch(port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Start ``python -m scripts.baselines.json_http --port N`` and wait until ready.
-
-    Args:
-        port: Port to listen on (see :func:`free_port`).
-        timeout: Seconds to wait for the server to answer.
-
-    Returns:
-        The server process; end it with :func:`stop`.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.baselines.json_http", "--port", str(port)],
-        cwd=_REPO_ROOT,
-    )
-    try:
-        wait_ready(port, timeout)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate a server started by :func:`launch`, killing it if it lingers.
-
-    Args:
-        proc: The server process.
-        timeout: Seconds to wait after SIGTERM before SIGKILL.
-    """
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Start ``python -m scripts.baselines.json_http --port N`` and wait until ready."""
+    return processes.launch("scripts.baselines.json_http", port, wait_ready, timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,15 +36,16 @@ import subprocess
 import sys
 import time
 import traceback
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import gymnasium
 import numpy as np
 
-HOST = "127.0.0.1"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+from scripts.baselines import processes
+from scripts.baselines.processes import HOST, free_port, stop
+
+__all__ = ["free_port", "launch", "stop"]
 
 HEADER = struct.Struct("<IB")
 ACTION = struct.Struct("<i")
@@ -365,73 +366,20 @@ class RawSocketEnv:
         self.close()
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def wait_ready(port: int, timeout: float = 30.0) -> None:
-    """Block until a server on ``port`` answers a PING.
+    """Block until a server on ``port`` answers a PING (TimeoutError after ``timeout`` s)."""
 
-    Args:
-        port: Port the server listens on.
-        timeout: Seconds to wait before giving up.
+    def answers() -> bool:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(HEADER.pack(0, PING))
+            return sock.recv(HEADER.size) == HEADER.pack(0, PING)
 
-    Raises:
-        TimeoutError: The server did not answer in time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=1.0) as sock:
-                sock.sendall(HEADER.pack(0, PING))
-                if sock.recv(HEADER.size) == HEADER.pack(0, PING):
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"raw_socket server on port {port} not ready in {timeout} s")
-        time.sleep(0.05)
+    processes.poll_until_ready(answers, f"raw_socket server on port {port}", timeout, (OSError,))
 
 
 def launch(port: int, timeout: float = 30.0) -> subprocess.Popen[bytes]:
-    """Start ``python -m scripts.baselines.raw_socket --port N`` and wait until ready.
-
-    Args:
-        port: Port to listen on (see :func:`free_port`).
-        timeout: Seconds to wait for the server to answer.
-
-    Returns:
-        The server process; end it with :func:`stop`.
-    """
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.baselines.raw_socket", "--port", str(port)],
-        cwd=_REPO_ROOT,
-    )
-    try:
-        wait_ready(port, timeout)
-    except BaseException:
-        stop(proc)
-        raise
-    return proc
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    """Terminate a server started by :func:`launch` and its client processes.
-
-    Args:
-        proc: The server process.
-        timeout: Seconds to wait after SIGTERM before SIGKILL.
-    """
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """Start ``python -m scripts.baselines.raw_socket --port N`` and wait until ready."""
+    return processes.launch("scripts.baselines.raw_socket", port, wait_ready, timeout)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -47,23 +49,27 @@ class DataConnection:
         )
         self.welcome: dict[str, Any] = unpack_value(self._expect(MessageType.WELCOME))
 
-    def _expect(self, wanted: MessageType) -> bytearray:
+    @contextlib.contextmanager
+    def _socket_errors(self) -> Iterator[None]:
+        """Turn a timeout or a broken socket into ConnectionLostError."""
         try:
-            message_type, body = recv_frame(self.sock, self.max_message_bytes)
+            yield
         except TimeoutError:
             raise ConnectionLostError(
                 f"the envapi sent no reply within {self.timeout_s:g} s (timeout_s)"
             ) from None
         except OSError as exc:
             raise ConnectionLostError(f"the data connection broke: {exc}") from None
+
+    def _expect(self, wanted: MessageType) -> bytearray:
+        with self._socket_errors():
+            message_type, body = recv_frame(self.sock, self.max_message_bytes)
         return expect(message_type, body, wanted)
 
     def send(self, message_type: MessageType, parts: list[Buffer]) -> None:
         """Send one frame."""
-        try:
+        with self._socket_errors():
             send_frame(self.sock, message_type, parts)
-        except OSError as exc:
-            raise ConnectionLostError(f"the data connection broke: {exc}") from None
 
     def reset(
         self, seed: Any, options: dict[str, Any] | None, layout: ResultLayout
@@ -80,16 +86,10 @@ class DataConnection:
 
     def receive_step(self, layout: ResultLayout) -> tuple[StepArrays, Any]:
         """Read a STEP_RESULT into a fresh buffer; the arrays are views of it."""
-        try:
+        with self._socket_errors():
             message_type, length = recv_header(self.sock, self.max_message_bytes)
             buffer = np.empty(length, dtype=np.uint8)
             recv_exact_into(self.sock, buffer.data)
-        except TimeoutError:
-            raise ConnectionLostError(
-                f"the envapi sent no step result within {self.timeout_s:g} s (timeout_s)"
-            ) from None
-        except OSError as exc:
-            raise ConnectionLostError(f"the data connection broke: {exc}") from None
         if message_type == MessageType.ERROR:
             raise unpack_error(buffer.data)
         if message_type != MessageType.STEP_RESULT or length < layout.step_nbytes:
