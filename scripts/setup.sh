@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up netgym in ./.venv: the envapi service and the client library.
-# Usage: scripts/setup.sh [extras]   (default extras: envapi; "dev" adds tests and SB3)
+# Usage: scripts/setup.sh [extras]   (default: envapi,emulator; "dev" adds tests and SB3)
+# As root on Debian it also installs the Debian packages the emulator needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-envapi}"
+extras="${1:-envapi,emulator}"
 python="${PYTHON:-python3}"
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -19,6 +20,23 @@ if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
     fi
 fi
 
+# The emulator service runs the real FCEUX under Xvfb; cc65 builds the homebrew
+# test game; efp is the free Escape from Pong ROM.
+debian_packages=(fceux xvfb lua5.1 lua-socket cc65 efp)
+missing=()
+for package in "${debian_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    else
+        echo "warning: the emulator service needs: sudo apt-get install ${missing[*]}" >&2
+    fi
+fi
+
 [[ -x .venv/bin/pip ]] || "$python" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 if [[ "$extras" == *dev* || "$extras" == *sb3* ]]; then
@@ -27,4 +45,12 @@ if [[ "$extras" == *dev* || "$extras" == *sb3* ]]; then
     .venv/bin/pip install --quiet "torch==${NETGYM_TORCH_VERSION:-2.13.0}"
 fi
 .venv/bin/pip install --quiet -e ".[$extras]"
+
+for build in games/*/build.sh; do
+    if command -v ca65 >/dev/null; then
+        bash "$build"
+    else
+        echo "warning: cc65 is missing, so $build cannot build its ROM" >&2
+    fi
+done
 echo "netgym is set up in .venv (extras: $extras)"

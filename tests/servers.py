@@ -56,6 +56,45 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def start_service(
+    module: str, port: int, env: dict[str, str], log: Path
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m MODULE`` and wait until its /v1/health answers 200."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "--log-level", "warning"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=5):
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{module} did not start:\n{log.read_text()}") from None
+            time.sleep(0.1)
+
+
+def stop_service(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT the service; afterwards no process it started may be left."""
+    spawned = descendants(process.pid)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in spawned) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in spawned if alive(p)]
+    assert not left, f"{process.args} left processes behind: {left}"
+
+
 @contextmanager
 def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> Iterator[EnvApi]:
     """A live ``netgym-envapi`` process; every process it started is gone afterwards."""
@@ -67,36 +106,24 @@ def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> It
         env["NETGYM_TOKEN"] = token
     env.update({f"NETGYM_{k.upper()}": v for k, v in settings.items()})
     log = tmp_path / f"envapi-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "netgym_envapi", "--log-level", "warning"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/v1/health", timeout=5):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"envapi did not start:\n{log.read_text()}") from None
-            time.sleep(0.1)
+    process = start_service("netgym_envapi", port, env, log)
     try:
-        yield EnvApi(url, data_port, token, process, log)
+        yield EnvApi(f"http://127.0.0.1:{port}", data_port, token, process, log)
     finally:
-        spawned = descendants(process.pid)
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        deadline = time.monotonic() + 10
-        while any(alive(p) for p in spawned) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        left = [p for p in spawned if alive(p)]
-        assert not left, f"envapi left processes behind: {left}"
+        stop_service(process)
+
+
+@contextmanager
+def run_emulator(tmp_path: Path, games_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A live ``netgym-emulator`` serving ``games_dir``; no FCEUX or Xvfb left afterwards."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "NETGYM_EMULATOR_PORT": str(port),
+        "NETGYM_EMULATOR_GAMES_DIR": str(games_dir),
+    }
+    process = start_service("netgym_emulator", port, env, tmp_path / f"emulator-{port}.log")
+    try:
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        stop_service(process)

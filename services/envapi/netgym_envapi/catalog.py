@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
+import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import gymnasium as gym
 
-from netgym.errors import InvalidRequestError, UnknownEnvError
+from netgym.errors import InvalidRequestError, NetgymError, UnknownEnvError
 from netgym_envapi.wrappers import WrapperSpec, apply_wrappers, make_kwargs_for
+
+log = logging.getLogger("netgym.envapi.catalog")
 
 # Entry points we serve: the Gymnasium classics and every ALE game. Others in the
 # registry (jax-based, MuJoCo...) need packages the image does not carry.
@@ -23,6 +27,33 @@ _FAMILIES = {
 
 
 _custom_modules: list[str] = []
+_emulator: dict[str, Any] = {"url": None, "games": {}, "read_at": 0.0}
+EMULATOR_PREFIX = "netgym/"
+
+
+def serve_emulator(url: str | None) -> None:
+    """Also serve every game the emulator service at ``url`` has (None: none)."""
+    _emulator["url"] = url.rstrip("/") if url else None
+    _emulator["read_at"] = 0.0
+
+
+def _emulator_games() -> dict[str, str]:
+    """Env id -> game name, from the emulator service (re-read at most every 5 s)."""
+    url = _emulator["url"]
+    if url is None:
+        return {}
+    if time.monotonic() - _emulator["read_at"] > 5.0:
+        from netgym.client.rest import RestClient
+
+        try:
+            games = RestClient(url, token=None, timeout_s=10).call("GET", "/v1/games")["games"]
+            _emulator["games"] = {g["env_id"]: g["name"] for g in games}
+        except NetgymError as exc:
+            log.warning("the emulator service at %s does not answer: %s", url, exc.message)
+            _emulator["games"] = {}
+        _emulator["read_at"] = time.monotonic()
+    known: dict[str, str] = _emulator["games"]
+    return known
 
 
 def serve_modules(modules: list[str]) -> None:
@@ -82,6 +113,7 @@ def list_envs() -> list[EnvEntry]:
         family = _family(spec.entry_point)
         if family is not None:
             entries.append(EnvEntry(env_id, family))
+    entries += [EnvEntry(env_id, "emulator") for env_id in _emulator_games()]
     return sorted(entries, key=lambda e: e.env_id)
 
 
@@ -91,6 +123,8 @@ def find_env(env_id: str) -> EnvEntry:
     Raises:
         UnknownEnvError: with close matches, when the id is not served.
     """
+    if env_id.startswith(EMULATOR_PREFIX) and env_id in _emulator_games():
+        return EnvEntry(env_id, "emulator")
     _register_ale()
     spec = gym.registry.get(env_id)
     family = _family(spec.entry_point) if spec is not None else None
@@ -112,7 +146,16 @@ def make_env(
         UnknownEnvError: when the id is not served.
         InvalidRequestError: when gymnasium rejects the keyword arguments.
     """
-    find_env(env_id)
+    if find_env(env_id).family == "emulator":
+        from netgym.emulator.env import EmulatorEnv
+
+        try:
+            game: gym.Env[Any, Any] = EmulatorEnv(
+                _emulator_games()[env_id], _emulator["url"], **env_kwargs
+            )
+        except TypeError as exc:
+            raise InvalidRequestError(f"{env_id} rejected env_kwargs {env_kwargs}: {exc}") from exc
+        return apply_wrappers(game, wrappers)
     kwargs = {**make_kwargs_for(wrappers), **env_kwargs}
     try:
         env = gym.make(env_id, **kwargs)

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     env_modules: str = Field(
         "", description="comma-separated modules whose Gymnasium envs are served too"
     )
+    emulator_url: str | None = Field(
+        None,
+        description="the emulator service whose games are served too, e.g. http://emulator:8002",
+    )
     max_sessions: int = Field(32, ge=1)
     max_envs_per_session: int = Field(64, ge=1)
     max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -33,3 +33,4 @@ class SessionConfig:
     step_timeout_s: float = 60.0
     max_message_bytes: int = 64 * 1024 * 1024
     env_modules: list[str] = field(default_factory=list)
+    emulator_url: str | None = None

@@ -34,7 +34,7 @@ from netgym.errors import (
     WorkerTimeoutError,
     error_from_dict,
 )
-from netgym_envapi.catalog import find_env, serve_modules
+from netgym_envapi.catalog import find_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.lifetime import describe_exit
 from netgym_envapi.sessions.process import CONTROL_MESSAGE_BYTES, run_session, send_control
@@ -99,6 +99,7 @@ class SessionManager:
         self._ended: OrderedDict[str, SessionRecord] = OrderedDict()
         self._spec_cache: dict[str, dict[str, Any]] = {}
         serve_modules(settings.env_module_list)
+        serve_emulator(settings.emulator_url)
 
     @property
     def live_sessions(self) -> list[SessionRecord]:
@@ -159,6 +160,7 @@ class SessionManager:
             step_timeout_s=settings.step_timeout_s,
             max_message_bytes=settings.max_message_bytes,
             env_modules=settings.env_module_list,
+            emulator_url=settings.emulator_url,
         )
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = self._context.Process(

@@ -32,7 +32,7 @@ from netgym.errors import (
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
 from netgym.protocol.frames import recv_exact_into, recv_header, send_frame, send_value
 from netgym.protocol.values import pack_value, unpack_value
-from netgym_envapi.catalog import make_env, serve_modules
+from netgym_envapi.catalog import make_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.infos import merge_infos
 from netgym_envapi.sessions.lifetime import die_with_parent
@@ -118,6 +118,7 @@ class Session:
     def _setup(self) -> None:
         config = self.config
         serve_modules(config.env_modules)
+        serve_emulator(config.emulator_url)
         make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
         probe = make()
         try:

@@ -1,0 +1,134 @@
+"""The client end of netgym's Lua bridge: one lockstep TCP connection to one FCEUX.
+
+Every request is 5 bytes: a command byte (``S`` step, ``R`` reset, ``P`` ping,
+``Q`` quit) and a u32 LE argument (the buttons bitmask, or the no-op frames
+before play). Every reply is ``u32 length, header text, u32 length, screen
+(GD: an 11-byte header then 256x240 ARGB), the named RAM bytes``; the header
+is ``ok REWARD DONE key=value...`` or ``error MESSAGE`` (docs/games.md).
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from netgym.errors import ConnectionLostError, EnvError
+
+_cv2: Any
+try:
+    import cv2 as _cv2
+except ImportError:  # the client library does not require OpenCV
+    _cv2 = None
+from netgym.protocol.frames import recv_exact_into
+
+BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
+SCREEN_SHAPE = (240, 256, 3)
+GD_HEADER = 11
+_U32 = struct.Struct("<I")
+
+
+def argb_to_rgb(gd_screenshot: np.ndarray) -> np.ndarray:
+    """FCEUX's GD screenshot (11-byte header, then ARGB pixels) as a (240, 256, 3) RGB array.
+
+    Shifting each little-endian ARGB word right by 8 puts R, G, B in its first
+    three bytes; dropping the fourth is then a fast contiguous conversion
+    (OpenCV's when it is installed, as on the envapi) instead of a slow
+    strided copy.
+    """
+    height, width, _ = SCREEN_SHAPE
+    words = np.frombuffer(gd_screenshot, "<u4", height * width, GD_HEADER) >> 8
+    rgbx = words.view(np.uint8).reshape(height, width, 4)
+    if _cv2 is not None:
+        return np.asarray(_cv2.cvtColor(rgbx, _cv2.COLOR_RGBA2RGB))
+    rgb = np.empty(SCREEN_SHAPE, np.uint8)
+    for channel in range(3):
+        rgb[..., channel] = rgbx[..., channel]
+    return rgb
+
+
+def buttons_mask(buttons: list[str] | tuple[str, ...]) -> int:
+    """The bridge's bitmask for button names (bit i is ``BUTTONS[i]``)."""
+    return sum(1 << BUTTONS.index(b) for b in buttons)
+
+
+@dataclass
+class BridgeReply:
+    """What the bridge answered to a step or a reset."""
+
+    reward: float
+    done: bool
+    info: dict[str, float] = field(default_factory=dict)
+    screen: np.ndarray | None = None
+    ram: np.ndarray | None = None
+
+
+class BridgeConnection:
+    """A lockstep connection to one instance's bridge."""
+
+    def __init__(self, host: str, port: int, ram_count: int, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.ram_count = ram_count
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as exc:
+            raise ConnectionLostError(
+                f"cannot connect to the emulator at {host}:{port}: {exc}"
+            ) from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._length = bytearray(4)
+
+    def request(self, command: bytes, argument: int = 0) -> BridgeReply:
+        """Send one request and read its reply.
+
+        Raises:
+            ConnectionLostError: when the instance closes or stays silent past the timeout.
+            EnvError: when the game's Lua script failed (the message has its file and line).
+        """
+        try:
+            self.sock.sendall(command + _U32.pack(argument))
+            header = self._read(self._read_u32()).decode(errors="replace")
+            screen_bytes = self._read_u32()
+            screen = None
+            if screen_bytes:
+                raw = np.empty(screen_bytes, dtype=np.uint8)
+                recv_exact_into(self.sock, raw.data)
+                screen = argb_to_rgb(raw)
+            ram = None
+            if self.ram_count:
+                ram = np.frombuffer(self._read(self.ram_count), dtype=np.uint8).copy()
+        except TimeoutError:
+            raise ConnectionLostError(
+                f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped"
+            ) from None
+        except (OSError, ConnectionLostError) as exc:
+            raise ConnectionLostError(f"the connection to the emulator broke: {exc}") from None
+        status, _, rest = header.partition(" ")
+        if status != "ok":
+            raise EnvError(f"the game's Lua script failed: {rest}", details={"lua_error": rest})
+        reward, done, *pairs = rest.split(" ")
+        info = {key: float(value) for key, _, value in (p.partition("=") for p in pairs)}
+        return BridgeReply(float(reward), done == "1", info, screen, ram)
+
+    def _read_u32(self) -> int:
+        recv_exact_into(self.sock, memoryview(self._length))
+        (value,) = _U32.unpack(self._length)
+        return int(value)
+
+    def _read(self, count: int) -> bytes:
+        data = bytearray(count)
+        recv_exact_into(self.sock, memoryview(data))
+        return bytes(data)
+
+    def close(self) -> None:
+        """Ask the instance to quit (it exits FCEUX) and close the socket."""
+        try:
+            self.sock.settimeout(1.0)
+            self.sock.sendall(b"Q" + _U32.pack(0))
+        except OSError:
+            pass
+        finally:
+            self.sock.close()

@@ -1,0 +1,173 @@
+"""``EmulatorEnv``: a plugged-in NES game as a Gymnasium env.
+
+The env leases an FCEUX instance from the emulator service and steps it
+through the instance's Lua bridge. When the instance fails (a Lua error, a
+crash, a hang past ``timeout_s``), the step raises ``EnvError`` naming the
+cause, the instance is given back, and the next ``reset`` starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from netgym.client.rest import RestClient
+from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
+from netgym.errors import ConnectionLostError, EnvError, NetgymError
+
+
+class EmulatorEnv(gym.Env[Any, Any]):
+    """One instance of a game served by a netgym emulator service.
+
+    Args:
+        game: the game's name in its manifest (``Catch`` for ``netgym/Catch-v0``).
+        emulator_url: the emulator service, e.g. ``http://127.0.0.1:8002``.
+        observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
+        timeout_s: how long a step may take before the instance counts as hung.
+        max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(
+        self,
+        game: str,
+        emulator_url: str,
+        observation: str | None = None,
+        timeout_s: float = 10.0,
+        max_episode_steps: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        self._rest = RestClient(emulator_url, token=None, timeout_s=60.0)
+        self.spec_data: dict[str, Any] = self._rest.call("GET", f"/v1/games/{game}")
+        self.game = game
+        self.timeout_s = timeout_s
+        self.render_mode = render_mode
+        manifest_screen, ram_names = self.spec_data["screen"], self.spec_data["ram"]
+        default = (
+            "both" if manifest_screen and ram_names else ("screen" if manifest_screen else "ram")
+        )
+        self.observation_kind = observation or default
+        if self.observation_kind not in ("screen", "ram", "both"):
+            raise NetgymError(f"observation must be 'screen', 'ram' or 'both', not {observation!r}")
+        if self.observation_kind in ("ram", "both") and not ram_names:
+            raise NetgymError(f"{game}'s manifest names no RAM values to observe")
+        if self.observation_kind in ("screen", "both") and not manifest_screen:
+            raise NetgymError(f"{game}'s manifest turns the screen off")
+        screen_space = spaces.Box(0, 255, SCREEN_SHAPE, np.uint8)
+        ram_space = spaces.Box(0, 255, (len(ram_names),), np.uint8)
+        self.observation_space = {
+            "screen": screen_space,
+            "ram": ram_space,
+            "both": spaces.Dict({"screen": screen_space, "ram": ram_space}),
+        }[self.observation_kind]
+        actions = self.spec_data["actions"]
+        if actions is None:
+            self.action_space = spaces.MultiBinary(len(self.spec_data["buttons"]))
+            self._masks: list[int] | None = None
+        else:
+            self.action_space = spaces.Discrete(len(actions))
+            self._masks = [int(a["mask"]) for a in actions]
+        self.max_episode_steps = max_episode_steps or self.spec_data["max_steps"]
+        self._instance: dict[str, Any] | None = None
+        self._bridge: BridgeConnection | None = None
+        self._steps = 0
+        self._last_screen: np.ndarray | None = None
+
+    @property
+    def instance_id(self) -> str | None:
+        return self._instance["instance_id"] if self._instance else None
+
+    def _connect(self) -> BridgeConnection:
+        if self._bridge is None:
+            screen = self.observation_kind != "ram"
+            instance = self._rest.call(
+                "POST", "/v1/instances", {"game": self.game, "screen": screen}
+            )
+            self._instance = instance
+            try:
+                self._bridge = BridgeConnection(
+                    instance["host"],
+                    int(instance["port"]),
+                    len(self.spec_data["ram"]),
+                    self.timeout_s,
+                )
+            except NetgymError:
+                self._release()
+                raise
+        return self._bridge
+
+    def _release(self) -> None:
+        """Give the instance back: quit its bridge and ask the service to kill it."""
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+        if self._instance is not None:
+            with contextlib.suppress(NetgymError):
+                self._rest.call("DELETE", f"/v1/instances/{self._instance['instance_id']}")
+            self._instance = None
+
+    def _request(self, command: bytes, argument: int) -> BridgeReply:
+        bridge = self._connect()
+        instance_id = self.instance_id
+        try:
+            return bridge.request(command, argument)
+        except (ConnectionLostError, EnvError) as exc:
+            cause = exc.message
+            if isinstance(exc, ConnectionLostError):
+                with contextlib.suppress(NetgymError):
+                    status = self._rest.call("GET", f"/v1/instances/{instance_id}")
+                    cause += f" (the instance {status['state']})"
+            self._release()
+            raise EnvError(
+                f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
+                "next reset() starts a new one",
+                details={**exc.details, "instance_id": instance_id},
+            ) from None
+
+    def _observation(self, reply: BridgeReply) -> Any:
+        self._last_screen = reply.screen
+        if self.observation_kind == "screen":
+            return reply.screen
+        if self.observation_kind == "ram":
+            return reply.ram
+        return {"screen": reply.screen, "ram": reply.ram}
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Back to the start of play, then a seeded number of no-op frames."""
+        super().reset(seed=seed)
+        noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
+        reply = self._request(b"R", noops)
+        self._steps = 0
+        return self._observation(reply), {"noops": noops, **reply.info}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if self._masks is not None:
+            mask = self._masks[int(action)]
+        else:
+            mask = sum(
+                1 << i for i, pressed in enumerate(np.asarray(action).reshape(-1)) if pressed
+            )
+        reply = self._request(b"S", mask)
+        self._steps += 1
+        truncated = bool(self.max_episode_steps and self._steps >= self.max_episode_steps)
+        return (
+            self._observation(reply),
+            reply.reward,
+            reply.done,
+            truncated and not reply.done,
+            reply.info,
+        )
+
+    def render(self) -> np.ndarray | None:
+        """The last screen (when the screen is observed)."""
+        return self._last_screen
+
+    def close(self) -> None:
+        self._release()

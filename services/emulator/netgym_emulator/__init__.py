@@ -1,0 +1,7 @@
+"""The emulator service: FCEUX instances under a virtual display, one per env.
+
+It reads the game folders (``games.py``), starts and supervises instances
+(``instances.py``) on an Xvfb display (``display.py``), and lends them over
+REST (``app.py``). Frames never pass through it: the env talks to the
+instance's Lua bridge (``bridge.lua``) directly.
+"""

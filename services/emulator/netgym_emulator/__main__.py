@@ -1,0 +1,37 @@
+"""``netgym-emulator``: run the emulator service with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from netgym.errors import NetgymError
+from netgym_emulator.settings import EmulatorSettings
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse flags (each overrides its NETGYM_EMULATOR_* variable) and serve until stopped."""
+    parser = argparse.ArgumentParser(prog="netgym-emulator", description=__doc__)
+    parser.add_argument("--host", help="REST bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="REST port (default 8002)")
+    parser.add_argument("--games-dir", help="the folder of game folders (default ./games)")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "log_level"}
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    settings = EmulatorSettings(**overrides)
+
+    import uvicorn
+
+    from netgym_emulator.app import create_app
+
+    try:
+        app = create_app(settings)
+    except NetgymError as exc:
+        sys.exit(f"netgym-emulator: {exc.message}")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws="none")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The emulator service's REST API: games, and instances lent to envs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from netgym.errors import NetgymError
+from netgym_emulator.display import OwnedXvfb
+from netgym_emulator.pool import InstancePool
+from netgym_emulator.settings import EmulatorSettings
+
+log = logging.getLogger("netgym.emulator")
+
+
+def get_pool(request: Request) -> InstancePool:
+    pool: InstancePool = request.app.state.pool
+    return pool
+
+
+PoolDep = Annotated[InstancePool, Depends(get_pool)]
+
+
+class StartInstance(BaseModel):
+    """The body of POST /v1/instances."""
+
+    game: str
+    screen: bool | None = None  # False: no screen in replies (faster when only RAM is observed)
+
+
+def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
+    """The app; its lifespan starts Xvfb and kills every instance on exit."""
+    settings = settings or EmulatorSettings()
+    if shutil.which(settings.fceux) is None:
+        raise NetgymError(
+            f"FCEUX not found as {settings.fceux!r}: install it (Debian: apt-get install fceux, "
+            "which puts it in /usr/games) or set NETGYM_EMULATOR_FCEUX"
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        display = OwnedXvfb()
+        display.start()  # type: ignore[no-untyped-call]
+        pool = InstancePool(settings, display.display_name)
+        app.state.pool, app.state.display = pool, display
+        for folder, problem in pool.problems.items():
+            log.warning("game folder %s is not served: %s", folder, problem)
+        reaper = asyncio.get_running_loop().create_task(_reap_forever(pool))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            pool.stop_all()
+            display.stop()  # type: ignore[no-untyped-call]
+
+    app = FastAPI(title="netgym emulator", version="0.1.0", lifespan=lifespan)
+
+    @app.exception_handler(NetgymError)
+    async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.get("/v1/health")
+    async def health(request: Request, pool: PoolDep) -> JSONResponse:
+        display_ok = request.app.state.display.is_alive()
+        body = {
+            "status": "ok" if display_ok else "failing",
+            "display": display_ok,
+            "games": len(pool.games),
+            "instances": len(pool.instances),
+        }
+        return JSONResponse(body, status_code=200 if display_ok else 503)
+
+    @app.get("/v1/games")
+    async def games(pool: PoolDep) -> dict[str, Any]:
+        pool.rescan()
+        return {"games": [g.spec() for g in pool.games.values()], "problems": pool.problems}
+
+    @app.get("/v1/games/{name}")
+    async def game(name: str, pool: PoolDep) -> dict[str, Any]:
+        return pool.game(name).spec()
+
+    @app.post("/v1/instances", status_code=201)
+    async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
+        instance = await pool.start(body.game, body.screen)
+        # The bridge is reached at the address the caller reached us by.
+        return {**instance.public(), "host": request.url.hostname, "spec": instance.game.spec()}
+
+    @app.get("/v1/instances")
+    async def instances(pool: PoolDep) -> dict[str, Any]:
+        pool.reap()
+        return {"instances": [i.public() for i in pool.instances.values()]}
+
+    @app.get("/v1/instances/{instance_id}")
+    async def instance(instance_id: str, pool: PoolDep) -> dict[str, Any]:
+        return pool.get(instance_id).public()
+
+    @app.delete("/v1/instances/{instance_id}")
+    async def stop(instance_id: str, pool: PoolDep) -> dict[str, Any]:
+        pool.stop(instance_id)
+        return {"instance_id": instance_id, "state": "stopped"}
+
+    return app
+
+
+async def _reap_forever(pool: InstancePool) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        pool.reap()

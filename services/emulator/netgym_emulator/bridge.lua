@@ -1,0 +1,167 @@
+-- netgym's Lua bridge: drives one FCEUX instance frame by frame for one client.
+--
+-- FCEUX runs this with --loadlua. It binds a TCP port, writes "port N" (or
+-- "error MESSAGE") to $NETGYM_PORT_FILE, runs the game's start sequence, keeps
+-- an in-memory save state of the start of play, then serves one client in
+-- lockstep. The wire format is in docs/games.md ("The bridge protocol").
+-- The game's own script (reward, done, info) runs inside pcall: its errors
+-- are sent to the client, never fatal here.
+
+local socket = require("socket")
+
+local function env(name, default)
+  local value = os.getenv(name)
+  if value == nil or value == "" then return default end
+  return value
+end
+
+local port_file = env("NETGYM_PORT_FILE", nil)
+local bind_host = env("NETGYM_BIND", "127.0.0.1")
+local script_path = env("NETGYM_GAME_SCRIPT", nil)
+local frames_per_step = tonumber(env("NETGYM_FRAMES_PER_STEP", "1"))
+local want_screen = env("NETGYM_SCREEN", "1") == "1"
+local attach_timeout = tonumber(env("NETGYM_ATTACH_TIMEOUT", "30"))
+local start_sequence = env("NETGYM_START", "")
+
+local ram_addresses = {}
+for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
+  table.insert(ram_addresses, tonumber(address))
+end
+
+local BUTTONS = {"A", "B", "select", "start", "up", "down", "left", "right"}
+
+local function report(text)
+  local tmp = port_file .. ".tmp"
+  local file = assert(io.open(tmp, "w"))
+  file:write(text)
+  file:close()
+  os.rename(tmp, port_file)
+end
+
+local function u32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 16777216) % 256)
+end
+
+local function read_u32(s, offset)
+  local a, b, c, d = string.byte(s, offset, offset + 3)
+  return a + b * 256 + c * 65536 + d * 16777216
+end
+
+local function pad_for(mask)
+  local pad = {}
+  for i, name in ipairs(BUTTONS) do
+    pad[name] = math.floor(mask / 2 ^ (i - 1)) % 2 == 1
+  end
+  return pad
+end
+
+local function advance(mask, frames)
+  local pad = pad_for(mask)
+  for _ = 1, frames do
+    joypad.set(1, pad)
+    emu.frameadvance()
+  end
+end
+
+-- "w60,p8:1" = wait 60 frames, then hold buttons mask 8 (start) for 1 frame.
+local function run_start_sequence()
+  for kind, a, b in string.gmatch(start_sequence, "(%a)(%d+):?(%d*)") do
+    if kind == "w" then
+      advance(0, tonumber(a))
+    else
+      advance(tonumber(a), tonumber(b))
+    end
+  end
+end
+
+local ok, game = pcall(dofile, script_path)
+if not ok then
+  report("error " .. tostring(game))
+  emu.exit()
+  return
+end
+if type(game) ~= "table" or type(game.step) ~= "function" then
+  report("error " .. script_path .. " must return a table with a step() function "
+    .. "(end the script with `return game`)")
+  emu.exit()
+  return
+end
+
+local server = socket.bind(bind_host, 0)
+local _, port = server:getsockname()
+emu.speedmode("maximum")
+run_start_sequence()
+local start_state = savestate.create()
+savestate.save(start_state)
+savestate.persist(start_state)  -- an anonymous state is dropped after one load otherwise
+report("port " .. port)
+
+server:settimeout(attach_timeout)
+local client = server:accept()
+server:close()
+if client == nil then
+  emu.exit()
+  return
+end
+client:settimeout(nil)
+client:setoption("tcp-nodelay", true)
+
+local function observation()
+  local screen = ""
+  if want_screen then screen = gui.gdscreenshot() end
+  local ram = {}
+  for i, address in ipairs(ram_addresses) do
+    ram[i] = memory.readbyte(address)
+  end
+  return u32(#screen) .. screen .. string.char(unpack(ram))
+end
+
+local function number_text(value)
+  return string.format("%.17g", tonumber(value) or 0)
+end
+
+local function reply(reward, done, info)
+  local parts = {"ok", number_text(reward), done and "1" or "0"}
+  if type(info) == "table" then
+    for key, value in pairs(info) do
+      if type(key) == "string" and not string.find(key, "[%s=]") then
+        table.insert(parts, key .. "=" .. number_text(value))
+      end
+    end
+  end
+  local header = table.concat(parts, " ")
+  client:send(u32(#header) .. header .. observation())
+end
+
+local function fail(message)
+  local header = "error " .. tostring(message)
+  client:send(u32(#header) .. header .. u32(0) .. string.rep("\0", #ram_addresses))
+end
+
+while true do
+  local request = client:receive(5)
+  if request == nil then break end
+  local command, argument = string.sub(request, 1, 1), read_u32(request, 2)
+  if command == "S" then
+    advance(argument, frames_per_step)
+    local called, reward, done, info = pcall(game.step)
+    if called then
+      reply(reward, done, info)
+    else
+      fail(reward)
+    end
+  elseif command == "R" then
+    savestate.load(start_state)
+    advance(0, argument)
+    local called, message = true, nil
+    if type(game.reset) == "function" then called, message = pcall(game.reset) end
+    if called then reply(0, false, nil) else fail(message) end
+  elseif command == "P" then
+    client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
+  else
+    break
+  end
+end
+client:close()
+emu.exit()

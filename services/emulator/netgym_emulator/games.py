@@ -1,0 +1,319 @@
+"""Game folders: read and check a manifest, its ROM and its Lua script.
+
+A game is a folder under ``games/`` with ``game.toml`` (docs/games.md). Every
+problem is a ``GameError`` naming the file, the line where there is one, and
+what to do, so that a user fixes a game without reading this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netgym.errors import NetgymError
+
+BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
+MANIFEST = "game.toml"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class GameError(NetgymError):
+    """A game folder is broken: the message names the file, the line and the fix."""
+
+    code = "game_error"
+    http_status = 422
+
+
+@dataclass(frozen=True)
+class Combo:
+    """A named button combination: one action of a Discrete action space."""
+
+    name: str
+    buttons: tuple[str, ...]
+
+    @property
+    def mask(self) -> int:
+        return sum(1 << BUTTONS.index(b) for b in self.buttons)
+
+
+@dataclass(frozen=True)
+class Game:
+    """A checked game folder."""
+
+    name: str
+    folder: Path
+    description: str
+    rom: Path
+    script: Path
+    combos: tuple[Combo, ...] | None  # None: the 8 buttons as MultiBinary
+    frames_per_step: int
+    screen: bool
+    ram: dict[str, int] = field(default_factory=dict)
+    start: tuple[dict[str, Any], ...] = ()
+    noop_max: int = 0
+    max_steps: int | None = None
+
+    @property
+    def env_id(self) -> str:
+        return f"netgym/{self.name}-v0"
+
+    @property
+    def start_sequence(self) -> str:
+        """The start sequence as the bridge reads it: ``w60,p8:1`` (wait 60, hold start 1)."""
+        parts = []
+        for step in self.start:
+            if "wait" in step:
+                parts.append(f"w{step['wait']}")
+            else:
+                mask = sum(1 << BUTTONS.index(b) for b in step["press"])
+                parts.append(f"p{mask}:{step.get('frames', 1)}")
+        return ",".join(parts)
+
+    def spec(self) -> dict[str, Any]:
+        """What an env needs to know: its spaces, limits and how to reset."""
+        return {
+            "name": self.name,
+            "env_id": self.env_id,
+            "description": self.description,
+            "actions": [
+                {"name": c.name, "buttons": list(c.buttons), "mask": c.mask} for c in self.combos
+            ]
+            if self.combos is not None
+            else None,
+            "buttons": list(BUTTONS),
+            "frames_per_step": self.frames_per_step,
+            "screen": self.screen,
+            "ram": list(self.ram),
+            "noop_max": self.noop_max,
+            "max_steps": self.max_steps,
+        }
+
+
+def _fail(path: Path, problem: str, fix: str, line: int | None = None) -> GameError:
+    where = f"{path}:{line}" if line else str(path)
+    return GameError(f"{where}: {problem}; {fix}", details={"file": str(path), "line": line})
+
+
+def _line_of(text: str, key: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line) or line.strip() == f"[{key}]":
+            return number
+    return None
+
+
+def _buttons(path: Path, text: str, raw: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(b, str) for b in raw):
+        raise _fail(
+            path,
+            f"{where} must be a list of button names",
+            f"use {list(BUTTONS)}",
+            _line_of(text, "buttons"),
+        )
+    unknown = [b for b in raw if b.lower() not in BUTTONS]
+    if unknown:
+        raise _fail(
+            path,
+            f"{where} names unknown buttons {unknown}",
+            f"use {list(BUTTONS)}",
+            _line_of(text, "buttons"),
+        )
+    return tuple(b.lower() for b in raw)
+
+
+def load_game(folder: Path) -> Game:
+    """Read and check one game folder.
+
+    Raises:
+        GameError: for a missing or bad manifest, ROM or script.
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise _fail(path, "no manifest", "add game.toml (see docs/games.md)")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = re.search(r"line (\d+)", str(exc))
+        raise _fail(
+            path, f"not valid TOML ({exc})", "fix the syntax", int(line.group(1)) if line else None
+        ) from None
+
+    def section(name: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise _fail(
+                path, f"[{name}] must be a table", "see docs/games.md", _line_of(text, name)
+            )
+        return value
+
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(
+            path,
+            f"name {name!r} is missing or not a plain identifier",
+            'set name = "MyGame" (letters, digits, _)',
+            _line_of(text, "name"),
+        )
+    rom = _check_rom(folder, path, text, section("rom"))
+    script = _check_script(folder, path, text, section("script"))
+    actions = section("actions")
+    combos: tuple[Combo, ...] | None = None
+    if "combos" in actions:
+        raw = actions["combos"]
+        if not isinstance(raw, list) or not raw:
+            raise _fail(
+                path,
+                "[actions] combos must be a non-empty list",
+                "list { name = ..., buttons = [...] } tables",
+                _line_of(text, "combos"),
+            )
+        combos = tuple(
+            Combo(str(c.get("name", i)), _buttons(path, text, c.get("buttons", []), f"combo {i}"))
+            for i, c in enumerate(raw)
+        )
+    elif actions.get("type", "combos") != "buttons":
+        raise _fail(
+            path,
+            '[actions] needs combos = [...] or type = "buttons"',
+            "see docs/games.md",
+            _line_of(text, "actions"),
+        )
+    frames = actions.get("frames_per_step", 1)
+    if not isinstance(frames, int) or not 1 <= frames <= 60:
+        raise _fail(
+            path,
+            f"frames_per_step = {frames!r} is not an integer in 1..60",
+            "set it to the frames each action is held",
+            _line_of(text, "frames_per_step"),
+        )
+    observation = section("observation")
+    ram = observation.get("ram", {})
+    if not isinstance(ram, dict) or not all(
+        isinstance(a, int) and 0 <= a < 0x800 for a in ram.values()
+    ):
+        raise _fail(
+            path,
+            "[observation] ram must map names to addresses 0x000-0x7FF",
+            "write ram = { player_x = 0x86 }",
+            _line_of(text, "ram"),
+        )
+    screen = bool(observation.get("screen", True))
+    if not screen and not ram:
+        raise _fail(
+            path,
+            "the observation has neither the screen nor RAM values",
+            "set screen = true or list ram addresses",
+            _line_of(text, "observation"),
+        )
+    start = section("start")
+    sequence = start.get("buttons", [])
+    if not isinstance(sequence, list):
+        raise _fail(
+            path, "[start] buttons must be a list", "see docs/games.md", _line_of(text, "start")
+        )
+    for step in sequence:
+        if not isinstance(step, dict) or not (isinstance(step.get("wait"), int) or "press" in step):
+            raise _fail(
+                path,
+                f"start step {step!r} is neither {{ wait = N }} nor "
+                "{ press = [...], frames = N }",
+                "see docs/games.md",
+                _line_of(text, "start"),
+            )
+        if "press" in step:
+            _buttons(path, text, step["press"], "a start press")
+    noop_max = start.get("noop_max", 0)
+    max_steps = section("episode").get("max_steps")
+    return Game(
+        name=name,
+        folder=folder,
+        description=str(data.get("description", "")),
+        rom=rom,
+        script=script,
+        combos=combos,
+        frames_per_step=frames,
+        screen=screen,
+        ram={str(k): int(v) for k, v in ram.items()},
+        start=tuple(sequence),
+        noop_max=int(noop_max),
+        max_steps=int(max_steps) if max_steps else None,
+    )
+
+
+def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
+    file = rom.get("file")
+    if not isinstance(file, str):
+        raise _fail(path, "[rom] has no file", 'set file = "game.nes"', _line_of(text, "rom"))
+    rom_path = (folder / file).resolve()
+    if not rom_path.is_file():
+        if rom.get("build"):
+            fix = f"build it: {folder / str(rom['build'])} (scripts/setup.sh builds every game)"
+        else:
+            fix = f"put the ROM at {rom_path}" + (
+                f"; get it from: {rom['source']}" if rom.get("source") else ""
+            )
+        raise _fail(path, f"the ROM {rom_path} is missing", fix, _line_of(text, "file"))
+    expected = rom.get("sha256")
+    if expected:
+        actual = hashlib.sha256(rom_path.read_bytes()).hexdigest()
+        if actual != str(expected).lower():
+            raise _fail(
+                path,
+                f"the ROM {rom_path} has SHA-256 {actual}, not {expected}",
+                "use the ROM the manifest names (a different dump or version will not "
+                "match the RAM addresses)",
+                _line_of(text, "sha256"),
+            )
+    return rom_path
+
+
+def _check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -> Path:
+    file = script.get("file", "game.lua")
+    script_path = (folder / str(file)).resolve()
+    if not script_path.is_file():
+        raise _fail(
+            path,
+            f"the Lua script {script_path} is missing",
+            'write it (see docs/games.md, "The Lua script")',
+            _line_of(text, "script"),
+        )
+    luac = shutil.which("luac5.1")
+    if luac:
+        result = subprocess.run([luac, "-p", str(script_path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
+            line = re.search(r":(\d+):", message)
+            raise _fail(
+                script_path,
+                f"Lua syntax error: {message}",
+                "fix the script",
+                int(line.group(1)) if line else None,
+            )
+    return script_path
+
+
+def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
+    """Every game folder under ``games_dir``: the good ones by name, and the problems by folder."""
+    games: dict[str, Game] = {}
+    problems: dict[str, str] = {}
+    if not games_dir.is_dir():
+        return games, {str(games_dir): f"{games_dir} is not a folder; set NETGYM_GAMES_DIR"}
+    for folder in sorted(p for p in games_dir.iterdir() if (p / MANIFEST).is_file()):
+        try:
+            game = load_game(folder)
+        except GameError as exc:
+            problems[folder.name] = exc.message
+            continue
+        if game.name in games:
+            problems[folder.name] = (
+                f"{folder / MANIFEST}: the name {game.name} is taken by another folder"
+            )
+            continue
+        games[game.name] = game
+    return games, problems

@@ -1,0 +1,162 @@
+"""FCEUX instances: start one for a game, watch it, stop it.
+
+Each instance is one FCEUX process with its own home folder (FCEUX rewrites
+its config on exit), running netgym's Lua bridge on the shared display. It
+dies with this service (``PR_SET_PDEATHSIG``), so even a service killed with
+SIGKILL leaves no FCEUX behind. FCEUX ignores SIGTERM, so stopping is SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netgym.errors import NetgymError
+from netgym_emulator.games import Game
+
+BRIDGE = Path(__file__).with_name("bridge.lua")
+_PR_SET_PDEATHSIG = 1
+
+
+class InstanceStartError(NetgymError):
+    """An instance did not start: FCEUX exited, or its bridge did not report in time."""
+
+    code = "instance_start"
+    http_status = 500
+
+
+def _die_with_parent() -> None:
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class Instance:
+    """One running FCEUX with its bridge."""
+
+    instance_id: str
+    game: Game
+    process: subprocess.Popen[bytes]
+    home: Path
+    port: int
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def describe_exit(self) -> str:
+        code = self.process.poll()
+        if code is None:
+            return "is running"
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with code {code}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = (self.home / "fceux.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "instance_id": self.instance_id,
+            "game": self.game.name,
+            "pid": self.process.pid,
+            "port": self.port,
+            "alive": self.alive,
+            "state": "running" if self.alive else f"ended: it {self.describe_exit()}",
+            "started_at": self.started_at,
+        }
+
+    def kill(self) -> None:
+        """SIGKILL FCEUX (it ignores SIGTERM) and remove its home folder."""
+        if self.alive:
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+async def start_instance(
+    game: Game,
+    fceux: str,
+    display: str,
+    work_dir: Path,
+    bridge_host: str,
+    start_timeout_s: float,
+    attach_timeout_s: float,
+    screen: bool = True,
+) -> Instance:
+    """Start FCEUX with the bridge and wait until the bridge reports its port.
+
+    Call it from the event loop's thread: FCEUX dies with the thread that
+    started it, so it must not be a short-lived worker thread.
+
+    Raises:
+        InstanceStartError: with FCEUX's output when it fails to start, or with
+            the Lua error (file and line) when the game's script does not load.
+    """
+    instance_id = secrets.token_hex(6)
+    home = work_dir / instance_id
+    home.mkdir(parents=True)
+    port_file = home / "bridge-port"
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "DISPLAY": display,
+        "NETGYM_PORT_FILE": str(port_file),
+        "NETGYM_GAME_SCRIPT": str(game.script),
+        "NETGYM_FRAMES_PER_STEP": str(game.frames_per_step),
+        "NETGYM_SCREEN": "1" if screen else "0",
+        "NETGYM_RAM": ",".join(str(a) for a in game.ram.values()),
+        "NETGYM_START": game.start_sequence,
+        "NETGYM_BIND": bridge_host,
+        "NETGYM_ATTACH_TIMEOUT": str(attach_timeout_s),
+    }
+    with (home / "fceux.log").open("wb") as log:
+        process = subprocess.Popen(
+            [fceux, "--sound", "0", "--loadlua", str(BRIDGE), str(game.rom)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            cwd=home,
+        )
+    instance = Instance(instance_id, game, process, home, port=0)
+    deadline = time.monotonic() + start_timeout_s
+    while not port_file.exists():
+        if not instance.alive or time.monotonic() > deadline:
+            reason = (
+                f"FCEUX {instance.describe_exit()}"
+                if not instance.alive
+                else f"its bridge did not report within {start_timeout_s:g} s"
+            )
+            tail = instance.log_tail()
+            instance.kill()
+            raise InstanceStartError(
+                f"an instance of {game.name} did not start: {reason}"
+                + (f"; FCEUX said:\n{tail}" if tail else "")
+            )
+        await asyncio.sleep(0.01)
+    status, _, value = port_file.read_text().partition(" ")
+    if status != "port":
+        instance.kill()
+        raise InstanceStartError(
+            f"{game.name}'s Lua script {game.script} failed to load: {value}; fix the script",
+            details={"lua_error": value},
+        )
+    instance.port = int(value)
+    return instance

@@ -1,0 +1,117 @@
+"""The instances of this service: limits, lookup, reaping the dead."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
+from netgym_emulator.games import Game, discover
+from netgym_emulator.instances import Instance, start_instance
+from netgym_emulator.settings import EmulatorSettings
+
+
+class UnknownGameError(UnknownEnvError):
+    """No game of that name is plugged in (or its folder has a problem)."""
+
+
+class InstancePool:
+    """Games and their running instances."""
+
+    def __init__(self, settings: EmulatorSettings, display: str) -> None:
+        self.settings = settings
+        self.display = display
+        self.games: dict[str, Game] = {}
+        self.problems: dict[str, str] = {}
+        self.instances: dict[str, Instance] = {}
+        self.ended: dict[str, str] = {}
+        self._tmp = tempfile.TemporaryDirectory(prefix="netgym-emulator-")
+        self.work_dir = settings.work_dir or Path(self._tmp.name)
+        self.rescan()
+
+    def rescan(self) -> None:
+        """Read the games folder again (a game dropped in is served without a restart)."""
+        self.games, self.problems = discover(self.settings.games_dir)
+
+    def game(self, name: str) -> Game:
+        """A servable game by name.
+
+        Raises:
+            UnknownGameError: naming the folder's problem when there is one.
+        """
+        if name not in self.games:
+            self.rescan()
+        if name in self.games:
+            return self.games[name]
+        problem = next(
+            (p for folder, p in self.problems.items() if name.lower() in folder.lower()), None
+        )
+        if problem:
+            raise UnknownGameError(f"game {name!r} cannot be served: {problem}")
+        raise UnknownGameError(
+            f"no game {name!r} in {self.settings.games_dir}; "
+            f"plugged in: {', '.join(sorted(self.games)) or 'none'}"
+        )
+
+    def reap(self) -> None:
+        """Forget instances whose FCEUX has exited, keeping why."""
+        for instance_id, instance in list(self.instances.items()):
+            if not instance.alive:
+                self.ended[instance_id] = f"FCEUX {instance.describe_exit()}"
+                instance.kill()
+                del self.instances[instance_id]
+
+    async def start(self, name: str, screen: bool | None = None) -> Instance:
+        """A new instance of a game.
+
+        Raises:
+            UnknownGameError, LimitExceededError, InstanceStartError.
+        """
+        game = self.game(name)
+        self.reap()
+        if len(self.instances) >= self.settings.max_instances:
+            raise LimitExceededError(
+                f"{len(self.instances)} instances run, the limit (NETGYM_EMULATOR_MAX_INSTANCES)"
+            )
+        instance = await start_instance(
+            game,
+            self.settings.fceux,
+            self.display,
+            self.work_dir,
+            self.settings.bridge_host,
+            self.settings.start_timeout_s,
+            self.settings.attach_timeout_s,
+            screen=game.screen if screen is None else screen and game.screen,
+        )
+        self.instances[instance.instance_id] = instance
+        return instance
+
+    def get(self, instance_id: str) -> Instance:
+        """A live instance.
+
+        Raises:
+            SessionNotFoundError: with the reason, when it has ended or never existed.
+        """
+        self.reap()
+        if instance_id in self.instances:
+            return self.instances[instance_id]
+        if instance_id in self.ended:
+            raise SessionNotFoundError(
+                f"instance {instance_id} has ended: {self.ended[instance_id]}"
+            )
+        raise SessionNotFoundError(f"no instance {instance_id}")
+
+    def stop(self, instance_id: str) -> None:
+        """Kill an instance (idempotent)."""
+        instance = self.instances.pop(instance_id, None)
+        if instance is not None:
+            instance.kill()
+            self.ended[instance_id] = "stopped through the REST API"
+
+    def stop_all(self) -> None:
+        for instance_id in list(self.instances):
+            self.stop(instance_id)
+        self._tmp.cleanup()
+
+
+__all__ = ["InstancePool", "NetgymError", "UnknownGameError"]

@@ -1,0 +1,30 @@
+"""Every setting of the emulator service, from ``NETGYM_EMULATOR_*`` variables."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmulatorSettings(BaseSettings):
+    """The emulator service's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="NETGYM_EMULATOR_")
+
+    host: str = Field("127.0.0.1", description="address of the REST API")
+    port: int = Field(8002, description="REST API port")
+    bridge_host: str = Field("127.0.0.1", description="address the instances' bridges bind")
+    games_dir: Path = Field(Path("games"), description="the folder of game folders")
+    fceux: str = Field(
+        default_factory=lambda: shutil.which("fceux") or "/usr/games/fceux",
+        description="the FCEUX program (Debian puts it in /usr/games)",
+    )
+    max_instances: int = Field(16, ge=1)
+    start_timeout_s: float = Field(30.0, gt=0, description="limit on an instance's start")
+    attach_timeout_s: float = Field(30.0, gt=0, description="an unclaimed instance exits then")
+    work_dir: Path | None = Field(
+        None, description="per-instance FCEUX homes (default: a temp dir)"
+    )

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import EnvApi, run_emulator, run_envapi
+
+REPO_GAMES = Path(__file__).resolve().parents[2] / "games"
+EFP_ROM = Path("/usr/share/nes/efp.nes")
+
+FAULT_MANIFEST = """\
+name = "{name}"
+[rom]
+file = "{rom}"
+[script]
+file = "game.lua"
+[actions]
+combos = [ {{ name = "noop", buttons = [] }}, {{ name = "up", buttons = ["up"] }} ]
+[observation]
+screen = true
+[start]
+buttons = [ {{ wait = 20 }}, {{ press = ["start"], frames = 1 }}, {{ wait = 20 }} ]
+"""
+LUA_ERROR_SCRIPT = """\
+local game = {}
+local steps = 0
+function game.reset() steps = 0 end
+function game.step()
+  steps = steps + 1
+  if steps >= 3 then error("boom on purpose") end
+  return 0, false, {steps = steps}
+end
+return game
+"""
+PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
+
+
+@dataclass
+class Stack:
+    emulator_url: str
+    envapi: EnvApi
+
+    @property
+    def kwargs(self) -> dict[str, str | None]:
+        return {"url": self.envapi.url, "token": self.envapi.token}
+
+
+def games_dir(root: Path) -> Path:
+    """The repo's games plus two small ones for fault tests, in one folder."""
+    games = root / "games"
+    games.mkdir()
+    for folder in REPO_GAMES.iterdir():
+        if (folder / "game.toml").is_file():
+            (games / folder.name).symlink_to(folder)
+    for name, script in (("LuaError", LUA_ERROR_SCRIPT), ("Plain", PLAIN_SCRIPT)):
+        folder = games / name.lower()
+        folder.mkdir()
+        (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
+        (folder / "game.lua").write_text(script)
+    return games
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The emulator service and an envapi that serves its games, as real processes."""
+    if shutil.which("fceux") is None and not Path("/usr/games/fceux").exists():
+        pytest.skip("FCEUX is not installed (scripts/setup.sh installs it)")
+    root = tmp_path_factory.mktemp("emulator")
+    with (
+        run_emulator(root, games_dir(root)) as (emulator_url, _),
+        run_envapi(root, emulator_url=emulator_url) as envapi,
+    ):
+        yield Stack(emulator_url, envapi)

@@ -1,0 +1,97 @@
+"""Game folders: every problem names the file, the line and the fix."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from netgym_emulator.games import GameError, discover, load_game
+
+EFP_ROM = Path("/usr/share/nes/efp.nes")
+MANIFEST = """\
+name = "Tiny"
+[rom]
+file = "{rom}"
+{extra_rom}
+[script]
+file = "game.lua"
+[actions]
+combos = [ {{ name = "noop", buttons = [] }}, {{ name = "fire", buttons = ["a"] }} ]
+frames_per_step = 2
+[observation]
+screen = true
+ram = {{ x = 0x10 }}
+[start]
+buttons = [ {{ wait = 5 }}, {{ press = ["start"], frames = 1 }} ]
+noop_max = 3
+"""
+SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
+
+
+def make_game(
+    tmp_path: Path, manifest: str | None = None, script: str = SCRIPT, extra_rom: str = ""
+) -> Path:
+    folder = tmp_path / "tiny"
+    folder.mkdir(exist_ok=True)
+    (folder / "game.toml").write_text(manifest or MANIFEST.format(rom=EFP_ROM, extra_rom=extra_rom))
+    (folder / "game.lua").write_text(script)
+    return folder
+
+
+def test_good_game(tmp_path: Path) -> None:
+    game = load_game(make_game(tmp_path))
+    assert game.env_id == "netgym/Tiny-v0"
+    assert [c.mask for c in game.combos or []] == [0, 1]
+    assert game.start_sequence == "w5,p8:1"
+    assert game.spec()["ram"] == ["x"]
+
+
+def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
+    manifest = MANIFEST.format(rom="nope.nes", extra_rom='source = "the homebrew page"')
+    with pytest.raises(
+        GameError,
+        match=r"game.toml:3: the ROM .*nope.nes is missing; put the ROM"
+        r" at .*; get it from: the homebrew page",
+    ):
+        load_game(make_game(tmp_path, manifest))
+
+
+def test_wrong_hash(tmp_path: Path) -> None:
+    with pytest.raises(GameError, match=r"game.toml:4: .* has SHA-256 [0-9a-f]+, not abc"):
+        load_game(make_game(tmp_path, extra_rom='sha256 = "abc"'))
+
+
+@pytest.mark.skipif(shutil.which("luac5.1") is None, reason="luac5.1 (Debian lua5.1) not installed")
+def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
+    broken = "local game = {}\nfunction game.step()\n  return 0 false\nend\nreturn game\n"
+    with pytest.raises(GameError, match=r"game.lua:3: Lua syntax error: .*game.lua:3:"):
+        load_game(make_game(tmp_path, script=broken))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("frames_per_step = 2", "frames_per_step = 0"), r"game.toml:9: frames_per_step = 0"),
+        (('buttons = ["a"]', 'buttons = ["turbo"]'), r"unknown buttons \['turbo'\]"),
+        (('name = "Tiny"', 'name = "my game"'), r"game.toml:1: name 'my game'"),
+        (("[observation]", "[observation"), r"game.toml:10: not valid TOML"),
+        (("ram = { x = 0x10 }", "ram = { x = 0x900 }"), r"addresses 0x000-0x7FF"),
+    ],
+    ids=["frames", "button", "name", "toml-syntax", "ram-address"],
+)
+def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    manifest = MANIFEST.format(rom=EFP_ROM, extra_rom="").replace(*change)
+    with pytest.raises(GameError, match=message):
+        load_game(make_game(tmp_path, manifest))
+
+
+def test_discover_keeps_going_past_broken_folders(tmp_path: Path) -> None:
+    make_game(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "game.toml").write_text("name = 'Broken'\n[rom]\nfile = 'missing.nes'\n")
+    games, problems = discover(tmp_path)
+    assert list(games) == ["Tiny"]
+    assert "missing.nes is missing" in problems["broken"]

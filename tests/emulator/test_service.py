@@ -1,0 +1,146 @@
+"""Plugged-in games through the whole path: client, envapi, emulator service, real FCEUX."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import netgym
+from netgym.errors import EnvError
+from tests.emulator.conftest import Stack, games_dir
+from tests.servers import alive, descendants, run_emulator
+
+
+def instance_pid(stack: Stack, game: str) -> int:
+    instances = httpx.get(f"{stack.emulator_url}/v1/instances").json()["instances"]
+    return next(i["pid"] for i in instances if i["game"] == game and i["alive"])
+
+
+def test_games_are_listed_by_the_envapi(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.envapi.token}"}
+    envs = httpx.get(f"{stack.envapi.url}/v1/envs", headers=headers).json()["envs"]
+    emulated = {e["env_id"] for e in envs if e["family"] == "emulator"}
+    assert {"netgym/Plain-v0", "netgym/LuaError-v0"} <= emulated
+
+
+def test_plain_game_passes_check_env(stack: Stack) -> None:
+    with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
+        assert env.observation_space.shape == (240, 256, 3)
+        check_env(env, skip_render_check=True)
+
+
+def test_same_seed_and_actions_give_the_same_frames(stack: Stack) -> None:
+    with netgym.make_vec("netgym/Plain-v0", 2, **stack.kwargs) as envs:
+        frames = []
+        for _ in range(2):
+            obs, _ = envs.reset(seed=5)
+            trace = [obs]
+            for step in range(30):
+                trace.append(envs.step(np.array([step % 2, 1 - step % 2]))[0])
+            frames.append(np.stack(trace))
+        np.testing.assert_array_equal(frames[0], frames[1])
+
+
+def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack) -> None:
+    with netgym.make("netgym/LuaError-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        env.step(0)
+        env.step(0)
+        first = instance_pid(stack, "LuaError")
+        with pytest.raises(EnvError, match=r"game.lua:6: boom on purpose"):
+            env.step(0)
+        env.reset(seed=0)  # a new instance
+        assert instance_pid(stack, "LuaError") != first
+        assert not alive(first)
+        env.step(0)
+
+
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
+def test_dead_or_stopped_fceux_is_a_clear_error_within_the_timeout(
+    stack: Stack, fault: str
+) -> None:
+    kwargs = stack.kwargs
+    with (
+        netgym.make("netgym/Plain-v0", env_kwargs={"timeout_s": 3}, **kwargs) as env,
+        netgym.make("netgym/Plain-v0", **kwargs) as bystander,
+    ):
+        env.reset(seed=0)
+        bystander.reset(seed=0)
+        victim = env_instance_pid(stack, env)
+        os.kill(victim, getattr(signal, fault))
+        started = time.monotonic()
+        with pytest.raises(EnvError, match="failed" if fault == "SIGKILL" else "within 3 s"):
+            for _ in range(10):
+                env.step(0)
+        assert time.monotonic() - started < 8
+        for _ in range(20):
+            bystander.step(1)
+        env.reset(seed=0)
+        env.step(0)
+        deadline = time.monotonic() + 5
+        while alive(victim) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(victim)
+
+
+def env_instance_pid(stack: Stack, env: netgym.RemoteEnv) -> int:
+    """The FCEUX pid behind a remote env: its session's env holds the only new instance."""
+    instances = httpx.get(f"{stack.emulator_url}/v1/instances").json()["instances"]
+    headers = {"Authorization": f"Bearer {stack.envapi.token}"}
+    status = httpx.get(f"{stack.envapi.url}/v1/sessions/{env.session_id}", headers=headers).json()
+    session_pid = status["pid"]
+    # FCEUX is a child of the emulator service, so match by the bridge's peer: the
+    # session process's TCP connection to the instance's port.
+    ports = {i["port"]: i["pid"] for i in instances}
+    for line in Path(f"/proc/{session_pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        if remote_port in ports and _owns_socket(session_pid, fields[9]):
+            return ports[remote_port]
+    raise AssertionError("no instance connected to the session process")
+
+
+def _owns_socket(pid: int, inode: str) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_emulator_service_killed_leaves_no_fceux_or_xvfb(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
+        reply = httpx.post(f"{url}/v1/instances", json={"game": "Plain"}, timeout=60).json()
+        spawned = descendants(process.pid)
+        assert reply["pid"] in spawned and len(spawned) >= 2  # FCEUX and Xvfb
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 5
+        while any(alive(p) for p in spawned) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [p for p in spawned if alive(p)]
+
+
+def test_direct_use_without_the_envapi(stack: Stack) -> None:
+    code = (
+        "from netgym.emulator.env import EmulatorEnv\n"
+        f"env = EmulatorEnv('Plain', {stack.emulator_url!r}, observation='screen')\n"
+        "obs, _ = env.reset(seed=1)\n"
+        "assert obs.shape == (240, 256, 3)\n"
+        "env.step(1)\nenv.close()\nprint('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
