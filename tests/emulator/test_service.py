@@ -65,9 +65,7 @@ def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack)
 
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
-def test_dead_or_stopped_fceux_is_a_clear_error_within_the_timeout(
-    stack: Stack, fault: str
-) -> None:
+def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str) -> None:
     kwargs = stack.kwargs
     with (
         netgym.make("netgym/Plain-v0", env_kwargs={"timeout_s": 3}, **kwargs) as env,

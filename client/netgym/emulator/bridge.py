@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from netgym.errors import ConnectionLostError, EnvError
+from netgym.protocol.frames import recv_exact_into
 
 _cv2: Any
 try:
     import cv2 as _cv2
 except ImportError:  # the client library does not require OpenCV
     _cv2 = None
-from netgym.protocol.frames import recv_exact_into
 
 BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 SCREEN_SHAPE = (240, 256, 3)
