@@ -92,7 +92,7 @@ def stop_service(process: subprocess.Popen[bytes]) -> None:
     while any(alive(p) for p in spawned) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = [p for p in spawned if alive(p)]
-    assert not left, f"{process.args} left processes behind: {left}"
+    assert not left, f"{process.args!r} left processes behind: {left}"
 
 
 @contextmanager
