@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import netgym
+from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError
 from tests.emulator.conftest import Stack, games_dir
 from tests.servers import alive, descendants, run_emulator
@@ -142,3 +144,53 @@ def test_direct_use_without_the_envapi(stack: Stack) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+SAVE_SCRIPT = """\
+emu.speedmode("maximum")
+for _ = 1, 300 do emu.frameadvance() end
+local state = savestate.create(1)
+savestate.save(state)
+savestate.persist(state)
+savestate.save(state)
+emu.exit()
+"""
+
+
+def test_start_from_a_save_state(tmp_path: Path) -> None:
+    """A game may start from an FCEUX save state (slot 0) instead of power-on."""
+    from pyvirtualdisplay import Display
+
+    from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "save.lua").write_text(SAVE_SCRIPT)
+    fceux = shutil.which("fceux") or "/usr/games/fceux"
+    with Display(visible=False, size=(640, 480)):
+        subprocess.run(
+            [fceux, "--sound", "0", "--loadlua", str(tmp_path / "save.lua"), str(EFP_ROM)],
+            env={**os.environ, "HOME": str(home)},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    state = home / ".fceux" / "fcs" / "efp.fc0"
+    assert state.stat().st_size > 0
+    games = tmp_path / "games"
+    for name, extra in (("FromPowerOn", ""), ("FromState", 'savestate = "start.fc0"')):
+        folder = games / name.lower()
+        folder.mkdir(parents=True)
+        manifest = FAULT_MANIFEST.format(name=name, rom=EFP_ROM).replace(
+            "[start]", f"[start]\n{extra}"
+        )
+        (folder / "game.toml").write_text(manifest)
+        (folder / "game.lua").write_text(PLAIN_SCRIPT)
+        shutil.copyfile(state, folder / "start.fc0")
+    with run_emulator(tmp_path, games) as (url, _):
+        frames = {}
+        for name in ("FromPowerOn", "FromState"):
+            env = EmulatorEnv(name, url)
+            frames[name] = env.reset(seed=0)[1]["frame"]
+            env.close()
+    assert frames["FromState"] >= frames["FromPowerOn"] + 250

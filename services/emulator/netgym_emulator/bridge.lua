@@ -22,6 +22,7 @@ local frames_per_step = tonumber(env("NETGYM_FRAMES_PER_STEP", "1"))
 local want_screen = env("NETGYM_SCREEN", "1") == "1"
 local attach_timeout = tonumber(env("NETGYM_ATTACH_TIMEOUT", "30"))
 local start_sequence = env("NETGYM_START", "")
+local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 
 local ram_addresses = {}
 for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
@@ -91,6 +92,9 @@ end
 local server = socket.bind(bind_host, 0)
 local _, port = server:getsockname()
 emu.speedmode("maximum")
+if from_savestate then
+  savestate.load(savestate.create(1))  -- slot 0: ~/.fceux/fcs/<rom>.fc0
+end
 run_start_sequence()
 local start_state = savestate.create()
 savestate.save(start_state)
@@ -156,7 +160,7 @@ while true do
     advance(0, argument)
     local called, message = true, nil
     if type(game.reset) == "function" then called, message = pcall(game.reset) end
-    if called then reply(0, false, nil) else fail(message) end
+    if called then reply(0, false, {frame = emu.framecount()}) else fail(message) end
   elseif command == "P" then
     client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
   else

@@ -56,6 +56,7 @@ class Game:
     screen: bool
     ram: dict[str, int] = field(default_factory=dict)
     start: tuple[dict[str, Any], ...] = ()
+    savestate: Path | None = None
     noop_max: int = 0
     max_steps: int | None = None
 
@@ -228,6 +229,17 @@ def load_game(folder: Path) -> Game:
             )
         if "press" in step:
             _buttons(path, text, step["press"], "a start press")
+    savestate = None
+    if "savestate" in start:
+        savestate = (folder / str(start["savestate"])).resolve()
+        if not savestate.is_file():
+            raise _fail(
+                path,
+                f"the save state {savestate} is missing",
+                "save one in FCEUX (slot 0, then copy ~/.fceux/fcs/<rom>.fc0 here) or "
+                "remove savestate",
+                _line_of(text, "savestate"),
+            )
     noop_max = start.get("noop_max", 0)
     max_steps = section("episode").get("max_steps")
     return Game(
@@ -241,6 +253,7 @@ def load_game(folder: Path) -> Game:
         screen=screen,
         ram={str(k): int(v) for k, v in ram.items()},
         start=tuple(sequence),
+        savestate=savestate,
         noop_max=int(noop_max),
         max_steps=int(max_steps) if max_steps else None,
     )

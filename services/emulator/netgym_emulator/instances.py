@@ -112,6 +112,11 @@ async def start_instance(
     home = work_dir / instance_id
     home.mkdir(parents=True)
     port_file = home / "bridge-port"
+    if game.savestate is not None:
+        # FCEUX reads slot 0 of a ROM from ~/.fceux/fcs/<rom name>.fc0.
+        slots = home / ".fceux" / "fcs"
+        slots.mkdir(parents=True)
+        shutil.copyfile(game.savestate, slots / f"{game.rom.stem}.fc0")
     env = {
         **os.environ,
         "HOME": str(home),
@@ -122,6 +127,7 @@ async def start_instance(
         "NETGYM_SCREEN": "1" if screen else "0",
         "NETGYM_RAM": ",".join(str(a) for a in game.ram.values()),
         "NETGYM_START": game.start_sequence,
+        "NETGYM_SAVESTATE": "1" if game.savestate is not None else "0",
         "NETGYM_BIND": bridge_host,
         "NETGYM_ATTACH_TIMEOUT": str(attach_timeout_s),
     }
