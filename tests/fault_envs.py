@@ -1,11 +1,13 @@
 """Small envs that misbehave on purpose, served to the fault tests.
 
-Action 0 is a normal step; action 1 makes the env hang, crash or raise.
+Action 0 is a normal step; action 1 makes the env hang, crash, raise or return an
+info that cannot be sent.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import time
 from typing import Any
 
@@ -50,6 +52,33 @@ class RaiseEnv(_FaultEnv):
         raise RuntimeError("the env broke on purpose")
 
 
-for _name, _cls in [("Hang", HangEnv), ("Crash", CrashEnv), ("Raise", RaiseEnv)]:
+class CHangEnv(_FaultEnv):
+    def fault(self) -> None:
+        # Hours inside one C call: no Python signal handler (SIGALRM) runs meanwhile.
+        hashlib.pbkdf2_hmac("sha256", b"netgym", b"salt", 2**31 - 1)
+
+
+class SlowRaiseEnv(_FaultEnv):
+    def fault(self) -> None:
+        time.sleep(0.5)  # time for a client to vanish before the error goes out
+        raise RuntimeError("the env broke slowly on purpose")
+
+
+class BadInfoEnv(_FaultEnv):
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(0)
+        if action == 1:
+            info = {"digits": [10**5000]}  # JSON carries no int this long
+        return obs, reward, terminated, truncated, info
+
+
+for _name, _cls in [
+    ("Hang", HangEnv),
+    ("Crash", CrashEnv),
+    ("Raise", RaiseEnv),
+    ("CHang", CHangEnv),
+    ("SlowRaise", SlowRaiseEnv),
+    ("BadInfo", BadInfoEnv),
+]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")

@@ -7,6 +7,7 @@ every autoreset mode.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import netgym
-from netgym.errors import SessionStateError
+from netgym.errors import InvalidRequestError, SessionStateError
 
 MODES = [AutoresetMode.SAME_STEP, AutoresetMode.NEXT_STEP, AutoresetMode.DISABLED]
 
@@ -101,3 +102,71 @@ def test_dict_info_and_episode_statistics(remote_kwargs: dict) -> None:
             _, _, _, truncations, info = envs.step(np.zeros(2, dtype=np.int64))
         assert truncations.all()
         assert info["final_info"]["episode"]["l"].tolist() == [5, 5]
+
+
+def test_refused_step_with_autoreset_disabled_moves_no_env(remote_kwargs: dict) -> None:
+    """Env 0 is done and not reset: the step is refused before env 1 (another slice) moves."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("the server puts 2 envs in 2 slices only with 2 cores or more")
+    mode = AutoresetMode.DISABLED
+    local = SyncVectorEnv(
+        [partial(gym.make, "CartPole-v1", max_episode_steps=3) for _ in range(2)],
+        autoreset_mode=mode,
+    )
+    remote = netgym.make_vec(
+        "CartPole-v1",
+        2,
+        autoreset_mode=mode,
+        wrappers=[{"name": "time_limit", "kwargs": {"max_episode_steps": 3}}],
+        **remote_kwargs,
+    )
+    try:
+        traces = []
+        for envs, refused in ((local, AssertionError), (remote, SessionStateError)):
+            envs.reset(seed=5)
+            for _ in range(3):
+                _, _, _, truncations, _ = envs.step(np.array([0, 1]))
+            assert truncations.all()
+            envs.reset(options={"reset_mask": np.array([False, True])})
+            with pytest.raises(refused):
+                envs.step(np.array([0, 1]))
+            envs.reset(options={"reset_mask": np.array([True, False])})
+            traces.append(envs.step(np.array([1, 0]))[:4])
+        for expected, got in zip(*traces, strict=True):
+            np.testing.assert_array_equal(expected, got)
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_reset_mask_selecting_no_env_is_refused(remote_kwargs: dict) -> None:
+    with netgym.make_vec(
+        "CartPole-v1", 2, autoreset_mode=AutoresetMode.DISABLED, **remote_kwargs
+    ) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(InvalidRequestError, match="selects no env"):
+            envs.reset(options={"reset_mask": np.zeros(2, dtype=np.bool_)})
+        envs.step(np.array([0, 1]))
+
+
+@pytest.mark.parametrize(
+    ("seed", "same_as"),
+    [
+        (np.int64(3), 3),
+        (np.uint32(3), 3),
+        (np.array([3, 9]), [3, 9]),
+        ((3, None), [3, None]),
+        (range(3, 5), [3, 4]),
+    ],
+    ids=["np-int64", "np-uint32", "array", "tuple", "range"],
+)
+def test_reset_takes_numpy_seeds_and_any_sequence(
+    seed: object, same_as: object, remote_kwargs: dict
+) -> None:
+    with netgym.make_vec("CartPole-v1", 2, **remote_kwargs) as envs:
+        expected, _ = envs.reset(seed=same_as)
+        got, _ = envs.reset(seed=seed)
+        if None in np.atleast_1d(np.asarray(same_as, dtype=object)):
+            np.testing.assert_array_equal(expected[0], got[0])  # the unseeded env differs
+        else:
+            np.testing.assert_array_equal(expected, got)

@@ -40,6 +40,21 @@ def test_plain_game_passes_check_env(stack: Stack) -> None:
         check_env(env, skip_render_check=True)
 
 
+def test_escape_from_pong_plays_through_the_envapi(stack: Stack) -> None:
+    with netgym.make("netgym/EscapeFromPong-v0", **stack.kwargs) as env:
+        assert set(env.observation_space.keys()) == {"ram", "screen"}
+        check_env(env, skip_render_check=True)
+        env.reset(seed=3)
+        total, done = 0.0, False
+        for _ in range(4000):
+            _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+            total += reward
+            if terminated or truncated:
+                done = terminated
+                break
+        assert done and info["deaths"] == 5 and total < 0
+
+
 def test_same_seed_and_actions_give_the_same_frames(stack: Stack) -> None:
     with netgym.make_vec("netgym/Plain-v0", 2, **stack.kwargs) as envs:
         frames = []

@@ -5,19 +5,24 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
 import netgym
+from netgym.client.connection import DataConnection
 from netgym.errors import (
     AuthenticationError,
+    ConnectionLostError,
     EnvError,
     InvalidActionError,
     LimitExceededError,
@@ -358,3 +363,161 @@ def test_welcome_describes_the_session(envapi: EnvApi) -> None:
         welcome = unpack_value(body)
         assert welcome["num_envs"] == 2 and welcome["autoreset_mode"] == "same_step"
         assert welcome["observation_space"]["shape"] == [210, 160, 3]
+
+
+# --- clients that vanish, envs that hang where signals cannot reach -------------------------------
+
+
+def reset_abruptly(sock: socket.socket) -> None:
+    """Close with a TCP reset, as a crashed client host would: later sends fail at once."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_for_end(envapi: EnvApi, session_id: str, timeout_s: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while (status := session_status(envapi, session_id))["state"] != "ended":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    return status
+
+
+def test_client_vanishing_before_its_welcome_just_disconnects(envapi: EnvApi) -> None:
+    session_id = open_session(envapi)
+    sock = socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10)
+    send_frame(
+        sock,
+        MessageType.HELLO,
+        [pack_value({"protocol": 1, "session_id": session_id, "token": envapi.token})],
+    )
+    reset_abruptly(sock)
+    status = wait_for_end(envapi, session_id)
+    assert status["end_reason"] == "the client disconnected"
+    assert status["end_error"] is None
+    assert_still_serving(envapi)
+
+
+def test_client_vanishing_before_an_error_reaches_it_just_disconnects(envapi: EnvApi) -> None:
+    sock = socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10)
+    session_id = open_session(envapi, "netgym-test/SlowRaise-v0")
+    assert hello(sock, session_id, envapi.token)[0] == MessageType.WELCOME
+    send_frame(sock, MessageType.RESET, [pack_value({"seed": 0})])
+    expect(*recv_frame(sock, 1 << 24), MessageType.RESET_RESULT)
+    send_frame(sock, MessageType.STEP, [np.array([0, 1], "<i8").tobytes()])
+    reset_abruptly(sock)  # gone while the env takes half a second to raise
+    status = wait_for_end(envapi, session_id)
+    assert status["end_reason"] == "the client disconnected"
+    assert status["end_error"] is None
+
+
+def test_info_that_cannot_be_sent_is_an_error_and_the_session_goes_on(envapi: EnvApi) -> None:
+    with netgym.make_vec("netgym-test/BadInfo-v0", 2, url=envapi.url, token=envapi.token) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(ProtocolError, match=r"info cannot be sent.*4300 digits"):
+            envs.step(np.array([0, 1]))
+        obs, *_ = envs.step(np.array([0, 0]))
+        assert obs.ravel().tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("num_envs", [1, 2], ids=["in-session-process", "in-worker"])
+def test_delete_ends_a_session_hung_in_python_at_once(envapi: EnvApi, num_envs: int) -> None:
+    envs = netgym.make_vec("netgym-test/Hang-v0", num_envs, url=envapi.url, token=envapi.token)
+    with envs:
+        envs.reset(seed=0)
+        session_pid = session_status(envapi, envs.session_id)["pid"]
+        processes = [session_pid, *descendants(session_pid)]
+        envs.step_async(np.full(num_envs, 1))
+        time.sleep(0.5)  # the step hangs (in time.sleep) in the session process or its worker
+        started = time.monotonic()
+        headers = {"Authorization": f"Bearer {envapi.token}"}
+        reply = httpx.delete(f"{envapi.url}/v1/sessions/{envs.session_id}", headers=headers)
+        assert time.monotonic() - started < 3.5  # not the 5 s grace, then SIGKILL
+        assert reply.json()["state"] == "ended"
+        assert reply.json()["end_reason"] == "closed through the REST API"
+        with pytest.raises(SessionEndedError, match="ended by the envapi"):
+            envs.step_wait()
+        wait_until_gone(processes)
+
+
+def test_session_hung_in_c_code_is_killed_past_its_deadline(tmp_envapi: EnvApi) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with netgym.make_vec("netgym-test/CHang-v0", 1, **kwargs) as envs:
+        envs.reset(seed=0)
+        session_pid = session_status(tmp_envapi, envs.session_id)["pid"]
+        started = time.monotonic()
+        with pytest.raises(WorkerTimeoutError, match=r"hung in a step for more than 2 s"):
+            envs.step(np.array([1]))
+        assert time.monotonic() - started < 15
+        wait_until_gone([session_pid])
+        status = session_status(tmp_envapi, envs.session_id)
+        assert status["end_error"]["code"] == "worker_timeout"
+        assert status["end_reason"].endswith("killed")
+    assert_still_serving(tmp_envapi)
+
+
+def test_client_timeout_closes_the_socket_and_close_ends_the_session(envapi: EnvApi) -> None:
+    envs = netgym.make_vec(
+        "netgym-test/Hang-v0", 1, url=envapi.url, token=envapi.token, timeout_s=1.0
+    )
+    envs.reset(seed=0)
+    with pytest.raises(ConnectionLostError, match="no reply within 1 s"):
+        envs.step(np.array([1]))
+    assert envs._connection.closed
+    assert session_status(envapi, envs.session_id)["state"] != "ended"  # it hangs, server-side
+    envs.close()  # no data connection left: DELETE
+    assert session_status(envapi, envs.session_id)["state"] == "ended"
+
+
+def test_refused_hello_leaves_no_socket_open(
+    envapi: EnvApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = open_session(envapi)
+    opened: list[socket.socket] = []
+    real_connect = socket.create_connection
+
+    def connect(*args: Any, **kwargs: Any) -> socket.socket:
+        opened.append(real_connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    with pytest.raises(AuthenticationError):
+        DataConnection("127.0.0.1", envapi.data_port, session_id, "wrong", 10.0)
+    assert len(opened) == 1 and opened[0].fileno() == -1
+
+
+def test_ended_sessions_keep_no_file_descriptors(envapi: EnvApi) -> None:
+    def count() -> int:
+        return len(os.listdir(f"/proc/{envapi.process.pid}/fd"))
+
+    with netgym.make("CartPole-v1", url=envapi.url, token=envapi.token):
+        pass  # whatever the first session opens for good
+    before = count()
+    for _ in range(20):
+        netgym.make_vec("CartPole-v1", 1, url=envapi.url, token=envapi.token).close()
+    assert count() - before < 10  # not 2 pipes for every ended session
+
+
+def test_concurrent_opens_respect_the_session_limit(tmp_envapi: EnvApi) -> None:
+    headers = {"Authorization": f"Bearer {tmp_envapi.token}"}
+
+    def post(_: int) -> httpx.Response:
+        return httpx.post(
+            f"{tmp_envapi.url}/v1/sessions",
+            json={"env_id": "CartPole-v1"},
+            headers=headers,
+            timeout=60,
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(post, range(8)))
+    opened = [r.json()["session_id"] for r in replies if r.status_code == 201]
+    try:
+        assert len(opened) == 3  # NETGYM_MAX_SESSIONS
+        assert {r.json()["error"]["code"] for r in replies if r.status_code != 201} == {
+            "limit_exceeded"
+        }
+        live = httpx.get(f"{tmp_envapi.url}/v1/sessions", headers=headers).json()["sessions"]
+        assert len(live) <= 3
+    finally:
+        for session_id in opened:
+            httpx.delete(f"{tmp_envapi.url}/v1/sessions/{session_id}", headers=headers)

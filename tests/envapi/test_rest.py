@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import threading
+
 import httpx
 import pytest
 
@@ -57,7 +62,8 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
     [
         ("/v1/envs/NoSuchEnv-v0", None, 404, "unknown_env"),
         ("/v1/sessions", {"env_id": "CartPol-v1"}, 404, "unknown_env"),
-        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 0}, 429, "limit_exceeded"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 0}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": -3}, 422, "invalid_request"),
         ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": 10**6}, 429, "limit_exceeded"),
         (
             "/v1/sessions",
@@ -90,6 +96,7 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         "unknown-env-describe",
         "unknown-env-open",
         "zero-envs",
+        "negative-envs",
         "too-many-envs",
         "unknown-wrapper",
         "wrapper-kwarg",
@@ -144,3 +151,69 @@ def test_sessions_are_listed_and_closed(envapi: EnvApi) -> None:
         status = http.get(f"/v1/sessions/{envs.session_id}").json()
         assert status["state"] == "ended"
         assert status["end_reason"] == "closed by the client"
+
+
+def raw_request(envapi: EnvApi, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """Send a request's head (and some body) over a raw socket; read the whole reply.
+
+    The body is sent from a thread, and may stop short: the server answers and
+    closes as soon as it has seen enough.
+    """
+    port = int(envapi.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+
+        def send_body() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(body)
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        reply = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_token_is_checked_before_the_body_is_read(envapi: EnvApi) -> None:
+    # Announces 300 MiB and sends none: the answer comes from the headers alone.
+    status, body = raw_request(
+        envapi,
+        f"POST /v1/sessions HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        f"Content-Length: {300 << 20}\n",
+    )
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_large_body_is_refused(envapi: EnvApi, framing: str) -> None:
+    size = 2 << 20
+    if framing == "chunked":  # no length announced: counted while read
+        length_header = "Transfer-Encoding: chunked"
+        piece = b"a" * 65536
+        body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(size // len(piece)))
+        body += b"0\r\n\r\n"
+    else:
+        length_header, body = f"Content-Length: {size}", b""
+    status, reply = raw_request(
+        envapi,
+        f"POST /v1/sessions HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        f"Authorization: Bearer {envapi.token}\n{length_header}\n",
+        body,
+    )
+    assert status == 413 and reply["error"]["code"] == "message_too_large"
+    assert "1048576 bytes" in reply["error"]["message"]
+    assert client(envapi).get("/v1/health").status_code == 200
+
+
+def test_bad_env_kwargs_are_always_an_invalid_request(envapi: EnvApi) -> None:
+    """The session's "failed" message is never lost to its exit: no worker_crashed."""
+    with client(envapi) as http:
+        for _ in range(10):
+            reply = http.post(
+                "/v1/sessions", json={"env_id": "CartPole-v1", "env_kwargs": {"no_such": 1}}
+            )
+            assert reply.status_code == 422, reply.text
+            assert reply.json()["error"]["code"] == "invalid_request"

@@ -35,3 +35,12 @@ def test_command_line_refuses_and_says_what_to_do() -> None:
     assert result.returncode != 0
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
     assert "NETGYM_ALLOW_UNAUTHENTICATED_REMOTE_ACCESS" in result.stderr
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t\n"], ids=["empty", "spaces", "whitespace"])
+def test_blank_token_is_no_token(blank: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(token=blank).token is None
+    monkeypatch.setenv("NETGYM_TOKEN", blank)
+    assert Settings().token is None
+    with pytest.raises(InsecureBindError, match="without a token"):
+        Settings(host="0.0.0.0").check_bind()

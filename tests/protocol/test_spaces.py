@@ -28,6 +28,9 @@ SPACES = {
     "dict": spaces.Dict(
         {"pixels": spaces.Box(0, 255, (8, 8, 3), np.uint8), "ram": spaces.MultiBinary(16)}
     ),
+    "dict-unsorted": spaces.Dict(
+        [("b", spaces.Box(0, 10, (2,), np.float32)), ("a", spaces.Discrete(5))], sort_keys=False
+    ),
     "tuple": spaces.Tuple((spaces.Discrete(2), spaces.Box(-1, 1, (2,), np.float32))),
     "nested": spaces.Dict(
         {"a": spaces.Tuple((spaces.Discrete(4), spaces.Dict({"b": spaces.MultiDiscrete([2, 2])})))}
@@ -60,6 +63,23 @@ def test_batch_roundtrip_through_bytes(space: spaces.Space) -> None:
         np.testing.assert_array_equal(original, decoded)
         assert decoded.dtype == np.asarray(original).dtype
     assert all(leaf.offset % 8 == 0 for leaf in layout.leaves)
+
+
+def test_unsorted_dict_keeps_its_key_order_across_the_wire() -> None:
+    """The peer reads leaves in the sender's key order, not in sorted order."""
+    sent = spaces.Dict(
+        [("b", spaces.Box(0, 10, (2,), np.float32)), ("a", spaces.Discrete(5))], sort_keys=False
+    )
+    received = unpack_space(json.loads(json.dumps(pack_space(sent))))
+    assert list(received.keys()) == ["b", "a"]
+    assert list(batch_space(received, 2).keys()) == ["b", "a"]
+    value = {"b": np.array([[1.5, 2.5], [4.5, 5.5]], np.float32), "a": np.array([3, 4])}
+    buffer = bytearray(BatchLayout(sent, 2).nbytes)
+    BatchLayout(sent, 2).pack_into(buffer, value)
+    reader = BatchLayout(received, 2)
+    back = reader.assemble(reader.views(bytes(buffer)))
+    np.testing.assert_array_equal(back["b"], value["b"])
+    np.testing.assert_array_equal(back["a"], value["a"])
 
 
 def test_out_of_space_action_names_env_and_space() -> None:

@@ -34,6 +34,12 @@ VALUES = {
     "nested": {"episode": {"r": np.array([1.0, 0.0]), "l": np.array([10, 0])}},
     "containers": {"t": (1, "x", (2.0,)), "l": [1, [2, 3]], "bytes": b"\x00\xff"},
     "odd-keys": {"$nd": 1, 3: "int key", ("a", 1): "tuple key"},
+    "empty-arrays": {
+        "legal_moves": np.zeros(0, np.int64),
+        "no-columns": np.zeros((3, 0), np.float32),
+        "after": np.arange(3, dtype=np.uint8),
+        "empty-bytes": b"",
+    },
 }
 
 
@@ -44,6 +50,21 @@ def test_roundtrip(value: object) -> None:
         assert np.isnan(back["nan"]) and back["inf"] == float("inf")
         return
     assert data_equivalence(back, value, exact=True)
+
+
+@pytest.mark.parametrize("number", [np.float64("nan"), np.float64("inf"), np.float64("-inf")])
+def test_numpy_float64_non_finite_travels_as_its_name(number: np.float64) -> None:
+    """np.float64 subclasses float, and its repr is "np.float64(nan)": not on the wire."""
+    encoded = pack_value({"x": number, "in-list": [number, 1.0]})
+    assert b"np.float64" not in encoded
+    back = unpack_value(encoded)
+    np.testing.assert_equal([back["x"], *back["in-list"]], [number, number, 1.0])
+
+
+def test_non_finite_tag_only_takes_the_three_names() -> None:
+    text = b'{"$float":"np.float64(nan)"}'
+    with pytest.raises(ProtocolError, match="nan"):
+        unpack_value(struct.pack("<I", len(text)) + text)
 
 
 def test_arrays_travel_as_raw_bytes_not_json() -> None:
@@ -60,8 +81,18 @@ def test_arrays_travel_as_raw_bytes_not_json() -> None:
         struct.pack("<I", 100) + b"{}",
         struct.pack("<I", 2) + b"\xff\xfe",
         struct.pack("<I", 28) + b'{"$nd":[0,"<f8",[1000]]}    ',
+        struct.pack("<I", 60000) + b"[" * 30000 + b"]" * 30000,
+        struct.pack("<I", 5000) + b"9" * 5000,
     ],
-    ids=["empty", "truncated-json", "length-past-end", "not-utf8", "array-past-blob"],
+    ids=[
+        "empty",
+        "truncated-json",
+        "length-past-end",
+        "not-utf8",
+        "array-past-blob",
+        "deep-nesting",
+        "huge-int",
+    ],
 )
 def test_malformed_is_a_protocol_error(data: bytes) -> None:
     with pytest.raises(ProtocolError):
@@ -71,3 +102,18 @@ def test_malformed_is_a_protocol_error(data: bytes) -> None:
 def test_unknown_type_is_refused() -> None:
     with pytest.raises(ProtocolError, match="cannot send"):
         pack_value({"x": object()})
+
+
+def deeply_nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "value", [{"x": 10**5000}, deeply_nested(100_000)], ids=["huge-int", "deep-nesting"]
+)
+def test_what_json_cannot_hold_is_a_protocol_error(value: object) -> None:
+    with pytest.raises(ProtocolError, match="cannot send"):
+        pack_value(value)

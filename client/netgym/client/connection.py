@@ -39,15 +39,29 @@ class DataConnection:
                 f"cannot connect to the envapi's data port {host}:{port} ({exc}); "
                 "if the envapi runs behind Docker or a proxy, publish that port too"
             ) from None
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(timeout_s)
         self.max_message_bytes = 1 << 31
-        send_value(
-            self.sock,
-            MessageType.HELLO,
-            {"protocol": PROTOCOL_VERSION, "session_id": session_id, "token": token},
-        )
-        self.welcome: dict[str, Any] = unpack_value(self._expect(MessageType.WELCOME))
+        try:
+            with self._socket_errors():
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.sock.settimeout(timeout_s)
+                send_value(
+                    self.sock,
+                    MessageType.HELLO,
+                    {"protocol": PROTOCOL_VERSION, "session_id": session_id, "token": token},
+                )
+            self.welcome: dict[str, Any] = unpack_value(self._expect(MessageType.WELCOME))
+        except BaseException:
+            self.sock.close()  # refused (an ERROR), or broken: nothing will use it
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether the socket is closed (by ``close``, ``abort`` or a lost connection)."""
+        return self.sock.fileno() == -1
+
+    def abort(self) -> None:
+        """Close the socket without a word: the stream is broken or out of step."""
+        self.sock.close()
 
     @contextlib.contextmanager
     def _socket_errors(self) -> Iterator[None]:

@@ -46,6 +46,8 @@ class RemoteEnv(gym.Env[Any, Any]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        if isinstance(seed, np.integer):
+            seed = int(seed)
         super().reset(seed=seed)
         observations, info = self._vector.reset(seed=seed, options=options)
         return self._single(observations), unbatch_info(info, 0)

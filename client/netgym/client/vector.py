@@ -7,6 +7,7 @@ import enum
 import os
 import time
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,14 @@ from gymnasium.vector.utils import batch_space
 
 from netgym.client.connection import DataConnection
 from netgym.client.rest import RestClient
-from netgym.errors import ConnectionLostError, NetgymError, SessionStateError, error_from_dict
+from netgym.errors import (
+    ConnectionLostError,
+    InvalidRequestError,
+    NetgymError,
+    SessionEndedError,
+    SessionStateError,
+    error_from_dict,
+)
 from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -99,19 +107,24 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
         self._action_buffer = bytearray(self._actions.nbytes)
         self._state = _State.READY
+        self._session_ended = False  # known to have ended on the server
+        self._closed = False
 
     def reset(
-        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int | None] | np.ndarray | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """Reset every env (or those ``options["reset_mask"]`` selects)."""
+        """Reset every env (or those ``options["reset_mask"]`` selects).
+
+        ``seed`` is None, an int (Python or numpy: env ``i`` gets ``seed + i``)
+        or a sequence of ``num_envs`` ints or Nones (a list, a tuple, an array).
+        """
         self._check(_State.READY, "reset")
-        if isinstance(seed, int):
-            super().reset(seed=seed)
-        seeds = (
-            [int(s) if s is not None else None for s in seed]
-            if isinstance(seed, list | tuple)
-            else seed
-        )
+        seeds = _wire_seed(seed)
+        if isinstance(seeds, int):
+            super().reset(seed=seeds)
         leaves, info = self._call(self._connection.reset, seeds, options, self._results)
         return self._results.observations.assemble(leaves), info
 
@@ -141,11 +154,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._call(self._connection.ping)
 
     def close_extras(self, **kwargs: Any) -> None:
-        """End the session on the server."""
-        if self._state == _State.CLOSED:
+        """End the session on the server: CLOSE on the data connection, else DELETE."""
+        if self._closed:
             return
+        self._closed = True
         self._state = _State.CLOSED
-        if not self._connection.close():
+        if not self._connection.closed and self._connection.close():
+            return  # the server answered CLOSED: the session has ended
+        if not self._session_ended:
             self._close_session()
 
     def _close_session(self) -> None:
@@ -164,11 +180,15 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         try:
             return function(*args)
         except ConnectionLostError as exc:
+            # A reply may still be on its way (after our own timeout): the stream is
+            # out of step for good. close() then DELETEs the session, unless it ended.
             self._state = _State.CLOSED
+            self._connection.abort()
             raise self._explain(exc) from None
-        except NetgymError as exc:
-            if exc.code in ("session_ended", "worker_crashed", "worker_timeout"):
-                self._state = _State.CLOSED
+        except SessionEndedError:  # worker_crashed and worker_timeout too
+            self._state = _State.CLOSED
+            self._session_ended = True
+            self._connection.abort()
             raise
 
     def _explain(self, exc: ConnectionLostError) -> NetgymError:
@@ -183,7 +203,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                     f"{rest_error.message}"
                 )
             # The server may not have reaped the session process yet.
-            if status.get("state") == "ended" or time.monotonic() > deadline:
+            if status.get("state") == "ended":
+                self._session_ended = True
+                break
+            if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         if status.get("end_error"):
@@ -199,3 +222,28 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
+
+
+def _wire_seed(seed: Any) -> int | list[int | None] | None:
+    """A reset seed as it travels: None, an int, or a list of ints and Nones.
+
+    Raises:
+        InvalidRequestError: for anything else, before anything is sent.
+    """
+    if isinstance(seed, np.ndarray):
+        seed = seed.tolist()  # numpy ints become Python ints, a 0-d array one int
+    if seed is None or _is_int(seed):
+        return None if seed is None else int(seed)
+    if (
+        isinstance(seed, Sequence)
+        and not isinstance(seed, str | bytes)
+        and all(s is None or _is_int(s) for s in seed)
+    ):
+        return [None if s is None else int(s) for s in seed]
+    raise InvalidRequestError(
+        f"seed must be None, an int, or a sequence of ints or None; got {seed!r}"
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)

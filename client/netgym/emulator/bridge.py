@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from netgym.errors import ConnectionLostError, EnvError
-from netgym.protocol.frames import recv_exact_into
 
 _cv2: Any
 try:
@@ -79,7 +78,26 @@ class BridgeConnection:
                 f"cannot connect to the emulator at {host}:{port}: {exc}"
             ) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A blocking socket with kernel timeouts, so that MSG_WAITALL can wait for a
+        # whole screen in one call: LuaSocket sends it in 8 KB pieces, and waking
+        # up for each piece costs more than the copy.
+        self.sock.settimeout(None)
+        seconds = int(timeout_s)
+        timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
         self._length = bytearray(4)
+
+    def _recv_into(self, view: memoryview) -> None:
+        received = 0
+        while received < len(view):
+            try:
+                count = self.sock.recv_into(view[received:], 0, socket.MSG_WAITALL)
+            except BlockingIOError:  # SO_RCVTIMEO expired
+                raise TimeoutError from None
+            if count == 0:
+                raise ConnectionLostError("the emulator closed the connection")
+            received += count
 
     def request(self, command: bytes, argument: int = 0) -> BridgeReply:
         """Send one request and read its reply.
@@ -95,12 +113,12 @@ class BridgeConnection:
             screen = None
             if screen_bytes:
                 raw = np.empty(screen_bytes, dtype=np.uint8)
-                recv_exact_into(self.sock, raw.data)
+                self._recv_into(raw.data)
                 screen = argb_to_rgb(raw)
             ram = None
             if self.ram_count:
                 ram = np.frombuffer(self._read(self.ram_count), dtype=np.uint8).copy()
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             raise ConnectionLostError(
                 f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped"
             ) from None
@@ -114,13 +132,13 @@ class BridgeConnection:
         return BridgeReply(float(reward), done == "1", info, screen, ram)
 
     def _read_u32(self) -> int:
-        recv_exact_into(self.sock, memoryview(self._length))
+        self._recv_into(memoryview(self._length))
         (value,) = _U32.unpack(self._length)
         return int(value)
 
     def _read(self, count: int) -> bytes:
         data = bytearray(count)
-        recv_exact_into(self.sock, memoryview(data))
+        self._recv_into(memoryview(data))
         return bytes(data)
 
     def close(self) -> None:

@@ -133,7 +133,10 @@ def unpack_space(spec: dict[str, Any]) -> spaces.Space[Any]:
             start = np.array(spec.get("start", np.zeros_like(nvec)), dtype=dtype)
             return spaces.MultiDiscrete(nvec, dtype=dtype.type, start=start)
         if kind == "dict":
-            return spaces.Dict({str(key): unpack_space(sub) for key, sub in spec["spaces"]})
+            # Pairs, not a dict: from a dict Gymnasium would sort the keys, and the
+            # leaves would be read in an order other than the one they were sent in.
+            pairs = [(key, unpack_space(sub)) for key, sub in spec["spaces"]]
+            return spaces.Dict(pairs, sort_keys=False)
         if kind == "tuple":
             return spaces.Tuple([unpack_space(sub) for sub in spec["spaces"]])
     except (KeyError, TypeError, ValueError) as exc:

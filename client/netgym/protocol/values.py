@@ -21,6 +21,7 @@ import numpy as np
 from netgym.errors import ProtocolError
 
 _LENGTH = struct.Struct("<I")
+_NON_FINITE = ("nan", "inf", "-inf")
 
 
 class _Encoder:
@@ -43,8 +44,8 @@ class _Encoder:
             return value
         if isinstance(value, int):
             return int(value)
-        if isinstance(value, float):
-            return value if math.isfinite(value) else {"$float": repr(value)}
+        if isinstance(value, float):  # np.float64 too: it subclasses float
+            return float(value) if math.isfinite(value) else {"$float": _non_finite(value)}
         if isinstance(value, np.ndarray):
             if value.dtype == object:
                 return {
@@ -56,7 +57,9 @@ class _Encoder:
             if value.dtype.kind not in "biufc":
                 raise ProtocolError(f"cannot send an array of dtype {value.dtype}")
             data = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<"))
-            return {"$nd": [self._add(data.data.cast("B")), data.dtype.str, list(value.shape)]}
+            # memoryview.cast refuses shapes with a 0 in them: an empty array has no bytes.
+            raw = data.data.cast("B") if data.size else b""
+            return {"$nd": [self._add(raw), data.dtype.str, list(value.shape)]}
         if isinstance(value, np.generic):
             array = np.asarray(value)
             if array.dtype.kind not in "biufc":
@@ -80,14 +83,27 @@ class _Encoder:
         )
 
 
+def _non_finite(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return "inf" if value > 0 else "-inf"
+
+
 def pack_value(value: Any) -> bytes:
     """Encode a value; see the module docstring for the format.
 
     Raises:
-        ProtocolError: for a type the codec cannot carry.
+        ProtocolError: for a type the codec cannot carry, a value nested too
+            deeply, or an int too long for JSON.
     """
     encoder = _Encoder()
-    text = json.dumps(encoder.tree(value), separators=(",", ":"), allow_nan=False).encode()
+    try:
+        tree = encoder.tree(value)
+        text = json.dumps(tree, separators=(",", ":"), allow_nan=False).encode()
+    except RecursionError:
+        raise ProtocolError("cannot send a value nested this deeply") from None
+    except ValueError as exc:  # an int of more than 4300 digits, say
+        raise ProtocolError(f"cannot send this value: {exc}") from None
     head = _LENGTH.pack(len(text)) + text
     head += b"\0" * (-len(head) % 8)
     return b"".join([head, *encoder.chunks])
@@ -107,14 +123,18 @@ def unpack_value(data: bytes | bytearray | memoryview) -> Any:
         raise ProtocolError(f"a value's JSON claims {length} bytes but only {len(view) - 4} follow")
     try:
         tree = json.loads(bytes(view[_LENGTH.size : _LENGTH.size + length]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"a value's JSON is malformed: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError("a value's JSON is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a too long int
+        raise ProtocolError(f"a value's JSON is malformed: {exc}") from None
     start = _LENGTH.size + length
     blob = view[start + (-start % 8) :]
     try:
         return _decode(tree, blob)
+    except RecursionError:
+        raise ProtocolError("a value is nested too deeply") from None
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"a value's structure is malformed: {exc!r}") from exc
+        raise ProtocolError(f"a value's structure is malformed: {exc!r}") from None
 
 
 def _decode(tree: Any, blob: memoryview) -> Any:
@@ -129,6 +149,8 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             dt = np.dtype(dtype)
             count = math.prod(shape)
             _check_span(blob, offset, dt.itemsize * count)
+            if count == 0:
+                return np.empty(shape, dtype=dt.newbyteorder("="))
             return (
                 np.frombuffer(blob, dtype=dt, count=count, offset=offset)
                 .reshape(shape)
@@ -153,6 +175,8 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             _check_span(blob, offset, length)
             return bytes(blob[offset : offset + length])
         if tag == "$float":
+            if body not in _NON_FINITE:
+                raise ProtocolError(f'a "$float" is "nan", "inf" or "-inf", not {body!r}')
             return float(body)
         if tag == "$dict":
             return {_hashable(_decode(k, blob)): _decode(v, blob) for k, v in body}

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from netgym.errors import InvalidRequestError, NetgymError
 from netgym_envapi.api import envs, health, sessions
+from netgym_envapi.api.guard import RequestGuard
 from netgym_envapi.dataport import DataPort
 from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.settings import Settings
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manager = SessionManager(settings)
+        manager.start()
         dataport = DataPort(settings, manager)
         await dataport.start()
         app.state.settings, app.state.sessions, app.state.dataport = settings, manager, dataport
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await manager.shutdown()
 
     app = FastAPI(title="netgym envapi", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(RequestGuard, settings=settings)
     app.include_router(health.router)
     app.include_router(envs.router)
     app.include_router(sessions.router)

@@ -19,6 +19,7 @@ from typing import Any
 
 from netgym.errors import (
     AuthenticationError,
+    LimitExceededError,
     NetgymError,
     ProtocolError,
     ProtocolVersionError,
@@ -33,6 +34,11 @@ log = logging.getLogger("netgym.envapi.dataport")
 
 HELLO_TIMEOUT_S = 10.0
 HELLO_MAX_BYTES = 64 * 1024
+# Connections waiting for their HELLO at once; more are refused straight away, so
+# that bare connections cannot pile up (each holds a file descriptor for 10 s).
+MAX_PENDING_HANDSHAKES = 256
+# How long to pause accepting after accept() fails (out of file descriptors...).
+ACCEPT_RETRY_S = 0.1
 
 
 async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytearray:
@@ -76,6 +82,8 @@ class DataPort:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._handshakes):
+            task.cancel()
         if self._listener is not None:
             self._listener.close()
 
@@ -83,11 +91,39 @@ class DataPort:
         loop = asyncio.get_running_loop()
         assert self._listener is not None
         while True:
-            client, _address = await loop.sock_accept(self._listener)
-            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                client, _address = await loop.sock_accept(self._listener)
+            except OSError as exc:
+                # EMFILE, ENFILE, ECONNABORTED, ENOBUFS...: this connection is lost,
+                # but the port must go on accepting the next ones.
+                log.warning("accepting a data connection failed: %r; retrying", exc)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
+                self._turn_away(client)
+                continue
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._handshake(client))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
+
+    def _turn_away(self, client: socket.socket) -> None:
+        """Refuse a connection at once: too many are already waiting for their HELLO."""
+        log.warning(
+            "refused a data connection: %d connections are waiting for their HELLO",
+            len(self._handshakes),
+        )
+        error = LimitExceededError(
+            f"the data port has {MAX_PENDING_HANDSHAKES} connections waiting for their HELLO, "
+            "its limit; connect again in a moment",
+            details={"limit": MAX_PENDING_HANDSHAKES},
+        )
+        body = pack_error(error)
+        with contextlib.suppress(OSError):
+            client.setblocking(False)
+            client.send(pack_header(MessageType.ERROR, len(body)) + body)
+        client.close()
 
     async def _handshake(self, client: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -115,7 +151,8 @@ class DataPort:
             await self._refuse(client, ProtocolError(f"no HELLO within {HELLO_TIMEOUT_S:g} s"))
         except OSError:
             pass
-        client.close()
+        finally:
+            client.close()
 
     def _attach(self, client: socket.socket, hello: Any) -> None:
         if not isinstance(hello, dict):

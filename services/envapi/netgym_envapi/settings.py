@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from netgym.errors import NetgymError
@@ -54,6 +55,15 @@ class Settings(BaseSettings):
     ended_session_memory: int = Field(
         1000, ge=0, description="how many ended sessions keep their end reason"
     )
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _blank_token_is_none(cls, value: Any) -> Any:
+        """``NETGYM_TOKEN=""`` (or spaces) means no token, not a token anyone can send."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
 
     @property
     def env_module_list(self) -> list[str]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from netgym.errors import AuthenticationError
+from netgym_envapi.api.guard import UNAUTHORIZED_MESSAGE, token_matches
 from netgym_envapi.dataport import DataPort
 from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.settings import Settings
@@ -32,16 +32,13 @@ def require_token(
     settings: Annotated[Settings, Depends(get_settings)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> None:
-    """Check ``Authorization: Bearer <token>`` when the service has a token."""
-    if settings.token is None:
-        return
-    expected = settings.token.get_secret_value().encode()
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-        raise AuthenticationError(
-            "wrong or missing token: send 'Authorization: Bearer <token>' "
-            "(the client takes token=... or NETGYM_TOKEN)"
-        )
+    """Check ``Authorization: Bearer <token>`` when the service has a token.
+
+    ``RequestGuard`` has checked it already, before the body was read; this
+    keeps each route safe on its own.
+    """
+    if not token_matches(settings, authorization):
+        raise AuthenticationError(UNAUTHORIZED_MESSAGE)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

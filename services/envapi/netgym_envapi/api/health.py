@@ -11,14 +11,24 @@ from fastapi.responses import JSONResponse
 
 from netgym.protocol import MessageType
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_header
-from netgym_envapi.api.deps import DataPortDep, SessionsDep
+from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 
-async def _ping_dataport(port: int) -> float:
+def probe_host(host: str) -> str:
+    """The address that reaches a port bound on ``host``: loopback for the wildcards."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+async def ping_dataport(host: str, port: int) -> float:
+    """One PING to the data port bound on ``host``; the round trip in milliseconds."""
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection(probe_host(host), port)
     try:
         writer.write(pack_header(MessageType.PING, 4) + b"ping")
         await writer.drain()
@@ -33,13 +43,15 @@ async def _ping_dataport(port: int) -> float:
 
 
 @router.get("/v1/health")
-async def health(sessions: SessionsDep, dataport: DataPortDep) -> JSONResponse:
+async def health(
+    sessions: SessionsDep, dataport: DataPortDep, settings: SettingsDep
+) -> JSONResponse:
     """200 when the service can serve; 503 with what failed otherwise."""
     checks: dict[str, Any] = {}
     healthy = True
     try:
         checks["data_port_ping_ms"] = round(
-            await asyncio.wait_for(_ping_dataport(dataport.port), 5), 3
+            await asyncio.wait_for(ping_dataport(settings.host, dataport.port), 5), 3
         )
     except Exception as exc:
         checks["data_port"] = f"failed: {exc!r}"

@@ -31,6 +31,7 @@ class SessionConfig:
     idle_timeout_s: float = 300.0
     attach_timeout_s: float = 30.0
     step_timeout_s: float = 60.0
+    make_timeout_s: float = 120.0
     max_message_bytes: int = 64 * 1024 * 1024
     env_modules: list[str] = field(default_factory=list)
     emulator_url: str | None = None

@@ -2,7 +2,9 @@
 
 The slice reads actions from and writes results into the session's shared
 memory, so no observation is ever pickled: only the small per-env info dicts
-travel back through the worker's pipe.
+travel back through the worker's pipe. Whether a step may happen at all (every
+env reset; with autoreset disabled, no env done) is the session's check, made
+once for all slices before any of them steps.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from netgym.errors import SessionStateError
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -51,7 +52,6 @@ class EnvSlice:
         self._rewards, self._terminations = arrays.rewards, arrays.terminations
         self._truncations = arrays.truncations
         self._action_leaves = actions.views(action_buffer)
-        self._needs_reset = np.ones(stop - start, dtype=np.bool_)
         self._done = np.zeros(stop - start, dtype=np.bool_)
 
     def _write_obs(self, index: int, obs: Any) -> None:
@@ -69,7 +69,6 @@ class EnvSlice:
                 continue
             obs, info = env.reset(seed=seeds[index], options=options)
             self._write_obs(index, obs)
-            self._needs_reset[offset] = False
             self._done[offset] = False
             infos.append((index, info))
         return infos
@@ -77,19 +76,9 @@ class EnvSlice:
     def step(self) -> EnvInfos:
         """Step every env with the actions in shared memory; return their infos.
 
-        Raises:
-            SessionStateError: when an env was never reset, or (with autoreset
-                disabled) is done and was not reset since.
+        The session has checked that every env was reset and, with autoreset
+        disabled, that none is done.
         """
-        if self._needs_reset.any():
-            index = self.start + int(np.flatnonzero(self._needs_reset)[0])
-            raise SessionStateError(f"env {index} was never reset: call reset() before step()")
-        if self.autoreset_mode == AutoresetMode.DISABLED and self._done.any():
-            index = self.start + int(np.flatnonzero(self._done)[0])
-            raise SessionStateError(
-                f"env {index} is done and autoreset is disabled: reset it first "
-                f"(options={{'reset_mask': mask}})"
-            )
         infos: EnvInfos = []
         for offset, env in enumerate(self.envs):
             index = self.start + offset

@@ -5,7 +5,8 @@ fork of the threaded server). A SOCK_SEQPACKET pair joins the two: the session
 reports ``ready``/``failed``/``ended`` on it, and the main process hands over
 the client's socket on it. A session whose process exits, for any reason, is
 moved to a bounded memory of ended sessions with the reason, so that a client
-asking why its session died gets an answer.
+asking why its session died gets an answer. A session stuck in C code past its
+step deadline (see ``deadline.py``) is killed from here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import enum
 import json
+import logging
 import multiprocessing
 import os
 import secrets
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netgym.errors import (
+    InvalidRequestError,
     LimitExceededError,
     NetgymError,
     SessionEndedError,
@@ -36,10 +39,22 @@ from netgym.errors import (
 )
 from netgym_envapi.catalog import find_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
+from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
 from netgym_envapi.sessions.process import CONTROL_MESSAGE_BYTES, run_session, send_control
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
+
+log = logging.getLogger("netgym.envapi.sessions")
+
+# After a session process exits, how long its last control messages may take to
+# be read (its workers, killed with it, may hold the control socket a moment).
+EXIT_DRAIN_TIMEOUT_S = 2.0
+# How often the step deadlines of attached sessions are checked, and how far past
+# its deadline a session may be before it is killed: within the margin, the
+# session's own SIGALRM and worker timeouts end the step and clean up.
+WATCHDOG_PERIOD_S = 1.0
+WATCHDOG_MARGIN_S = 5.0
 
 
 class SessionState(enum.StrEnum):
@@ -58,6 +73,10 @@ class SessionRecord:
     config: SessionConfig
     process: multiprocessing.process.BaseProcess
     control: socket.socket
+    pid: int | None = None
+    exitcode: int | None = None
+    running: bool = True  # False from the moment its process is seen to exit
+    deadline: StepDeadline | None = None
     created_at: float = field(default_factory=time.time)
     state: SessionState = SessionState.STARTING
     observation_space: dict[str, Any] | None = None
@@ -83,7 +102,7 @@ class SessionRecord:
             "autoreset_mode": self.config.autoreset_mode.value,
             "state": self.state.value,
             "created_at": self.created_at,
-            "pid": self.process.pid,
+            "pid": self.pid,
             "end_reason": self.end_reason,
         }
 
@@ -98,6 +117,9 @@ class SessionManager:
         self._live: dict[str, SessionRecord] = {}
         self._ended: OrderedDict[str, SessionRecord] = OrderedDict()
         self._spec_cache: dict[str, dict[str, Any]] = {}
+        self._reserved = 0  # slots taken by sessions being started, not yet in _live
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         serve_modules(settings.env_module_list)
         serve_emulator(settings.emulator_url)
 
@@ -135,18 +157,50 @@ class SessionManager:
         """
         settings = self.settings
         find_env(env_id)
-        if num_envs < 1 or num_envs > settings.max_envs_per_session:
+        if num_envs < 1:
+            raise InvalidRequestError(
+                f"num_envs={num_envs}: a session has at least one env",
+                details={"num_envs": num_envs},
+            )
+        if num_envs > settings.max_envs_per_session:
             raise LimitExceededError(
-                f"num_envs={num_envs} is outside 1..{settings.max_envs_per_session} "
+                f"num_envs={num_envs} is above {settings.max_envs_per_session}, the limit "
                 "(NETGYM_MAX_ENVS_PER_SESSION)",
                 details={"num_envs": num_envs, "limit": settings.max_envs_per_session},
             )
-        if not await self._room_for_one_more():
+        if not await self._reserve_slot():
             raise LimitExceededError(
                 f"this service already runs {settings.max_sessions} sessions, its limit "
                 "(NETGYM_MAX_SESSIONS); close one or raise the limit",
                 details={"limit": settings.max_sessions},
             )
+        try:
+            record = await self._start(env_id, num_envs, env_kwargs, wrappers, autoreset_mode)
+        finally:
+            self._reserved -= 1  # the record, when there is one, counts itself now
+        try:
+            await asyncio.wait_for(asyncio.shield(record.ready), settings.make_timeout_s)
+        except TimeoutError:
+            await self.close(record.session_id, "making its envs took too long")
+            raise WorkerTimeoutError(
+                f"making {num_envs} x {env_id!r} took longer than {settings.make_timeout_s:g} s "
+                "(NETGYM_MAKE_TIMEOUT_S)"
+            ) from None
+        except NetgymError:
+            await record.exited.wait()
+            raise
+        return record
+
+    async def _start(
+        self,
+        env_id: str,
+        num_envs: int,
+        env_kwargs: dict[str, Any],
+        wrappers: list[WrapperSpec],
+        autoreset_mode: AutoresetMode,
+    ) -> SessionRecord:
+        """Start the session process and track it (in ``_live``) from then on."""
+        settings = self.settings
         config = SessionConfig(
             session_id=secrets.token_hex(8),
             env_id=env_id,
@@ -158,6 +212,7 @@ class SessionManager:
             idle_timeout_s=settings.idle_timeout_s,
             attach_timeout_s=settings.attach_timeout_s,
             step_timeout_s=settings.step_timeout_s,
+            make_timeout_s=settings.make_timeout_s,
             max_message_bytes=settings.max_message_bytes,
             env_modules=settings.env_module_list,
             emulator_url=settings.emulator_url,
@@ -167,32 +222,36 @@ class SessionManager:
             target=run_session, args=(config, child), name=f"netgym-session-{config.session_id}"
         )
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, process.start)
-        child.close()
-        parent.setblocking(False)
-        record = SessionRecord(config=config, process=process, control=parent)
-        self._live[config.session_id] = record
-        loop.add_reader(process.sentinel, self._on_exit, record)
-        record.watcher = loop.create_task(self._watch(record))
         try:
-            await asyncio.wait_for(asyncio.shield(record.ready), settings.make_timeout_s)
-        except TimeoutError:
-            await self.close(config.session_id, "making its envs took too long")
-            raise WorkerTimeoutError(
-                f"making {num_envs} x {env_id!r} took longer than {settings.make_timeout_s:g} s "
-                "(NETGYM_MAKE_TIMEOUT_S)"
-            ) from None
-        except NetgymError:
-            await record.exited.wait()
+            await loop.run_in_executor(None, process.start)
+        except BaseException:
+            parent.close()
             raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        record = SessionRecord(config=config, process=process, control=parent, pid=process.pid)
+        self._track(record)
         return record
 
-    async def _room_for_one_more(self) -> bool:
-        """Whether a session may start; waits a moment for sessions already ending."""
+    def _track(self, record: SessionRecord) -> None:
+        """Count a started session as live; read its messages and notice its exit."""
+        loop = asyncio.get_running_loop()
+        self._live[record.session_id] = record
+        loop.add_reader(record.process.sentinel, self._on_exit, record)
+        record.watcher = loop.create_task(self._watch(record))
+
+    async def _reserve_slot(self) -> bool:
+        """Take a slot for a new session; waits a moment for sessions already ending.
+
+        The check and the taking happen with no ``await`` between them, so that
+        requests arriving together cannot all pass the check.
+        """
         deadline = time.monotonic() + 2.0
         while True:
-            running = [r for r in self._live.values() if r.state != SessionState.ENDED]
-            if len(running) < self.settings.max_sessions:
+            running = sum(1 for r in self._live.values() if r.state != SessionState.ENDED)
+            if running + self._reserved < self.settings.max_sessions:
+                self._reserved += 1
                 return True
             if time.monotonic() > deadline:
                 return False
@@ -211,6 +270,7 @@ class SessionManager:
         return self._spec_cache[env_id]
 
     async def _watch(self, record: SessionRecord) -> None:
+        """Read the session's control messages until the socket's end."""
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -220,7 +280,10 @@ class SessionManager:
                     break
                 if not data:
                     break
-                self._on_control(record, json.loads(data))
+                try:
+                    self._on_control(record, json.loads(data))
+                except (ValueError, KeyError, TypeError):
+                    log.exception("session %s sent a bad control message", record.session_id)
         finally:
             record.control.close()
 
@@ -236,39 +299,88 @@ class SessionManager:
                 record.ready.set_exception(error_from_dict(message["error"]))
         elif message["op"] == "ended":
             record.end_reason = record.end_reason or message["reason"]
-            record.end_error = message.get("error")
+            record.end_error = record.end_error or message.get("error")
             record.state = SessionState.ENDED
 
     def _on_exit(self, record: SessionRecord) -> None:
+        """The session process has exited: finish once its last messages are read."""
         loop = asyncio.get_running_loop()
         loop.remove_reader(record.process.sentinel)
-        record.process.join(0)
-        # The "ended" message may still sit in the control socket: read what is left.
-        try:
-            while data := record.control.recv(CONTROL_MESSAGE_BYTES):
-                self._on_control(record, json.loads(data))
-        except OSError:
-            pass
+        record.running = False
+        self._spawn(self._finish_exit(record))
+
+    async def _finish_exit(self, record: SessionRecord) -> None:
+        # The watcher may hold the last message ("ready", "failed", "ended") in hand
+        # without having acted on it yet: let it read to the socket's end rather
+        # than cancel it, or that message, and the true reason, would be lost.
         if record.watcher is not None:
-            record.watcher.cancel()
+            done, _ = await asyncio.wait([record.watcher], timeout=EXIT_DRAIN_TIMEOUT_S)
+            if not done:
+                log.warning(
+                    "session %s exited but its control socket stays open", record.session_id
+                )
+                record.watcher.cancel()
+                await asyncio.wait([record.watcher])
+        process = record.process
+        if process.exitcode is None:
+            await asyncio.get_running_loop().run_in_executor(None, process.join, 5.0)
+        record.exitcode = process.exitcode
+        if record.exitcode is not None:
+            process.close()  # frees its pipes: ended records are kept a long while
+        if record.deadline is not None:
+            record.deadline.close()
+            record.deadline = None
+        exit_words = describe_exit(record.exitcode)
         if record.end_reason is None:
-            record.end_reason = f"its process {describe_exit(record.process.exitcode)}"
+            record.end_reason = f"its process {exit_words}"
             record.end_error = WorkerCrashedError(
                 f"session {record.session_id} ended: {record.end_reason}; open a new session"
             ).to_dict()
         record.state = SessionState.ENDED
         if not record.ready.done():
             record.ready.set_exception(
-                WorkerCrashedError(
-                    f"the session process {describe_exit(record.process.exitcode)} "
-                    "while making its envs"
-                )
+                WorkerCrashedError(f"the session process {exit_words} while making its envs")
             )
         self._live.pop(record.session_id, None)
         self._ended[record.session_id] = record
         while len(self._ended) > self.settings.ended_session_memory:
             self._ended.popitem(last=False)
         record.exited.set()
+
+    def _spawn(self, coroutine: Any) -> None:
+        """Run a task that nobody awaits, keeping a reference until it is done."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start(self) -> None:
+        """Start checking the step deadlines of attached sessions."""
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_deadlines())
+
+    async def _watch_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            now = time.monotonic()
+            for record in list(self._live.values()):
+                if record.deadline is None or not record.running:
+                    continue
+                deadline = record.deadline.get()
+                if deadline > 0 and now > deadline + WATCHDOG_MARGIN_S:
+                    self._kill_hung(record)
+
+    def _kill_hung(self, record: SessionRecord) -> None:
+        """Kill a session stuck in a step where its own timeouts cannot reach (C code)."""
+        timeout = record.config.step_timeout_s
+        reason = f"hung in a step for more than {timeout:g} s (step_timeout_s); killed"
+        log.warning("session %s %s", record.session_id, reason)
+        record.end_reason = reason
+        record.end_error = WorkerTimeoutError(
+            f"session {record.session_id} {reason}; open a new session",
+            details={"timeout_s": timeout},
+        ).to_dict()
+        _signal(record.pid, signal.SIGKILL)
+        record.running = False  # no second kill while it is reaped
 
     def attach(self, session_id: str, client: socket.socket) -> SessionRecord:
         """Hand the client's socket to the session process.
@@ -277,13 +389,28 @@ class SessionManager:
             SessionNotFoundError, SessionEndedError, SessionStateError.
         """
         record = self.get(session_id)
-        if record.state == SessionState.ENDED:
-            raise SessionEndedError(f"session {session_id} has ended: {record.end_reason}")
+        if record.state == SessionState.ENDED or not record.running:
+            raise SessionEndedError(
+                f"session {session_id} has ended: {record.end_reason or 'its process exited'}"
+            )
         if record.state != SessionState.READY:
             raise SessionStateError(
                 f"session {session_id} is {record.state.value}, not ready for a client"
             )
-        send_control(record.control, {"op": "attach"}, [client.fileno()])
+        try:
+            deadline, fd = StepDeadline.create(f"netgym-deadline-{session_id}")
+        except OSError as exc:
+            raise NetgymError(f"cannot attach to session {session_id}: {exc}") from None
+        try:
+            send_control(record.control, {"op": "attach"}, [client.fileno(), fd])
+        except OSError as exc:
+            deadline.close()
+            raise SessionEndedError(
+                f"session {session_id} has ended: its process no longer listens ({exc})"
+            ) from None
+        finally:
+            os.close(fd)  # the session process holds its own copy now
+        record.deadline = deadline
         record.state = SessionState.ATTACHED
         return record
 
@@ -293,18 +420,24 @@ class SessionManager:
         """End a session: SIGTERM, then SIGKILL after a grace period."""
         record = self.get(session_id)
         if not record.exited.is_set():
-            if record.state != SessionState.ENDED:
+            if record.state != SessionState.ENDED and record.running:
                 record.end_reason = record.end_reason or reason
-                _signal(record.process, signal.SIGTERM)
+                _signal(record.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(record.exited.wait(), 5.0)
             except TimeoutError:
-                _signal(record.process, signal.SIGKILL)
+                if record.running:
+                    _signal(record.pid, signal.SIGKILL)
                 await record.exited.wait()
         return record
 
     async def shutdown(self) -> None:
         """End every session (the service is stopping)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
         await asyncio.gather(
             *(self.close(s.session_id, "the service stopped") for s in self.live_sessions),
             return_exceptions=True,
@@ -320,11 +453,17 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, process.start)
         await loop.run_in_executor(None, process.join, 10.0)
-        if process.exitcode != 0:
-            raise NetgymError(f"a test worker process {describe_exit(process.exitcode)}")
+        if process.exitcode is None:
+            process.kill()
+            await loop.run_in_executor(None, process.join, 5.0)
+            raise NetgymError("a test worker process did not exit within 10 s")
+        exitcode = process.exitcode
+        process.close()
+        if exitcode != 0:
+            raise NetgymError(f"a test worker process {describe_exit(exitcode)}")
 
 
-def _signal(process: multiprocessing.process.BaseProcess, signum: int) -> None:
-    if process.pid is not None:
+def _signal(pid: int | None, signum: int) -> None:
+    if pid is not None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signum)
+            os.kill(pid, signum)

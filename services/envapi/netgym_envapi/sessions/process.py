@@ -5,7 +5,9 @@ The envapi's main process starts it, then hands it the client's TCP socket
 this process alone: no hop through the main process, and a crash here ends
 only this session. The envs themselves step in ``WorkerPool`` processes over
 one anonymous shared-memory buffer: actions are received straight into it,
-results are sent straight out of it.
+results are sent straight out of it. Before each reset or step the session
+writes its deadline where the main process can see it (``deadline.py``), so
+that a hang in C code here, out of reach of SIGALRM, still ends the session.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import contextlib
 import json
 import logging
 import mmap
+import os
 import signal
 import socket
+import time
+from collections.abc import Iterator
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -28,12 +33,15 @@ from netgym.errors import (
     NetgymError,
     ProtocolError,
     SessionEndedError,
+    SessionStateError,
 )
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
 from netgym.protocol.frames import recv_exact_into, recv_header, send_frame, send_value
 from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import make_env, serve_emulator, serve_modules
-from netgym_envapi.sessions.config import SessionConfig
+from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
+from netgym_envapi.sessions.deadline import StepDeadline
+from netgym_envapi.sessions.envslice import EnvInfos
 from netgym_envapi.sessions.infos import merge_infos
 from netgym_envapi.sessions.lifetime import die_with_parent
 from netgym_envapi.sessions.workers import WorkerPool
@@ -42,8 +50,12 @@ CONTROL_MESSAGE_BYTES = 1 << 20
 log = logging.getLogger("netgym.envapi.session")
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: the service is closing this session."""
+class _Terminated(BaseException):
+    """SIGTERM arrived: the service is closing this session.
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception``
+    on its way out (the env's own, the worker pool's) can swallow it.
+    """
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -70,6 +82,7 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     try:
         session.run()
     except _Terminated:
+        session.terminated = True
         session.end("was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)")
     finally:
         session.shutdown()
@@ -86,6 +99,13 @@ class Session:
         self.end_reason = "ended"
         self.end_error: dict[str, Any] | None = None
         self.close_requested = False
+        self.terminated = False
+        self.deadline: StepDeadline | None = None
+        # Which envs may step: never reset ones may not; with autoreset disabled,
+        # finished ones may not either until reset. Checked here, before any
+        # worker steps, so that a refused step leaves every env as it was.
+        self.needs_reset = np.ones(config.num_envs, dtype=np.bool_)
+        self.done = np.zeros(config.num_envs, dtype=np.bool_)
 
     def run(self) -> None:
         try:
@@ -134,6 +154,8 @@ class Session:
         self.result_buffer = memory[: self.results.step_nbytes]
         self.action_buffer = memory[self.results.step_nbytes :]
         self.action_leaves = self.actions.views(self.action_buffer)
+        step_arrays = self.results.step_views(self.result_buffer)
+        self.terminations, self.truncations = step_arrays.terminations, step_arrays.truncations
         self.pool = WorkerPool(
             make,
             config.num_envs,
@@ -143,21 +165,31 @@ class Session:
             self.result_buffer,
             self.action_buffer,
             config.autoreset_mode,
-            start_timeout_s=config.step_timeout_s,
+            start_timeout_s=config.make_timeout_s,
         )
 
     def _wait_for_client(self) -> socket.socket | None:
+        """The client's socket, and the step deadline's memory, from the main process."""
         self.control.settimeout(self.config.attach_timeout_s)
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 1)
+            data, fds, _flags, _addr = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 2)
         except TimeoutError:
             self.end(
                 f"no client attached within {self.config.attach_timeout_s:g} s (attach_timeout_s)"
             )
             return None
         if not data or not fds:
+            for fd in fds:
+                os.close(fd)
             self.end("the service closed the session before a client attached")
             return None
+        if len(fds) > 1:
+            try:
+                self.deadline = StepDeadline(fds[1])
+            except (OSError, ValueError) as exc:  # steps go on, unwatched
+                log.warning("session %s has no step deadline: %r", self.config.session_id, exc)
+            finally:
+                os.close(fds[1])
         return socket.socket(fileno=fds[0])
 
     def end(self, reason: str, error: NetgymError | None = None) -> None:
@@ -177,7 +209,9 @@ class Session:
         """Stop the workers, close the client, tell the main process why."""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already on the way out
         if self.pool is not None:
-            self.pool.close()
+            # Ended by the service, which kills this process 5 s after asking:
+            # give a worker busy in a step 1 s, not all of that.
+            self.pool.close(timeout_s=1.0 if self.terminated else 5.0)
         with contextlib.suppress(OSError):
             send_control(
                 self.control, {"op": "ended", "reason": self.end_reason, "error": self.end_error}
@@ -190,24 +224,46 @@ class Session:
                     send_frame(self.client, MessageType.CLOSED)
             self.client.close()
 
+    def _client_gone(self) -> None:
+        """The client closed its connection or vanished: nobody is left to tell."""
+        self.client = None
+        self.end_reason = "the client disconnected"
+
+    def _send_error(self, client: socket.socket, error: NetgymError) -> bool:
+        """Send an ERROR frame; False when the client is gone."""
+        try:
+            try:
+                body = pack_value(error.to_dict())
+            except ProtocolError:  # details it cannot carry: the message still goes
+                body = pack_value({**error.to_dict(), "details": {}})
+            send_frame(client, MessageType.ERROR, [body])
+        except OSError:
+            self._client_gone()
+            return False
+        return True
+
     def _serve(self, client: socket.socket) -> None:
         config = self.config
-        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.settimeout(config.idle_timeout_s)
-        send_value(
-            client,
-            MessageType.WELCOME,
-            {
-                "protocol": PROTOCOL_VERSION,
-                "session_id": config.session_id,
-                "env_id": config.env_id,
-                "num_envs": config.num_envs,
-                "autoreset_mode": config.autoreset_mode.value,
-                "observation_space": pack_space(self.results.observations.space),
-                "action_space": pack_space(self.actions.space),
-                "max_message_bytes": config.max_message_bytes,
-            },
-        )
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client.settimeout(config.idle_timeout_s)
+            send_value(
+                client,
+                MessageType.WELCOME,
+                {
+                    "protocol": PROTOCOL_VERSION,
+                    "session_id": config.session_id,
+                    "env_id": config.env_id,
+                    "num_envs": config.num_envs,
+                    "autoreset_mode": config.autoreset_mode.value,
+                    "observation_space": pack_space(self.results.observations.space),
+                    "action_space": pack_space(self.actions.space),
+                    "max_message_bytes": config.max_message_bytes,
+                },
+            )
+        except OSError:
+            self._client_gone()
+            return
         while True:
             try:
                 message_type, length = recv_header(client, config.max_message_bytes)
@@ -215,8 +271,7 @@ class Session:
                 self.end(f"was idle for {config.idle_timeout_s:g} s (idle_timeout_s) and has ended")
                 return
             except (ConnectionLostError, OSError):
-                self.client = None
-                self.end_reason = "the client disconnected"
+                self._client_gone()
                 return
             except ProtocolError as exc:
                 self.end(f"received a bad frame header: {exc.message}", exc)
@@ -231,7 +286,11 @@ class Session:
                 self.end(f"was idle for {config.idle_timeout_s:g} s in the middle of a message")
                 return
             except NetgymError as exc:
-                send_value(client, MessageType.ERROR, exc.to_dict())
+                if not self._send_error(client, exc):
+                    return
+            except OSError:  # sending a reply failed: the client is gone
+                self._client_gone()
+                return
             except Exception as exc:
                 log.exception("session %s failed", config.session_id)
                 self.end(
@@ -251,10 +310,16 @@ class Session:
                     details={"length": length, "expected": self.actions.nbytes},
                 )
             recv_exact_into(client, self.action_buffer)
+            self._check_steppable()
             self.actions.check(self.action_leaves)
             assert self.pool is not None
-            infos = self.pool.step(self.config.step_timeout_s)
-            info = pack_value(merge_infos(self.config.num_envs, infos))
+            try:
+                with self._step_deadline():
+                    infos = self.pool.step(self.config.step_timeout_s)
+            finally:
+                # Envs that stepped wrote their flags, even when another one failed.
+                self.done = self.terminations | self.truncations
+            info = self._pack_info(infos)
             send_frame(client, MessageType.STEP_RESULT, [self.result_buffer, info])
             return True
         body = bytearray(length)
@@ -270,6 +335,57 @@ class Session:
         else:
             raise ProtocolError(f"a client does not send {message_type.name} frames after HELLO")
         return True
+
+    def _check_steppable(self) -> None:
+        """Refuse a step, before any env moves, when some env may not step.
+
+        Raises:
+            SessionStateError: naming the first such env and what to do.
+        """
+        if self.needs_reset.any():
+            index = int(np.flatnonzero(self.needs_reset)[0])
+            raise SessionStateError(f"env {index} was never reset: call reset() before step()")
+        if self.config.autoreset_mode == AutoresetMode.DISABLED and self.done.any():
+            index = int(np.flatnonzero(self.done)[0])
+            raise SessionStateError(
+                f"env {index} is done and autoreset is disabled: reset it first "
+                "(options={'reset_mask': mask})",
+                details={"env_index": index},
+            )
+
+    @contextlib.contextmanager
+    def _step_deadline(self) -> Iterator[None]:
+        """Publish the deadline of the reset or step under way to the main process."""
+        if self.deadline is None:
+            yield
+            return
+        self.deadline.set(time.monotonic() + self.config.step_timeout_s)
+        try:
+            yield
+        finally:
+            self.deadline.clear()
+
+    def _pack_info(self, infos: EnvInfos) -> bytes:
+        """The vector info of a reset or step, encoded.
+
+        Raises:
+            ProtocolError: when an env's info holds what a value cannot carry;
+                the session goes on.
+        """
+        advice = (
+            "the envs did step or reset, but this info is lost; wrap the env so that its "
+            "info holds only numbers, strings, bytes, numeric arrays, lists and dicts"
+        )
+        try:
+            return pack_value(merge_infos(self.config.num_envs, infos))
+        except ProtocolError as exc:
+            raise ProtocolError(
+                f"the envs' info cannot be sent: {exc.message}; {advice}", details=exc.details
+            ) from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            raise ProtocolError(
+                f"the envs' info cannot be sent: {type(exc).__name__}: {exc}; {advice}"
+            ) from None
 
     def _reset(self, client: socket.socket, body: bytearray) -> None:
         request = unpack_value(body) if body else {}
@@ -288,9 +404,18 @@ class Session:
                     "options['reset_mask'] must be a bool array of shape "
                     f"({self.config.num_envs},), got {mask.dtype} {mask.shape}"
                 )
+            if not mask.any():
+                raise InvalidRequestError(
+                    "options['reset_mask'] selects no env: set at least one True, "
+                    f"got {mask.tolist()}"
+                )
         assert self.pool is not None
-        infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
-        info = pack_value(merge_infos(self.config.num_envs, infos))
+        with self._step_deadline():
+            infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
+        selected = slice(None) if mask is None else mask
+        self.needs_reset[selected] = False
+        self.done[selected] = False
+        info = self._pack_info(infos)
         send_frame(
             client,
             MessageType.RESET_RESULT,
@@ -302,17 +427,21 @@ def _seeds(seed: Any, num_envs: int) -> list[int | None]:
     """Gymnasium's vector convention: None, one int (env i gets seed + i), or a list."""
     if seed is None:
         return [None] * num_envs
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        return [seed + i for i in range(num_envs)]
+    if _is_int(seed):
+        return [int(seed) + i for i in range(num_envs)]
     if (
         isinstance(seed, list)
         and len(seed) == num_envs
-        and all(s is None or (isinstance(s, int) and not isinstance(s, bool)) for s in seed)
+        and all(s is None or _is_int(s) for s in seed)
     ):
-        return list(seed)
+        return [None if s is None else int(s) for s in seed]
     raise InvalidRequestError(
         f"seed must be None, an int, or a list of {num_envs} ints or None; got {seed!r}"
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _discard(client: socket.socket, length: int) -> None:

@@ -1,0 +1,69 @@
+"""The session manager in process, with stand-in session processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from netgym.errors import InvalidRequestError
+from netgym_envapi.sessions.config import SessionConfig
+from netgym_envapi.sessions.manager import SessionManager, SessionRecord
+from netgym_envapi.sessions.process import send_control
+from netgym_envapi.settings import Settings
+
+
+def send_then_exit(control: socket.socket, go: int, message: dict[str, Any]) -> None:
+    os.read(go, 1)
+    send_control(control, message)
+
+
+MESSAGES = {
+    "ended": {"op": "ended", "reason": "closed by the client", "error": None},
+    "failed": {
+        "op": "failed",
+        "error": InvalidRequestError("making 'CartPole-v1' failed: bad kwarg").to_dict(),
+    },
+}
+
+
+@pytest.mark.parametrize("op", MESSAGES)
+def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) -> None:
+    """The watcher may have read the last message when the exit is noticed: keep it."""
+
+    async def scenario() -> SessionRecord:
+        manager = SessionManager(Settings())
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        go_read, go_write = os.pipe()
+        process = multiprocessing.get_context("fork").Process(
+            target=send_then_exit, args=(child, go_read, MESSAGES[op])
+        )
+        process.start()
+        child.close()
+        os.close(go_read)
+        parent.setblocking(False)
+        config = SessionConfig(session_id="0123456789abcdef", env_id="CartPole-v1", num_envs=1)
+        record = SessionRecord(config=config, process=process, control=parent, pid=process.pid)
+        manager._track(record)
+        await asyncio.sleep(0.2)  # the watcher waits on the control socket now
+        os.write(go_write, b"!")
+        os.close(go_write)
+        time.sleep(0.5)  # hold the loop: the message and the exit arrive in one turn
+        await asyncio.wait_for(record.exited.wait(), 10)
+        assert record.ready.done()
+        return record
+
+    record = asyncio.run(scenario())
+    assert record.exitcode == 0
+    assert record.public()["pid"] is not None
+    if op == "ended":
+        assert record.end_reason == "closed by the client"
+        assert record.end_error is None
+    else:
+        with pytest.raises(InvalidRequestError, match="bad kwarg"):
+            record.ready.result()
