@@ -55,16 +55,27 @@ def test_escape_from_pong_plays_through_the_envapi(stack: Stack) -> None:
         assert done and info["deaths"] == 5 and total < 0
 
 
+def test_catch_passes_check_env(stack: Stack) -> None:
+    with netgym.make("netgym/Catch-v0", **stack.kwargs) as env:
+        assert env.observation_space["screen"].shape == (240, 256, 3)
+        assert env.observation_space["ram"].shape == (8,)
+        check_env(env, skip_render_check=True)
+
+
 def test_same_seed_and_actions_give_the_same_frames(stack: Stack) -> None:
-    with netgym.make_vec("netgym/Plain-v0", 2, **stack.kwargs) as envs:
-        frames = []
+    with netgym.make_vec("netgym/Catch-v0", 2, **stack.kwargs) as envs:
+        traces = []
         for _ in range(2):
             obs, _ = envs.reset(seed=5)
             trace = [obs]
-            for step in range(30):
-                trace.append(envs.step(np.array([step % 2, 1 - step % 2]))[0])
-            frames.append(np.stack(trace))
-        np.testing.assert_array_equal(frames[0], frames[1])
+            for step in range(40):
+                trace.append(envs.step(np.array([1 + step % 4, 4 - step % 4]))[0])
+            traces.append(trace)
+        for first, second in zip(*traces, strict=True):
+            np.testing.assert_array_equal(first["screen"], second["screen"])
+            np.testing.assert_array_equal(first["ram"], second["ram"])
+        # env 0 and env 1 got seeds 5 and 6: other no-op counts, other targets
+        assert not np.array_equal(traces[0][-1]["ram"][0], traces[0][-1]["ram"][1])
 
 
 def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack) -> None:

@@ -99,6 +99,10 @@ run_start_sequence()
 local start_state = savestate.create()
 savestate.save(start_state)
 savestate.persist(start_state)  -- an anonymous state is dropped after one load otherwise
+-- FCEUX draws "Emulation speed 3200%" over the picture for 180 frames after
+-- speedmode(); outside the saved state, that timer would mark the first
+-- episode's screens only. Let it run out before any client sees a frame.
+advance(0, 200)
 report("port " .. port)
 
 server:settimeout(attach_timeout)
@@ -157,7 +161,9 @@ while true do
     end
   elseif command == "R" then
     savestate.load(start_state)
-    advance(0, argument)
+    -- One frame more than asked: a loaded state does not redraw the screen, so
+    -- without it the first observation would show the previous episode.
+    advance(0, argument + 1)
     local called, message = true, nil
     if type(game.reset) == "function" then called, message = pcall(game.reset) end
     if called then reply(0, false, {frame = emu.framecount()}) else fail(message) end
