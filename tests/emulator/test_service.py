@@ -58,7 +58,7 @@ def test_escape_from_pong_plays_through_the_envapi(stack: Stack) -> None:
 def test_catch_passes_check_env(stack: Stack) -> None:
     with netgym.make("netgym/Catch-v0", **stack.kwargs) as env:
         assert env.observation_space["screen"].shape == (240, 256, 3)
-        assert env.observation_space["ram"].shape == (8,)
+        assert env.observation_space["ram"].shape == (10,)
         check_env(env, skip_render_check=True)
 
 
