@@ -316,7 +316,8 @@ def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
     games: dict[str, Game] = {}
     problems: dict[str, str] = {}
     if not games_dir.is_dir():
-        return games, {str(games_dir): f"{games_dir} is not a folder; set NETGYM_GAMES_DIR"}
+        problem = f"{games_dir} is not a folder; set NETGYM_EMULATOR_GAMES_DIR or --games-dir"
+        return games, {str(games_dir): problem}
     for folder in sorted(p for p in games_dir.iterdir() if (p / MANIFEST).is_file()):
         try:
             game = load_game(folder)
