@@ -175,7 +175,9 @@ class SessionManager:
                 details={"limit": settings.max_sessions},
             )
         try:
-            record = await self._start(env_id, num_envs, env_kwargs, wrappers, autoreset_mode)
+            record = await self._start(
+                self._config(env_id, num_envs, env_kwargs, wrappers, autoreset_mode)
+            )
         finally:
             self._reserved -= 1  # the record, when there is one, counts itself now
         try:
@@ -191,17 +193,17 @@ class SessionManager:
             raise
         return record
 
-    async def _start(
+    def _config(
         self,
         env_id: str,
         num_envs: int,
         env_kwargs: dict[str, Any],
         wrappers: list[WrapperSpec],
         autoreset_mode: AutoresetMode,
-    ) -> SessionRecord:
-        """Start the session process and track it (in ``_live``) from then on."""
+    ) -> SessionConfig:
+        """A new session's configuration: the request plus the service's limits."""
         settings = self.settings
-        config = SessionConfig(
+        return SessionConfig(
             session_id=secrets.token_hex(8),
             env_id=env_id,
             num_envs=num_envs,
@@ -217,6 +219,9 @@ class SessionManager:
             env_modules=settings.env_module_list,
             emulator_url=settings.emulator_url,
         )
+
+    async def _start(self, config: SessionConfig) -> SessionRecord:
+        """Start the session process and track it (in ``_live``) from then on."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = self._context.Process(
             target=run_session, args=(config, child), name=f"netgym-session-{config.session_id}"

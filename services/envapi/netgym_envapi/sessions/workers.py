@@ -134,6 +134,8 @@ class WorkerPool:
             child.close()
             self._connections[index] = parent
             self._processes[index] = process
+        self._local_call = ("start", start_timeout_s)
+        signal.signal(signal.SIGALRM, self._expire)
         try:
             self._local = self._run_local(
                 lambda: make_slice(*self.slices[0]), start_timeout_s, "start"
@@ -182,21 +184,22 @@ class WorkerPool:
             raise failure
         return infos
 
-    def _run_local(self, function: Callable[[], Any], timeout_s: float, what: str) -> Any:
-        def expire(signum: int, frame: FrameType | None) -> None:
-            raise WorkerTimeoutError(
-                f"{self._describe(0)} did not finish a {what} within {timeout_s:g} s "
-                "(step_timeout_s); the session has ended",
-                details={"worker": 0, "timeout_s": timeout_s},
-            )
+    def _expire(self, signum: int, frame: FrameType | None) -> None:
+        what, timeout_s = self._local_call
+        raise WorkerTimeoutError(
+            f"{self._describe(0)} did not finish a {what} within {timeout_s:g} s "
+            "(step_timeout_s); the session has ended",
+            details={"worker": 0, "timeout_s": timeout_s},
+        )
 
-        previous = signal.signal(signal.SIGALRM, expire)
+    def _run_local(self, function: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        # The SIGALRM handler is installed once (in __init__); a step only arms the timer.
+        self._local_call = (what, timeout_s)
         signal.setitimer(signal.ITIMER_REAL, max(timeout_s, 0.001))
         try:
             return function()
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
     def _send_all(self, command: tuple[Any, ...], what: str) -> None:
         for index, connection in self._connections.items():
