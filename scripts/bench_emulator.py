@@ -59,8 +59,10 @@ MASKS = [0, 16, 32]
 
 def direct_worker(emulator_url: str, steps: int, seed: int, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     """Lease an instance and step it straight through the bridge; report steps/s."""
-    instance = httpx.post(f"{emulator_url}/v1/instances", json={"game": GAME}, timeout=60).json()
-    bridge = BridgeConnection(instance["host"], instance["port"], 0, 30.0)
+    instance = httpx.post(
+        f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
+    ).json()
+    bridge = BridgeConnection(instance["host"], instance["port"], 0, 30.0, instance["screen_file"])
     actions = np.random.default_rng(seed).integers(0, 3, steps + 10)
     bridge.request(b"R", 0)
     for a in actions[:10]:

@@ -117,3 +117,39 @@ def deeply_nested(depth: int) -> list:
 def test_what_json_cannot_hold_is_a_protocol_error(value: object) -> None:
     with pytest.raises(ProtocolError, match="cannot send"):
         pack_value(value)
+
+
+def _vector_info(step: int) -> dict[str, np.ndarray]:
+    return {
+        "score": np.array([step, step + 1], dtype=np.int64),
+        "_score": np.array([True, False]),
+        "lives": np.array([3.5, np.inf]),
+        "_lives": np.array([True, True]),
+    }
+
+
+def test_a_repeated_vector_info_decodes_the_same_every_time() -> None:
+    """A vector info packed again (same keys, dtypes, shapes) reuses its JSON: same values."""
+    first = pack_value(_vector_info(0))
+    for step in range(3):
+        data = pack_value(_vector_info(step))
+        assert len(data) == len(first)
+        decoded = unpack_value(data)
+        assert data_equivalence(decoded, _vector_info(step))
+        decoded["score"][0] = -1  # arrays are copies, never views of the message
+        assert unpack_value(data)["score"][0] == step
+
+
+def test_a_cached_layout_is_not_applied_to_a_different_value() -> None:
+    pack_value(_vector_info(0))
+    other = {"score": np.array([1, 2], dtype=np.int32), "_score": np.array([True, True])}
+    assert data_equivalence(unpack_value(pack_value(other)), other)
+    nested = {"score": np.arange(2), "extra": {"deep": np.ones(2)}}
+    assert data_equivalence(unpack_value(pack_value(nested)), nested)
+
+
+def test_a_truncated_repeat_of_a_known_layout_is_a_protocol_error() -> None:
+    data = pack_value(_vector_info(0))
+    unpack_value(data)
+    with pytest.raises(ProtocolError):
+        unpack_value(data[:-8])

@@ -9,6 +9,7 @@ is ``ok REWARD DONE key=value...`` or ``error MESSAGE`` (docs/games.md).
 
 from __future__ import annotations
 
+import mmap
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -27,26 +28,25 @@ except ImportError:  # the client library does not require OpenCV
 BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 SCREEN_SHAPE = (240, 256, 3)
 GD_HEADER = 11
+GD_BYTES = GD_HEADER + SCREEN_SHAPE[0] * SCREEN_SHAPE[1] * 4
 _U32 = struct.Struct("<I")
 
 
-def argb_to_rgb(gd_screenshot: np.ndarray) -> np.ndarray:
-    """FCEUX's GD screenshot (11-byte header, then ARGB pixels) as a (240, 256, 3) RGB array.
+def argb_to_rgb(gd_screenshot: np.ndarray | memoryview | bytes | mmap.mmap) -> np.ndarray:
+    """FCEUX's GD screenshot as a (240, 256, 3) RGB array.
 
-    Shifting each little-endian ARGB word right by 8 puts R, G, B in its first
-    three bytes; dropping the fourth is then a fast contiguous conversion
-    (OpenCV's when it is installed, as on the envapi) instead of a slow
-    strided copy.
+    GD stores each pixel as the bytes A, R, G, B after an 11-byte header, so
+    from the header's last byte on, every 4 bytes read as R, G, B and the next
+    pixel's A: one RGBA-to-RGB conversion (OpenCV's when it is installed, as
+    on the envapi) with no shifting. Reading the last pixel that way needs one
+    byte past the screenshot, so ``gd_screenshot`` has ``GD_BYTES + 1`` bytes.
     """
-    height, width, _ = SCREEN_SHAPE
-    words = np.frombuffer(gd_screenshot, "<u4", height * width, GD_HEADER) >> 8
-    rgbx = words.view(np.uint8).reshape(height, width, 4)
+    height, width, channels = SCREEN_SHAPE
+    rgba = np.frombuffer(gd_screenshot, np.uint8, height * width * 4, GD_HEADER + 1)
+    rgba = rgba.reshape(height, width, 4)
     if _cv2 is not None:
-        return np.asarray(_cv2.cvtColor(rgbx, _cv2.COLOR_RGBA2RGB))
-    rgb = np.empty(SCREEN_SHAPE, np.uint8)
-    for channel in range(3):
-        rgb[..., channel] = rgbx[..., channel]
-    return rgb
+        return np.asarray(_cv2.cvtColor(rgba, _cv2.COLOR_RGBA2RGB))
+    return np.ascontiguousarray(rgba[..., :channels])
 
 
 def buttons_mask(buttons: list[str] | tuple[str, ...]) -> int:
@@ -66,11 +66,38 @@ class BridgeReply:
 
 
 class BridgeConnection:
-    """A lockstep connection to one instance's bridge."""
+    """A lockstep connection to one instance's bridge.
 
-    def __init__(self, host: str, port: int, ram_count: int, timeout_s: float) -> None:
+    With ``screen_file`` (an instance started with ``screen_file: true`` on a
+    host this process shares), screens are read from that file, which the
+    bridge rewrites before each reply; otherwise they come in the reply.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ram_count: int,
+        timeout_s: float,
+        screen_file: str | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.ram_count = ram_count
+        self._screen_map: mmap.mmap | None = None
+        if screen_file is not None:
+            try:
+                with open(screen_file, "rb") as file:
+                    self._screen_map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError) as exc:
+                raise ConnectionLostError(
+                    f"cannot map the instance's screen file {screen_file}: {exc}"
+                ) from None
+            if len(self._screen_map) < GD_BYTES + 1:
+                raise ConnectionLostError(
+                    f"the screen file {screen_file} has {len(self._screen_map)} bytes, "
+                    f"fewer than {GD_BYTES + 1}"
+                )
+        self._screen_buffer = np.empty(GD_BYTES + 1, dtype=np.uint8)
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as exc:
@@ -112,9 +139,16 @@ class BridgeConnection:
             screen_bytes = self._read_u32()
             screen = None
             if screen_bytes:
-                raw = np.empty(screen_bytes, dtype=np.uint8)
-                self._recv_into(raw.data)
-                screen = argb_to_rgb(raw)
+                if screen_bytes != GD_BYTES:
+                    raise EnvError(
+                        f"the bridge sent a screen of {screen_bytes} bytes, not {GD_BYTES}: "
+                        "is this an NES game in FCEUX?"
+                    )
+                if self._screen_map is not None:
+                    screen = argb_to_rgb(self._screen_map)
+                else:
+                    self._recv_into(self._screen_buffer.data[:screen_bytes])
+                    screen = argb_to_rgb(self._screen_buffer)
             ram = None
             if self.ram_count:
                 ram = np.frombuffer(self._read(self.ram_count), dtype=np.uint8).copy()
@@ -150,3 +184,6 @@ class BridgeConnection:
             pass
         finally:
             self.sock.close()
+            if self._screen_map is not None:
+                self._screen_map.close()
+                self._screen_map = None

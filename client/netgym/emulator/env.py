@@ -9,6 +9,7 @@ cause, the instance is given back, and the next ``reset`` starts a fresh one.
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -77,6 +78,9 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self._bridge: BridgeConnection | None = None
         self._steps = 0
         self._last_screen: np.ndarray | None = None
+        self._shares_screens = self.observation_kind != "ram" and _shares_screen_folder(
+            self._rest.call("GET", "/v1/health").get("screen_files")
+        )
 
     @property
     def instance_id(self) -> str | None:
@@ -86,7 +90,9 @@ class EmulatorEnv(gym.Env[Any, Any]):
         if self._bridge is None:
             screen = self.observation_kind != "ram"
             instance = self._rest.call(
-                "POST", "/v1/instances", {"game": self.game, "screen": screen}
+                "POST",
+                "/v1/instances",
+                {"game": self.game, "screen": screen, "screen_file": self._shares_screens},
             )
             self._instance = instance
             try:
@@ -95,6 +101,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     int(instance["port"]),
                     len(self.spec_data["ram"]),
                     self.timeout_s,
+                    instance.get("screen_file"),
                 )
             except NetgymError:
                 self._release()
@@ -171,3 +178,18 @@ class EmulatorEnv(gym.Env[Any, Any]):
 
     def close(self) -> None:
         self._release()
+
+
+def _shares_screen_folder(screen_files: dict[str, str] | None) -> bool:
+    """Whether this process sees the emulator service's screen folder (same host or volume).
+
+    Screens then travel as a file on a tmpfs instead of through the socket,
+    which costs FCEUX less than sending them.
+    """
+    if not screen_files:
+        return False
+    try:
+        token = (Path(screen_files["dir"]) / "token").read_text()
+    except (OSError, KeyError, TypeError):
+        return False
+    return token == screen_files.get("token")

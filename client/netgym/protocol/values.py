@@ -89,6 +89,38 @@ def _non_finite(value: float) -> str:
     return "inf" if value > 0 else "-inf"
 
 
+# A vector info is a dict of numeric arrays whose keys, dtypes and shapes
+# repeat step after step: its JSON text is made once and reused (packing), and
+# parsed once and reused (unpacking). Both caches are small and bounded.
+_CACHE_ENTRIES = 64
+_flat_heads: dict[tuple[tuple[str, str, tuple[int, ...]], ...], bytes] = {}
+_flat_plans: dict[bytes, list[tuple[str, int, np.dtype[Any], tuple[int, ...], int]]] = {}
+
+
+def _flat_signature(value: dict[Any, Any]) -> tuple[tuple[str, str, tuple[int, ...]], ...] | None:
+    """Keys, dtypes and shapes of a dict of contiguous little-endian numeric arrays, else None."""
+    signature = []
+    for key, array in value.items():
+        if type(key) is not str or key.startswith("$") or type(array) is not np.ndarray:
+            return None
+        dtype = array.dtype
+        if dtype.kind not in "biuf" or dtype.str[0] == ">" or not array.flags.c_contiguous:
+            return None
+        signature.append((key, dtype.str, array.shape))
+    return tuple(signature)
+
+
+def _pack_flat(value: dict[str, np.ndarray], head: bytes) -> bytes:
+    chunks = [head]
+    for array in value.values():
+        if array.nbytes:
+            chunks.append(array.data.cast("B"))  # type: ignore[arg-type]
+            pad = -array.nbytes % 8
+            if pad:
+                chunks.append(b"\0" * pad)
+    return b"".join(chunks)
+
+
 def pack_value(value: Any) -> bytes:
     """Encode a value; see the module docstring for the format.
 
@@ -96,6 +128,9 @@ def pack_value(value: Any) -> bytes:
         ProtocolError: for a type the codec cannot carry, a value nested too
             deeply, or an int too long for JSON.
     """
+    signature = _flat_signature(value) if type(value) is dict and value else None
+    if signature is not None and signature in _flat_heads:
+        return _pack_flat(value, _flat_heads[signature])
     encoder = _Encoder()
     try:
         tree = encoder.tree(value)
@@ -106,6 +141,10 @@ def pack_value(value: Any) -> bytes:
         raise ProtocolError(f"cannot send this value: {exc}") from None
     head = _LENGTH.pack(len(text)) + text
     head += b"\0" * (-len(head) % 8)
+    if signature is not None:
+        if len(_flat_heads) >= _CACHE_ENTRIES:
+            _flat_heads.clear()
+        _flat_heads[signature] = head
     return b"".join([head, *encoder.chunks])
 
 
@@ -121,20 +160,58 @@ def unpack_value(data: bytes | bytearray | memoryview) -> Any:
     (length,) = _LENGTH.unpack_from(view)
     if _LENGTH.size + length > len(view):
         raise ProtocolError(f"a value's JSON claims {length} bytes but only {len(view) - 4} follow")
+    text = bytes(view[_LENGTH.size : _LENGTH.size + length])
+    start = _LENGTH.size + length
+    blob = view[start + (-start % 8) :]
+    plan = _flat_plans.get(text)
+    if plan is not None and all(offset + size <= len(blob) for _, offset, _, _, size in plan):
+        return {
+            key: np.frombuffer(blob, dtype, math.prod(shape), offset).reshape(shape).copy()
+            for key, offset, dtype, shape, _ in plan
+        }
     try:
-        tree = json.loads(bytes(view[_LENGTH.size : _LENGTH.size + length]))
+        tree = json.loads(text)
     except RecursionError:
         raise ProtocolError("a value's JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a too long int
         raise ProtocolError(f"a value's JSON is malformed: {exc}") from None
-    start = _LENGTH.size + length
-    blob = view[start + (-start % 8) :]
+    _remember_plan(text, tree)
     try:
         return _decode(tree, blob)
     except RecursionError:
         raise ProtocolError("a value is nested too deeply") from None
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ProtocolError(f"a value's structure is malformed: {exc!r}") from None
+
+
+def _remember_plan(text: bytes, tree: Any) -> None:
+    """Keep how to decode a flat dict of native, non-empty numeric arrays, to skip its JSON."""
+    if not isinstance(tree, dict) or not tree:
+        return
+    plan = []
+    for key, node in tree.items():
+        if key.startswith("$") or not isinstance(node, dict) or list(node) != ["$nd"]:
+            return
+        try:
+            offset, dtype_text, shape = node["$nd"]
+            dtype = np.dtype(dtype_text)
+            shape = tuple(int(n) for n in shape)
+        except (TypeError, ValueError):
+            return
+        count = math.prod(shape)
+        native = dtype.newbyteorder("=") == dtype
+        if (
+            not isinstance(offset, int)
+            or offset < 0
+            or count <= 0
+            or dtype.kind not in "biuf"
+            or not native
+        ):
+            return
+        plan.append((key, offset, dtype, shape, dtype.itemsize * count))
+    if len(_flat_plans) >= _CACHE_ENTRIES:
+        _flat_plans.clear()
+    _flat_plans[text] = plan
 
 
 def _decode(tree: Any, blob: memoryview) -> Any:

@@ -35,6 +35,7 @@ class StartInstance(BaseModel):
 
     game: str
     screen: bool | None = None  # False: no screen in replies (faster when only RAM is observed)
+    screen_file: bool = False  # True: screens go to a file in the shared screen folder
 
 
 def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
@@ -78,6 +79,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
             "display": display_ok,
             "games": len(pool.games),
             "instances": len(pool.instances),
+            "screen_files": pool.screen_files,
         }
         return JSONResponse(body, status_code=200 if display_ok else 503)
 
@@ -92,7 +94,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
-        instance = await pool.start(body.game, body.screen)
+        instance = await pool.start(body.game, body.screen, body.screen_file)
         # The bridge is reached at the address the caller reached us by.
         return {**instance.public(), "host": request.url.hostname, "spec": instance.game.spec()}
 

@@ -25,6 +25,9 @@ from netgym.errors import NetgymError
 from netgym_emulator.games import Game
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
+# FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
+# that a reader can view the pixels as RGBA from the second byte of the first.
+SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
 FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n"
 _PR_SET_PDEATHSIG = 1
 
@@ -49,6 +52,7 @@ class Instance:
     process: subprocess.Popen[bytes]
     home: Path
     port: int
+    screen_file: Path | None = None
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -76,6 +80,7 @@ class Instance:
             "game": self.game.name,
             "pid": self.process.pid,
             "port": self.port,
+            "screen_file": str(self.screen_file) if self.screen_file else None,
             "alive": self.alive,
             "state": "running" if self.alive else f"ended: it {self.describe_exit()}",
             "started_at": self.started_at,
@@ -88,6 +93,8 @@ class Instance:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         shutil.rmtree(self.home, ignore_errors=True)
+        if self.screen_file is not None:
+            self.screen_file.unlink(missing_ok=True)
 
 
 async def start_instance(
@@ -99,8 +106,12 @@ async def start_instance(
     start_timeout_s: float,
     attach_timeout_s: float,
     screen: bool = True,
+    screen_dir: Path | None = None,
 ) -> Instance:
     """Start FCEUX with the bridge and wait until the bridge reports its port.
+
+    With ``screen_dir``, the bridge writes screens to a file there instead of
+    sending them (for clients that share that folder, see ``bridge.lua``).
 
     Call it from the event loop's thread: FCEUX dies with the thread that
     started it, so it must not be a short-lived worker thread.
@@ -137,6 +148,12 @@ async def start_instance(
         "NETGYM_BIND": bridge_host,
         "NETGYM_ATTACH_TIMEOUT": str(attach_timeout_s),
     }
+    screen_file = None
+    if screen and screen_dir is not None:
+        screen_file = screen_dir / f"{instance_id}.screen"
+        with screen_file.open("wb") as file:
+            file.truncate(SCREEN_FILE_BYTES)
+        env["NETGYM_SCREEN_FILE"] = str(screen_file)
     with (home / "fceux.log").open("wb") as log:
         process = subprocess.Popen(
             [fceux, "--sound", "0", "--loadlua", str(BRIDGE), str(game.rom)],
@@ -147,7 +164,7 @@ async def start_instance(
             preexec_fn=_die_with_parent,
             cwd=home,
         )
-    instance = Instance(instance_id, game, process, home, port=0)
+    instance = Instance(instance_id, game, process, home, port=0, screen_file=screen_file)
     deadline = time.monotonic() + start_timeout_s
     while not port_file.exists():
         if not instance.alive or time.monotonic() > deadline:

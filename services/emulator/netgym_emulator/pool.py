@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym_emulator.games import Game, discover
@@ -27,7 +30,17 @@ class InstancePool:
         self.ended: dict[str, str] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="netgym-emulator-")
         self.work_dir = settings.work_dir or Path(self._tmp.name)
+        self.screen_dir, self._own_screen_dir = _screen_dir(settings.screen_dir)
+        # A client that can read this token from the folder shares it with us,
+        # so it may ask for screens as files (see EmulatorEnv).
+        self.screen_token = secrets.token_hex(16)
+        (self.screen_dir / "token").write_text(self.screen_token)
         self.rescan()
+
+    @property
+    def screen_files(self) -> dict[str, Any]:
+        """Where screen files go, and the token that proves a reader shares the folder."""
+        return {"dir": str(self.screen_dir), "token": self.screen_token}
 
     def rescan(self) -> None:
         """Read the games folder again (a game dropped in is served without a restart)."""
@@ -61,8 +74,10 @@ class InstancePool:
                 instance.kill()
                 del self.instances[instance_id]
 
-    async def start(self, name: str, screen: bool | None = None) -> Instance:
-        """A new instance of a game.
+    async def start(
+        self, name: str, screen: bool | None = None, screen_file: bool = False
+    ) -> Instance:
+        """A new instance of a game; ``screen_file``: screens go to a shared file.
 
         Raises:
             UnknownGameError, LimitExceededError, InstanceStartError.
@@ -82,6 +97,7 @@ class InstancePool:
             self.settings.start_timeout_s,
             self.settings.attach_timeout_s,
             screen=game.screen if screen is None else screen and game.screen,
+            screen_dir=self.screen_dir if screen_file else None,
         )
         self.instances[instance.instance_id] = instance
         return instance
@@ -112,6 +128,20 @@ class InstancePool:
         for instance_id in list(self.instances):
             self.stop(instance_id)
         self._tmp.cleanup()
+        if self._own_screen_dir:
+            shutil.rmtree(self.screen_dir, ignore_errors=True)
+        else:
+            (self.screen_dir / "token").unlink(missing_ok=True)
+
+
+def _screen_dir(configured: Path | None) -> tuple[Path, bool]:
+    """The screen folder, and whether this service made it (and so removes it)."""
+    if configured is not None:
+        configured.mkdir(parents=True, exist_ok=True)
+        return configured, False
+    shm = Path("/dev/shm")
+    parent = str(shm) if shm.is_dir() else None
+    return Path(tempfile.mkdtemp(prefix="netgym-screens-", dir=parent)), True
 
 
 __all__ = ["InstancePool", "NetgymError", "UnknownGameError"]

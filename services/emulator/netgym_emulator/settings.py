@@ -28,3 +28,10 @@ class EmulatorSettings(BaseSettings):
     work_dir: Path | None = Field(
         None, description="per-instance FCEUX homes (default: a temp dir)"
     )
+    screen_dir: Path | None = Field(
+        None,
+        description=(
+            "where instances write screens for clients on this host (default: a new folder "
+            "in /dev/shm); in Compose, a tmpfs volume mounted at the same path in the envapi"
+        ),
+    )
