@@ -111,7 +111,7 @@ class DataConnection:
                 f"expected a STEP_RESULT, got {message_type.name} of {length} bytes"
             )
         arrays = layout.step_views(buffer)
-        return arrays, unpack_value(buffer.data[layout.step_nbytes :])
+        return arrays, unpack_value(buffer.data[layout.step_nbytes :], copy=False)
 
     def ping(self, payload: bytes = b"") -> None:
         """One empty round trip."""

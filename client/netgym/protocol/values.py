@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,20 +94,35 @@ def _non_finite(value: float) -> str:
 # repeat step after step: its JSON text is made once and reused (packing), and
 # parsed once and reused (unpacking). Both caches are small and bounded.
 _CACHE_ENTRIES = 64
+_FLAT_DTYPES: dict[np.dtype[Any], str] = {}
 _flat_heads: dict[tuple[tuple[str, str, tuple[int, ...]], ...], bytes] = {}
-_flat_plans: dict[bytes, list[tuple[str, int, np.dtype[Any], tuple[int, ...], int]]] = {}
+
+
+@dataclass(frozen=True)
+class _FlatPlan:
+    """How to decode a flat dict of arrays without its JSON: (key, offset, dtype, shape)."""
+
+    arrays: list[tuple[str, int, np.dtype[Any], tuple[int, ...]]]
+    extent: int  # bytes of the blob the arrays span
+
+
+_flat_plans: dict[bytes, _FlatPlan] = {}
 
 
 def _flat_signature(value: dict[Any, Any]) -> tuple[tuple[str, str, tuple[int, ...]], ...] | None:
     """Keys, dtypes and shapes of a dict of contiguous little-endian numeric arrays, else None."""
     signature = []
     for key, array in value.items():
-        if type(key) is not str or key.startswith("$") or type(array) is not np.ndarray:
+        if type(array) is not np.ndarray or not array.flags.c_contiguous:
             return None
         dtype = array.dtype
-        if dtype.kind not in "biuf" or dtype.str[0] == ">" or not array.flags.c_contiguous:
+        if dtype not in _FLAT_DTYPES:
+            if dtype.kind not in "biuf" or dtype.str[0] == ">":
+                return None
+            _FLAT_DTYPES[dtype] = dtype.str
+        if type(key) is not str or key[:1] == "$":
             return None
-        signature.append((key, dtype.str, array.shape))
+        signature.append((key, _FLAT_DTYPES[dtype], array.shape))
     return tuple(signature)
 
 
@@ -148,8 +164,12 @@ def pack_value(value: Any) -> bytes:
     return b"".join([head, *encoder.chunks])
 
 
-def unpack_value(data: bytes | bytearray | memoryview) -> Any:
+def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> Any:
     """Decode what ``pack_value`` made; arrays come back as copies.
+
+    With ``copy=False``, the arrays of a flat dict of arrays (a vector info)
+    may be views of ``data``: for a caller that owns ``data`` and never
+    reuses it.
 
     Raises:
         ProtocolError: when the bytes are not a valid encoding.
@@ -164,10 +184,13 @@ def unpack_value(data: bytes | bytearray | memoryview) -> Any:
     start = _LENGTH.size + length
     blob = view[start + (-start % 8) :]
     plan = _flat_plans.get(text)
-    if plan is not None and all(offset + size <= len(blob) for _, offset, _, _, size in plan):
+    if plan is not None and plan.extent <= len(blob):
+        source = blob if not copy else np.frombuffer(blob, np.uint8, plan.extent).copy()
         return {
-            key: np.frombuffer(blob, dtype, math.prod(shape), offset).reshape(shape).copy()
-            for key, offset, dtype, shape, _ in plan
+            key: np.frombuffer(source, dtype, shape[0], offset)
+            if len(shape) == 1
+            else np.frombuffer(source, dtype, math.prod(shape), offset).reshape(shape)
+            for key, offset, dtype, shape in plan.arrays
         }
     try:
         tree = json.loads(text)
@@ -188,7 +211,7 @@ def _remember_plan(text: bytes, tree: Any) -> None:
     """Keep how to decode a flat dict of native, non-empty numeric arrays, to skip its JSON."""
     if not isinstance(tree, dict) or not tree:
         return
-    plan = []
+    arrays, extent = [], 0
     for key, node in tree.items():
         if key.startswith("$") or not isinstance(node, dict) or list(node) != ["$nd"]:
             return
@@ -208,10 +231,11 @@ def _remember_plan(text: bytes, tree: Any) -> None:
             or not native
         ):
             return
-        plan.append((key, offset, dtype, shape, dtype.itemsize * count))
+        arrays.append((key, offset, dtype, shape))
+        extent = max(extent, offset + dtype.itemsize * count)
     if len(_flat_plans) >= _CACHE_ENTRIES:
         _flat_plans.clear()
-    _flat_plans[text] = plan
+    _flat_plans[text] = _FlatPlan(arrays, extent)
 
 
 def _decode(tree: Any, blob: memoryview) -> Any:
