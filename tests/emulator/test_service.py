@@ -172,6 +172,33 @@ def test_direct_use_without_the_envapi(stack: Stack) -> None:
     assert result.stdout.strip() == "ok", result.stderr
 
 
+def test_screens_through_the_shared_file_equal_screens_through_the_socket(stack: Stack) -> None:
+    shared = EmulatorEnv("EscapeFromPong", stack.emulator_url, observation="screen")
+    assert shared._shares_screens  # tests run on the service's host
+    socket_only = EmulatorEnv("EscapeFromPong", stack.emulator_url, observation="screen")
+    socket_only._shares_screens = False
+    try:
+        first, _ = shared.reset(seed=5)
+        second, _ = socket_only.reset(seed=5)
+        screen_files = {
+            i["instance_id"]: i["screen_file"]
+            for i in httpx.get(f"{stack.emulator_url}/v1/instances").json()["instances"]
+        }
+        shared_file = screen_files[shared.instance_id]
+        assert shared_file is not None
+        assert screen_files[socket_only.instance_id] is None
+        assert np.array_equal(first, second)
+        for action in [1, 1, 2, 0, 2] * 6:
+            first = shared.step(action)[0]
+            second = socket_only.step(action)[0]
+            assert np.array_equal(first, second)
+        assert first.any()
+    finally:
+        shared.close()
+        socket_only.close()
+    assert not Path(shared_file).exists()  # removed with its instance
+
+
 SAVE_SCRIPT = """\
 emu.speedmode("maximum")
 for _ = 1, 300 do emu.frameadvance() end
