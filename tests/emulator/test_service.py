@@ -118,7 +118,27 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
         assert not alive(victim)
 
 
-def env_instance_pid(stack: Stack, env: netgym.RemoteEnv) -> int:
+def test_one_failed_instance_in_a_vector_session_leaves_the_others_in_step(stack: Stack) -> None:
+    """The session steps its instances together; one that dies must not desync the others."""
+    actions = np.random.default_rng(0).integers(0, 3, (15, 2))
+    screen = {"observation": "screen"}
+    with netgym.make_vec("netgym/EscapeFromPong-v0", 2, env_kwargs=screen, **stack.kwargs) as envs:
+        envs.reset(seed=[5, 6])
+        envs.step(actions[0])
+        os.kill(env_instance_pid(stack, envs), signal.SIGKILL)
+        with pytest.raises(EnvError, match="failed"):
+            for _ in range(5):
+                envs.step(actions[0])
+        first, _ = envs.reset(seed=[5, 6])
+        frames = [first] + [envs.step(a)[0] for a in actions]
+    for index, seed in enumerate([5, 6]):
+        with netgym.make("netgym/EscapeFromPong-v0", env_kwargs=screen, **stack.kwargs) as env:
+            expected = [env.reset(seed=seed)[0]] + [env.step(int(a))[0] for a in actions[:, index]]
+        for step, (got, want) in enumerate(zip(frames, expected, strict=True)):
+            assert np.array_equal(got[index], want), f"env {index} differs at step {step}"
+
+
+def env_instance_pid(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorEnv) -> int:
     """The FCEUX pid behind a remote env: its session's env holds the only new instance."""
     instances = httpx.get(f"{stack.emulator_url}/v1/instances").json()["instances"]
     headers = {"Authorization": f"Bearer {stack.envapi.token}"}

@@ -127,14 +127,33 @@ class BridgeConnection:
             received += count
 
     def request(self, command: bytes, argument: int = 0) -> BridgeReply:
-        """Send one request and read its reply.
+        """Send one request and read its reply (``send`` then ``receive``)."""
+        self.send(command, argument)
+        return self.receive()
+
+    def send(self, command: bytes, argument: int = 0) -> None:
+        """Send one request; ``receive`` reads its reply.
+
+        Raises:
+            ConnectionLostError: when the connection is broken.
+        """
+        try:
+            self.sock.sendall(command + _U32.pack(argument))
+        except (TimeoutError, BlockingIOError):
+            raise ConnectionLostError(
+                f"the emulator took no request within {self.timeout_s:g} s: it hangs or is stopped"
+            ) from None
+        except OSError as exc:
+            raise ConnectionLostError(f"the connection to the emulator broke: {exc}") from None
+
+    def receive(self) -> BridgeReply:
+        """Read the reply to the request sent last.
 
         Raises:
             ConnectionLostError: when the instance closes or stays silent past the timeout.
             EnvError: when the game's Lua script failed (the message has its file and line).
         """
         try:
-            self.sock.sendall(command + _U32.pack(argument))
             header = self._read(self._read_u32()).decode(errors="replace")
             screen_bytes = self._read_u32()
             screen = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -119,22 +119,38 @@ class EmulatorEnv(gym.Env[Any, Any]):
             self._instance = None
 
     def _request(self, command: bytes, argument: int) -> BridgeReply:
+        self._send(command, argument)
+        return self._receive()
+
+    def _send(self, command: bytes, argument: int) -> None:
         bridge = self._connect()
-        instance_id = self.instance_id
         try:
-            return bridge.request(command, argument)
+            bridge.send(command, argument)
+        except ConnectionLostError as exc:
+            self._failed(exc)
+
+    def _receive(self) -> BridgeReply:
+        if self._bridge is None:
+            raise EnvError(f"{self.game}: no request is under way; call reset() first")
+        try:
+            return self._bridge.receive()
         except (ConnectionLostError, EnvError) as exc:
-            cause = exc.message
-            if isinstance(exc, ConnectionLostError):
-                with contextlib.suppress(NetgymError):
-                    status = self._rest.call("GET", f"/v1/instances/{instance_id}")
-                    cause += f" (the instance {status['state']})"
-            self._release()
-            raise EnvError(
-                f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
-                "next reset() starts a new one",
-                details={**exc.details, "instance_id": instance_id},
-            ) from None
+            self._failed(exc)
+
+    def _failed(self, exc: ConnectionLostError | EnvError) -> NoReturn:
+        """Give the instance back and raise an EnvError that says what happened to it."""
+        instance_id = self.instance_id
+        cause = exc.message
+        if isinstance(exc, ConnectionLostError):
+            with contextlib.suppress(NetgymError):
+                status = self._rest.call("GET", f"/v1/instances/{instance_id}")
+                cause += f" (the instance {status['state']})"
+        self._release()
+        raise EnvError(
+            f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
+            "next reset() starts a new one",
+            details={**exc.details, "instance_id": instance_id},
+        ) from None
 
     def _observation(self, reply: BridgeReply) -> Any:
         self._last_screen = reply.screen
@@ -155,13 +171,26 @@ class EmulatorEnv(gym.Env[Any, Any]):
         return self._observation(reply), {"noops": noops, **reply.info}
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        self.step_send(action)
+        return self.step_receive()
+
+    def step_send(self, action: Any) -> None:
+        """The first half of ``step``: send the action to FCEUX and return at once.
+
+        FCEUX emulates in its own process, so one caller can keep many
+        instances busy: send to each, then ``step_receive`` from each.
+        """
         if self._masks is not None:
             mask = self._masks[int(action)]
         else:
             mask = sum(
                 1 << i for i, pressed in enumerate(np.asarray(action).reshape(-1)) if pressed
             )
-        reply = self._request(b"S", mask)
+        self._send(b"S", mask)
+
+    def step_receive(self) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """The second half of ``step``: the results of the action ``step_send`` sent."""
+        reply = self._receive()
         self._steps += 1
         truncated = bool(self.max_episode_steps and self._steps >= self.max_episode_steps)
         return (

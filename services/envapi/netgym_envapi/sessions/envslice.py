@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, Protocol, SupportsFloat, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,21 @@ from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
 EnvInfos = list[tuple[int, dict[str, Any]]]
+StepResult = tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]
+
+
+@runtime_checkable
+class SplitStepEnv(Protocol):
+    """An env whose step can be sent and collected apart (``EmulatorEnv``).
+
+    Such an env steps in another process, so one process keeps many of them
+    busy at once: send every env's action, then collect every result. A
+    session of such envs needs no worker processes.
+    """
+
+    def step_send(self, action: Any) -> None: ...
+
+    def step_receive(self) -> StepResult: ...
 
 
 class EnvSlice:
@@ -53,6 +68,9 @@ class EnvSlice:
         self._truncations = arrays.truncations
         self._action_leaves = actions.views(action_buffer)
         self._done = np.zeros(stop - start, dtype=np.bool_)
+        self._split_step = bool(self.envs) and all(isinstance(e, SplitStepEnv) for e in self.envs)
+        self._sent: set[int] = set()
+        self._send_failure: Exception | None = None
 
     def _write_obs(self, index: int, obs: Any) -> None:
         for leaf, value in zip(self._obs, self._obs_layout.flatten(obs), strict=True):
@@ -79,20 +97,36 @@ class EnvSlice:
         The session has checked that every env was reset and, with autoreset
         disabled, that none is done.
         """
+        split = self._split_step
+        if split:
+            self._send_steps()
         infos: EnvInfos = []
+        failure: Exception | None = None
         for offset, env in enumerate(self.envs):
             index = self.start + offset
-            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
-                obs, info = env.reset()
-                reward: SupportsFloat = 0.0
-                terminated, truncated = False, False
-            else:
-                action = self._actions.assemble([leaf[index] for leaf in self._action_leaves])
-                obs, reward, terminated, truncated, info = env.step(action)
-                if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminated or truncated):
-                    final = {"final_obs": obs, "final_info": info}
+            try:
+                if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
                     obs, info = env.reset()
-                    info = {**info, **final}
+                    reward: SupportsFloat = 0.0
+                    terminated, truncated = False, False
+                else:
+                    if split:
+                        if offset not in self._sent:
+                            continue  # its send failed: that error is raised below
+                        obs, reward, terminated, truncated, info = env.step_receive()  # type: ignore[attr-defined]
+                    else:
+                        obs, reward, terminated, truncated, info = env.step(self._action(index))
+                    if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminated or truncated):
+                        final = {"final_obs": obs, "final_info": info}
+                        obs, info = env.reset()
+                        info = {**info, **final}
+            except Exception as exc:
+                if not split:
+                    raise
+                # Collect every other env's reply first: one left unread would
+                # answer that env's next step.
+                failure = failure or exc
+                continue
             self._write_obs(index, obs)
             self._rewards[index] = float(reward)
             self._terminations[index] = terminated
@@ -100,7 +134,27 @@ class EnvSlice:
             self._done[offset] = terminated or truncated
             if info:
                 infos.append((index, info))
+        if self._send_failure is not None:
+            failure, self._send_failure = self._send_failure, None
+        if failure is not None:
+            raise failure
         return infos
+
+    def _action(self, index: int) -> Any:
+        return self._actions.assemble([leaf[index] for leaf in self._action_leaves])
+
+    def _send_steps(self) -> None:
+        """Send every stepping env its action (split-step envs); note which were sent."""
+        self._sent = set()
+        for offset, env in enumerate(self.envs):
+            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
+                continue
+            try:
+                env.step_send(self._action(self.start + offset))  # type: ignore[attr-defined]
+            except Exception as exc:
+                self._send_failure = self._send_failure or exc
+                continue
+            self._sent.add(offset)
 
     def close(self) -> None:
         """Close every env, going on past errors so that none is left open."""

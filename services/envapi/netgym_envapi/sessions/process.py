@@ -41,7 +41,7 @@ from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import make_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
-from netgym_envapi.sessions.envslice import EnvInfos
+from netgym_envapi.sessions.envslice import EnvInfos, SplitStepEnv
 from netgym_envapi.sessions.infos import merge_infos
 from netgym_envapi.sessions.lifetime import die_with_parent
 from netgym_envapi.sessions.workers import WorkerPool
@@ -142,6 +142,9 @@ class Session:
         make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
         probe = make()
         try:
+            # Envs that step in another process (emulators) are kept busy from
+            # this process alone: sending to all, then collecting, beats workers.
+            workers = 1 if isinstance(probe, SplitStepEnv) else config.workers
             observation_space, action_space = probe.observation_space, probe.action_space
             pack_space(observation_space)
             pack_space(action_space)
@@ -159,7 +162,7 @@ class Session:
         self.pool = WorkerPool(
             make,
             config.num_envs,
-            config.workers,
+            workers,
             self.results,
             self.actions,
             self.result_buffer,
