@@ -1,0 +1,136 @@
+"""The command line: ``python -m netgym_agent train|evaluate`` (also ``netgym-train``).
+
+::
+
+    python -m netgym_agent train agents/configs/cartpole_ppo.yaml --set seed=3
+    python -m netgym_agent train --run-dir runs/cartpole_ppo-20250101-120000 --resume
+    python -m netgym_agent evaluate runs/cartpole_ppo-20250101-120000 --model best
+
+The envapi's URL and token come from ``--url``/``--token``, else
+``$NETGYM_URL``/``$NETGYM_TOKEN``. Errors print one explanation, no traceback,
+and exit with 1 (2 for a bad config or command line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from netgym.errors import NetgymError
+from netgym_agent.errors import ConfigError, RunDirError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` asks for; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _evaluate(args)
+    except (ConfigError, RunDirError) as exc:
+        print(f"netgym-train: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print("netgym-train: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except NetgymError as exc:
+        print(f"netgym-train: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from netgym_agent.trainer import TrainOptions, train
+
+    return train(
+        TrainOptions(
+            config_file=args.config,
+            run_dir=args.run_dir,
+            resume=args.resume,
+            url=args.url,
+            token=args.token,
+            overrides=list(args.set),
+        )
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from netgym_agent.evaluation import evaluate_saved
+
+    result = evaluate_saved(
+        args.run_dir,
+        args.model,
+        url=args.url,
+        token=args.token,
+        episodes=args.episodes,
+        num_envs=args.num_envs,
+        deterministic=not args.stochastic,
+    )
+    print(
+        f"{args.model} model at step {result.step:,}: return {result.mean_return:.2f} "
+        f"± {result.std_return:.2f} over {len(result.returns)} episodes"
+    )
+    print(json.dumps(result.to_record()))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netgym-train", description="Train SB3 agents on envs served by a netgym envapi."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train from a YAML config, or resume a run")
+    train.add_argument("config", nargs="?", type=Path, help="YAML config (optional with --resume)")
+    train.add_argument(
+        "--run-dir", type=Path, help="the run folder (default: runs/<config>-<date>-<time>)"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue --run-dir from its last checkpoint"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set algo.hyperparams.n_steps=64 (repeatable)",
+    )
+    _server_arguments(train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a saved model of a run")
+    evaluate.add_argument("run_dir", type=Path, help="the run folder")
+    evaluate.add_argument(
+        "--model",
+        default="best",
+        help="best, final, latest (checkpoint) or a checkpoint folder (default: best)",
+    )
+    evaluate.add_argument("--episodes", type=_positive, default=10, help="episodes to play")
+    evaluate.add_argument("--num-envs", type=_positive, default=5, help="envs in the session")
+    evaluate.add_argument(
+        "--stochastic", action="store_true", help="sample actions instead of the most likely"
+    )
+    _server_arguments(evaluate)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the envapi (default: $NETGYM_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--token", help="its access token (default: $NETGYM_TOKEN)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""SB3 algorithms by name: hyperparameters from the config, and models saved and loaded.
+
+Hyperparameters use rl-baselines3-zoo's names and conventions, so a zoo entry
+can be copied into ``algo.hyperparams``: ``lin_<x>`` is a schedule falling
+linearly from ``x`` to 0 over the run, ``policy_kwargs`` is a mapping (not
+the zoo's Python string) whose ``activation_fn`` and ``optimizer_class`` are
+names such as ``tanh`` or ``RMSpropTFLike``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from netgym_agent.errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from netgym_agent.config import AlgoConfig, TrainConfig
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
+
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+REPLAY_BUFFER_FILE = "replay_buffer.pkl"
+
+SCHEDULE_KEYS = frozenset({"learning_rate", "clip_range", "clip_range_vf"})
+
+_SET_ELSEWHERE = {
+    "env": "env.id",
+    "policy": "algo.policy",
+    "seed": "seed",
+    "device": "device",
+    "verbose": "nothing: the agent prints its own progress",
+    "tensorboard_log": "nothing: TensorBoard logs go to the run folder",
+    "n_envs": "env.num_envs",
+    "n_timesteps": "total_timesteps",
+    "normalize": "normalize",
+    "frame_stack": "env.wrappers, as {name: frame_stack, kwargs: {stack_size: N}}",
+    "env_wrapper": "env.wrappers (server-side wrappers such as atari)",
+}
+
+_ACTIVATIONS: dict[str, type[torch.nn.Module]] = {
+    "tanh": torch.nn.Tanh,
+    "relu": torch.nn.ReLU,
+    "elu": torch.nn.ELU,
+    "leaky_relu": torch.nn.LeakyReLU,
+    "gelu": torch.nn.GELU,
+    "silu": torch.nn.SiLU,
+}
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "Adam": torch.optim.Adam,
+    "AdamW": torch.optim.AdamW,
+    "RMSprop": torch.optim.RMSprop,
+    "SGD": torch.optim.SGD,
+    "RMSpropTFLike": RMSpropTFLike,
+}
+
+
+def check_hyperparams(algo: AlgoConfig, source: str = "config") -> None:
+    """Check the policy name and every hyperparameter against the SB3 class.
+
+    Raises:
+        ConfigError: naming the ``algo.*`` key, the bad value and what is allowed.
+    """
+    cls = ALGORITHMS[algo.name]
+    policies = list(cls.policy_aliases)
+    if algo.policy not in policies:
+        raise ConfigError(
+            f"{source}: algo.policy: {cls.__name__} has no policy {algo.policy!r}"
+            f"{did_you_mean(algo.policy, policies)}; known: {', '.join(policies)}"
+        )
+    accepted = _init_parameters(cls)
+    for key, value in algo.hyperparams.items():
+        where = f"{source}: algo.hyperparams.{key}"
+        if key in _SET_ELSEWHERE:
+            raise ConfigError(f"{where}: not a hyperparameter here; set {_SET_ELSEWHERE[key]}")
+        if key not in accepted:
+            raise ConfigError(
+                f"{where}: {cls.__name__} takes no hyperparameter {key!r}"
+                f"{did_you_mean(key, accepted)}; it takes {', '.join(sorted(accepted))}"
+            )
+        try:
+            _convert(key, value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def model_kwargs(algo: AlgoConfig) -> dict[str, Any]:
+    """The config's hyperparameters as keyword arguments of the SB3 class."""
+    return {key: _convert(key, value) for key, value in algo.hyperparams.items()}
+
+
+def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlgorithm:
+    """A fresh model for ``config`` on ``env``, seeded with ``config.seed``."""
+    cls = ALGORITHMS[config.algo.name]
+    return cls(
+        config.algo.policy,
+        env,
+        seed=config.seed,
+        device=device,
+        verbose=0,
+        **model_kwargs(config.algo),
+    )
+
+
+def load_model(
+    config: TrainConfig, directory: Path, env: VecEnv, device: torch.device
+) -> BaseAlgorithm:
+    """The model saved in ``directory``, attached to ``env`` and ready to go on learning.
+
+    The step count, update count, schedules' progress and the last 100
+    episodes come back with the model; a saved replay buffer too. The env is
+    new, so the first ``learn`` call resets it instead of reusing the last
+    observation saved in the checkpoint.
+    """
+    cls = ALGORITHMS[config.algo.name]
+    model = cls.load(directory / MODEL_FILE, env=env, device=device, print_system_info=False)
+    model._last_obs = None
+    replay = directory / REPLAY_BUFFER_FILE
+    if isinstance(model, OffPolicyAlgorithm) and replay.exists():
+        model.load_replay_buffer(replay)
+    return model
+
+
+def save_model_files(model: BaseAlgorithm, directory: Path, *, replay_buffer: bool) -> None:
+    """Write the model, its normalisation statistics and (optionally) replay buffer."""
+    model.save(directory / MODEL_FILE)
+    normalize = model.get_vec_normalize_env()
+    if normalize is not None:
+        normalize.save(str(directory / VECNORMALIZE_FILE))
+    if replay_buffer and isinstance(model, OffPolicyAlgorithm) and model.replay_buffer:
+        model.save_replay_buffer(directory / REPLAY_BUFFER_FILE)
+
+
+def _init_parameters(cls: type[BaseAlgorithm]) -> set[str]:
+    parameters = inspect.signature(cls.__init__).parameters
+    return {name for name in parameters if name not in {"self", "_init_setup_model"}} - set(
+        _SET_ELSEWHERE
+    )
+
+
+def _convert(key: str, value: Any) -> Any:
+    """A hyperparameter as SB3 wants it; ``ValueError`` says what was expected."""
+    if key in SCHEDULE_KEYS:
+        return _schedule(value)
+    if key == "policy_kwargs":
+        return _policy_kwargs(value)
+    return value
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            start = float(value[4:])
+        except ValueError:
+            pass
+        else:
+            return LinearSchedule(start, 0.0, 1.0)
+    raise ValueError(f"expected a number or lin_<number> (e.g. lin_2.5e-4), got {value!r}")
+
+
+def _policy_kwargs(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping such as {{net_arch: [64, 64]}}, got {value!r}")
+    kwargs = dict(value)
+    for key, table in (("activation_fn", _ACTIVATIONS), ("optimizer_class", _OPTIMIZERS)):
+        if key in kwargs:
+            name = kwargs[key]
+            if name not in table:
+                raise ValueError(
+                    f"{key}: unknown {name!r}{did_you_mean(str(name), table)}; "
+                    f"known: {', '.join(table)}"
+                )
+            kwargs[key] = table[name]
+    return kwargs

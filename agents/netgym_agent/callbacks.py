@@ -1,0 +1,147 @@
+"""SB3 callbacks: the progress line, periodic checkpoints and evaluations, stop on signal.
+
+Checkpoints and evaluations run when a rollout starts: by then, for PPO and
+A2C, every step counted has been trained on, and for DQN the gradient steps
+of the last ``train_freq`` are done, so a checkpoint's step count and weights
+agree.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TextIO
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from netgym_agent.signals import StopRequested
+
+
+class Every:
+    """Due each time the step count crosses a multiple of ``steps`` (0: never)."""
+
+    def __init__(self, steps: int, start: int) -> None:
+        self.steps = steps
+        self.last = start
+
+    def due(self, step: int) -> bool:
+        """Whether a multiple of ``steps`` lies in (last, step]."""
+        return self.steps > 0 and step // self.steps > self.last // self.steps
+
+    def mark(self, step: int) -> None:
+        """The task ran at ``step``."""
+        self.last = step
+
+
+class StopOnRequest(BaseCallback):
+    """Ends ``learn`` at the next env step after SIGINT/SIGTERM or a finished goal."""
+
+    def __init__(self, stop: StopRequested, goal_reached: Callable[[], bool]) -> None:
+        super().__init__()
+        self.stop = stop
+        self.goal_reached = goal_reached
+
+    def _on_step(self) -> bool:
+        return not (self.stop or self.goal_reached())
+
+
+class PeriodicTasks(BaseCallback):
+    """Checkpoint and evaluate every N steps, at rollout boundaries.
+
+    Args:
+        checkpoint_every: steps between checkpoints (0: none but the last).
+        evaluate_every: steps between evaluations (0: none).
+        start: the step the run starts (or resumes) at.
+        checkpoint: writes a checkpoint of the model as it is now.
+        evaluate: evaluates the model as it is now.
+    """
+
+    def __init__(
+        self,
+        *,
+        checkpoint_every: int,
+        evaluate_every: int,
+        start: int,
+        checkpoint: Callable[[], object],
+        evaluate: Callable[[], object],
+    ) -> None:
+        super().__init__()
+        self.checkpoints = Every(checkpoint_every, start)
+        self.evaluations = Every(evaluate_every, start)
+        self.checkpoint = checkpoint
+        self.evaluate = evaluate
+
+    def _on_rollout_start(self) -> None:
+        step = self.num_timesteps
+        if self.evaluations.due(step):
+            self.evaluations.mark(step)
+            self.evaluate()
+        if self.checkpoints.due(step):
+            self.checkpoints.mark(step)
+            self.checkpoint()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class ProgressLine(BaseCallback):
+    """One line every few seconds: steps, speed, episodes, mean return of the last 100.
+
+    Args:
+        total: the run's ``total_timesteps``.
+        every_s: seconds between lines.
+        episodes: episodes finished before this segment (on resume).
+        best: a short text about the best evaluation so far, or "".
+        out: where to print.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        every_s: float,
+        *,
+        episodes: int = 0,
+        best: Callable[[], str] = lambda: "",
+        out: TextIO = sys.stdout,
+    ) -> None:
+        super().__init__()
+        self.total = total
+        self.every_s = every_s
+        self.episodes = episodes
+        self.best = best
+        self.out = out
+        self._last_time = 0.0
+        self._last_step = 0
+
+    def _on_training_start(self) -> None:
+        self._last_time = time.monotonic()
+        self._last_step = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or []
+        self.episodes += sum(1 for info in infos if "episode" in info)
+        now = time.monotonic()
+        if now - self._last_time >= self.every_s:
+            self.print_line(now)
+        return True
+
+    def print_line(self, now: float | None = None) -> None:
+        """Print the line now (also called once more at the end)."""
+        now = time.monotonic() if now is None else now
+        step = self.num_timesteps
+        speed = (step - self._last_step) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_step = now, step
+        buffer = self.model.ep_info_buffer
+        recent = [float(info["r"]) for info in buffer] if buffer else []
+        mean = f"{np.mean(recent):.2f} (last {len(recent)})" if recent else "n/a"
+        parts = [
+            f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)",
+            f"{speed:,.0f} steps/s",
+            f"{self.episodes:,} episodes",
+            f"return {mean}",
+        ]
+        if best := self.best():
+            parts.append(best)
+        print(" | ".join(parts), file=self.out, flush=True)

@@ -1,0 +1,88 @@
+"""The training and evaluation envs: remote sessions on the envapi, as SB3 VecEnvs.
+
+``make_env`` is the one place that opens a session, for training and for
+evaluation alike, so that the kind of remote VecEnv (plain, or one that
+reconnects after an envapi restart) is chosen on one line: ``sb3.RemoteVecEnv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+
+from netgym import sb3
+from netgym.errors import InvalidRequestError
+from netgym_agent.config import TrainConfig
+from netgym_agent.errors import ConfigError
+
+
+def make_env(
+    config: TrainConfig,
+    *,
+    num_envs: int,
+    url: str | None,
+    token: str | None,
+    monitor_file: Path | None = None,
+) -> VecEnv:
+    """One envapi session of ``num_envs`` copies of the config's env, episode-monitored.
+
+    Args:
+        config: the env id, its ``gymnasium.make`` kwargs and server-side wrappers.
+        num_envs: envs in the session (training and evaluation differ).
+        url: the envapi; None means ``$NETGYM_URL`` or the default.
+        token: its access token; None means ``$NETGYM_TOKEN``.
+        monitor_file: where SB3's ``VecMonitor`` writes one CSV row per episode.
+
+    Raises:
+        ConfigError: when the server rejects ``env.kwargs`` or ``env.wrappers``.
+        netgym.errors.NetgymError: the server cannot be reached, refuses the token, ...
+    """
+    try:
+        remote = sb3.RemoteVecEnv(
+            config.env.id,
+            num_envs,
+            url=url,
+            token=token,
+            env_kwargs=config.env.kwargs,
+            wrappers=config.env.wrappers,
+        )
+    except InvalidRequestError as exc:
+        raise ConfigError(
+            f"the envapi rejected env {config.env.id!r} with env.kwargs {config.env.kwargs} "
+            f"and env.wrappers {config.env.wrappers}: {exc.message}"
+        ) from None
+    return VecMonitor(remote, filename=str(monitor_file) if monitor_file else None)
+
+
+def normalize_env(
+    env: VecEnv, config: TrainConfig, *, statistics: Path | None, training: bool
+) -> VecEnv:
+    """Wrap ``env`` in ``VecNormalize`` when the config asks for it.
+
+    Args:
+        env: the monitored remote env (the monitor sees raw rewards).
+        config: ``normalize`` and ``algo.hyperparams.gamma`` (for the return statistics).
+        statistics: a saved ``VecNormalize`` to continue from, or None to start afresh.
+        training: update the statistics while stepping (False for evaluation,
+            which also reports raw rewards).
+    """
+    options = config.normalize
+    if options is None:
+        return env
+    if statistics is not None:
+        wrapped = VecNormalize.load(str(statistics), env)
+    else:
+        gamma = float(config.algo.hyperparams.get("gamma", 0.99))
+        wrapped = VecNormalize(
+            env,
+            norm_obs=options.norm_obs,
+            norm_reward=options.norm_reward,
+            clip_obs=options.clip_obs,
+            clip_reward=options.clip_reward,
+            gamma=gamma,
+        )
+    wrapped.training = training
+    if not training:
+        wrapped.norm_reward = False
+    return wrapped

@@ -1,0 +1,49 @@
+"""The errors the training agent raises; each says what went wrong and what to do.
+
+They derive from ``netgym.errors.NetgymError`` so that one ``except`` catches
+both the client's errors (server gone, session ended) and the agent's.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import ClassVar
+
+from netgym.errors import NetgymError
+
+
+class AgentError(NetgymError):
+    """Base class of the training agent's errors."""
+
+    code: ClassVar[str] = "agent"
+
+
+class ConfigError(AgentError):
+    """A training config is invalid: the message names the key and the bad value."""
+
+    code = "agent_config"
+
+
+class DeviceError(AgentError):
+    """The device the config asks for (a GPU) is not visible to PyTorch."""
+
+    code = "agent_device"
+
+
+class CheckpointError(AgentError):
+    """A checkpoint is missing, incomplete or does not match its manifest."""
+
+    code = "agent_checkpoint"
+
+
+class RunDirError(AgentError):
+    """The run folder cannot be used as asked (exists without --resume, and so on)."""
+
+    code = "agent_run_dir"
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known``, or an empty string."""
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,187 @@
+"""Evaluate a model on a session of its own, with the same seeds every time.
+
+Each evaluation opens a fresh session and closes it afterwards: the training
+session is never disturbed, no idle session holds server workers between
+evaluations, and a fixed seed makes evaluations at different steps play the
+same starting states, so their returns compare.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
+
+from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
+from netgym_agent.checkpoints import CheckpointStore, read_directory
+from netgym_agent.config import TrainConfig
+from netgym_agent.device import resolve_device
+from netgym_agent.envs import make_env, normalize_env
+from netgym_agent.errors import CheckpointError
+from netgym_agent.rundir import RunDir
+
+EVAL_SEED_OFFSET = 1_000_000
+
+
+class EvaluationInterrupted(Exception):
+    """A stop was requested (SIGINT, SIGTERM) while an evaluation was running."""
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Returns and lengths of the episodes of one evaluation."""
+
+    step: int
+    returns: list[float]
+    lengths: list[int]
+    wall_s: float
+    deterministic: bool
+
+    @property
+    def mean_return(self) -> float:
+        """Mean undiscounted return over the episodes."""
+        return float(np.mean(self.returns))
+
+    @property
+    def std_return(self) -> float:
+        """Standard deviation of the returns."""
+        return float(np.std(self.returns))
+
+    def to_record(self) -> dict[str, Any]:
+        """The line ``evaluations.jsonl`` gets."""
+        return {
+            "step": self.step,
+            "mean_return": self.mean_return,
+            "std_return": self.std_return,
+            "min_return": float(np.min(self.returns)),
+            "max_return": float(np.max(self.returns)),
+            "mean_length": float(np.mean(self.lengths)),
+            "episodes": len(self.returns),
+            **asdict(self),
+            "time": time.time(),
+        }
+
+
+def evaluate(
+    model: BaseAlgorithm,
+    config: TrainConfig,
+    *,
+    url: str | None,
+    token: str | None,
+    episodes: int,
+    num_envs: int,
+    deterministic: bool = True,
+    statistics: VecNormalize | Path | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> EvalResult:
+    """Play ``episodes`` episodes with ``model`` on a new session, then close it.
+
+    Args:
+        model: the policy to evaluate.
+        config: the env to play, and the seed (evaluation seeds are offset from it).
+        url: the envapi (None: ``$NETGYM_URL``).
+        token: its token (None: ``$NETGYM_TOKEN``).
+        episodes: how many episodes, spread evenly over the envs.
+        num_envs: envs in the evaluation session (at most ``episodes`` are used).
+        deterministic: take the policy's most likely action.
+        statistics: observation normalisation to use, from the training env or a
+            saved file, when the config normalises.
+        should_stop: polled every step; True aborts with ``EvaluationInterrupted``.
+    """
+    started = time.monotonic()
+    env = make_env(config, num_envs=min(num_envs, episodes), url=url, token=token)
+    try:
+        saved = statistics if isinstance(statistics, Path) else None
+        env = normalize_env(env, config, statistics=saved, training=False)
+        if isinstance(statistics, VecNormalize) and isinstance(env, VecNormalize):
+            env.obs_rms = statistics.obs_rms.copy()
+        env.seed(config.seed + EVAL_SEED_OFFSET)
+
+        def poll(_locals: dict[str, Any], _globals: dict[str, Any]) -> None:
+            if should_stop():
+                raise EvaluationInterrupted
+
+        returns, lengths = evaluate_policy(
+            model,
+            env,
+            n_eval_episodes=episodes,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            callback=poll,
+        )
+    finally:
+        env.close()
+    return EvalResult(
+        step=model.num_timesteps,
+        returns=[float(r) for r in returns],  # type: ignore[union-attr]
+        lengths=[int(n) for n in lengths],  # type: ignore[union-attr]
+        wall_s=time.monotonic() - started,
+        deterministic=deterministic,
+    )
+
+
+def evaluate_saved(
+    run_dir: Path,
+    which: str,
+    *,
+    url: str | None,
+    token: str | None,
+    episodes: int,
+    num_envs: int,
+    deterministic: bool = True,
+) -> EvalResult:
+    """Evaluate a model saved in a run folder, with the run's own config.
+
+    Args:
+        run_dir: the run folder.
+        which: ``best``, ``final``, ``latest`` (the newest checkpoint) or a checkpoint folder.
+        url: the envapi (None: ``$NETGYM_URL``).
+        token: its token (None: ``$NETGYM_TOKEN``).
+        episodes: how many episodes.
+        num_envs: envs in the evaluation session.
+        deterministic: take the policy's most likely action.
+
+    Raises:
+        CheckpointError: there is no such model, or it is damaged.
+    """
+    run = RunDir(run_dir)
+    config = run.load_config([])
+    directory = _saved_model(run, which, config.checkpoint.keep)
+    device = resolve_device(config)
+    model = ALGORITHMS[config.algo.name].load(
+        directory / MODEL_FILE, device=device, print_system_info=False
+    )
+    statistics = directory / VECNORMALIZE_FILE
+    return evaluate(
+        model,
+        config,
+        url=url,
+        token=token,
+        episodes=episodes,
+        num_envs=num_envs,
+        deterministic=deterministic,
+        statistics=statistics if statistics.exists() else None,
+    )
+
+
+def _saved_model(run: RunDir, which: str, keep: int) -> Path:
+    if which == "latest":
+        latest = CheckpointStore(run.checkpoints, keep).latest()
+        if latest is None:
+            raise CheckpointError(f"{run.checkpoints} holds no complete checkpoint")
+        return latest.path
+    directory = {"best": run.best, "final": run.final}.get(which, Path(which))
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"no model at {directory}: best appears after the first evaluation, final when "
+            "training is done; or pass latest or a checkpoint folder"
+        )
+    read_directory(directory)
+    return directory

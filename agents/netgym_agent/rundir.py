@@ -1,0 +1,137 @@
+"""The run folder: one per training run, everything the run writes, in fixed places.
+
+::
+
+    runs/cartpole_ppo-20250101-120000/
+    ├── config.yaml            the config as used (file + --set overrides)
+    ├── checkpoints/step_000012345/   model.zip, vecnormalize.pkl, replay_buffer.pkl, manifest.json
+    ├── best/                  the best model by evaluation, same layout
+    ├── final/                 the model at total_timesteps, same layout
+    ├── evaluations.jsonl      one JSON object per evaluation
+    ├── monitor/               SB3 Monitor CSVs, one per start or resume
+    └── tensorboard/           TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netgym_agent.checkpoints import CheckpointStore
+from netgym_agent.config import TrainConfig, config_to_yaml, load_config
+from netgym_agent.errors import RunDirError
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run folder."""
+
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        """The config as used."""
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        """The folder of ``step_*`` checkpoints."""
+        return self.path / "checkpoints"
+
+    @property
+    def best(self) -> Path:
+        """The best model by mean evaluation return."""
+        return self.path / "best"
+
+    @property
+    def final(self) -> Path:
+        """The model at the end of training."""
+        return self.path / "final"
+
+    @property
+    def evaluations(self) -> Path:
+        """One JSON line per evaluation."""
+        return self.path / "evaluations.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        """``tensorboard --logdir`` this."""
+        return self.path / "tensorboard"
+
+    def monitor_file(self, step: int) -> Path:
+        """The Monitor CSV of the segment of the run that starts at ``step``."""
+        return self.path / "monitor" / f"{CheckpointStore.name(step)}.monitor.csv"
+
+    @staticmethod
+    def default_path(config_file: Path | None, root: Path = Path("runs")) -> Path:
+        """``runs/<config name>-<date>-<time>``, under the current directory."""
+        stem = config_file.stem if config_file else "run"
+        return root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def create(self, config: TrainConfig, header: str) -> None:
+        """Start a new run here and save its config.
+
+        Raises:
+            RunDirError: the folder already holds a run.
+        """
+        if self.config_file.exists() or self.checkpoints.exists():
+            raise RunDirError(
+                f"{self.path} already holds a run: pass --resume to continue it, "
+                "or choose another --run-dir"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.save_config(config, header)
+
+    def load_config(self, overrides: list[str]) -> TrainConfig:
+        """The run's saved config with ``overrides`` applied.
+
+        Raises:
+            RunDirError: the folder holds no run.
+        """
+        if not self.config_file.is_file():
+            raise RunDirError(
+                f"--resume: {self.path} holds no run (no config.yaml); check --run-dir"
+            )
+        return load_config(self.config_file, overrides)
+
+    def save_config(self, config: TrainConfig, header: str) -> None:
+        """Write ``config.yaml`` atomically."""
+        _write_atomic(self.config_file, config_to_yaml(config, header))
+
+    def append_evaluation(self, record: dict[str, Any]) -> None:
+        """Add one evaluation to ``evaluations.jsonl``, durably."""
+        with self.evaluations.open("a") as stream:
+            stream.write(json.dumps(record) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def read_evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation recorded so far, oldest first; a torn last line is ignored."""
+        if not self.evaluations.exists():
+            return []
+        records = []
+        for line in self.evaluations.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return records
+
+    def truncate_evaluations(self, step: int) -> None:
+        """Keep only evaluations up to ``step``: a resume replays the steps after it."""
+        kept = [r for r in self.read_evaluations() if int(r.get("step", 0)) <= step]
+        if self.evaluations.exists():
+            _write_atomic(self.evaluations, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with temp.open("w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temp, path)

@@ -1,0 +1,319 @@
+"""``train``: one training run from a config into a run folder, resumable at any time.
+
+The order is deliberate: read and check the config, pick the device (and stop
+if a required GPU is missing), and only then touch the run folder and the
+server. A run that ends, is stopped by SIGINT/SIGTERM or loses its server
+leaves a checkpoint to ``--resume`` from.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv
+
+from netgym.errors import NetgymError
+from netgym_agent import algorithms
+from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
+from netgym_agent.checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    read_directory,
+    remove_temporaries,
+    write_directory,
+)
+from netgym_agent.config import TrainConfig, load_config
+from netgym_agent.device import announce, resolve_device
+from netgym_agent.envs import make_env, normalize_env
+from netgym_agent.errors import AgentError, CheckpointError, RunDirError
+from netgym_agent.evaluation import EvaluationInterrupted, evaluate
+from netgym_agent.rundir import RunDir
+from netgym_agent.signals import StopRequested
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What the command line says: the config, the run folder, the server."""
+
+    config_file: Path | None
+    run_dir: Path | None = None
+    resume: bool = False
+    url: str | None = None
+    token: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
+    """Train as ``options`` say; returns the exit status (0 done, 128+N stopped by signal N).
+
+    Raises:
+        AgentError: a bad config, a missing GPU, a run folder that cannot be used.
+        netgym.errors.NetgymError: the server failed (after a checkpoint was saved).
+    """
+    config, run = _config_and_run_dir(options)
+    device = resolve_device(config)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    announce(device, out)
+    store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
+    checkpoint = _prepare_run_dir(run, config, options, store, out)
+    with StopRequested() as stop:
+        return _Run(config, run, store, options, stop, out).go(checkpoint, device)
+
+
+class _Run:
+    """One process's part of a run: from its start (or resume) step to its end."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        run: RunDir,
+        store: CheckpointStore,
+        options: TrainOptions,
+        stop: StopRequested,
+        out: TextIO,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.store = store
+        self.options = options
+        self.stop = stop
+        self.out = out
+        self.best_return, self.best_step = _best_so_far(run)
+        self.goal_reached = False
+        self.model: BaseAlgorithm | None = None
+        self.progress: ProgressLine | None = None
+
+    def go(self, checkpoint: Checkpoint | None, device: torch.device) -> int:
+        """Train from ``checkpoint`` (or from scratch); returns the exit status."""
+        start = checkpoint.step if checkpoint else 0
+        env: VecEnv | None = None
+        try:
+            env = self._open_env(checkpoint, start)
+            model = self.model = self._model(checkpoint, env, device)
+            self.progress = ProgressLine(
+                self.config.total_timesteps,
+                self.config.progress_every_s,
+                episodes=int(checkpoint.info.get("episodes", 0)) if checkpoint else 0,
+                best=self._best_text,
+                out=self.out,
+            )
+            callbacks = CallbackList(
+                [
+                    self.progress,
+                    PeriodicTasks(
+                        checkpoint_every=self.config.checkpoint.every_steps,
+                        evaluate_every=self.config.eval.every_steps,
+                        start=start,
+                        checkpoint=self._checkpoint,
+                        evaluate=self._evaluate,
+                    ),
+                    StopOnRequest(self.stop, lambda: self.goal_reached),
+                ]
+            )
+            remaining = self.config.total_timesteps - model.num_timesteps
+            if remaining > 0:
+                try:
+                    model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
+                except NetgymError as exc:
+                    path = self._checkpoint()
+                    self._say(
+                        f"training stopped at step {model.num_timesteps:,}: {exc.message}\n"
+                        f"checkpoint {path}; continue with: "
+                        f"python -m netgym_agent train --run-dir {self.run.path} --resume"
+                    )
+                    raise
+            self.progress.print_line()
+            return self._finish(model)
+        finally:
+            if env is not None:
+                env.close()
+
+    def _open_env(self, checkpoint: Checkpoint | None, start: int) -> VecEnv:
+        env = make_env(
+            self.config,
+            num_envs=self.config.env.num_envs,
+            url=self.options.url,
+            token=self.options.token,
+            monitor_file=self.run.monitor_file(start),
+        )
+        statistics = checkpoint.path / algorithms.VECNORMALIZE_FILE if checkpoint else None
+        if statistics is not None and not statistics.exists():
+            statistics = None
+        return normalize_env(env, self.config, statistics=statistics, training=True)
+
+    def _model(
+        self, checkpoint: Checkpoint | None, env: VecEnv, device: torch.device
+    ) -> BaseAlgorithm:
+        if checkpoint is None:
+            model = algorithms.new_model(self.config, env, device)
+        else:
+            model = algorithms.load_model(self.config, checkpoint.path, env, device)
+            model.set_random_seed(self.config.seed + checkpoint.step)
+            self._say(
+                f"resumed from {checkpoint.path} at step {model.num_timesteps:,} "
+                f"of {self.config.total_timesteps:,}"
+            )
+        model.set_logger(configure(str(self.run.tensorboard), ["tensorboard"]))
+        return model
+
+    def _finish(self, model: BaseAlgorithm) -> int:
+        step = model.num_timesteps
+        path = self._checkpoint()
+        evaluated = self.goal_reached or _last_eval(self.run) >= step
+        if not self.stop and self.config.eval.every_steps and not evaluated:
+            self._evaluate()
+        if self.stop:
+            self._say(
+                f"stopped by {self.stop.name} at step {step:,}; checkpoint {path}\n"
+                f"continue with: python -m netgym_agent train --run-dir {self.run.path} --resume"
+            )
+            return self.stop.exit_status
+        write_directory(self.run.path, "final", self._write_model, {"step": step})
+        why = "goal reached: " if self.goal_reached else ""
+        self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
+        return 0
+
+    def _checkpoint(self) -> Path:
+        model = self._model_now()
+        path = self.store.path(model.num_timesteps)
+        if not path.exists():
+            episodes = self.progress.episodes if self.progress else 0
+            started = time.monotonic()
+            path = self.store.save(model.num_timesteps, self._write_model, {"episodes": episodes})
+            self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
+        return path
+
+    def _write_model(self, directory: Path) -> None:
+        algorithms.save_model_files(
+            self._model_now(), directory, replay_buffer=self.config.checkpoint.save_replay_buffer
+        )
+
+    def _evaluate(self) -> None:
+        model = self._model_now()
+        settings = self.config.eval
+        try:
+            result = evaluate(
+                model,
+                self.config,
+                url=self.options.url,
+                token=self.options.token,
+                episodes=settings.episodes,
+                num_envs=settings.num_envs,
+                deterministic=settings.deterministic,
+                statistics=model.get_vec_normalize_env(),
+                should_stop=lambda: bool(self.stop),
+            )
+        except EvaluationInterrupted:
+            return
+        record = result.to_record()
+        self.run.append_evaluation(record)
+        for key in ("mean_return", "std_return", "mean_length"):
+            model.logger.record(f"eval/{key}", record[key])
+        best = self.best_return is None or result.mean_return > self.best_return
+        self._say(
+            f"eval at step {result.step:,}: return {result.mean_return:.2f} "
+            f"± {result.std_return:.2f} over {len(result.returns)} episodes, "
+            f"length {record['mean_length']:.0f}, {result.wall_s:.1f} s"
+            + (" (new best)" if best else "")
+        )
+        if best:
+            self.best_return, self.best_step = result.mean_return, result.step
+            write_directory(self.run.path, "best", self._write_model, record)
+        goal = settings.stop_at_mean_return
+        if goal is not None and result.mean_return >= goal:
+            self.goal_reached = True
+
+    def _best_text(self) -> str:
+        if self.best_return is None:
+            return ""
+        at = f" at {self.best_step:,}" if self.best_step is not None else ""
+        return f"best eval {self.best_return:.2f}{at}"
+
+    def _model_now(self) -> BaseAlgorithm:
+        if self.model is None:
+            raise AgentError("internal: the model is not built yet")
+        return self.model
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:
+    if not options.resume:
+        if options.config_file is None:
+            raise RunDirError("train needs a CONFIG file (or --run-dir D --resume)")
+        config = load_config(options.config_file, options.overrides)
+        path = options.run_dir or RunDir.default_path(options.config_file)
+        return config, RunDir(path)
+    if options.run_dir is None:
+        raise RunDirError("--resume needs --run-dir: the run folder to continue")
+    run = RunDir(options.run_dir)
+    config = run.load_config(options.overrides)
+    if options.config_file is not None:
+        given = load_config(options.config_file, options.overrides)
+        if given != config:
+            keys = ", ".join(_differences(given.model_dump(), config.model_dump())) or "?"
+            raise RunDirError(
+                f"{options.config_file} differs from {run.config_file} at {keys}; --resume "
+                "continues the run's own config: leave CONFIG out, or change it with --set"
+            )
+    return config, run
+
+
+def _prepare_run_dir(
+    run: RunDir,
+    config: TrainConfig,
+    options: TrainOptions,
+    store: CheckpointStore,
+    out: TextIO,
+) -> Checkpoint | None:
+    overrides = "".join(f"\n  --set {o}" for o in options.overrides)
+    source = options.config_file or run.config_file
+    header = f"netgym-train config as used, from {source}, {time.strftime('%c')}{overrides}"
+    if not options.resume:
+        run.create(config, header)
+        print(f"run folder: {run.path}", file=out, flush=True)
+        return None
+    for leftover in [*store.remove_temporaries(), *remove_temporaries(run.path)]:
+        print(f"removed an incomplete checkpoint: {leftover}", file=out, flush=True)
+    checkpoint = store.latest()
+    if checkpoint is None:
+        print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
+    run.truncate_evaluations(checkpoint.step if checkpoint else 0)
+    run.save_config(config, header)
+    return checkpoint
+
+
+def _best_so_far(run: RunDir) -> tuple[float | None, int | None]:
+    """The mean return and step of the run's best model, from its manifest."""
+    if not run.best.is_dir():
+        return None, None
+    try:
+        info = read_directory(run.best, verify=False).info
+    except CheckpointError:
+        return None, None
+    value, step = info.get("mean_return"), info.get("step")
+    if not isinstance(value, int | float):
+        return None, None
+    return float(value), step if isinstance(step, int) else None
+
+
+def _last_eval(run: RunDir) -> int:
+    records = run.read_evaluations()
+    return int(records[-1]["step"]) if records else -1
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(dict.fromkeys([*a, *b]))
+        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]

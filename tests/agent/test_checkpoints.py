@@ -1,0 +1,87 @@
+"""Checkpoint directories appear whole or not at all, and damaged ones are skipped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from netgym_agent.checkpoints import (
+    MANIFEST,
+    CheckpointStore,
+    read_directory,
+    write_directory,
+)
+from netgym_agent.errors import CheckpointError
+
+
+def writer(text: str) -> Callable[[Path], None]:
+    def write(directory: Path) -> None:
+        (directory / "model.zip").write_text(text)
+        (directory / "extra.pkl").write_bytes(b"\0" * 10)
+
+    return write
+
+
+def test_saved_checkpoint_has_a_manifest_and_verifies(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, keep=3)
+    path = store.save(1234, writer("weights"), {"episodes": 7})
+    assert path == tmp_path / "step_000001234"
+    checkpoint = read_directory(path)
+    assert checkpoint.step == 1234
+    assert checkpoint.info == {"episodes": 7, "step": 1234}
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert set(manifest["files"]) == {"model.zip", "extra.pkl"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_failing_writer_leaves_nothing(tmp_path: Path) -> None:
+    def broken(directory: Path) -> None:
+        (directory / "model.zip").write_text("half")
+        raise OSError("disk full")
+
+    store = CheckpointStore(tmp_path, keep=3)
+    with pytest.raises(OSError, match="disk full"):
+        store.save(10, broken, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_latest_skips_damaged_checkpoints_and_leftovers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = CheckpointStore(tmp_path, keep=5)
+    store.save(100, writer("a"), {})
+    store.save(200, writer("b"), {})
+    (store.path(200) / "model.zip").write_text("bit rot")
+    leftover = tmp_path / ".tmp-step_000000300-abc"
+    leftover.mkdir()
+    (leftover / "model.zip").write_text("half written")
+    latest = store.latest()
+    assert latest is not None and latest.step == 100
+    assert "does not match the manifest" in capsys.readouterr().err
+    assert store.remove_temporaries() == [leftover]
+    assert not leftover.exists()
+
+
+def test_store_keeps_the_newest(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path, keep=2)
+    for step in (1, 2, 3, 4):
+        store.save(step, writer(str(step)), {})
+    assert store.steps() == [3, 4]
+
+
+def test_replacing_a_named_directory(tmp_path: Path) -> None:
+    write_directory(tmp_path, "best", writer("old"), {"mean_return": 1.0})
+    write_directory(tmp_path, "best", writer("new"), {"mean_return": 2.0})
+    best = read_directory(tmp_path / "best")
+    assert best.info["mean_return"] == 2.0
+    assert (tmp_path / "best" / "model.zip").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_missing_manifest_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "step_000000001").mkdir()
+    with pytest.raises(CheckpointError, match=MANIFEST):
+        read_directory(tmp_path / "step_000000001")

@@ -1,0 +1,164 @@
+"""Configs: the presets load; every mistake names its key; overrides work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netgym_agent.algorithms import model_kwargs
+from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
+from netgym_agent.errors import ConfigError
+from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
+
+
+def small(**changes: object) -> dict:
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in SMALL_CARTPOLE.items()}
+    config["algo"]["hyperparams"] = dict(SMALL_CARTPOLE["algo"]["hyperparams"])
+    config.update(changes)
+    return config
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_presets_load(path: Path) -> None:
+    config = load_config(path)
+    assert config.total_timesteps > 0
+    model_kwargs(config.algo)
+
+
+def test_presets_cover_the_issue() -> None:
+    ids = {load_config(p).env.id for p in CONFIGS.glob("*.yaml")}
+    assert ids >= {"CartPole-v1", "ALE/Pong-v5", "netgym/Catch-v0"}
+    catch = load_config(CONFIGS / "catch_ppo.yaml")
+    assert catch.env.kwargs == {"observation": "ram"}
+
+
+def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
+    config = load_config(CONFIGS / "cartpole_ppo.yaml")
+    assert config.env.num_envs == 8
+    assert config.algo.hyperparams == {
+        "n_steps": 32,
+        "batch_size": 256,
+        "gae_lambda": 0.8,
+        "gamma": 0.98,
+        "n_epochs": 20,
+        "ent_coef": 0.0,
+        "learning_rate": "lin_1e-3",
+        "clip_range": "lin_0.2",
+    }
+    kwargs = model_kwargs(config.algo)
+    assert kwargs["learning_rate"](1.0) == pytest.approx(1e-3)
+    assert kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert kwargs["clip_range"](0.0) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"env": {"id": "CartPole-v1", "num_env": 4}}, ["env.num_env", "did you mean 'num_envs'"]),
+        ({"env": {"id": "CartPole-v1", "num_envs": "eight"}}, ["env.num_envs", "'eight'"]),
+        ({"env": {"id": "CartPole-v1", "num_envs": 0}}, ["env.num_envs", "greater than"]),
+        ({"total_timesteps": None}, ["total_timesteps"]),
+        ({"algo": {"name": "sac"}}, ["algo.name", "'sac'"]),
+        ({"evaluation": {}}, ["evaluation: unknown key", "known: env, algo"]),
+        ({"eval": {"every_step": 5}}, ["eval.every_step", "did you mean 'every_steps'"]),
+        ({"device": "gpu"}, ["device", "cuda:N"]),
+        ({"normalize": {"norm_ob": True}}, ["normalize.norm_ob", "norm_obs"]),
+        (
+            {"env": {"id": "CartPole-v1", "wrappers": [{"nam": "atari"}]}},
+            ["env.wrappers", "item 0"],
+        ),
+    ],
+    ids=[
+        "unknown-key",
+        "wrong-type",
+        "out-of-range",
+        "missing",
+        "unknown-algo",
+        "unknown-section",
+        "nested-typo",
+        "bad-device",
+        "normalize-typo",
+        "bad-wrapper",
+    ],
+)
+def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
+    config = small(**change)
+    if change.get("total_timesteps", 0) is None:
+        del config["total_timesteps"]
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(config, source="my.yaml")
+    message = str(info.value)
+    assert "my.yaml" in message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "words"),
+    [
+        ({"n_step": 32}, ["algo.hyperparams.n_step", "did you mean 'n_steps'"]),
+        ({"n_envs": 8}, ["algo.hyperparams.n_envs", "env.num_envs"]),
+        ({"learning_rate": "lin_fast"}, ["algo.hyperparams.learning_rate", "lin_<number>"]),
+        ({"policy_kwargs": {"activation_fn": "tanhh"}}, ["policy_kwargs", "did you mean 'tanh'"]),
+    ],
+    ids=["typo", "zoo-key-elsewhere", "bad-schedule", "bad-activation"],
+)
+def test_bad_hyperparameter_names_the_key(hyperparams: dict, words: list[str]) -> None:
+    config = small()
+    config["algo"]["hyperparams"] = hyperparams
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(config)
+    for word in words:
+        assert word in str(info.value), str(info.value)
+
+
+def test_bad_policy_names_the_key() -> None:
+    config = small()
+    config["algo"]["policy"] = "MLPPolicy"
+    with pytest.raises(ConfigError, match=r"algo\.policy.*did you mean 'MlpPolicy'"):
+        config_from_dict(config)
+
+
+def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", small())
+    config = load_config(
+        path,
+        [
+            "total_timesteps=1e5",
+            "algo.hyperparams.learning_rate=3e-4",
+            "eval.stop_at_mean_return=475",
+            "normalize=true",
+            "env.kwargs.max_episode_steps=100",
+        ],
+    )
+    assert config.total_timesteps == 100_000
+    assert config.algo.hyperparams["learning_rate"] == pytest.approx(3e-4)
+    assert config.eval.stop_at_mean_return == 475
+    assert config.normalize is not None and config.normalize.norm_obs
+    assert config.env.kwargs == {"max_episode_steps": 100}
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(path, ["seed"])
+    with pytest.raises(ConfigError, match=r"seed\.x: unknown key|seed is 0, not a mapping"):
+        load_config(path, ["seed.x=1"])
+
+
+def test_saved_config_reads_back_equal(tmp_path: Path) -> None:
+    config = load_config(CONFIGS / "pong_ppo.yaml")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(config, header="a comment"))
+    assert load_config(path) == config
+    assert path.read_text().startswith("# a comment\n")
+    assert isinstance(config, TrainConfig)
+
+
+def test_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", small())
+    run_dir = tmp_path / "run"
+    result = run_train(
+        None, str(path), "--run-dir", str(run_dir), "--set", "algo.hyperparams.n_step=8"
+    )
+    assert result.returncode == 2, result.stdout
+    assert "algo.hyperparams.n_step" in result.stdout and "n_steps" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not run_dir.exists()
