@@ -5,9 +5,13 @@
 ; Move the white square (player) with the d-pad, 2 px a frame, inside the
 ; grey border. Touch the green square (target): score + 1 and the target jumps
 ; to a new pseudo-random place. Touch the red square (hazard, which bounces
-; diagonally at 1 px a frame on each axis): game over, the backdrop turns red
-; and everything freezes until reset or power-on. The score (0-255, wraps) is
-; shown top left in decimal.
+; diagonally, 1 px on each axis every other frame, a quarter of the player's
+; speed): game over, the backdrop turns red and everything freezes until reset
+; or power-on. The score (0-255, wraps) is shown top left in decimal.
+;
+; Made so that a small agent learns it on a CPU in minutes: besides the
+; absolute positions, the game keeps where the target and the hazard are seen
+; from the player ($10-$13, 128 = same place), which is what a policy needs.
 ;
 ; Play starts at power-on: no title screen, no Start press. Game logic runs
 ; once a frame in the NMI handler, from the first NMI (in FCEUX, the 7th frame
@@ -46,7 +50,12 @@
 ;   $0D   armed       0 until the first d-pad press, then 1        0 or 1
 ;   $0E   rng_lo      LFSR low byte                                0..255
 ;   $0F   rng_hi      LFSR high byte (rng never 0)                 0..255
-;   $10-$1F           scratch for the code, not game state
+;   $10   to_target_x 128 + (target_x - player_x) / 2, rounded down  20..236
+;   $11   to_target_y 128 + (target_y - player_y) / 2, rounded down  40..216
+;   $12   to_hazard_x 128 + (hazard_x - player_x) / 2, rounded down  20..236
+;   $13   to_hazard_y 128 + (hazard_y - player_y) / 2, rounded down  40..216
+;                     ($10-$13 are updated at the end of every logic frame)
+;   $14-$1F           scratch for the code, not game state
 ;   $0200-$02FF       OAM shadow (sprite 0 player, 1 target, 2 hazard)
 ; =============================================================================
 
@@ -80,14 +89,18 @@ buttons   = $0C
 armed     = $0D
 rng_lo    = $0E
 rng_hi    = $0F
+to_target_x = $10
+to_target_y = $11
+to_hazard_x = $12
+to_hazard_y = $13
 ; scratch
-digits    = $10          ; 3 bytes: score as tile numbers, hundreds first
-backdrop  = $13          ; colour written to $3F00 in the next vblank
-t0        = $14          ; overlap() operands: (t0,t1) vs (t2,t3)
-t1        = $15
-t2        = $16
-t3        = $17
-tries     = $18          ; place_target attempts left
+digits    = $14          ; 3 bytes: score as tile numbers, hundreds first
+backdrop  = $17          ; colour written to $3F00 in the next vblank
+t0        = $18          ; overlap() operands: (t0,t1) vs (t2,t3)
+t1        = $19
+t2        = $1A
+t3        = $1B
+tries     = $1C          ; place_target attempts left
 
 OAM       = $0200
 
@@ -199,8 +212,9 @@ forever:
 ; new state go to the PPU, so the picture rendered right after shows the
 ; same state as RAM (no one-frame lag between RAM and screen). Measured in
 ; FCEUX: 1,200-1,350 CPU cycles from NMI entry to nmi_done, about +300 per
-; target draw, so at most about 2,000 of the 2,273 cycles of vblank (at most
-; one place_target call a frame, at most MAX_TRIES draws).
+; target draw, before relate and the hazard's even-frame test were added
+; (counted: about 70 cycles more), so at most about 2,100 of the 2,273 cycles
+; of vblank (at most one place_target call a frame, at most MAX_TRIES draws).
 nmi:
     pha
     txa
@@ -272,7 +286,8 @@ init_game:
     sta frame_hi
     sta buttons
     sta armed
-    jmp place_target
+    jsr place_target
+    jmp relate
 
 ; One frame of game logic.
 update:
@@ -299,7 +314,11 @@ update:
     jsr place_target
 @armed:
     jsr move_player
+    lda frame_lo            ; the hazard moves on even frames only
+    and #1
+    bne @hazard_still
     jsr move_hazard
+@hazard_still:
 
     lda player_x            ; caught the target?
     sta t0
@@ -327,6 +346,33 @@ update:
     lda #1
     sta game_over
 @done:
+    jmp relate
+
+; Where the target and the hazard are, seen from the player:
+; to_X = 128 + (X - player) / 2 (rounded down), so 20..236, 128 = same place.
+; The subtraction's carry is bit 8 of the 9-bit difference, inverted, which
+; is exactly bit 7 of the biased half: ROR puts it there.
+relate:
+    sec
+    lda target_x
+    sbc player_x
+    ror a
+    sta to_target_x
+    sec
+    lda target_y
+    sbc player_y
+    ror a
+    sta to_target_y
+    sec
+    lda hazard_x
+    sbc player_x
+    ror a
+    sta to_hazard_x
+    sec
+    lda hazard_y
+    sbc player_y
+    ror a
+    sta to_hazard_y
     rts
 
 ; buttons = joypad 1, bit 7..0 = A B Select Start Up Down Left Right.
