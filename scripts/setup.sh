@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Set up netgym in ./.venv: the envapi service and the client library.
-# Usage: scripts/setup.sh [extras]   (default: envapi,emulator; "dev" adds tests and SB3)
+# Set up netgym in ./.venv: the services, the client library and the training agent.
+# Usage: scripts/setup.sh [extras]   (default: envapi,emulator,agent; "dev" adds the tests)
 # As root on Debian it also installs the Debian packages the emulator needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-envapi,emulator}"
+extras="${1:-envapi,emulator,agent}"
 python="${PYTHON:-python3}"
 
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -39,7 +39,7 @@ fi
 
 [[ -x .venv/bin/pip ]] || "$python" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-if [[ "$extras" == *dev* || "$extras" == *sb3* ]]; then
+if [[ "$extras" == *dev* || "$extras" == *sb3* || "$extras" == *agent* ]]; then
     # Pin torch so that no resolver picks a newer build than the one wanted here
     # (on CPU-only machines the pinned version can come from a local wheel).
     .venv/bin/pip install --quiet "torch==${NETGYM_TORCH_VERSION:-2.13.0}"

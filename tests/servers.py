@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN = "test-token"
@@ -30,6 +30,7 @@ class EnvApi:
     token: str | None
     process: subprocess.Popen[bytes]
     log: Path
+    environ: dict[str, str] = field(default_factory=dict, repr=False)  # to restart it
 
 
 def children(pid: int) -> list[int]:
@@ -107,10 +108,39 @@ def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> It
     env.update({f"NETGYM_{k.upper()}": v for k, v in settings.items()})
     log = tmp_path / f"envapi-{port}.log"
     process = start_service("netgym_envapi", port, env, log)
+    server = EnvApi(f"http://127.0.0.1:{port}", data_port, token, process, log, env)
     try:
-        yield EnvApi(f"http://127.0.0.1:{port}", data_port, token, process, log)
+        yield server
     finally:
-        stop_service(process)
+        stop_service(server.process)  # the one running now, if restart_envapi replaced it
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a service and every process it started, as a crash or an OOM kill would."""
+    spawned = descendants(process.pid)
+    process.kill()
+    for pid in spawned:
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in spawned) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [p for p in spawned if alive(p)]
+    assert not left, f"SIGKILL left processes behind: {left}"
+
+
+def restart_envapi(server: EnvApi) -> None:
+    """Start ``server``'s envapi again on the same ports and settings (after ``kill_tree``).
+
+    ``server.process`` and ``server.log`` then name the new process; ``run_envapi``
+    stops that one at its end.
+    """
+    assert server.process.poll() is not None, "kill the envapi before restarting it"
+    port = int(server.environ["NETGYM_PORT"])
+    log = server.log.with_name(f"envapi-{port}-{time.monotonic_ns()}.log")
+    server.process = start_service("netgym_envapi", port, server.environ, log)
+    server.log = log
 
 
 @contextmanager

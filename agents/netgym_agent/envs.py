@@ -2,14 +2,16 @@
 
 ``make_env`` is the one place that opens a session, for training and for
 evaluation alike, so that the kind of remote VecEnv (plain, or one that
-reconnects after an envapi restart) is chosen on one line: ``sb3.RemoteVecEnv``.
+reconnects after an envapi restart) is chosen on one line: ``sb3.ReconnectingVecEnv``,
+so that training and evaluation go on when the envapi restarts or a session
+dies (the episodes in flight are lost, logged, and left out of the monitor).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from netgym import sb3
 from netgym.errors import InvalidRequestError
@@ -39,7 +41,7 @@ def make_env(
         netgym.errors.NetgymError: the server cannot be reached, refuses the token, ...
     """
     try:
-        remote = sb3.RemoteVecEnv(
+        remote = sb3.ReconnectingVecEnv(
             config.env.id,
             num_envs,
             url=url,
@@ -52,7 +54,9 @@ def make_env(
             f"the envapi rejected env {config.env.id!r} with env.kwargs {config.env.kwargs} "
             f"and env.wrappers {config.env.wrappers}: {exc.message}"
         ) from None
-    return VecMonitor(remote, filename=str(monitor_file) if monitor_file else None)
+    return sb3.ReconnectAwareVecMonitor(
+        remote, filename=str(monitor_file) if monitor_file else None
+    )
 
 
 def normalize_env(

@@ -1,15 +1,23 @@
 """stable-baselines3 on remote envs: ``RemoteVecEnv`` is an SB3 ``VecEnv``.
 
+``ReconnectingVecEnv`` is a ``RemoteVecEnv`` that survives an envapi restart or
+a lost session: it opens a new session and goes on, the episodes in flight
+lost. ``ReconnectAwareVecMonitor`` is SB3's ``VecMonitor`` that does not count
+those lost episodes as finished ones.
+
 Needs ``pip install netgym[sb3]``; importing ``netgym`` alone never imports SB3.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.vec_env import VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
     VecEnvIndices,
@@ -19,6 +27,54 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 
 from netgym.client.env import unbatch_info
 from netgym.client.vector import RemoteVectorEnv
+from netgym.errors import (
+    ConnectionLostError,
+    InvalidRequestError,
+    LimitExceededError,
+    NetgymError,
+    ServerUnavailableError,
+    SessionEndedError,
+    SessionNotFoundError,
+)
+
+logger = logging.getLogger("netgym")
+
+RECONNECTED_KEY = "netgym.reconnected"
+"""Info key set (to True) for every env whose episode a reconnect cut short."""
+
+RETRYABLE_ERRORS: tuple[type[NetgymError], ...] = (
+    ConnectionLostError,  # the data connection broke or timed out
+    ServerUnavailableError,  # REST unreachable: the envapi is down or restarting
+    SessionEndedError,  # closed, idle, worker_crashed, worker_timeout: the session is gone
+    SessionNotFoundError,  # a restarted envapi does not know the old session
+)
+"""Errors that mean the session is gone while the request itself was fine.
+
+Everything else is raised at once: a bad action, bad arguments, a wrong token,
+an unknown env, a protocol mismatch, a call out of order (the caller's bug),
+and ``EnvError`` (the env's own code raised: the session is still usable, and
+a new session would hide a bug that would only come back).
+"""
+
+_RETRYABLE_WHILE_RECONNECTING: tuple[type[NetgymError], ...] = (
+    *RETRYABLE_ERRORS,
+    LimitExceededError,
+)
+# A server that is full may free a slot soon (our own old session ending, say).
+
+_FIRST_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 5.0
+
+
+class ReconnectFailedError(ConnectionLostError):
+    """A ``ReconnectingVecEnv`` lost its session and could not open a new one."""
+
+    code = "reconnect_failed"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a ``ReconnectingVecEnv`` opens a new session after this error."""
+    return isinstance(exc, RETRYABLE_ERRORS) and not isinstance(exc, ReconnectFailedError)
 
 
 class RemoteVecEnv(VecEnv):
@@ -30,11 +86,17 @@ class RemoteVecEnv(VecEnv):
     """
 
     def __init__(self, env_id: str, num_envs: int = 1, **kwargs: Any) -> None:
-        self.remote = RemoteVectorEnv(
-            env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs
-        )
+        self.env_id = env_id
+        self._remote_kwargs = kwargs
+        self.remote = self._open_remote(num_envs)
         super().__init__(
             num_envs, self.remote.single_observation_space, self.remote.single_action_space
+        )
+
+    def _open_remote(self, num_envs: int) -> RemoteVectorEnv:
+        """Open a session with the arguments this VecEnv was made with."""
+        return RemoteVectorEnv(
+            self.env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **self._remote_kwargs
         )
 
     def reset(self) -> VecEnvObs:
@@ -90,3 +152,288 @@ class RemoteVecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]
+
+
+class ReconnectingVecEnv(RemoteVecEnv):
+    """A ``RemoteVecEnv`` that opens a new session when its session is lost.
+
+    When a step or reset fails with an error of ``RETRYABLE_ERRORS`` (the
+    envapi died or restarted, the session was closed, timed out or its worker
+    crashed), it logs a warning on the ``"netgym"`` logger, opens a new session
+    with the same arguments, retrying with exponential backoff for up to
+    ``reconnect_timeout_s``, and resets it. Any other error is raised as is.
+
+    What SB3 sees when a *step* reconnects: the new session's reset
+    observations, reward 0 and ``done`` for every env, and in each info
+    ``{"netgym.reconnected": True, "TimeLimit.truncated": True,
+    "terminal_observation": <the env's last observation before the loss>}``.
+    The lost episodes are thus truncations, not terminations: PPO and A2C
+    bootstrap them with the value of the last observation, and DQN/SAC store
+    them as timeouts, so no state learns a value of 0 from a network fault.
+    ``VecMonitor`` would still log each one as a short finished episode; wrap
+    with ``ReconnectAwareVecMonitor`` instead, which skips them. A *reset* that
+    reconnects returns the new observations as a plain reset does.
+
+    Seeds stay reproducible: a reset that reconnects uses the seeds it was
+    asked for; after the ``k``-th reconnect during a step, env ``i`` gets
+    ``np.random.SeedSequence([seed, k]).generate_state(num_envs)[i]``, where
+    ``seed`` is the last one given to ``seed()`` (unseeded if none was).
+
+    Making the env does not retry: a wrong URL or token fails at once.
+
+    Args:
+        env_id: as for ``RemoteVectorEnv``.
+        num_envs: as for ``RemoteVectorEnv``.
+        reconnect_timeout_s: how long one reconnect keeps trying before it
+            raises ``ReconnectFailedError``.
+        max_reconnects: raise ``ReconnectFailedError`` instead of a reconnect
+            beyond this many (None: no limit); guards against an env that kills
+            its session again and again.
+        **kwargs: ``RemoteVectorEnv``'s other arguments (url, token, wrappers...).
+
+    Attributes:
+        reconnects: reconnects so far, for the trainer to log.
+        lost_episodes: episodes cut short by them.
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int = 1,
+        *,
+        reconnect_timeout_s: float = 120.0,
+        max_reconnects: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not reconnect_timeout_s > 0:
+            raise InvalidRequestError(
+                f"reconnect_timeout_s must be a positive number of seconds, "
+                f"got {reconnect_timeout_s!r}"
+            )
+        if max_reconnects is not None and max_reconnects < 0:
+            raise InvalidRequestError(
+                f"max_reconnects must be None (no limit) or >= 0, got {max_reconnects!r}"
+            )
+        super().__init__(env_id, num_envs, **kwargs)
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.max_reconnects = max_reconnects
+        self.reconnects = 0
+        self.lost_episodes = 0
+        self._base_seed: int | None = None
+        self._reset_options_used: dict[str, Any] | None = None
+        self._last_obs: VecEnvObs | None = None
+        self._step_failure: NetgymError | None = None
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """SB3's ``seed``; also remembers the seed to derive reconnect seeds from."""
+        seeds = super().seed(seed)
+        self._base_seed = None if seeds[0] is None else int(seeds[0])
+        return seeds
+
+    def reset(self) -> VecEnvObs:
+        seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
+        self._reset_options_used = self._options[0] or None
+        try:
+            observations = super().reset()
+        except NetgymError as exc:
+            if not is_retryable(exc):
+                raise
+            observations = self._reconnect(exc, seeds)
+            self._reset_seeds()
+            self._reset_options()
+        self._last_obs = observations
+        return observations
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._step_failure = None
+        try:
+            super().step_async(actions)
+        except NetgymError as exc:
+            if not is_retryable(exc):
+                raise
+            self._step_failure = exc  # step_wait reconnects, where SB3 expects results
+
+    def step_wait(self) -> VecEnvStepReturn:
+        failure, self._step_failure = self._step_failure, None
+        if failure is None:
+            try:
+                result = super().step_wait()
+            except NetgymError as exc:
+                if not is_retryable(exc):
+                    raise
+                failure = exc
+            else:
+                # A reference, not a copy: each step's observations are a fresh array,
+                # which SB3 keeps a reference to as well (PPO's _last_obs).
+                self._last_obs = result[0]
+                return result
+        return self._lose_episodes(failure)
+
+    def _lose_episodes(self, failure: NetgymError) -> VecEnvStepReturn:
+        """Reconnect mid-step: every episode in flight ends as a truncation."""
+        last_obs = self._last_obs
+        observations = self._reconnect(failure, self._derived_seeds(self.reconnects + 1))
+        self.lost_episodes += self.num_envs
+        infos: list[dict[str, Any]] = []
+        for i in range(self.num_envs):
+            info: dict[str, Any] = {RECONNECTED_KEY: True, "TimeLimit.truncated": True}
+            if last_obs is not None:
+                info["terminal_observation"] = _env_obs(last_obs, i)
+            infos.append(info)
+        self._last_obs = observations
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        return observations, rewards, np.ones(self.num_envs, dtype=bool), infos
+
+    def _derived_seeds(self, reconnect: int) -> list[int] | None:
+        """Seeds for the reset after reconnect number ``reconnect``."""
+        if self._base_seed is None:
+            return None
+        state = np.random.SeedSequence([self._base_seed, reconnect]).generate_state(self.num_envs)
+        return [int(s) for s in state]
+
+    def _reconnect(self, failure: NetgymError, seeds: list[int | None] | list[int] | None) -> Any:
+        """Close what is left, open and reset a new session; return its observations.
+
+        Raises:
+            ReconnectFailedError: past ``max_reconnects``, or no new session
+                within ``reconnect_timeout_s``.
+            NetgymError: an error no retry can fix (e.g. the env is no longer served).
+        """
+        lost_session = self.remote.session_id
+        if self.max_reconnects is not None and self.reconnects >= self.max_reconnects:
+            raise ReconnectFailedError(
+                f"lost session {lost_session} of {self.env_id} ({failure.message}) after "
+                f"{self.reconnects} reconnects already, the most max_reconnects allows; "
+                "if the env itself keeps ending its sessions, fix it, else raise max_reconnects"
+            ) from failure
+        self.reconnects += 1
+        logger.warning(
+            "lost session %s of %s at %s (%s: %s); the episodes in flight are lost; "
+            "opening a new session (reconnect %d)",
+            lost_session,
+            self.env_id,
+            self.remote.url,
+            type(failure).__name__,
+            failure.message,
+            self.reconnects,
+        )
+        self.remote.close()
+        started = time.monotonic()
+        deadline = started + self.reconnect_timeout_s
+        delay = _FIRST_BACKOFF_S
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return self._open_and_reset(seeds, started, attempts)
+            except NetgymError as exc:
+                if not isinstance(exc, _RETRYABLE_WHILE_RECONNECTING):
+                    exc.add_note(
+                        f"while reconnecting {self.env_id} at {self.remote.url} after losing "
+                        f"session {lost_session}: this error is not one a retry can fix"
+                    )
+                    raise
+                last_error = exc
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReconnectFailedError(
+                    f"lost session {lost_session} of {self.env_id} ({failure.message}) and "
+                    f"could not open a new one at {self.remote.url} within "
+                    f"reconnect_timeout_s={self.reconnect_timeout_s:g} s ({attempts} attempts; "
+                    f"last error: {last_error.message}); is the envapi running? "
+                    "Raise reconnect_timeout_s to wait longer"
+                ) from last_error
+            logger.info(
+                "reconnect attempt %d failed (%s); retrying in %.1f s",
+                attempts,
+                last_error.message,
+                min(delay, remaining),
+            )
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+    def _open_and_reset(
+        self, seeds: list[int | None] | list[int] | None, started: float, attempts: int
+    ) -> Any:
+        """One attempt: a new session, checked and reset, replaces ``self.remote``."""
+        remote = self._open_remote(self.num_envs)
+        try:
+            if (
+                remote.single_observation_space != self.observation_space
+                or remote.single_action_space != self.action_space
+            ):
+                raise NetgymError(
+                    f"the envapi at {remote.url} now serves {self.env_id} with observation "
+                    f"space {remote.single_observation_space} and action space "
+                    f"{remote.single_action_space}, not {self.observation_space} and "
+                    f"{self.action_space} as before; training cannot go on with other spaces"
+                )
+            observations, info = remote.reset(seed=seeds, options=self._reset_options_used)
+        except BaseException:
+            remote.close()
+            raise
+        self.remote = remote
+        self.reset_infos = [unbatch_info(info, i) for i in range(self.num_envs)]
+        logger.warning(
+            "reconnected to %s after %.1f s (%d attempts): new session %s of %s",
+            remote.url,
+            time.monotonic() - started,
+            attempts,
+            remote.session_id,
+            self.env_id,
+        )
+        return observations
+
+
+class ReconnectAwareVecMonitor(VecMonitor):
+    """SB3's ``VecMonitor``, except that episodes a reconnect cut short are not logged.
+
+    ``VecMonitor`` records an episode (``info["episode"]``, the monitor file)
+    whenever ``done`` is set; the episodes ``ReconnectingVecEnv`` loses are set
+    ``done`` too, and would show up as short, low-return episodes. This one
+    drops their counters instead and counts them in ``lost_episodes``.
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        filename: str | None = None,
+        info_keywords: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(venv, filename, info_keywords)
+        self.lost_episodes = 0
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        new_infos = list(infos)
+        for i in np.flatnonzero(dones):
+            info = dict(infos[i])
+            if not info.get(RECONNECTED_KEY):
+                episode_info = {
+                    "r": self.episode_returns[i],
+                    "l": self.episode_lengths[i],
+                    "t": round(time.time() - self.t_start, 6),
+                }
+                for key in self.info_keywords:
+                    episode_info[key] = info[key]
+                info["episode"] = episode_info
+                self.episode_count += 1
+                if self.results_writer:
+                    self.results_writer.write_row(episode_info)
+                new_infos[i] = info
+            else:
+                self.lost_episodes += 1
+            self.episode_returns[i] = 0
+            self.episode_lengths[i] = 0
+        return obs, rewards, dones, new_infos
+
+
+def _env_obs(observations: Any, index: int) -> Any:
+    """Env ``index``'s observation from a batch (an array, or a dict or tuple of them)."""
+    if isinstance(observations, dict):
+        return {key: _env_obs(value, index) for key, value in observations.items()}
+    if isinstance(observations, tuple):
+        return tuple(_env_obs(value, index) for value in observations)
+    return observations[index]

@@ -1,0 +1,88 @@
+"""Issue 4, done-when 3: the envapi killed and restarted mid-training; training goes on.
+
+Runs ``python -m netgym_agent train`` as a subprocess on a small CartPole config
+against a private envapi, SIGKILLs the envapi (and its session and worker
+processes) once episodes are being logged, starts it again on the same ports a
+second later, and checks that the run reached its total steps with exit status
+0 and that the reconnect was logged (``netgym.sb3.ReconnectingVecEnv`` warns on
+the ``"netgym"`` logger).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.agent.helpers import ROOT, SMALL_CARTPOLE, clean_env, train_command, write_config
+from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
+
+TOTAL_STEPS = 20_000
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EnvApi]:
+    """A private envapi: this test kills it."""
+    with run_envapi(tmp_path) as envapi:
+        yield envapi
+
+
+def monitor_rows(run_dir: Path) -> int:
+    """Episodes the run's VecMonitor CSVs hold so far (each starts with 2 header lines)."""
+    return sum(
+        max(0, len(path.read_text().splitlines()) - 2)
+        for path in run_dir.glob("monitor/*.monitor.csv")
+    )
+
+
+@pytest.mark.slow
+def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "cartpole_reconnect.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "algo": {
+                "name": "ppo",
+                "policy": "MlpPolicy",
+                "hyperparams": {"n_steps": 64, "batch_size": 128, "n_epochs": 4},
+            },
+            "total_timesteps": TOTAL_STEPS,
+            "eval": {"every_steps": 0},  # evaluation opens sessions of its own
+            "checkpoint": {"every_steps": 0},
+        },
+    )
+    run_dir = tmp_path / "run"
+    log = tmp_path / "train.log"
+    with log.open("wb") as out:
+        trainer = subprocess.Popen(
+            train_command(server, str(config), "--run-dir", str(run_dir)),
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while monitor_rows(run_dir) < 10:  # training is under way
+            assert trainer.poll() is None, f"training ended early:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no episodes logged:\n{log.read_text()}"
+            time.sleep(0.1)
+        kill_tree(server.process)
+        time.sleep(1.0)  # the trainer meets a dead envapi, then a starting one
+        restart_envapi(server)
+        status = trainer.wait(240)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    output = log.read_text()
+    assert status == 0, output
+    done = re.search(r"training done at step ([\d,]+)", output)
+    assert done is not None, output
+    assert int(done.group(1).replace(",", "")) >= TOTAL_STEPS, output
+    assert "lost session" in output and f"reconnected to {server.url}" in output, output
+    assert (run_dir / "final").is_dir(), output
