@@ -29,7 +29,9 @@ Torch runs on its default number of threads (one per core), or on
 ``--torch-threads``, the same for every backend. On a busy 2-core machine
 torch's OpenMP threads spin after each operation and take the cores from the
 env processes (the envapi's, SubprocVecEnv's): there one CnnPolicy forward
-pass took 32 ms on two threads and 2.6 ms on one.
+pass took 32 ms on two threads and 2.6 ms on one. ``OMP_WAIT_POLICY=PASSIVE``
+stops the spinning (remote env steps then beat in-process ones) but slows
+torch's own work; set it in the environment to compare.
 
     python scripts/bench_agent.py        # 3 rounds, about 4 minutes on 2 cores
     python scripts/bench_agent.py --torch-threads 1 --rounds 5
