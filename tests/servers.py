@@ -89,11 +89,16 @@ def stop_service(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    assert_gone(spawned, f"{process.args!r} left processes behind")
+
+
+def assert_gone(pids: list[int], problem: str) -> None:
+    """Wait up to 10 s for ``pids`` to exit; fail with ``problem`` if any is left."""
     deadline = time.monotonic() + 10
-    while any(alive(p) for p in spawned) and time.monotonic() < deadline:
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    left = [p for p in spawned if alive(p)]
-    assert not left, f"{process.args!r} left processes behind: {left}"
+    left = [p for p in pids if alive(p)]
+    assert not left, f"{problem}: {left}"
 
 
 @contextmanager
@@ -123,11 +128,7 @@ def kill_tree(process: subprocess.Popen[bytes]) -> None:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     process.wait()
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in spawned) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [p for p in spawned if alive(p)]
-    assert not left, f"SIGKILL left processes behind: {left}"
+    assert_gone(spawned, "SIGKILL left processes behind")
 
 
 def restart_envapi(server: EnvApi) -> None:

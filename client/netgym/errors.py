@@ -131,6 +131,12 @@ class ConnectionLostError(NetgymError):
     code = "connection_lost"
 
 
+class ReconnectFailedError(ConnectionLostError):
+    """A ``ReconnectingVecEnv`` lost its session and could not open a new one."""
+
+    code = "reconnect_failed"
+
+
 class ServerUnavailableError(NetgymError):
     """The server could not be reached at all."""
 

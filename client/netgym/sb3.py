@@ -32,6 +32,7 @@ from netgym.errors import (
     InvalidRequestError,
     LimitExceededError,
     NetgymError,
+    ReconnectFailedError,
     ServerUnavailableError,
     SessionEndedError,
     SessionNotFoundError,
@@ -64,12 +65,6 @@ _RETRYABLE_WHILE_RECONNECTING: tuple[type[NetgymError], ...] = (
 
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
-
-
-class ReconnectFailedError(ConnectionLostError):
-    """A ``ReconnectingVecEnv`` lost its session and could not open a new one."""
-
-    code = "reconnect_failed"
 
 
 def is_retryable(exc: BaseException) -> bool:
