@@ -20,6 +20,14 @@ CASES: dict[str, list[tuple[int, dict[str, Any]]]] = {
     "nested": [(0, {"episode": {"r": 1.0, "l": 10}}), (2, {"episode": {"r": -1.0, "l": 3}})],
     "final": [(1, {"final_obs": np.arange(3), "final_info": {"a": 1}})],
     "objects": [(0, {"name": "a"}), (1, {"name": "b"})],
+    # Every env, the same keys, one plain type: the one-array path.
+    "game-floats": [(i, {"lives": 3.0 - i, "x": 0.5 * i, "y": -1.0}) for i in range(4)],
+    "game-ints": [(i, {"lives": 3 - i, "level": i}) for i in range(4)],
+    "game-bools": [(i, {"flag": i % 2 == 0}) for i in range(4)],
+    # Near misses of it: mixed types, different keys or order, a huge int.
+    "mixed-types": [(i, {"x": 1.0 if i else 1, "y": 2.0}) for i in range(4)],
+    "key-order": [(i, {"a": 1.0, "b": 2.0} if i else {"b": 2.0, "a": 1.0}) for i in range(4)],
+    "missing-key": [(i, {"a": 1.0, "b": 2.0} if i else {"a": 1.0}) for i in range(4)],
 }
 
 

@@ -17,6 +17,10 @@ import numpy as np
 
 def merge_infos(num_envs: int, env_infos: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """The vector info for ``(env_index, info)`` pairs."""
+    env_infos = list(env_infos)
+    uniform = _merge_uniform(num_envs, env_infos)
+    if uniform is not None:
+        return uniform
     grouped: dict[str, list[tuple[int, Any]]] = {}
     for index, info in env_infos:
         for key, value in info.items():
@@ -46,4 +50,31 @@ def merge_infos(num_envs: int, env_infos: Iterable[tuple[int, dict[str, Any]]]) 
         mask = np.zeros(num_envs, dtype=np.bool_)
         mask[indices] = True
         merged[key], merged[f"_{key}"] = array, mask
+    return merged
+
+
+def _merge_uniform(
+    num_envs: int, env_infos: list[tuple[int, dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """The usual case, built in one array: every env sets the same keys, all to plain
+    ints, floats or bools of one type (an emulator game's info, say); else None."""
+    if len(env_infos) != num_envs or not env_infos or not env_infos[0][1]:
+        return None
+    keys = tuple(env_infos[0][1])
+    rows = [list(info.values()) for _, info in env_infos]
+    kind = type(rows[0][0])
+    if (
+        kind not in (int, float, bool)
+        or any(tuple(info) != keys for _, info in env_infos[1:])
+        or not all(type(value) is kind for row in rows for value in row)
+    ):
+        return None
+    try:
+        by_key = np.array(rows, dtype=kind).T.copy()  # one contiguous row per key
+    except OverflowError:  # an int beyond 64 bits: the general path says so
+        return None
+    masks = np.ones((len(keys), num_envs), dtype=np.bool_)
+    merged: dict[str, Any] = {}
+    for position, key in enumerate(keys):
+        merged[key], merged[f"_{key}"] = by_key[position], masks[position]
     return merged
