@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +16,11 @@ def envapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvApi]:
         yield server
 
 
-@pytest.fixture
-def remote_kwargs(envapi: EnvApi) -> dict[str, str | None]:
-    return {"url": envapi.url, "token": envapi.token}
+@pytest.fixture(params=[True, False], ids=["shared-memory", "socket"])
+def remote_kwargs(envapi: EnvApi, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """How to reach the envapi; the contract holds with results through shared
+    memory (a client on the envapi's host) and through the socket (any other)."""
+    return {"url": envapi.url, "token": envapi.token, "shared_memory": request.param}
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from netgym.protocol.frames import (
     unpack_error,
 )
 from netgym.protocol.results import StepArrays
+from netgym.protocol.sharedmemory import HEADER_BYTES, open_results_file
 from netgym.protocol.values import pack_value, unpack_value
 
 
@@ -29,9 +30,17 @@ class DataConnection:
     """One TCP connection to a session process, in lockstep."""
 
     def __init__(
-        self, host: str, port: int, session_id: str, token: str | None, timeout_s: float
+        self,
+        host: str,
+        port: int,
+        session_id: str,
+        token: str | None,
+        timeout_s: float,
+        shared_memory: bool = True,
     ) -> None:
         self.timeout_s = timeout_s
+        # The session's results file, mapped (a client on the session's host).
+        self.shared_results: np.ndarray | None = None
         try:
             self.sock = socket.create_connection((host, port), timeout=min(timeout_s, 30.0))
         except OSError as exc:
@@ -50,9 +59,25 @@ class DataConnection:
                     {"protocol": PROTOCOL_VERSION, "session_id": session_id, "token": token},
                 )
             self.welcome: dict[str, Any] = unpack_value(self._expect(MessageType.WELCOME))
+            if shared_memory:
+                self._share(self.welcome.get("shared_memory"))
         except BaseException:
             self.sock.close()  # refused (an ERROR), or broken: nothing will use it
             raise
+
+    def _share(self, offer: Any) -> None:
+        """Take the session's offer of shared memory when this process can map its file."""
+        if not isinstance(offer, dict):
+            return
+        path, token, nbytes = offer.get("path"), offer.get("token"), offer.get("nbytes")
+        if not (isinstance(path, str) and isinstance(token, str) and isinstance(nbytes, int)):
+            return
+        memory = open_results_file(path, token, nbytes)
+        if memory is None:  # another host, or another user: results come in frames
+            return
+        self.send(MessageType.SHARE, [pack_value({"token": token})])
+        self._expect(MessageType.SHARED)
+        self.shared_results = np.frombuffer(memory, np.uint8, nbytes, HEADER_BYTES)
 
     @property
     def closed(self) -> bool:
@@ -62,6 +87,7 @@ class DataConnection:
     def abort(self) -> None:
         """Close the socket without a word: the stream is broken or out of step."""
         self.sock.close()
+        self.shared_results = None
 
     @contextlib.contextmanager
     def _socket_errors(self) -> Iterator[None]:
@@ -91,6 +117,10 @@ class DataConnection:
         """Send RESET; return the observation leaves and the info."""
         self.send(MessageType.RESET, [pack_value({"seed": seed, "options": options})])
         body = self._expect(MessageType.RESET_RESULT)
+        if self.shared_results is not None:
+            observations = self._shared_view(layout)[: layout.reset_nbytes]
+            leaves = [leaf.copy() for leaf in layout.observations.views(observations)]
+            return leaves, unpack_value(body)
         if len(body) < layout.reset_nbytes:
             raise ProtocolError(
                 f"a RESET_RESULT of {len(body)} bytes is shorter than its observations"
@@ -100,18 +130,34 @@ class DataConnection:
 
     def receive_step(self, layout: ResultLayout) -> tuple[StepArrays, Any]:
         """Read a STEP_RESULT into a fresh buffer; the arrays are views of it."""
+        shared = self.shared_results is not None
         with self._socket_errors():
             message_type, length = recv_header(self.sock, self.max_message_bytes)
-            buffer = np.empty(length, dtype=np.uint8)
-            recv_exact_into(self.sock, buffer.data)
+            # Shared: the frame holds the info only, after results read from memory.
+            start = layout.step_nbytes if shared else 0
+            buffer = np.empty(start + length, dtype=np.uint8)
+            recv_exact_into(self.sock, buffer.data[start:])
         if message_type == MessageType.ERROR:
-            raise unpack_error(buffer.data)
+            raise unpack_error(buffer.data[start:])
+        if shared and message_type == MessageType.STEP_RESULT:
+            buffer[:start] = self._shared_view(layout)
+            length = len(buffer)
         if message_type != MessageType.STEP_RESULT or length < layout.step_nbytes:
             raise ProtocolError(
                 f"expected a STEP_RESULT, got {message_type.name} of {length} bytes"
             )
         arrays = layout.step_views(buffer)
         return arrays, unpack_value(buffer.data[layout.step_nbytes :], copy=False)
+
+    def _shared_view(self, layout: ResultLayout) -> np.ndarray:
+        """The results in shared memory (valid until the next request)."""
+        assert self.shared_results is not None
+        if len(self.shared_results) < layout.step_nbytes:
+            raise ProtocolError(
+                f"the session's shared memory has {len(self.shared_results)} bytes, "
+                f"fewer than the {layout.step_nbytes} of its results"
+            )
+        return self.shared_results[: layout.step_nbytes]
 
     def ping(self, payload: bytes = b"") -> None:
         """One empty round trip."""
@@ -128,3 +174,4 @@ class DataConnection:
             return False
         finally:
             self.sock.close()
+            self.shared_results = None  # unmapped once the last view of it is gone

@@ -58,6 +58,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             ``["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}]``.
         autoreset_mode: Gymnasium's autoreset mode.
         timeout_s: how long to wait for any one reply before raising.
+        shared_memory: on the envapi's host, read results from the session's
+            shared memory rather than the socket (faster); elsewhere results
+            come through the socket whatever this says.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         wrappers: list[str | dict[str, Any]] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
         timeout_s: float = 120.0,
+        shared_memory: bool = True,
     ) -> None:
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
@@ -91,7 +95,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         host = urllib.parse.urlsplit(self.url).hostname or "127.0.0.1"
         try:
             self._connection = DataConnection(
-                host, int(reply["data_port"]), self.session_id, token, timeout_s
+                host, int(reply["data_port"]), self.session_id, token, timeout_s, shared_memory
             )
         except NetgymError:
             self._close_session()

@@ -48,6 +48,8 @@ class MessageType(enum.IntEnum):
     CLOSED = 8  # server: empty
     PING = 9  # client: any bytes, echoed
     PONG = 10  # server: the PING's bytes
+    SHARE = 11  # client: {"token"}; results through shared memory from now on
+    SHARED = 12  # server: empty
     ERROR = 15  # server: {"code", "message", "details"}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
+from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import Game, discover
 from netgym_emulator.instances import Instance, start_instance
 from netgym_emulator.settings import EmulatorSettings
@@ -30,7 +31,9 @@ class InstancePool:
         self.ended: dict[str, str] = {}
         self._tmp = tempfile.TemporaryDirectory(prefix="netgym-emulator-")
         self.work_dir = settings.work_dir or Path(self._tmp.name)
-        self.screen_dir, self._own_screen_dir = _screen_dir(settings.screen_dir)
+        self.screen_dir, self._own_screen_dir = memory_folder(
+            settings.screen_dir, "netgym-screens-"
+        )
         # A client that can read this token from the folder shares it with us,
         # so it may ask for screens as files (see EmulatorEnv).
         self.screen_token = secrets.token_hex(16)
@@ -132,16 +135,6 @@ class InstancePool:
             shutil.rmtree(self.screen_dir, ignore_errors=True)
         else:
             (self.screen_dir / "token").unlink(missing_ok=True)
-
-
-def _screen_dir(configured: Path | None) -> tuple[Path, bool]:
-    """The screen folder, and whether this service made it (and so removes it)."""
-    if configured is not None:
-        configured.mkdir(parents=True, exist_ok=True)
-        return configured, False
-    shm = Path("/dev/shm")
-    parent = str(shm) if shm.is_dir() else None
-    return Path(tempfile.mkdtemp(prefix="netgym-screens-", dir=parent)), True
 
 
 __all__ = ["InstancePool", "NetgymError", "UnknownGameError"]

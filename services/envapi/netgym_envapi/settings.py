@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -39,6 +40,17 @@ class Settings(BaseSettings):
     emulator_url: str | None = Field(
         None,
         description="the emulator service whose games are served too, e.g. http://emulator:8002",
+    )
+    shared_memory: bool = Field(
+        True,
+        description="offer clients on this host step results through shared memory",
+    )
+    shared_memory_dir: Path | None = Field(
+        None,
+        description=(
+            "where sessions put their shared-memory files (default: a new folder in "
+            "/dev/shm); in Compose, a tmpfs volume mounted at the same path in the agent"
+        ),
     )
     max_sessions: int = Field(32, ge=1)
     max_envs_per_session: int = Field(64, ge=1)

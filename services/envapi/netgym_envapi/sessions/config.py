@@ -35,3 +35,5 @@ class SessionConfig:
     max_message_bytes: int = 64 * 1024 * 1024
     env_modules: list[str] = field(default_factory=list)
     emulator_url: str | None = None
+    # Where the session offers its results as a file to a client on this host.
+    shared_memory_dir: str | None = None

@@ -19,11 +19,13 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from netgym.errors import (
@@ -37,6 +39,7 @@ from netgym.errors import (
     WorkerTimeoutError,
     error_from_dict,
 )
+from netgym.protocol.sharedmemory import memory_folder
 from netgym_envapi.catalog import find_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
@@ -122,6 +125,12 @@ class SessionManager:
         self._watchdog: asyncio.Task[None] | None = None
         serve_modules(settings.env_module_list)
         serve_emulator(settings.emulator_url)
+        self.shared_memory_dir: Path | None = None
+        self._own_shared_memory_dir = False
+        if settings.shared_memory:
+            self.shared_memory_dir, self._own_shared_memory_dir = memory_folder(
+                settings.shared_memory_dir, "netgym-sessions-"
+            )
 
     @property
     def live_sessions(self) -> list[SessionRecord]:
@@ -218,6 +227,7 @@ class SessionManager:
             max_message_bytes=settings.max_message_bytes,
             env_modules=settings.env_module_list,
             emulator_url=settings.emulator_url,
+            shared_memory_dir=str(self.shared_memory_dir) if self.shared_memory_dir else None,
         )
 
     async def _start(self, config: SessionConfig) -> SessionRecord:
@@ -335,6 +345,8 @@ class SessionManager:
         if record.deadline is not None:
             record.deadline.close()
             record.deadline = None
+        if self.shared_memory_dir is not None:  # when the process could not remove it
+            (self.shared_memory_dir / record.session_id).unlink(missing_ok=True)
         exit_words = describe_exit(record.exitcode)
         if record.end_reason is None:
             record.end_reason = f"its process {exit_words}"
@@ -447,6 +459,8 @@ class SessionManager:
             *(self.close(s.session_id, "the service stopped") for s in self.live_sessions),
             return_exceptions=True,
         )
+        if self._own_shared_memory_dir and self.shared_memory_dir is not None:
+            shutil.rmtree(self.shared_memory_dir, ignore_errors=True)
 
     async def check_workers(self) -> None:
         """Start and reap a trivial process, proving sessions can start.

@@ -13,6 +13,7 @@ that a hang in C code here, out of reach of SIGALRM, still ends the session.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import mmap
@@ -22,6 +23,7 @@ import socket
 import time
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -36,7 +38,8 @@ from netgym.errors import (
     SessionStateError,
 )
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
-from netgym.protocol.frames import recv_exact_into, recv_header, send_frame, send_value
+from netgym.protocol.frames import Buffer, recv_exact_into, recv_header, send_frame, send_value
+from netgym.protocol.sharedmemory import HEADER_BYTES, create_results_file
 from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import make_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
@@ -106,6 +109,11 @@ class Session:
         # worker steps, so that a refused step leaves every env as it was.
         self.needs_reset = np.ones(config.num_envs, dtype=np.bool_)
         self.done = np.zeros(config.num_envs, dtype=np.bool_)
+        # Results through shared memory (docs/protocol.md, "Shared memory"): the
+        # file offered in WELCOME, its token, and whether the client took it.
+        self.shared_path: Path | None = None
+        self.share_token: str | None = None
+        self.shared = False
 
     def run(self) -> None:
         try:
@@ -152,8 +160,8 @@ class Session:
             probe.close()
         self.results = ResultLayout(observation_space, config.num_envs)
         self.actions = BatchLayout(action_space, config.num_envs, "action")
-        self._memory = mmap.mmap(-1, self.results.step_nbytes + self.actions.nbytes)
-        memory = memoryview(self._memory)
+        self._memory, offset = self._results_memory(self.results.step_nbytes + self.actions.nbytes)
+        memory = memoryview(self._memory)[offset:]
         self.result_buffer = memory[: self.results.step_nbytes]
         self.action_buffer = memory[self.results.step_nbytes :]
         self.action_leaves = self.actions.views(self.action_buffer)
@@ -170,6 +178,30 @@ class Session:
             config.autoreset_mode,
             start_timeout_s=config.make_timeout_s,
         )
+
+    def _results_memory(self, nbytes: int) -> tuple[mmap.mmap, int]:
+        """Memory for results and actions, shared with the workers; and where it starts.
+
+        With a shared-memory folder, a file there that a client on this host
+        may map too (WELCOME offers it); otherwise anonymous memory.
+        """
+        if self.config.shared_memory_dir is not None:
+            path = Path(self.config.shared_memory_dir) / self.config.session_id
+            try:
+                memory, self.share_token = create_results_file(path, nbytes)
+            except OSError as exc:
+                log.warning("session %s shares no memory: %r", self.config.session_id, exc)
+            else:
+                self.shared_path = path
+                return memory, HEADER_BYTES
+        return mmap.mmap(-1, nbytes), 0
+
+    def _withdraw_shared_file(self) -> None:
+        """Remove the results file: whoever will map it has done so by now."""
+        if self.shared_path is not None:
+            with contextlib.suppress(OSError):
+                self.shared_path.unlink()
+            self.shared_path = None
 
     def _wait_for_client(self) -> socket.socket | None:
         """The client's socket, and the step deadline's memory, from the main process."""
@@ -211,6 +243,7 @@ class Session:
     def shutdown(self) -> None:
         """Stop the workers, close the client, tell the main process why."""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # already on the way out
+        self._withdraw_shared_file()
         if self.pool is not None:
             # Ended by the service, which kills this process 5 s after asking:
             # give a worker busy in a step 1 s, not all of that.
@@ -262,6 +295,7 @@ class Session:
                     "observation_space": pack_space(self.results.observations.space),
                     "action_space": pack_space(self.actions.space),
                     "max_message_bytes": config.max_message_bytes,
+                    "shared_memory": self._shared_memory_offer(),
                 },
             )
         except OSError:
@@ -302,8 +336,18 @@ class Session:
                 )
                 return
 
+    def _shared_memory_offer(self) -> dict[str, Any] | None:
+        if self.shared_path is None:
+            return None
+        return {
+            "path": str(self.shared_path),
+            "token": self.share_token,
+            "nbytes": self.results.step_nbytes,
+        }
+
     def _handle(self, client: socket.socket, message_type: MessageType, length: int) -> bool:
         """Answer one message; False when the session is over."""
+        self._withdraw_shared_file()
         if message_type == MessageType.STEP:
             if length != self.actions.nbytes:
                 _discard(client, length)
@@ -323,7 +367,8 @@ class Session:
                 # Envs that stepped wrote their flags, even when another one failed.
                 self.done = self.terminations | self.truncations
             info = self._pack_info(infos)
-            send_frame(client, MessageType.STEP_RESULT, [self.result_buffer, info])
+            parts: list[Buffer] = [info] if self.shared else [self.result_buffer, info]
+            send_frame(client, MessageType.STEP_RESULT, parts)
             return True
         body = bytearray(length)
         recv_exact_into(client, memoryview(body))
@@ -331,6 +376,8 @@ class Session:
             self._reset(client, body)
         elif message_type == MessageType.PING:
             send_frame(client, MessageType.PONG, [body])
+        elif message_type == MessageType.SHARE:
+            self._share(client, body)
         elif message_type == MessageType.CLOSE:
             self.close_requested = True
             self.end_reason = "closed by the client"
@@ -338,6 +385,21 @@ class Session:
         else:
             raise ProtocolError(f"a client does not send {message_type.name} frames after HELLO")
         return True
+
+    def _share(self, client: socket.socket, body: bytearray) -> None:
+        """The client mapped the offered file: send results through it from now on."""
+        request = unpack_value(body) if body else {}
+        token = request.get("token") if isinstance(request, dict) else None
+        if self.share_token is None or not isinstance(token, str):
+            raise InvalidRequestError(
+                "this session offered no shared memory (WELCOME's shared_memory is null)"
+                if self.share_token is None
+                else 'a SHARE body is {"token": the token WELCOME\'s shared_memory gave}'
+            )
+        if not hmac.compare_digest(token.encode(), self.share_token.encode()):
+            raise InvalidRequestError("the token in SHARE is not the one WELCOME offered")
+        self.shared = True
+        send_frame(client, MessageType.SHARED)
 
     def _check_steppable(self) -> None:
         """Refuse a step, before any env moves, when some env may not step.
@@ -419,11 +481,9 @@ class Session:
         self.needs_reset[selected] = False
         self.done[selected] = False
         info = self._pack_info(infos)
-        send_frame(
-            client,
-            MessageType.RESET_RESULT,
-            [self.result_buffer[: self.results.reset_nbytes], info],
-        )
+        observations = self.result_buffer[: self.results.reset_nbytes]
+        parts: list[Buffer] = [info] if self.shared else [observations, info]
+        send_frame(client, MessageType.RESET_RESULT, parts)
 
 
 def _seeds(seed: Any, num_envs: int) -> list[int | None]:

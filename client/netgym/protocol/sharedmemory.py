@@ -1,0 +1,79 @@
+"""Step results through shared memory, for a client on the session's host.
+
+A session with a shared-memory folder writes every reset's and step's
+fixed-size results (the step layout) into a file there, and WELCOME names
+that file and a token. A client that can open the file and finds the token in
+its header maps it and sends SHARE; from then on RESET_RESULT and STEP_RESULT
+frames carry only the info, and the results are read from the mapping. A
+client on another host cannot open the file (or finds another one under that
+name), sends no SHARE, and gets every result through the socket as before
+(docs/protocol.md, "Shared memory").
+
+File layout: ``HEADER_BYTES`` of header (``MAGIC``, then the token in ASCII,
+zero-padded), then ``step_nbytes`` of results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+MAGIC = b"NETGYMSM"
+HEADER_BYTES = 64
+
+
+def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, bool]:
+    """A folder for shared files, and whether it was made here (so is removed here).
+
+    ``configured`` is created when missing; otherwise a new folder in
+    ``/dev/shm`` (memory-backed on Linux), or in the temp folder elsewhere.
+    """
+    if configured is not None:
+        configured.mkdir(parents=True, exist_ok=True)
+        return configured, False
+    shm = Path("/dev/shm")
+    parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent)), True
+
+
+def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
+    """Make the file, readable by this user only, and map it; return the map and token.
+
+    The results start at ``HEADER_BYTES`` in the map.
+    """
+    token = secrets.token_hex(16)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, HEADER_BYTES + nbytes)
+        memory = mmap.mmap(fd, HEADER_BYTES + nbytes)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    memory[: len(MAGIC) + len(token)] = MAGIC + token.encode()
+    return memory, token
+
+
+def open_results_file(path: str, token: str, nbytes: int) -> mmap.mmap | None:
+    """Map a session's results file read-only, or None when this process cannot share it.
+
+    None when the file is missing or unreadable here (another host, another
+    user), too small, or holds another token (another machine's file of the
+    same name, in a container say).
+    """
+    try:
+        with open(path, "rb") as file:
+            memory = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None
+    expected = MAGIC + token.encode()
+    if len(memory) < HEADER_BYTES + nbytes or memory[: len(expected)] != expected:
+        with contextlib.suppress(BufferError):
+            memory.close()
+        return None
+    return memory
