@@ -26,12 +26,10 @@ the server stacks as (4, 84, 84). Each backend has its own PPO model with the
 same seed. Prints the median over ``--rounds`` of each and the ratios.
 
 Torch runs on its default number of threads (one per core), or on
-``--torch-threads``, the same for every backend. On a busy 2-core machine
-torch's OpenMP threads spin after each operation and take the cores from the
-env processes (the envapi's, SubprocVecEnv's): there one CnnPolicy forward
-pass took 32 ms on two threads and 2.6 ms on one. ``OMP_WAIT_POLICY=PASSIVE``
-stops the spinning (remote env steps then beat in-process ones) but slows
-torch's own work; set it in the environment to compare.
+``--torch-threads``, the same for every backend, with the OpenMP setting that
+``netgym-train`` uses (``netgym_agent.threads``: idle OpenMP threads spin a
+tenth of libgomp's default); set ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY`` in
+the environment to compare others (300000 is libgomp's default).
 
     python scripts/bench_agent.py        # 3 rounds, about 4 minutes on 2 cores
     python scripts/bench_agent.py --torch-threads 1 --rounds 5
@@ -49,13 +47,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
-import torch
-from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack
+from netgym_agent.threads import limit_openmp_spinning
+
+limit_openmp_spinning()  # as netgym-train does, before torch loads libgomp
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.env_util import make_atari_env, make_vec_env  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -195,7 +197,8 @@ def main() -> None:
     print(
         f"\nPPO CnnPolicy, {ENV_ID}, {args.num_envs} envs, {steps} steps per measurement, "
         f"median of {args.rounds} rounds, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads, envapi over loopback"
+        f"{torch.get_num_threads()} torch threads, "
+        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}, envapi over loopback"
     )
     print(f"{'backend':<36}{'steps/s':>10}{'collecting':>12}")
     for name, value in medians.items():

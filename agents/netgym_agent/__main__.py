@@ -22,12 +22,14 @@ from pathlib import Path
 
 from netgym.errors import NetgymError
 from netgym_agent.errors import ConfigError, RunDirError
+from netgym_agent.threads import limit_openmp_spinning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` asks for; returns the exit status."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    limit_openmp_spinning()  # before anything loads torch
     try:
         if args.command == "train":
             return _train(args)

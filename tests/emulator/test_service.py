@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.emulator.env import EmulatorEnv
@@ -76,6 +77,26 @@ def test_same_seed_and_actions_give_the_same_frames(stack: Stack) -> None:
             np.testing.assert_array_equal(first["ram"], second["ram"])
         # env 0 and env 1 got seeds 5 and 6: other no-op counts, other targets
         assert not np.array_equal(traces[0][-1]["ram"][0], traces[0][-1]["ram"][1])
+
+
+def test_final_screen_of_an_autoreset_episode_is_kept(stack: Stack) -> None:
+    """The session converts screens straight into its shared memory; the last screen
+    of an episode must survive the reset that follows it in the same step."""
+    kwargs = {"env_kwargs": {"observation": "screen", "max_episode_steps": 4}, **stack.kwargs}
+    with netgym.make_vec(
+        "netgym/EscapeFromPong-v0", 2, autoreset_mode=AutoresetMode.DISABLED, **kwargs
+    ) as envs:
+        envs.reset(seed=1)
+        for _ in range(4):
+            expected, *_ = envs.step(np.array([1, 2]))
+    with netgym.make_vec("netgym/EscapeFromPong-v0", 2, **kwargs) as envs:
+        envs.reset(seed=1)
+        for _ in range(4):
+            obs, _, _, truncations, info = envs.step(np.array([1, 2]))
+        assert truncations.all()
+        for env in range(2):
+            np.testing.assert_array_equal(info["final_obs"][env], expected[env])
+            assert not np.array_equal(obs[env], expected[env])  # the reset's screen
 
 
 def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack) -> None:

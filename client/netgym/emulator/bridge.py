@@ -32,7 +32,9 @@ GD_BYTES = GD_HEADER + SCREEN_SHAPE[0] * SCREEN_SHAPE[1] * 4
 _U32 = struct.Struct("<I")
 
 
-def argb_to_rgb(gd_screenshot: np.ndarray | memoryview | bytes | mmap.mmap) -> np.ndarray:
+def argb_to_rgb(
+    gd_screenshot: np.ndarray | memoryview | bytes | mmap.mmap, out: np.ndarray | None = None
+) -> np.ndarray:
     """FCEUX's GD screenshot as a (240, 256, 3) RGB array.
 
     GD stores each pixel as the bytes A, R, G, B after an 11-byte header, so
@@ -40,10 +42,18 @@ def argb_to_rgb(gd_screenshot: np.ndarray | memoryview | bytes | mmap.mmap) -> n
     pixel's A: one RGBA-to-RGB conversion (OpenCV's when it is installed, as
     on the envapi) with no shifting. Reading the last pixel that way needs one
     byte past the screenshot, so ``gd_screenshot`` has ``GD_BYTES + 1`` bytes.
+    With ``out`` (``SCREEN_SHAPE``, uint8, C-contiguous), the screen is written
+    there and ``out`` returned.
     """
     height, width, channels = SCREEN_SHAPE
     rgba = np.frombuffer(gd_screenshot, np.uint8, height * width * 4, GD_HEADER + 1)
     rgba = rgba.reshape(height, width, 4)
+    if out is not None:
+        if _cv2 is not None:
+            _cv2.cvtColor(rgba, _cv2.COLOR_RGBA2RGB, dst=out)
+        else:
+            out[...] = rgba[..., :channels]
+        return out
     if _cv2 is not None:
         return np.asarray(_cv2.cvtColor(rgba, _cv2.COLOR_RGBA2RGB))
     return np.ascontiguousarray(rgba[..., :channels])
@@ -146,8 +156,8 @@ class BridgeConnection:
         except OSError as exc:
             raise ConnectionLostError(f"the connection to the emulator broke: {exc}") from None
 
-    def receive(self) -> BridgeReply:
-        """Read the reply to the request sent last.
+    def receive(self, screen_out: np.ndarray | None = None) -> BridgeReply:
+        """Read the reply to the request sent last (its screen into ``screen_out`` if given).
 
         Raises:
             ConnectionLostError: when the instance closes or stays silent past the timeout.
@@ -164,10 +174,10 @@ class BridgeConnection:
                         "is this an NES game in FCEUX?"
                     )
                 if self._screen_map is not None:
-                    screen = argb_to_rgb(self._screen_map)
+                    screen = argb_to_rgb(self._screen_map, screen_out)
                 else:
                     self._recv_into(self._screen_buffer.data[:screen_bytes])
-                    screen = argb_to_rgb(self._screen_buffer)
+                    screen = argb_to_rgb(self._screen_buffer, screen_out)
             ram = None
             if self.ram_count:
                 ram = np.frombuffer(self._read(self.ram_count), dtype=np.uint8).copy()

@@ -129,11 +129,11 @@ class EmulatorEnv(gym.Env[Any, Any]):
         except ConnectionLostError as exc:
             self._failed(exc)
 
-    def _receive(self) -> BridgeReply:
+    def _receive(self, screen_out: np.ndarray | None = None) -> BridgeReply:
         if self._bridge is None:
             raise EnvError(f"{self.game}: no request is under way; call reset() first")
         try:
-            return self._bridge.receive()
+            return self._bridge.receive(screen_out)
         except (ConnectionLostError, EnvError) as exc:
             self._failed(exc)
 
@@ -188,9 +188,17 @@ class EmulatorEnv(gym.Env[Any, Any]):
             )
         self._send(b"S", mask)
 
-    def step_receive(self) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        """The second half of ``step``: the results of the action ``step_send`` sent."""
-        reply = self._receive()
+    def step_receive(
+        self, observation_out: np.ndarray | None = None
+    ) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """The second half of ``step``: the results of the action ``step_send`` sent.
+
+        With ``observation_out``, a (240, 256, 3) uint8 C-contiguous array, a
+        screen observation is written there and returned as that array (the
+        envapi passes its shared memory, saving a copy).
+        """
+        screen_out = observation_out if self.observation_kind == "screen" else None
+        reply = self._receive(screen_out)
         self._steps += 1
         truncated = bool(self.max_episode_steps and self._steps >= self.max_episode_steps)
         return (

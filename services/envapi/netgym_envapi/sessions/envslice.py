@@ -15,6 +15,7 @@ from typing import Any, Protocol, SupportsFloat, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.spaces import Box
 
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
@@ -34,7 +35,10 @@ class SplitStepEnv(Protocol):
 
     def step_send(self, action: Any) -> None: ...
 
-    def step_receive(self) -> StepResult: ...
+    def step_receive(self, observation_out: np.ndarray | None = None) -> StepResult:
+        """The step's results; with ``observation_out``, the observation is written
+        there (saving a copy) and returned as that array."""
+        ...
 
 
 class EnvSlice:
@@ -69,10 +73,15 @@ class EnvSlice:
         self._action_leaves = actions.views(action_buffer)
         self._done = np.zeros(stop - start, dtype=np.bool_)
         self._split_step = bool(self.envs) and all(isinstance(e, SplitStepEnv) for e in self.envs)
+        # One array per observation: a split-step env can write it in place.
+        self._one_array = len(self._obs) == 1 and isinstance(results.observations.space, Box)
         self._sent: set[int] = set()
         self._send_failure: Exception | None = None
 
     def _write_obs(self, index: int, obs: Any) -> None:
+        if self._one_array:
+            self._obs[0][index] = obs
+            return
         for leaf, value in zip(self._obs, self._obs_layout.flatten(obs), strict=True):
             leaf[index] = value
 
@@ -104,6 +113,7 @@ class EnvSlice:
         failure: Exception | None = None
         for offset, env in enumerate(self.envs):
             index = self.start + offset
+            in_place = False  # the observation is already in shared memory
             try:
                 if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
                     obs, info = env.reset()
@@ -113,11 +123,16 @@ class EnvSlice:
                     if split:
                         if offset not in self._sent:
                             continue  # its send failed: that error is raised below
-                        obs, reward, terminated, truncated, info = env.step_receive()  # type: ignore[attr-defined]
+                        out = self._obs[0][index] if self._one_array else None
+                        obs, reward, terminated, truncated, info = env.step_receive(out)  # type: ignore[attr-defined]
+                        in_place = obs is out
                     else:
                         obs, reward, terminated, truncated, info = env.step(self._action(index))
                     if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminated or truncated):
-                        final = {"final_obs": obs, "final_info": info}
+                        # The reset's observation goes where this one lies: keep a copy.
+                        final_obs = obs.copy() if in_place else obs
+                        final = {"final_obs": final_obs, "final_info": info}
+                        in_place = False
                         obs, info = env.reset()
                         info = {**info, **final}
             except Exception as exc:
@@ -127,7 +142,8 @@ class EnvSlice:
                 # answer that env's next step.
                 failure = failure or exc
                 continue
-            self._write_obs(index, obs)
+            if not in_place:
+                self._write_obs(index, obs)
             self._rewards[index] = float(reward)
             self._terminations[index] = terminated
             self._truncations[index] = truncated

@@ -108,6 +108,7 @@ class Session:
         # finished ones may not either until reset. Checked here, before any
         # worker steps, so that a refused step leaves every env as it was.
         self.needs_reset = np.ones(config.num_envs, dtype=np.bool_)
+        self.all_reset = False  # not needs_reset.any(), kept so that steps need not ask
         self.done = np.zeros(config.num_envs, dtype=np.bool_)
         # Results through shared memory (docs/protocol.md, "Shared memory"): the
         # file offered in WELCOME, its token, and whether the client took it.
@@ -365,7 +366,8 @@ class Session:
                     infos = self.pool.step(self.config.step_timeout_s)
             finally:
                 # Envs that stepped wrote their flags, even when another one failed.
-                self.done = self.terminations | self.truncations
+                if self.config.autoreset_mode == AutoresetMode.DISABLED:
+                    self.done = self.terminations | self.truncations
             info = self._pack_info(infos)
             parts: list[Buffer] = [info] if self.shared else [self.result_buffer, info]
             send_frame(client, MessageType.STEP_RESULT, parts)
@@ -407,7 +409,7 @@ class Session:
         Raises:
             SessionStateError: naming the first such env and what to do.
         """
-        if self.needs_reset.any():
+        if not self.all_reset:
             index = int(np.flatnonzero(self.needs_reset)[0])
             raise SessionStateError(f"env {index} was never reset: call reset() before step()")
         if self.config.autoreset_mode == AutoresetMode.DISABLED and self.done.any():
@@ -479,6 +481,7 @@ class Session:
             infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
         selected = slice(None) if mask is None else mask
         self.needs_reset[selected] = False
+        self.all_reset = not self.needs_reset.any()
         self.done[selected] = False
         info = self._pack_info(infos)
         observations = self.result_buffer[: self.results.reset_nbytes]
