@@ -33,6 +33,7 @@ the environment to compare others (300000 is libgomp's default).
 
     python scripts/bench_agent.py        # 3 rounds, about 4 minutes on 2 cores
     python scripts/bench_agent.py --torch-threads 1 --rounds 5
+    python scripts/bench_agent.py --device cuda    # on a machine with an NVIDIA GPU
 """
 
 from __future__ import annotations
@@ -157,6 +158,7 @@ def main() -> None:
     )
     parser.add_argument("--warmup-rollouts", type=int, default=1)
     parser.add_argument("--torch-threads", type=int, help="default: torch's own (one per core)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (the issue's), cuda")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -170,7 +172,7 @@ def main() -> None:
     models: dict[str, PPO] = {}
     try:
         for name, make in backends(url, args.num_envs).items():
-            models[name] = PPO("CnnPolicy", make(), seed=0, device="cpu", **PPO_KWARGS)
+            models[name] = PPO("CnnPolicy", make(), seed=0, device=args.device, **PPO_KWARGS)
             models[name].learn(args.warmup_rollouts * rollout)
             results[name], collect_share[name] = [], []
         names = list(models)
@@ -198,7 +200,8 @@ def main() -> None:
         f"\nPPO CnnPolicy, {ENV_ID}, {args.num_envs} envs, {steps} steps per measurement, "
         f"median of {args.rounds} rounds, {os.cpu_count()} cores, "
         f"{torch.get_num_threads()} torch threads, "
-        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}, envapi over loopback"
+        f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', 'default')}, "
+        f"device {args.device}, envapi over loopback"
     )
     print(f"{'backend':<36}{'steps/s':>10}{'collecting':>12}")
     for name, value in medians.items():
