@@ -94,6 +94,7 @@ class ProgressLine(BaseCallback):
         every_s: seconds between lines.
         episodes: episodes finished before this segment (on resume).
         best: a short text about the best evaluation so far, or "".
+        reconnects: how many times the training envs reconnected so far.
         out: where to print.
     """
 
@@ -104,6 +105,7 @@ class ProgressLine(BaseCallback):
         *,
         episodes: int = 0,
         best: Callable[[], str] = lambda: "",
+        reconnects: Callable[[], int] = lambda: 0,
         out: TextIO = sys.stdout,
     ) -> None:
         super().__init__()
@@ -111,6 +113,7 @@ class ProgressLine(BaseCallback):
         self.every_s = every_s
         self.episodes = episodes
         self.best = best
+        self.reconnects = reconnects
         self.out = out
         self._last_time = 0.0
         self._last_step = 0
@@ -142,6 +145,8 @@ class ProgressLine(BaseCallback):
             f"{self.episodes:,} episodes",
             f"return {mean}",
         ]
+        if reconnects := self.reconnects():
+            parts.append(f"{reconnects} reconnect{'s' if reconnects > 1 else ''}")
         if best := self.best():
             parts.append(best)
         print(" | ".join(parts), file=self.out, flush=True)

@@ -10,6 +10,7 @@ dies (the episodes in flight are lost, logged, and left out of the monitor).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -90,3 +91,13 @@ def normalize_env(
     if not training:
         wrapped.norm_reward = False
     return wrapped
+
+
+def reconnect_count(env: VecEnv) -> int:
+    """How many times the ``ReconnectingVecEnv`` inside ``env``'s wrappers reconnected."""
+    inner: Any = env
+    while not isinstance(inner, sb3.ReconnectingVecEnv):
+        inner = getattr(inner, "venv", None)
+        if inner is None:
+            return 0
+    return int(inner.reconnects)

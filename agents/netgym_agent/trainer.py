@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +33,7 @@ from netgym_agent.checkpoints import (
 )
 from netgym_agent.config import TrainConfig, load_config
 from netgym_agent.device import announce, resolve_device
-from netgym_agent.envs import make_env, normalize_env
+from netgym_agent.envs import make_env, normalize_env, reconnect_count
 from netgym_agent.errors import AgentError, CheckpointError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
@@ -104,6 +105,7 @@ class _Run:
                 self.config.progress_every_s,
                 episodes=int(checkpoint.info.get("episodes", 0)) if checkpoint else 0,
                 best=self._best_text,
+                reconnects=partial(reconnect_count, env),
                 out=self.out,
             )
             callbacks = CallbackList(

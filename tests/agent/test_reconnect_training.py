@@ -85,4 +85,5 @@ def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Pat
     assert done is not None, output
     assert int(done.group(1).replace(",", "")) >= TOTAL_STEPS, output
     assert "lost session" in output and f"reconnected to {server.url}" in output, output
+    assert re.search(r"\| \d+ reconnects?\b", output), output  # in the progress line
     assert (run_dir / "final").is_dir(), output
