@@ -10,7 +10,6 @@ dies (the episodes in flight are lost, logged, and left out of the monitor).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
@@ -94,10 +93,6 @@ def normalize_env(
 
 
 def reconnect_count(env: VecEnv) -> int:
-    """How many times the ``ReconnectingVecEnv`` inside ``env``'s wrappers reconnected."""
-    inner: Any = env
-    while not isinstance(inner, sb3.ReconnectingVecEnv):
-        inner = getattr(inner, "venv", None)
-        if inner is None:
-            return 0
-    return int(inner.reconnects)
+    """How many times the ``ReconnectingVecEnv`` under ``env``'s wrappers reconnected."""
+    inner = env.unwrapped
+    return inner.reconnects if isinstance(inner, sb3.ReconnectingVecEnv) else 0
