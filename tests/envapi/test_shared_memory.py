@@ -144,6 +144,13 @@ def test_shared_memory_can_be_turned_off(tmp_path: Path) -> None:
     with run_envapi(tmp_path, shared_memory="false") as envapi:
         with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
             assert welcome_of(envapi, sock)["shared_memory"] is None
+            send_frame(sock, MessageType.SHARE, [pack_value({"token": "0" * 32})])
+            message_type, body = recv_frame(sock, 1 << 24)
+            assert message_type == MessageType.ERROR
+            error = unpack_error(body)
+            assert isinstance(error, InvalidRequestError) and "offered no" in error.message
+            send_frame(sock, MessageType.RESET, [pack_value({"seed": 0})])
+            expect(*recv_frame(sock, 1 << 24), MessageType.RESET_RESULT)  # it goes on
         with netgym.make_vec("CartPole-v1", 2, url=envapi.url, token=envapi.token) as envs:
             assert envs._connection.shared_results is None
             envs.reset(seed=0)
