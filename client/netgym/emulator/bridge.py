@@ -123,7 +123,7 @@ class BridgeConnection:
         timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1e6))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-        self._length = bytearray(4)
+        self._reply = bytearray(4096)  # a reply but a screen in it, usually
 
     def _recv_into(self, view: memoryview) -> None:
         received = 0
@@ -135,6 +135,23 @@ class BridgeConnection:
             if count == 0:
                 raise ConnectionLostError("the emulator closed the connection")
             received += count
+
+    def _recv_at_least(self, have: int, wanted: int) -> int:
+        """Read into the reply buffer until it holds ``wanted`` bytes; return how many it holds.
+
+        A reply comes in one send from the bridge, so one ``recv`` usually gets it all.
+        """
+        while have < wanted:
+            if wanted > len(self._reply):
+                self._reply.extend(bytes(wanted - len(self._reply)))
+            try:
+                count = self.sock.recv_into(memoryview(self._reply)[have:])
+            except BlockingIOError:  # SO_RCVTIMEO expired
+                raise TimeoutError from None
+            if count == 0:
+                raise ConnectionLostError("the emulator closed the connection")
+            have += count
+        return have
 
     def request(self, command: bytes, argument: int = 0) -> BridgeReply:
         """Send one request and read its reply (``send`` then ``receive``)."""
@@ -164,23 +181,38 @@ class BridgeConnection:
             EnvError: when the game's Lua script failed (the message has its file and line).
         """
         try:
-            header = self._read(self._read_u32()).decode(errors="replace")
-            screen_bytes = self._read_u32()
+            have = self._recv_at_least(0, 8)
+            (header_bytes,) = _U32.unpack_from(self._reply)
+            screen_at = 4 + header_bytes + 4
+            have = self._recv_at_least(have, screen_at)
+            header = self._reply[4 : 4 + header_bytes].decode(errors="replace")
+            (screen_bytes,) = _U32.unpack_from(self._reply, screen_at - 4)
+            if screen_bytes and screen_bytes != GD_BYTES:
+                raise EnvError(
+                    f"the bridge sent a screen of {screen_bytes} bytes, not {GD_BYTES}: "
+                    "is this an NES game in FCEUX?"
+                )
             screen = None
-            if screen_bytes:
-                if screen_bytes != GD_BYTES:
-                    raise EnvError(
-                        f"the bridge sent a screen of {screen_bytes} bytes, not {GD_BYTES}: "
-                        "is this an NES game in FCEUX?"
-                    )
-                if self._screen_map is not None:
-                    screen = argb_to_rgb(self._screen_map, screen_out)
-                else:
-                    self._recv_into(self._screen_buffer.data[:screen_bytes])
-                    screen = argb_to_rgb(self._screen_buffer, screen_out)
+            if screen_bytes and self._screen_map is None:
+                # The screen comes in the reply: move what came with the header, read the rest.
+                ram_at = screen_at + screen_bytes
+                already = min(have, ram_at) - screen_at
+                self._screen_buffer[:already] = np.frombuffer(
+                    self._reply, np.uint8, already, screen_at
+                )
+                self._recv_into(self._screen_buffer.data[already:screen_bytes])
+                leftover = max(0, have - ram_at)  # RAM bytes read with the screen
+                self._reply[:leftover] = self._reply[ram_at:have]
+                have, ram_at = leftover, 0
+                screen = argb_to_rgb(self._screen_buffer, screen_out)
+            else:
+                ram_at = screen_at
+                if screen_bytes:
+                    screen = argb_to_rgb(self._screen_map, screen_out)  # type: ignore[arg-type]
             ram = None
             if self.ram_count:
-                ram = np.frombuffer(self._read(self.ram_count), dtype=np.uint8).copy()
+                have = self._recv_at_least(have, ram_at + self.ram_count)
+                ram = np.frombuffer(self._reply, np.uint8, self.ram_count, ram_at).copy()
         except (TimeoutError, BlockingIOError):
             raise ConnectionLostError(
                 f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped"
@@ -193,16 +225,6 @@ class BridgeConnection:
         reward, done, *pairs = rest.split(" ")
         info = {key: float(value) for key, _, value in (p.partition("=") for p in pairs)}
         return BridgeReply(float(reward), done == "1", info, screen, ram)
-
-    def _read_u32(self) -> int:
-        self._recv_into(memoryview(self._length))
-        (value,) = _U32.unpack(self._length)
-        return int(value)
-
-    def _read(self, count: int) -> bytes:
-        data = bytearray(count)
-        self._recv_into(memoryview(data))
-        return bytes(data)
 
     def close(self) -> None:
         """Ask the instance to quit (it exits FCEUX) and close the socket."""
