@@ -24,6 +24,8 @@ CASES: dict[str, list[tuple[int, dict[str, Any]]]] = {
     "game-floats": [(i, {"lives": 3.0 - i, "x": 0.5 * i, "y": -1.0}) for i in range(4)],
     "game-ints": [(i, {"lives": 3 - i, "level": i}) for i in range(4)],
     "game-bools": [(i, {"flag": i % 2 == 0}) for i in range(4)],
+    # Workers answer in any order.
+    "game-out-of-order": [(i, {"lives": 3.0 - i, "level": 1.0}) for i in (0, 2, 3, 1)],
     # Near misses of it: mixed types, different keys or order, a huge int.
     "mixed-types": [(i, {"x": 1.0 if i else 1, "y": 2.0}) for i in range(4)],
     "key-order": [(i, {"a": 1.0, "b": 2.0} if i else {"b": 2.0, "a": 1.0}) for i in range(4)],

@@ -10,6 +10,7 @@ key first so that each array is built once per step, not once per env.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,8 @@ def _merge_uniform(
     ints, floats or bools of one type (an emulator game's info, say); else None."""
     if len(env_infos) != num_envs or not env_infos or not env_infos[0][1]:
         return None
+    if any(index != position for position, (index, _) in enumerate(env_infos)):
+        env_infos = sorted(env_infos, key=itemgetter(0))  # workers answer in any order
     keys = tuple(env_infos[0][1])
     rows = [list(info.values()) for _, info in env_infos]
     kind = type(rows[0][0])
