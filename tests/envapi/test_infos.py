@@ -10,7 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import VectorEnv
 
-from netgym_envapi.sessions.infos import merge_infos
+from netgym.protocol.values import pack_value, unpack_value
+from netgym_envapi.sessions.infos import InfoPacker, merge_infos
 
 CASES: dict[str, list[tuple[int, dict[str, Any]]]] = {
     "empty": [],
@@ -41,3 +42,26 @@ def test_same_as_gymnasium(infos: list[tuple[int, dict[str, Any]]]) -> None:
     for index, info in infos:
         expected = VectorEnv._add_info(vector, expected, info, index)
     assert data_equivalence(merge_infos(4, infos), expected, exact=True)
+
+
+@pytest.mark.parametrize("infos", CASES.values(), ids=CASES.keys())
+def test_packer_gives_the_general_encoding(infos: list[tuple[int, dict[str, Any]]]) -> None:
+    packer = InfoPacker(4)
+    for _ in range(3):  # learns on the first call, takes its shortcut on the later ones
+        assert packer.pack(infos) == pack_value(merge_infos(4, infos))
+
+
+def test_packer_follows_an_info_that_changes() -> None:
+    packer = InfoPacker(2)
+    steps = [
+        [(0, {"lives": 3.0}), (1, {"lives": 2.0})],
+        [(0, {"lives": 1.0}), (1, {"lives": 0.0})],
+        [(0, {"lives": 1}), (1, {"lives": 0})],  # ints now
+        [(0, {"lives": 1.0}), (1, {"lives": 0.0, "extra": 1.0})],
+        [(1, {"lives": 4.0}), (0, {"lives": 5.0})],
+        [(0, {"lives": 1.0, "level": 2.0}), (1, {"lives": 0.0, "level": 3.0})],
+        [(0, {"lives": 1.0, "level": 2.0}), (1, {"lives": 0.0, "level": 3.0})],
+    ]
+    for infos in steps:
+        assert packer.pack(infos) == pack_value(merge_infos(2, infos)), infos
+        assert unpack_value(packer.pack(infos)).keys() == merge_infos(2, infos).keys()

@@ -13,10 +13,9 @@ from netgym.errors import ConnectionLostError, ProtocolError
 from netgym.protocol import PROTOCOL_VERSION, MessageType, ResultLayout
 from netgym.protocol.frames import (
     Buffer,
+    FrameReader,
     expect,
-    recv_exact_into,
-    recv_frame,
-    recv_header,
+    pack_header,
     send_frame,
     send_value,
     unpack_error,
@@ -49,6 +48,7 @@ class DataConnection:
                 "if the envapi runs behind Docker or a proxy, publish that port too"
             ) from None
         self.max_message_bytes = 1 << 31
+        self.reader = FrameReader(self.sock, self.max_message_bytes)
         try:
             with self._socket_errors():
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -103,13 +103,23 @@ class DataConnection:
 
     def _expect(self, wanted: MessageType) -> bytearray:
         with self._socket_errors():
-            message_type, body = recv_frame(self.sock, self.max_message_bytes)
+            message_type, body = self.reader.frame()
         return expect(message_type, body, wanted)
 
     def send(self, message_type: MessageType, parts: list[Buffer]) -> None:
         """Send one frame."""
         with self._socket_errors():
             send_frame(self.sock, message_type, parts)
+
+    def send_prepared(self, frame: bytearray) -> None:
+        """Send a frame ``frame_buffer`` made, its body filled in since."""
+        with self._socket_errors():
+            self.sock.sendall(frame)
+
+    @staticmethod
+    def frame_buffer(message_type: MessageType, body_length: int) -> bytearray:
+        """A frame's header then room for its body, to fill and send again and again."""
+        return bytearray(pack_header(message_type, body_length) + bytes(body_length))
 
     def reset(
         self, seed: Any, options: dict[str, Any] | None, layout: ResultLayout
@@ -132,11 +142,11 @@ class DataConnection:
         """Read a STEP_RESULT into a fresh buffer; the arrays are views of it."""
         shared = self.shared_results is not None
         with self._socket_errors():
-            message_type, length = recv_header(self.sock, self.max_message_bytes)
+            message_type, length = self.reader.header()
             # Shared: the frame holds the info only, after results read from memory.
             start = layout.step_nbytes if shared else 0
             buffer = np.empty(start + length, dtype=np.uint8)
-            recv_exact_into(self.sock, buffer.data[start:])
+            self.reader.body_into(buffer.data[start:])
         if message_type == MessageType.ERROR:
             raise unpack_error(buffer.data[start:])
         if shared and message_type == MessageType.STEP_RESULT:
@@ -169,7 +179,7 @@ class DataConnection:
         try:
             self.sock.settimeout(2.0)
             send_frame(self.sock, MessageType.CLOSE)
-            return recv_frame(self.sock, 1 << 20)[0] == MessageType.CLOSED
+            return self.reader.frame()[0] == MessageType.CLOSED
         except (OSError, ConnectionLostError, ProtocolError):
             return False
         finally:

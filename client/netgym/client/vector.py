@@ -25,6 +25,7 @@ from netgym.errors import (
     error_from_dict,
 )
 from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
+from netgym.protocol.frames import HEADER_SIZE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -109,7 +110,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self.metadata = {"autoreset_mode": mode}
         self._results = ResultLayout(self.single_observation_space, num_envs)
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
-        self._action_buffer = bytearray(self._actions.nbytes)
+        # A STEP frame, sent as is once the actions are written into it.
+        self._step_frame = DataConnection.frame_buffer(MessageType.STEP, self._actions.nbytes)
+        self._step_actions = self._actions.views(self._step_frame, HEADER_SIZE)
         self._state = _State.READY
         self._session_ended = False  # known to have ended on the server
         self._closed = False
@@ -135,8 +138,8 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
     def step_async(self, actions: Any) -> None:
         """Send the actions; ``step_wait`` collects the results."""
         self._check(_State.READY, "step_async")
-        self._actions.pack_into(self._action_buffer, actions)
-        self._call(self._connection.send, MessageType.STEP, [self._action_buffer])
+        self._actions.write(self._step_actions, actions)
+        self._call(self._connection.send_prepared, self._step_frame)
         self._state = _State.WAITING_STEP
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

@@ -31,6 +31,7 @@ from netgym.protocol.values import pack_value, unpack_value
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<IB3x")
 HEADER_SIZE = HEADER.size
+_HEADER_FIELDS = struct.Struct("<IBBH")  # the 3 reserved bytes too, to check them
 
 Buffer = bytes | bytearray | memoryview
 
@@ -53,6 +54,9 @@ class MessageType(enum.IntEnum):
     ERROR = 15  # server: {"code", "message", "details"}
 
 
+_MESSAGE_TYPES = {t.value: t for t in MessageType}
+
+
 def pack_header(message_type: MessageType, body_length: int) -> bytes:
     """The 8-byte header of a frame."""
     return HEADER.pack(body_length, message_type)
@@ -65,16 +69,15 @@ def unpack_header(header: Buffer, max_body: int) -> tuple[MessageType, int]:
         ProtocolError: for an unknown message type or nonzero reserved bytes.
         MessageTooLargeError: when the body is longer than ``max_body``.
     """
-    length, raw_type = HEADER.unpack(header)
-    if bytes(header[5:8]) != b"\0\0\0":
+    length, raw_type, reserved, reserved_pair = _HEADER_FIELDS.unpack(header)
+    if reserved or reserved_pair:
         raise ProtocolError(
             f"frame header {bytes(header).hex()} has nonzero reserved bytes: "
             "the peer is not speaking the netgym protocol"
         )
-    try:
-        message_type = MessageType(raw_type)
-    except ValueError:
-        raise ProtocolError(f"unknown message type {raw_type} in frame header") from None
+    message_type = _MESSAGE_TYPES.get(raw_type)
+    if message_type is None:
+        raise ProtocolError(f"unknown message type {raw_type} in frame header")
     if length > max_body:
         raise MessageTooLargeError(
             f"a {message_type.name} message of {length} bytes exceeds the limit of "
@@ -114,6 +117,60 @@ def recv_frame(sock: socket.socket, max_body: int) -> tuple[MessageType, bytearr
     body = bytearray(length)
     recv_exact_into(sock, memoryview(body))
     return message_type, body
+
+
+class FrameReader:
+    """Reads frames from a socket through a buffer, so that a small frame and its
+    header come in one system call (``recv_header`` and ``recv_exact_into`` make two).
+
+    Once a reader exists, read the socket only through it: it may hold bytes
+    already received.
+    """
+
+    def __init__(self, sock: socket.socket, max_body: int, buffer_bytes: int = 1 << 16) -> None:
+        self.sock = sock
+        self.max_body = max_body
+        self._buffer = bytearray(buffer_bytes)
+        self._view = memoryview(self._buffer)
+        self._start = 0  # the unread bytes are _buffer[_start:_end]
+        self._end = 0
+
+    def header(self) -> tuple[MessageType, int]:
+        """Read one header; return the type and length of the body that follows."""
+        if self._end - self._start < HEADER_SIZE:
+            self._fill(HEADER_SIZE)
+        start = self._start
+        self._start += HEADER_SIZE
+        return unpack_header(self._view[start : start + HEADER_SIZE], self.max_body)
+
+    def body_into(self, view: memoryview) -> None:
+        """Fill ``view`` with the next bytes of the stream (a body, or part of one)."""
+        buffered = min(len(view), self._end - self._start)
+        if buffered:
+            view[:buffered] = self._view[self._start : self._start + buffered]
+            self._start += buffered
+        if buffered < len(view):
+            recv_exact_into(self.sock, view[buffered:])
+
+    def frame(self) -> tuple[MessageType, bytearray]:
+        """Read one whole frame."""
+        message_type, length = self.header()
+        body = bytearray(length)
+        self.body_into(memoryview(body))
+        return message_type, body
+
+    def _fill(self, wanted: int) -> None:
+        """Receive until ``wanted`` unread bytes are buffered."""
+        unread = self._end - self._start
+        self._view[:unread] = self._view[self._start : self._end]
+        self._start, self._end = 0, unread
+        while self._end < wanted:
+            count = self.sock.recv_into(self._view[self._end :])
+            if count == 0:
+                raise ConnectionLostError(
+                    f"the connection closed after {self._end} of {wanted} expected bytes"
+                )
+            self._end += count
 
 
 def send_frame(

@@ -211,9 +211,15 @@ class BatchLayout:
         Raises:
             InvalidActionError: when a leaf has the wrong shape or cannot be cast.
         """
-        for view, leaf, value in zip(
-            self.views(buffer, offset), self.leaves, self.flatten(batch), strict=True
-        ):
+        self.write(self.views(buffer, offset), batch, what)
+
+    def write(self, views: Sequence[np.ndarray], batch: Any, what: str = "action") -> None:
+        """``pack_into`` for the arrays ``views`` gave once, to reuse them every step.
+
+        Raises:
+            InvalidActionError: when a leaf has the wrong shape or cannot be cast.
+        """
+        for view, leaf, value in zip(views, self.leaves, self.flatten(batch), strict=True):
             array = np.asarray(value)
             if array.shape != leaf.shape:
                 raise InvalidActionError(

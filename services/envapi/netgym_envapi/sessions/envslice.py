@@ -72,7 +72,7 @@ class EnvSlice:
         self._truncations = arrays.truncations
         self._action_leaves = actions.views(action_buffer)
         self._done = np.zeros(stop - start, dtype=np.bool_)
-        self._split_step = bool(self.envs) and all(isinstance(e, SplitStepEnv) for e in self.envs)
+        self.split_step = bool(self.envs) and all(isinstance(e, SplitStepEnv) for e in self.envs)
         # One array per observation: a split-step env can write it in place.
         self._one_array = len(self._obs) == 1 and isinstance(results.observations.space, Box)
         self._sent: set[int] = set()
@@ -106,7 +106,7 @@ class EnvSlice:
         The session has checked that every env was reset and, with autoreset
         disabled, that none is done.
         """
-        split = self._split_step
+        split = self.split_step
         if split:
             self._send_steps()
         infos: EnvInfos = []
@@ -162,15 +162,24 @@ class EnvSlice:
     def _send_steps(self) -> None:
         """Send every stepping env its action (split-step envs); note which were sent."""
         self._sent = set()
+        actions = self._split_actions()
+        next_step = self.autoreset_mode == AutoresetMode.NEXT_STEP
         for offset, env in enumerate(self.envs):
-            if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._done[offset]:
+            if next_step and self._done[offset]:
                 continue
             try:
-                env.step_send(self._action(self.start + offset))  # type: ignore[attr-defined]
+                env.step_send(actions[offset])  # type: ignore[attr-defined]
             except Exception as exc:
                 self._send_failure = self._send_failure or exc
                 continue
             self._sent.add(offset)
+
+    def _split_actions(self) -> list[Any]:
+        """This slice's actions: scalar ones (``Discrete``) as Python numbers, in one call."""
+        leaves = self._action_leaves
+        if len(leaves) == 1 and leaves[0].ndim == 1:
+            return leaves[0][self.start : self.stop].tolist()  # type: ignore[no-any-return]
+        return [self._action(index) for index in range(self.start, self.stop)]
 
     def close(self) -> None:
         """Close every env, going on past errors so that none is left open."""

@@ -9,11 +9,14 @@ key first so that each array is built once per step, not once per env.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
+
+from netgym.protocol.values import pack_value
 
 
 def merge_infos(num_envs: int, env_infos: Iterable[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -81,3 +84,83 @@ def _merge_uniform(
     for position, key in enumerate(keys):
         merged[key], merged[f"_{key}"] = by_key[position], masks[position]
     return merged
+
+
+_STRUCT_CODES = {float: "d", int: "q", bool: "?"}
+
+
+class InfoPacker:
+    """``pack_value(merge_infos(...))`` for one session, with a shortcut for its usual info.
+
+    An emulator game sends the same plain numbers every step. Once such an
+    info has been encoded the general way, later ones with the same keys and
+    types are packed by one ``struct`` call after the same JSON head; the
+    shortcut is kept only when it gave exactly the general encoding's bytes.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        # keys, their value type, the JSON head, and the struct of the arrays after it
+        self._shortcut: tuple[tuple[str, ...], type, bytes, struct.Struct] | None = None
+        self._masks = [True] * num_envs
+
+    def pack(self, env_infos: list[tuple[int, dict[str, Any]]]) -> bytes:
+        fast = self._pack_fast(env_infos)
+        if fast is not None:
+            return fast
+        packed = pack_value(merge_infos(self.num_envs, env_infos))
+        self._learn(env_infos, packed)
+        return packed
+
+    def _arguments(
+        self, env_infos: list[tuple[int, dict[str, Any]]], keys: tuple[str, ...], kind: type
+    ) -> list[Any] | None:
+        """The values key by key, each followed by its all-true mask; None if off pattern."""
+        if len(env_infos) != self.num_envs:
+            return None
+        infos = []
+        for position, (index, info) in enumerate(env_infos):
+            if index != position or tuple(info) != keys:
+                return None
+            for value in info.values():
+                if type(value) is not kind:
+                    return None
+            infos.append(info)
+        arguments: list[Any] = []
+        for key in keys:
+            arguments += [info[key] for info in infos]
+            arguments += self._masks
+        return arguments
+
+    def _pack_fast(self, env_infos: list[tuple[int, dict[str, Any]]]) -> bytes | None:
+        if self._shortcut is None:
+            return None
+        keys, kind, head, layout = self._shortcut
+        arguments = self._arguments(env_infos, keys, kind)
+        if arguments is None:
+            return None
+        return head + layout.pack(*arguments)
+
+    def _learn(self, env_infos: list[tuple[int, dict[str, Any]]], packed: bytes) -> None:
+        """Keep a shortcut for infos like these when it reproduces ``packed`` exactly."""
+        self._shortcut = None
+        if not env_infos or not env_infos[0][1]:
+            return
+        keys = tuple(env_infos[0][1])
+        kind = type(env_infos[0][1][keys[0]])
+        if kind not in _STRUCT_CODES:
+            return
+        arguments = self._arguments(env_infos, keys, kind)
+        if arguments is None:
+            return
+        n = self.num_envs
+        pad = -n % 8
+        values = f"{n}{_STRUCT_CODES[kind]}" + (f"{pad}x" if kind is bool and pad else "")
+        masks = f"{n}?" + (f"{pad}x" if pad else "")
+        layout = struct.Struct("<" + (values + masks) * len(keys))
+        try:
+            blob = layout.pack(*arguments)
+        except struct.error:  # an int beyond 64 bits
+            return
+        if len(packed) > len(blob) and packed.endswith(blob):
+            self._shortcut = (keys, kind, packed[: -len(blob)], layout)

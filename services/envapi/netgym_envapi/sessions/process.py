@@ -38,14 +38,14 @@ from netgym.errors import (
     SessionStateError,
 )
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
-from netgym.protocol.frames import Buffer, recv_exact_into, recv_header, send_frame, send_value
+from netgym.protocol.frames import Buffer, FrameReader, send_frame, send_value
 from netgym.protocol.sharedmemory import HEADER_BYTES, create_results_file
 from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import make_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.envslice import EnvInfos, SplitStepEnv
-from netgym_envapi.sessions.infos import merge_infos
+from netgym_envapi.sessions.infos import InfoPacker
 from netgym_envapi.sessions.lifetime import die_with_parent
 from netgym_envapi.sessions.workers import WorkerPool
 
@@ -110,6 +110,7 @@ class Session:
         self.needs_reset = np.ones(config.num_envs, dtype=np.bool_)
         self.all_reset = False  # not needs_reset.any(), kept so that steps need not ask
         self.done = np.zeros(config.num_envs, dtype=np.bool_)
+        self.info_packer = InfoPacker(config.num_envs)
         # Results through shared memory (docs/protocol.md, "Shared memory"): the
         # file offered in WELCOME, its token, and whether the client took it.
         self.shared_path: Path | None = None
@@ -302,9 +303,10 @@ class Session:
         except OSError:
             self._client_gone()
             return
+        reader = FrameReader(client, config.max_message_bytes)
         while True:
             try:
-                message_type, length = recv_header(client, config.max_message_bytes)
+                message_type, length = reader.header()
             except TimeoutError:
                 self.end(f"was idle for {config.idle_timeout_s:g} s (idle_timeout_s) and has ended")
                 return
@@ -315,7 +317,7 @@ class Session:
                 self.end(f"received a bad frame header: {exc.message}", exc)
                 return
             try:
-                if not self._handle(client, message_type, length):
+                if not self._handle(client, reader, message_type, length):
                     return
             except (SessionEndedError, ConnectionLostError) as exc:
                 self.end(exc.message, exc)
@@ -346,18 +348,20 @@ class Session:
             "nbytes": self.results.step_nbytes,
         }
 
-    def _handle(self, client: socket.socket, message_type: MessageType, length: int) -> bool:
+    def _handle(
+        self, client: socket.socket, reader: FrameReader, message_type: MessageType, length: int
+    ) -> bool:
         """Answer one message; False when the session is over."""
         self._withdraw_shared_file()
         if message_type == MessageType.STEP:
             if length != self.actions.nbytes:
-                _discard(client, length)
+                _discard(reader, length)
                 raise ProtocolError(
                     f"a STEP body has {length} bytes, but {self.config.num_envs} actions of "
                     f"{self.actions.space} take {self.actions.nbytes}",
                     details={"length": length, "expected": self.actions.nbytes},
                 )
-            recv_exact_into(client, self.action_buffer)
+            reader.body_into(self.action_buffer)
             self._check_steppable()
             self.actions.check(self.action_leaves)
             assert self.pool is not None
@@ -373,7 +377,7 @@ class Session:
             send_frame(client, MessageType.STEP_RESULT, parts)
             return True
         body = bytearray(length)
-        recv_exact_into(client, memoryview(body))
+        reader.body_into(memoryview(body))
         if message_type == MessageType.RESET:
             self._reset(client, body)
         elif message_type == MessageType.PING:
@@ -444,7 +448,7 @@ class Session:
             "info holds only numbers, strings, bytes, numeric arrays, lists and dicts"
         )
         try:
-            return pack_value(merge_infos(self.config.num_envs, infos))
+            return self.info_packer.pack(infos)
         except ProtocolError as exc:
             raise ProtocolError(
                 f"the envs' info cannot be sent: {exc.message}; {advice}", details=exc.details
@@ -510,10 +514,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
-def _discard(client: socket.socket, length: int) -> None:
+def _discard(reader: FrameReader, length: int) -> None:
     chunk = bytearray(min(length, 1 << 20))
     view = memoryview(chunk)
     while length > 0:
         count = min(length, len(chunk))
-        recv_exact_into(client, view[:count])
+        reader.body_into(view[:count])
         length -= count

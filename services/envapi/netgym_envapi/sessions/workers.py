@@ -161,8 +161,22 @@ class WorkerPool:
     def step(self, timeout_s: float) -> EnvInfos:
         """Step every env with the actions in shared memory."""
         assert self._local is not None
+        if self._local.split_step and not self._connections:
+            return self._step_split(self._local)
         self._send_all(("step",), "step")
         return self._combine(self._local.step, timeout_s, "step")
+
+    def _step_split(self, local: EnvSlice) -> EnvInfos:
+        """Step envs that run in other processes (emulators) from this one, no worker.
+
+        No alarm is armed: such envs wait on sockets that have timeouts of their own.
+        """
+        try:
+            return local.step()
+        except NetgymError:
+            raise
+        except Exception as exc:
+            raise error_from_dict(_error_dict(exc)) from None
 
     def _combine(self, local: Callable[[], EnvInfos], timeout_s: float, what: str) -> EnvInfos:
         """Run this process's part, then collect the workers'; raise the first failure."""
