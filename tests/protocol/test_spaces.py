@@ -90,6 +90,22 @@ def test_out_of_space_action_names_env_and_space() -> None:
         layout.check(layout.views(buffer))
 
 
+@pytest.mark.parametrize(
+    ("actions", "bad_env"), [([-1, 0, 1], None), ([-2, 0, 1], 0), ([-1, 0, 2], 2)]
+)
+def test_discrete_with_start_is_checked_against_its_range(
+    actions: list[int], bad_env: int | None
+) -> None:
+    layout = BatchLayout(spaces.Discrete(3, start=-1), 3)
+    buffer = bytearray(layout.nbytes)
+    layout.pack_into(buffer, np.array(actions))
+    if bad_env is None:
+        layout.check(layout.views(buffer))
+        return
+    with pytest.raises(InvalidActionError, match=f"env {bad_env} "):
+        layout.check(layout.views(buffer))
+
+
 def test_box_action_nan_is_out_of_space() -> None:
     layout = BatchLayout(spaces.Box(-1, 1, (2,), np.float32), 2)
     buffer = bytearray(layout.nbytes)
