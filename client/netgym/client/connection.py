@@ -15,7 +15,6 @@ from netgym.protocol.frames import (
     Buffer,
     FrameReader,
     expect,
-    pack_header,
     send_frame,
     send_value,
     unpack_error,
@@ -112,14 +111,9 @@ class DataConnection:
             send_frame(self.sock, message_type, parts)
 
     def send_prepared(self, frame: bytearray) -> None:
-        """Send a frame ``frame_buffer`` made, its body filled in since."""
+        """Send a whole frame as it is (one ``frame_buffer`` made, its body filled in since)."""
         with self._socket_errors():
             self.sock.sendall(frame)
-
-    @staticmethod
-    def frame_buffer(message_type: MessageType, body_length: int) -> bytearray:
-        """A frame's header then room for its body, to fill and send again and again."""
-        return bytearray(pack_header(message_type, body_length) + bytes(body_length))
 
     def reset(
         self, seed: Any, options: dict[str, Any] | None, layout: ResultLayout

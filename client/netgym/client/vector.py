@@ -25,7 +25,7 @@ from netgym.errors import (
     error_from_dict,
 )
 from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
-from netgym.protocol.frames import HEADER_SIZE
+from netgym.protocol.frames import HEADER_SIZE, frame_buffer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -111,7 +111,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._results = ResultLayout(self.single_observation_space, num_envs)
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
         # A STEP frame, sent as is once the actions are written into it.
-        self._step_frame = DataConnection.frame_buffer(MessageType.STEP, self._actions.nbytes)
+        self._step_frame = frame_buffer(MessageType.STEP, self._actions.nbytes)
         self._step_actions = self._actions.views(self._step_frame, HEADER_SIZE)
         self._state = _State.READY
         self._session_ended = False  # known to have ended on the server

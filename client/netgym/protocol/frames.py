@@ -63,6 +63,11 @@ def pack_header(message_type: MessageType, body_length: int) -> bytes:
     return HEADER.pack(body_length, message_type)
 
 
+def frame_buffer(message_type: MessageType, body_length: int) -> bytearray:
+    """A frame's header then room for its body, to fill in and send again and again."""
+    return bytearray(pack_header(message_type, body_length) + bytes(body_length))
+
+
 def unpack_header(header: Buffer, max_body: int) -> tuple[MessageType, int]:
     """The type and body length a header announces.
 
