@@ -88,10 +88,14 @@ class RemoteVecEnv(VecEnv):
             num_envs, self.remote.single_observation_space, self.remote.single_action_space
         )
 
-    def _open_remote(self, num_envs: int) -> RemoteVectorEnv:
-        """Open a session with the arguments this VecEnv was made with."""
+    def _open_remote(self, num_envs: int, within_s: float | None = None) -> RemoteVectorEnv:
+        """Open a session with the arguments this VecEnv was made with (within ``within_s``)."""
+        kwargs = dict(self._remote_kwargs)
+        if within_s is not None:
+            given = kwargs.get("open_timeout_s")
+            kwargs["open_timeout_s"] = within_s if given is None else min(given, within_s)
         return RemoteVectorEnv(
-            self.env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **self._remote_kwargs
+            self.env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs
         )
 
     def reset(self) -> VecEnvObs:
@@ -320,7 +324,7 @@ class ReconnectingVecEnv(RemoteVecEnv):
         while True:
             attempts += 1
             try:
-                return self._open_and_reset(seeds, started, attempts)
+                return self._open_and_reset(seeds, started, attempts, deadline)
             except NetgymError as exc:
                 if not isinstance(exc, _RETRYABLE_WHILE_RECONNECTING):
                     exc.add_note(
@@ -348,10 +352,18 @@ class ReconnectingVecEnv(RemoteVecEnv):
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
     def _open_and_reset(
-        self, seeds: list[int | None] | list[int] | None, started: float, attempts: int
+        self,
+        seeds: list[int | None] | list[int] | None,
+        started: float,
+        attempts: int,
+        deadline: float,
     ) -> Any:
-        """One attempt: a new session, checked and reset, replaces ``self.remote``."""
-        remote = self._open_remote(self.num_envs)
+        """One attempt: a new session, checked and reset, replaces ``self.remote``.
+
+        Opening the session may take until ``deadline`` (``time.monotonic()``),
+        so that a hung envapi cannot hold the attempt past ``reconnect_timeout_s``.
+        """
+        remote = self._open_remote(self.num_envs, max(deadline - time.monotonic(), 0.1))
         try:
             if (
                 remote.single_observation_space != self.observation_space

@@ -30,7 +30,7 @@ from netgym.sb3 import (
     RemoteVecEnv,
     is_retryable,
 )
-from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
+from tests.servers import EnvApi, descendants, kill_tree, restart_envapi, run_envapi
 
 ONES = np.ones(4, dtype=np.int64)
 
@@ -176,6 +176,28 @@ def test_gives_up_after_reconnect_timeout(restartable: EnvApi) -> None:
         assert "is the envapi running?" in message
     finally:
         envs.close()
+
+
+def test_a_stopped_envapi_fails_within_the_timeouts(restartable: EnvApi) -> None:
+    """A hung envapi (SIGSTOP) holds the client no longer than its own timeouts."""
+    envs = cartpole(restartable, timeout_s=1.0)
+    envs.reconnect_timeout_s = 1.5
+    stopped = [restartable.process.pid, *descendants(restartable.process.pid)]
+    try:
+        envs.reset()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(ReconnectFailedError) as caught:
+            envs.step(ONES)
+        # 1 s for the step's reply, up to 3 s asking why, 1.5 s of reconnecting
+        assert time.monotonic() - started < 10
+        message = str(caught.value)
+        assert "did not answer POST /v1/sessions within" in message, message
+        assert "hung, stopped or overloaded" in message
+    finally:
+        envs.close()
+        kill_tree(restartable.process)  # SIGKILL ends stopped processes too
 
 
 def test_session_deleted_server_side(envapi: EnvApi) -> None:

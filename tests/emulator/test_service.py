@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError
+from netgym.errors import EnvError, ServerUnavailableError
 from tests.emulator.conftest import Stack, games_dir
 from tests.servers import alive, descendants, run_emulator
 
@@ -211,6 +211,13 @@ def test_direct_use_without_the_envapi(stack: Stack) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_unreachable_emulator_service_is_named_as_such() -> None:
+    with pytest.raises(ServerUnavailableError) as caught:
+        EmulatorEnv("Catch", "http://127.0.0.1:9")
+    assert "the emulator service at http://127.0.0.1:9" in caught.value.message
+    assert "netgym-emulator" in caught.value.message
 
 
 def test_screens_through_the_shared_file_equal_screens_through_the_socket(stack: Stack) -> None:

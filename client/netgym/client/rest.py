@@ -1,4 +1,4 @@
-"""A small REST client for the envapi's control API (standard library only)."""
+"""A small REST client for the envapi's and the emulator service's control APIs (stdlib only)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,47 @@ from typing import Any
 
 from netgym.errors import NetgymError, ServerUnavailableError, error_from_dict
 
+ENVAPI = ("envapi", "Start it with `netgym-envapi` or `docker compose up`, or set NETGYM_URL")
+EMULATOR = (
+    "emulator service",
+    "Start it with `netgym-emulator` or `docker compose up`, or set NETGYM_EMULATOR_URL",
+)
+
 
 class RestClient:
-    """Calls ``/v1/...`` on one envapi with the token, turning error bodies into exceptions."""
+    """Calls ``/v1/...`` on one service with the token, turning error bodies into exceptions.
 
-    def __init__(self, url: str, token: str | None, timeout_s: float = 180.0) -> None:
+    ``service`` names the service and how to start it, for the errors
+    (``ENVAPI`` or ``EMULATOR``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout_s: float = 180.0,
+        service: tuple[str, str] = ENVAPI,
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
+        self.service, self.start_hint = service
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> Any:
         """Send one request; return the decoded JSON reply.
 
+        ``timeout_s`` replaces the client's own timeout for this request.
+
         Raises:
-            ServerUnavailableError: when the envapi cannot be reached.
-            NetgymError: the typed error the envapi answered with.
+            ServerUnavailableError: when the service cannot be reached or does not answer.
+            NetgymError: the typed error the service answered with.
         """
         headers = {"Accept": "application/json"}
         data = None
@@ -33,24 +59,30 @@ class RestClient:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+            with urllib.request.urlopen(request, timeout=timeout) as reply:
                 return json.loads(reply.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise _error_from_reply(exc) from None
+            raise _error_from_reply(exc, f"the {self.service} at {self.url}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise ServerUnavailableError(
+                    f"the {self.service} at {self.url} did not answer {method} {path} within "
+                    f"{timeout:g} s: it is hung, stopped or overloaded"
+                ) from None
             raise ServerUnavailableError(
-                f"cannot reach the envapi at {self.url} ({reason}); is it running? "
-                "Start it with `netgym-envapi` or `docker compose up`, or set NETGYM_URL"
+                f"cannot reach the {self.service} at {self.url} ({reason}); is it running? "
+                f"{self.start_hint}"
             ) from None
 
 
-def _error_from_reply(exc: urllib.error.HTTPError) -> NetgymError:
+def _error_from_reply(exc: urllib.error.HTTPError, who: str) -> NetgymError:
     try:
         payload = json.loads(exc.read())
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             return error_from_dict(payload["error"])
     except (ValueError, OSError):
         pass
-    return NetgymError(f"the envapi answered HTTP {exc.code} {exc.reason}")
+    return NetgymError(f"{who} answered HTTP {exc.code} {exc.reason}")

@@ -28,6 +28,8 @@ from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
 from netgym.protocol.frames import HEADER_SIZE, frame_buffer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# The server stops a session's workers within 5 s; a DELETE waits a little longer.
+_CLOSE_TIMEOUT_S = 15.0
 
 _WIRE_MODES = {
     AutoresetMode.NEXT_STEP: "next_step",
@@ -59,6 +61,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             ``["atari", {"name": "frame_stack", "kwargs": {"stack_size": 4}}]``.
         autoreset_mode: Gymnasium's autoreset mode.
         timeout_s: how long to wait for any one reply before raising.
+        open_timeout_s: how long opening the session may take (the server makes
+            the envs first, which may start emulators); default
+            ``max(timeout_s, 180)``.
         shared_memory: on the envapi's host, read results from the session's
             shared memory rather than the socket (faster); elsewhere results
             come through the socket whatever this says.
@@ -75,6 +80,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         wrappers: list[str | dict[str, Any]] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
         timeout_s: float = 120.0,
+        open_timeout_s: float | None = None,
         shared_memory: bool = True,
     ) -> None:
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
@@ -91,6 +97,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 "wrappers": wrappers or [],
                 "autoreset_mode": _WIRE_MODES[mode],
             },
+            timeout_s=open_timeout_s,
         )
         self.session_id: str = reply["session_id"]
         host = urllib.parse.urlsplit(self.url).hostname or "127.0.0.1"
@@ -115,6 +122,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._step_actions = self._actions.views(self._step_frame, HEADER_SIZE)
         self._state = _State.READY
         self._session_ended = False  # known to have ended on the server
+        self._server_silent = False  # it did not answer when asked why the connection broke
         self._closed = False
 
     def reset(
@@ -168,13 +176,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._state = _State.CLOSED
         if not self._connection.closed and self._connection.close():
             return  # the server answered CLOSED: the session has ended
-        if not self._session_ended:
+        if not self._session_ended and not self._server_silent:
             self._close_session()
 
     def _close_session(self) -> None:
         # It may have ended already, or the server is gone: nothing is left to free then.
+        # A hung server ends the session itself once it is idle past its idle_timeout_s.
         with contextlib.suppress(NetgymError):
-            self._rest.call("DELETE", f"/v1/sessions/{self.session_id}")
+            self._rest.call("DELETE", f"/v1/sessions/{self.session_id}", timeout_s=_CLOSE_TIMEOUT_S)
 
     def _check(self, wanted: _State, call: str) -> None:
         if self._state != wanted:
@@ -203,8 +212,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         deadline = time.monotonic() + 3.0
         while True:
             try:
-                status = self._rest.call("GET", f"/v1/sessions/{self.session_id}")
+                # A hung envapi must not hold the error up for the REST timeout.
+                status = self._rest.call(
+                    "GET",
+                    f"/v1/sessions/{self.session_id}",
+                    timeout_s=max(deadline - time.monotonic(), 0.5),
+                )
             except NetgymError as rest_error:
+                self._server_silent = True
                 return ConnectionLostError(
                     f"{exc.message}; the envapi at {self.url} does not answer either: "
                     f"{rest_error.message}"

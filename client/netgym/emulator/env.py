@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from netgym.client.rest import RestClient
+from netgym.client.rest import EMULATOR, RestClient
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
 from netgym.errors import ConnectionLostError, EnvError, NetgymError
 
@@ -43,7 +43,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        self._rest = RestClient(emulator_url, token=None, timeout_s=60.0)
+        self._rest = RestClient(emulator_url, token=None, timeout_s=60.0, service=EMULATOR)
         self.spec_data: dict[str, Any] = self._rest.call("GET", f"/v1/games/{game}")
         self.game = game
         self.timeout_s = timeout_s

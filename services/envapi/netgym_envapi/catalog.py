@@ -43,10 +43,10 @@ def _emulator_games() -> dict[str, str]:
     if url is None:
         return {}
     if time.monotonic() - _emulator["read_at"] > 5.0:
-        from netgym.client.rest import RestClient
+        from netgym.client.rest import EMULATOR, RestClient
 
         try:
-            games = RestClient(url, token=None, timeout_s=10).call("GET", "/v1/games")["games"]
+            games = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")["games"]
             _emulator["games"] = {g["env_id"]: g["name"] for g in games}
         except NetgymError as exc:
             log.warning("the emulator service at %s does not answer: %s", url, exc.message)
