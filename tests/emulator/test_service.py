@@ -220,6 +220,23 @@ def test_an_unreachable_emulator_service_is_named_as_such() -> None:
     assert "netgym-emulator" in caught.value.message
 
 
+def test_render_keeps_its_frame_when_the_next_step_overwrites_the_observation(
+    stack: Stack,
+) -> None:
+    env = EmulatorEnv("Catch", stack.emulator_url, observation="screen", render_mode="rgb_array")
+    out = np.zeros((240, 256, 3), np.uint8)
+    try:
+        env.reset(seed=2)
+        env.step_send(1)
+        assert env.step_receive(out)[0] is out  # the envapi's shared memory, say
+        frame = env.render()
+        assert frame is not None and frame is not out and np.array_equal(frame, out)
+        out[:] = 7  # the next step's screen
+        assert not np.array_equal(frame, out)
+    finally:
+        env.close()
+
+
 def test_screens_through_the_shared_file_equal_screens_through_the_socket(stack: Stack) -> None:
     shared = EmulatorEnv("EscapeFromPong", stack.emulator_url, observation="screen")
     assert shared._shares_screens  # tests run on the service's host

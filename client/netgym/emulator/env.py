@@ -210,8 +210,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
         )
 
     def render(self) -> np.ndarray | None:
-        """The last screen (when the screen is observed)."""
-        return self._last_screen
+        """A copy of the last screen (when the screen is observed).
+
+        A copy, because the last observation may lie in memory that the next
+        step overwrites (``step_receive(observation_out)``), and a recorder keeps
+        every frame it is given.
+        """
+        return None if self._last_screen is None else self._last_screen.copy()
 
     def close(self) -> None:
         self._release()
