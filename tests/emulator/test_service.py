@@ -187,8 +187,13 @@ def _owns_socket(pid: int, inode: str) -> bool:
 
 
 def test_emulator_service_killed_leaves_no_fceux_or_xvfb(tmp_path: Path) -> None:
-    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
-        reply = httpx.post(f"{url}/v1/instances", json={"game": "Plain"}, timeout=60).json()
+    games = games_dir(tmp_path)
+    with run_emulator(tmp_path, games) as (url, process):
+        screen_dir = Path(httpx.get(f"{url}/v1/health").json()["screen_files"]["dir"])
+        reply = httpx.post(
+            f"{url}/v1/instances", json={"game": "Plain", "screen_file": True}, timeout=60
+        ).json()
+        assert Path(reply["screen_file"]).parent == screen_dir
         spawned = descendants(process.pid)
         assert reply["pid"] in spawned and len(spawned) >= 2  # FCEUX and Xvfb
         process.kill()
@@ -197,6 +202,10 @@ def test_emulator_service_killed_leaves_no_fceux_or_xvfb(tmp_path: Path) -> None
         while any(alive(p) for p in spawned) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [p for p in spawned if alive(p)]
+    # The killed service could not remove its screen folder: the next one to start does.
+    assert screen_dir.is_dir()
+    with run_emulator(tmp_path, games):
+        assert not screen_dir.exists()
 
 
 def test_direct_use_without_the_envapi(stack: Stack) -> None:

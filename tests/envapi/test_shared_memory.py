@@ -20,7 +20,7 @@ from netgym.protocol import MessageType, ResultLayout, pack_value, unpack_space,
 from netgym.protocol.frames import expect, recv_frame, send_frame, unpack_error
 from netgym.protocol.sharedmemory import HEADER_BYTES, open_results_file
 from tests.envapi.test_faults import hello, open_session
-from tests.servers import EnvApi, run_envapi
+from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
 
 
 @pytest.fixture
@@ -155,3 +155,13 @@ def test_shared_memory_can_be_turned_off(tmp_path: Path) -> None:
             assert envs._connection.shared_results is None
             envs.reset(seed=0)
             envs.step(envs.action_space.sample())
+
+
+def test_a_killed_envapis_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    with run_envapi(tmp_path) as envapi:  # its own folder in /dev/shm
+        with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
+            folder = Path(welcome_of(envapi, sock)["shared_memory"]["path"]).parent
+            kill_tree(envapi.process)
+        assert folder.is_dir()
+        restart_envapi(envapi)
+        assert not folder.exists()

@@ -19,25 +19,28 @@ import contextlib
 import mmap
 import os
 import secrets
-import tempfile
 from pathlib import Path
+
+from netgym.folders import OwnedFolder
 
 MAGIC = b"NETGYMSM"
 HEADER_BYTES = 64
 
 
-def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, bool]:
-    """A folder for shared files, and whether it was made here (so is removed here).
+def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFolder | None]:
+    """A folder for shared files, and when it was made here, the ``OwnedFolder`` to remove.
 
-    ``configured`` is created when missing; otherwise a new folder in
-    ``/dev/shm`` (memory-backed on Linux), or in the temp folder elsewhere.
+    ``configured`` is created when missing, and left in place; otherwise a new
+    folder in ``/dev/shm`` (memory-backed on Linux), or in the temp folder
+    elsewhere, which a crashed owner's successor removes (``netgym.folders``).
     """
     if configured is not None:
         configured.mkdir(parents=True, exist_ok=True)
-        return configured, False
+        return configured, None
     shm = Path("/dev/shm")
-    parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent)), True
+    parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    folder = OwnedFolder(prefix, parent)
+    return folder.path, folder
 
 
 def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:

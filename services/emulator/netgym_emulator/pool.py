@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
+from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import Game, discover
 from netgym_emulator.instances import Instance, start_instance
@@ -29,8 +27,13 @@ class InstancePool:
         self.problems: dict[str, str] = {}
         self.instances: dict[str, Instance] = {}
         self.ended: dict[str, str] = {}
-        self._tmp = tempfile.TemporaryDirectory(prefix="netgym-emulator-")
-        self.work_dir = settings.work_dir or Path(self._tmp.name)
+        # FCEUX's home folders; a killed service's are removed by its successor.
+        self._own_work_dir: OwnedFolder | None = None
+        if settings.work_dir is not None:
+            self.work_dir = settings.work_dir
+        else:
+            self._own_work_dir = OwnedFolder("netgym-emulator-")
+            self.work_dir = self._own_work_dir.path
         self.screen_dir, self._own_screen_dir = memory_folder(
             settings.screen_dir, "netgym-screens-"
         )
@@ -130,9 +133,10 @@ class InstancePool:
     def stop_all(self) -> None:
         for instance_id in list(self.instances):
             self.stop(instance_id)
-        self._tmp.cleanup()
-        if self._own_screen_dir:
-            shutil.rmtree(self.screen_dir, ignore_errors=True)
+        if self._own_work_dir is not None:
+            self._own_work_dir.remove()
+        if self._own_screen_dir is not None:
+            self._own_screen_dir.remove()
         else:
             (self.screen_dir / "token").unlink(missing_ok=True)
 

@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import os
 import secrets
-import shutil
 import signal
 import socket
 import time
@@ -39,6 +38,7 @@ from netgym.errors import (
     WorkerTimeoutError,
     error_from_dict,
 )
+from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_envapi.catalog import find_env, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
@@ -126,7 +126,7 @@ class SessionManager:
         serve_modules(settings.env_module_list)
         serve_emulator(settings.emulator_url)
         self.shared_memory_dir: Path | None = None
-        self._own_shared_memory_dir = False
+        self._own_shared_memory_dir: OwnedFolder | None = None
         if settings.shared_memory:
             self.shared_memory_dir, self._own_shared_memory_dir = memory_folder(
                 settings.shared_memory_dir, "netgym-sessions-"
@@ -459,8 +459,8 @@ class SessionManager:
             *(self.close(s.session_id, "the service stopped") for s in self.live_sessions),
             return_exceptions=True,
         )
-        if self._own_shared_memory_dir and self.shared_memory_dir is not None:
-            shutil.rmtree(self.shared_memory_dir, ignore_errors=True)
+        if self._own_shared_memory_dir is not None:
+            self._own_shared_memory_dir.remove()
 
     async def check_workers(self) -> None:
         """Start and reap a trivial process, proving sessions can start.
