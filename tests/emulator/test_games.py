@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from netgym_emulator.games import GameError, discover, load_game
+from netgym_emulator.pool import InstancePool, UnknownGameError
+from netgym_emulator.settings import EmulatorSettings
 
 EFP_ROM = Path("/usr/share/nes/efp.nes")
 MANIFEST = """\
@@ -78,8 +81,29 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (('name = "Tiny"', 'name = "my game"'), r"game.toml:1: name 'my game'"),
         (("[observation]", "[observation"), r"game.toml:10: not valid TOML"),
         (("ram = { x = 0x10 }", "ram = { x = 0x900 }"), r"addresses 0x000-0x7FF"),
+        (
+            ('{ name = "noop", buttons = [] }', '"noop"'),
+            r"game.toml:8: every entry of \[actions\] combos must be a table",
+        ),
+        (("screen = true", 'screen = "false"'), r"game.toml:11: \[observation\] screen = 'false'"),
+        (("noop_max = 3", 'noop_max = "3"'), r"game.toml:15: \[start\] noop_max = '3'"),
+        (("noop_max = 3", "noop_max = 3\n[episode]\nmax_steps = 0"), r"max_steps = 0 is not"),
+        (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{'wait': -5\}"),
+        (("frames = 1", "frames = 1.5"), r"start step .* \(N a whole number of frames\)"),
     ],
-    ids=["frames", "button", "name", "toml-syntax", "ram-address"],
+    ids=[
+        "frames",
+        "button",
+        "name",
+        "toml-syntax",
+        "ram-address",
+        "combo-not-table",
+        "screen-string",
+        "noop-max-string",
+        "max-steps-zero",
+        "wait-negative",
+        "press-frames-float",
+    ],
 )
 def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> None:
     manifest = MANIFEST.format(rom=EFP_ROM, extra_rom="").replace(*change)
@@ -95,3 +119,57 @@ def test_discover_keeps_going_past_broken_folders(tmp_path: Path) -> None:
     games, problems = discover(tmp_path)
     assert list(games) == ["Tiny"]
     assert "missing.nes is missing" in problems["broken"]
+
+
+def test_discover_lists_a_folder_with_a_game_but_no_manifest(tmp_path: Path) -> None:
+    make_game(tmp_path)
+    unnamed = tmp_path / "unnamed"
+    unnamed.mkdir()
+    (unnamed / "game.lua").write_text(SCRIPT)
+    (tmp_path / "notes").mkdir()  # nothing of a game in it: not listed
+    games, problems = discover(tmp_path)
+    assert list(games) == ["Tiny"]
+    assert list(problems) == ["unnamed"]
+    assert "has no game.toml; add one" in problems["unnamed"]
+
+
+def test_discover_lists_a_manifest_no_check_foresaw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_game(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "game.toml").write_text("name = 'Other'\n")
+
+    def load(folder: Path) -> Any:
+        if folder.name == "other":
+            raise KeyError("surprise")
+        return real_load(folder)
+
+    real_load = load_game
+    monkeypatch.setattr("netgym_emulator.games.load_game", load)
+    games, problems = discover(tmp_path)
+    assert list(games) == ["Tiny"]
+    assert "cannot be read: KeyError: 'surprise'" in problems["other"]
+
+
+def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
+    """A game dropped in is served, and an edit applies, without a restart."""
+    games_dir = tmp_path / "games"
+    games_dir.mkdir()
+    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=":0")
+    try:
+        with pytest.raises(UnknownGameError, match="no game 'Tiny'"):
+            pool.game("Tiny")
+        folder = make_game(games_dir)
+        assert pool.game("Tiny").frames_per_step == 2
+        manifest = folder / "game.toml"
+        manifest.write_text(
+            manifest.read_text().replace("frames_per_step = 2", "frames_per_step = 4")
+        )
+        assert pool.game("Tiny").frames_per_step == 4
+        manifest.write_text(manifest.read_text().replace("screen = true", "screen = 1"))
+        with pytest.raises(UnknownGameError, match="screen = 1 is not true or false"):
+            pool.game("Tiny")
+    finally:
+        pool.stop_all()

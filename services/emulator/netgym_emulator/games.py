@@ -101,11 +101,22 @@ def _fail(path: Path, problem: str, fix: str, line: int | None = None) -> GameEr
     return GameError(f"{where}: {problem}; {fix}", details={"file": str(path), "line": line})
 
 
-def _line_of(text: str, key: str) -> int | None:
+def _line_of(text: str, key: str, section: str | None = None) -> int | None:
+    """The line that sets ``key`` (or opens ``[key]``), in ``[section]`` if given."""
+    in_section = section is None
     for number, line in enumerate(text.splitlines(), start=1):
+        if section is not None and line.strip().startswith("["):
+            in_section = line.strip() == f"[{section}]"
+        elif not in_section:
+            continue
         if re.match(rf"\s*{re.escape(key)}\s*=", line) or line.strip() == f"[{key}]":
             return number
     return None
+
+
+def _natural(value: Any, low: int, high: int) -> bool:
+    """Whether ``value`` is a whole number in ``low..high`` (TOML's true is no number)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _buttons(path: Path, text: str, raw: Any, where: str) -> tuple[str, ...]:
@@ -174,6 +185,13 @@ def load_game(folder: Path) -> Game:
                 "list { name = ..., buttons = [...] } tables",
                 _line_of(text, "combos"),
             )
+        if not all(isinstance(c, dict) for c in raw):
+            raise _fail(
+                path,
+                "every entry of [actions] combos must be a table",
+                'write { name = "jump", buttons = ["a"] }',
+                _line_of(text, "combos"),
+            )
         combos = tuple(
             Combo(str(c.get("name", i)), _buttons(path, text, c.get("buttons", []), f"combo {i}"))
             for i, c in enumerate(raw)
@@ -204,7 +222,14 @@ def load_game(folder: Path) -> Game:
             "write ram = { player_x = 0x86 }",
             _line_of(text, "ram"),
         )
-    screen = bool(observation.get("screen", True))
+    screen = observation.get("screen", True)
+    if not isinstance(screen, bool):
+        raise _fail(
+            path,
+            f"[observation] screen = {screen!r} is not true or false",
+            "write screen = true or screen = false (no quotes)",
+            _line_of(text, "screen"),
+        )
     if not screen and not ram:
         raise _fail(
             path,
@@ -216,16 +241,23 @@ def load_game(folder: Path) -> Game:
     sequence = start.get("buttons", [])
     if not isinstance(sequence, list):
         raise _fail(
-            path, "[start] buttons must be a list", "see docs/games.md", _line_of(text, "start")
+            path,
+            "[start] buttons must be a list",
+            "see docs/games.md",
+            _line_of(text, "buttons", "start"),
         )
     for step in sequence:
-        if not isinstance(step, dict) or not (isinstance(step.get("wait"), int) or "press" in step):
+        well_formed = isinstance(step, dict) and ("wait" in step) != ("press" in step)
+        if well_formed:
+            count, least = (step["wait"], 0) if "wait" in step else (step.get("frames", 1), 1)
+            well_formed = _natural(count, least, 100_000)
+        if not well_formed:
             raise _fail(
                 path,
                 f"start step {step!r} is neither {{ wait = N }} nor "
-                "{ press = [...], frames = N }",
+                "{ press = [...], frames = N } (N a whole number of frames)",
                 "see docs/games.md",
-                _line_of(text, "start"),
+                _line_of(text, "buttons", "start"),
             )
         if "press" in step:
             _buttons(path, text, step["press"], "a start press")
@@ -241,7 +273,21 @@ def load_game(folder: Path) -> Game:
                 _line_of(text, "savestate"),
             )
     noop_max = start.get("noop_max", 0)
+    if not _natural(noop_max, 0, 100_000):
+        raise _fail(
+            path,
+            f"[start] noop_max = {noop_max!r} is not a whole number of frames",
+            "write noop_max = 30, say, or leave it out (0)",
+            _line_of(text, "noop_max"),
+        )
     max_steps = section("episode").get("max_steps")
+    if max_steps is not None and not _natural(max_steps, 1, 10**9):
+        raise _fail(
+            path,
+            f"[episode] max_steps = {max_steps!r} is not a whole number of steps above 0",
+            "write max_steps = 4500, say, or leave it out (no limit)",
+            _line_of(text, "max_steps"),
+        )
     return Game(
         name=name,
         folder=folder,
@@ -254,8 +300,8 @@ def load_game(folder: Path) -> Game:
         ram={str(k): int(v) for k, v in ram.items()},
         start=tuple(sequence),
         savestate=savestate,
-        noop_max=int(noop_max),
-        max_steps=int(max_steps) if max_steps else None,
+        noop_max=noop_max,
+        max_steps=max_steps,
     )
 
 
@@ -318,11 +364,23 @@ def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
     if not games_dir.is_dir():
         problem = f"{games_dir} is not a folder; set NETGYM_EMULATOR_GAMES_DIR or --games-dir"
         return games, {str(games_dir): problem}
-    for folder in sorted(p for p in games_dir.iterdir() if (p / MANIFEST).is_file()):
+    for folder in sorted(p for p in games_dir.iterdir() if p.is_dir()):
+        if not (folder / MANIFEST).is_file():
+            if _looks_like_a_game(folder):
+                problems[folder.name] = (
+                    f'{folder} has no {MANIFEST}; add one (see docs/games.md, "The manifest")'
+                )
+            continue
         try:
             game = load_game(folder)
         except GameError as exc:
             problems[folder.name] = exc.message
+            continue
+        except Exception as exc:  # a mistake no check foresaw: listed, never fatal to the rest
+            problems[folder.name] = (
+                f"{folder / MANIFEST} cannot be read: {type(exc).__name__}: {exc}; "
+                "compare it with docs/games.md"
+            )
             continue
         if game.name in games:
             problems[folder.name] = (
@@ -331,3 +389,11 @@ def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
             continue
         games[game.name] = game
     return games, problems
+
+
+def _looks_like_a_game(folder: Path) -> bool:
+    """Whether a folder without a manifest holds a ROM, a Lua script or a TOML file."""
+    try:
+        return any(f.suffix.lower() in (".nes", ".lua", ".toml") for f in folder.iterdir())
+    except OSError:
+        return False

@@ -53,13 +53,12 @@ class InstancePool:
         self.games, self.problems = discover(self.settings.games_dir)
 
     def game(self, name: str) -> Game:
-        """A servable game by name.
+        """A servable game by name, read again from its folder (edits apply from now on).
 
         Raises:
             UnknownGameError: naming the folder's problem when there is one.
         """
-        if name not in self.games:
-            self.rescan()
+        self.rescan()  # a few ms for a folder of games; starting FCEUX takes far longer
         if name in self.games:
             return self.games[name]
         problem = next(
