@@ -36,6 +36,17 @@ function game.step()
 end
 return game
 """
+BAD_RETURN_SCRIPT = """\
+local game = {}
+local steps = 0
+function game.reset() steps = 0 end
+function game.step()
+  steps = steps + 1
+  if steps == 1 then return 1, false, {flag = true} end
+  return 0, 0, {}  -- done must be a boolean: 0 is true in Lua
+end
+return game
+"""
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
 
 
@@ -50,13 +61,17 @@ class Stack:
 
 
 def games_dir(root: Path) -> Path:
-    """The repo's games plus two small ones for fault tests, in one folder."""
+    """The repo's games plus three small ones for fault tests, in one folder."""
     games = root / "games"
     games.mkdir()
     for folder in REPO_GAMES.iterdir():
         if (folder / "game.toml").is_file():
             (games / folder.name).symlink_to(folder)
-    for name, script in (("LuaError", LUA_ERROR_SCRIPT), ("Plain", PLAIN_SCRIPT)):
+    for name, script in (
+        ("LuaError", LUA_ERROR_SCRIPT),
+        ("BadReturn", BAD_RETURN_SCRIPT),
+        ("Plain", PLAIN_SCRIPT),
+    ):
         folder = games / name.lower()
         folder.mkdir()
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))

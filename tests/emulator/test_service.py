@@ -113,6 +113,18 @@ def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack)
         env.step(0)
 
 
+def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: Stack) -> None:
+    with netgym.make("netgym/BadReturn-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step(0)
+        assert (reward, terminated, info["flag"]) == (1.0, False, 1.0)  # booleans become 1, 0
+        with pytest.raises(EnvError) as caught:
+            env.step(0)
+        assert "game.lua: game.step() must return true or false as done, not 0" in str(caught.value)
+        env.reset(seed=0)  # a new instance
+        env.step(0)
+
+
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str) -> None:
     kwargs = stack.kwargs

@@ -141,17 +141,41 @@ local function observation()
 end
 
 local function number_text(value)
-  return string.format("%.17g", tonumber(value) or 0)
+  if type(value) == "boolean" then value = value and 1 or 0 end
+  return string.format("%.17g", value)
+end
+
+-- What game.step() returned, checked: nil when it is well formed, else what is wrong.
+local function step_problem(reward, done, info)
+  local where = script_path .. ": game.step() "
+  if type(reward) ~= "number" then
+    return where .. "must return a number as its reward, not " .. tostring(reward)
+  end
+  if type(done) ~= "boolean" then
+    return where .. "must return true or false as done, not " .. tostring(done)
+      .. " (in Lua, 0 counts as true: write `count == 0`, say)"
+  end
+  if info == nil then return nil end
+  if type(info) ~= "table" then
+    return where .. "must return a table as its info (or nothing), not " .. tostring(info)
+  end
+  for key, value in pairs(info) do
+    if type(key) ~= "string" or string.find(key, "[%s=]") then
+      return where .. "returned the info key " .. tostring(key)
+        .. ": keys are names, without spaces or '='"
+    end
+    if type(value) ~= "number" and type(value) ~= "boolean" then
+      return where .. "returned info " .. key .. " = " .. tostring(value)
+        .. ": info values are numbers or booleans"
+    end
+  end
+  return nil
 end
 
 local function reply(reward, done, info)
   local parts = {"ok", number_text(reward), done and "1" or "0"}
-  if type(info) == "table" then
-    for key, value in pairs(info) do
-      if type(key) == "string" and not string.find(key, "[%s=]") then
-        table.insert(parts, key .. "=" .. number_text(value))
-      end
-    end
+  for key, value in pairs(info or {}) do
+    table.insert(parts, key .. "=" .. number_text(value))
   end
   local header = table.concat(parts, " ")
   client:send(u32(#header) .. header .. observation())
@@ -169,10 +193,11 @@ while true do
   if command == "S" then
     advance(argument, frames_per_step)
     local called, reward, done, info = pcall(game.step)
-    if called then
-      reply(reward, done, info)
-    else
+    if not called then
       fail(reward)
+    else
+      local problem = step_problem(reward, done, info)
+      if problem then fail(problem) else reply(reward, done, info) end
     end
   elseif command == "R" then
     savestate.load(start_state)
