@@ -61,6 +61,16 @@ def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
         load_game(make_game(tmp_path, manifest))
 
 
+def test_a_file_that_is_no_nes_rom_is_refused_before_fceux_sees_it(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.nes"
+    junk.write_bytes(b"<html>not found</html>")
+    manifest = MANIFEST.format(rom=junk, extra_rom="")
+    with pytest.raises(
+        GameError, match=r"game.toml:3: the ROM .*junk.nes is not an NES ROM FCEUX can load"
+    ):
+        load_game(make_game(tmp_path, manifest))
+
+
 def test_wrong_hash(tmp_path: Path) -> None:
     with pytest.raises(GameError, match=r"game.toml:4: .* has SHA-256 [0-9a-f]+, not abc"):
         load_game(make_game(tmp_path, extra_rom='sha256 = "abc"'))

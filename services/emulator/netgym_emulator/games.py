@@ -20,6 +20,17 @@ from netgym.errors import NetgymError
 
 BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 MANIFEST = "game.toml"
+# The first bytes of the formats FCEUX loads: iNES, UNIF, FDS (with its header
+# or raw), NSF, and a zip or gzip of any of them.
+_ROM_MAGICS = (
+    b"NES\x1a",
+    b"UNIF",
+    b"FDS\x1a",
+    b"\x01*NINTENDO-HVC*",
+    b"NESM\x1a",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -317,7 +328,16 @@ def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path
             fix = f"put the ROM at {rom_path}" + (
                 f"; get it from: {rom['source']}" if rom.get("source") else ""
             )
-        raise _fail(path, f"the ROM {rom_path} is missing", fix, _line_of(text, "file"))
+        raise _fail(path, f"the ROM {rom_path} is missing", fix, _line_of(text, "file", "rom"))
+    with rom_path.open("rb") as file:
+        head = file.read(16)
+    if not head.startswith(_ROM_MAGICS):
+        raise _fail(
+            path,
+            f"the ROM {rom_path} is not an NES ROM FCEUX can load (it starts with {head[:4]!r})",
+            "use an iNES (.nes), UNIF, FDS or NSF file, or a zip or gzip of one",
+            _line_of(text, "file", "rom"),
+        )
     expected = rom.get("sha256")
     if expected:
         actual = hashlib.sha256(rom_path.read_bytes()).hexdigest()
