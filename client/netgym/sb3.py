@@ -45,7 +45,7 @@ RECONNECTED_KEY = "netgym.reconnected"
 
 RETRYABLE_ERRORS: tuple[type[NetgymError], ...] = (
     ConnectionLostError,  # the data connection broke or timed out
-    ServerUnavailableError,  # REST unreachable: the envapi is down or restarting
+    ServerUnavailableError,  # the envapi (or its emulator service) is down or restarting
     SessionEndedError,  # closed, idle, worker_crashed, worker_timeout: the session is gone
     SessionNotFoundError,  # a restarted envapi does not know the old session
 )

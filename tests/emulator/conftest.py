@@ -61,7 +61,7 @@ class Stack:
 
 
 def games_dir(root: Path) -> Path:
-    """The repo's games plus three small ones for fault tests, in one folder."""
+    """The repo's games plus small ones for fault tests (one broken), in one folder."""
     games = root / "games"
     games.mkdir()
     for folder in REPO_GAMES.iterdir():
@@ -76,6 +76,10 @@ def games_dir(root: Path) -> Path:
         folder.mkdir()
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
         (folder / "game.lua").write_text(script)
+    broken = games / "broken"  # a game folder with a problem: its ROM is missing
+    broken.mkdir()
+    (broken / "game.toml").write_text(FAULT_MANIFEST.format(name="Broken", rom="missing.nes"))
+    (broken / "game.lua").write_text(PLAIN_SCRIPT)
     return games
 
 

@@ -18,9 +18,9 @@ from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError, ServerUnavailableError
+from netgym.errors import EnvError, ServerUnavailableError, UnknownEnvError
 from tests.emulator.conftest import Stack, games_dir
-from tests.servers import alive, descendants, run_emulator
+from tests.servers import alive, descendants, run_emulator, run_envapi
 
 
 def instance_pid(stack: Stack, game: str) -> int:
@@ -33,6 +33,20 @@ def test_games_are_listed_by_the_envapi(stack: Stack) -> None:
     envs = httpx.get(f"{stack.envapi.url}/v1/envs", headers=headers).json()["envs"]
     emulated = {e["env_id"] for e in envs if e["family"] == "emulator"}
     assert {"netgym/Plain-v0", "netgym/LuaError-v0"} <= emulated
+
+
+def test_the_envapi_says_why_a_game_is_not_served(stack: Stack, tmp_path: Path) -> None:
+    with pytest.raises(UnknownEnvError) as caught:
+        netgym.make("netgym/Broken-v0", **stack.kwargs)
+    assert "netgym/Broken-v0 cannot be served: " in caught.value.message
+    assert "missing.nes is missing" in caught.value.message
+    with (
+        run_envapi(tmp_path, emulator_url="http://127.0.0.1:9") as silent,
+        pytest.raises(ServerUnavailableError, match="emulator service, which does not"),
+    ):
+        netgym.make("netgym/Catch-v0", url=silent.url, token=silent.token)
+    with run_envapi(tmp_path) as without, pytest.raises(UnknownEnvError, match="has none"):
+        netgym.make("netgym/Catch-v0", url=without.url, token=without.token)
 
 
 def test_plain_game_passes_check_env(stack: Stack) -> None:

@@ -11,7 +11,12 @@ from typing import Any
 
 import gymnasium as gym
 
-from netgym.errors import InvalidRequestError, NetgymError, UnknownEnvError
+from netgym.errors import (
+    InvalidRequestError,
+    NetgymError,
+    ServerUnavailableError,
+    UnknownEnvError,
+)
 from netgym_envapi.wrappers import WrapperSpec, apply_wrappers, make_kwargs_for
 
 log = logging.getLogger("netgym.envapi.catalog")
@@ -27,7 +32,15 @@ _FAMILIES = {
 
 
 _custom_modules: list[str] = []
-_emulator: dict[str, Any] = {"url": None, "games": {}, "read_at": 0.0}
+# The emulator service's games by env id, its folders' problems, and why it
+# did not answer when it did not.
+_emulator: dict[str, Any] = {
+    "url": None,
+    "games": {},
+    "problems": {},
+    "error": None,
+    "read_at": 0.0,
+}
 EMULATOR_PREFIX = "netgym/"
 
 
@@ -46,11 +59,13 @@ def _emulator_games() -> dict[str, str]:
         from netgym.client.rest import EMULATOR, RestClient
 
         try:
-            games = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")["games"]
-            _emulator["games"] = {g["env_id"]: g["name"] for g in games}
+            reply = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")
+            _emulator["games"] = {g["env_id"]: g["name"] for g in reply["games"]}
+            _emulator["problems"] = dict(reply.get("problems") or {})
+            _emulator["error"] = None
         except NetgymError as exc:
             log.warning("the emulator service at %s does not answer: %s", url, exc.message)
-            _emulator["games"] = {}
+            _emulator.update(games={}, problems={}, error=exc.message)
         _emulator["read_at"] = time.monotonic()
     known: dict[str, str] = _emulator["games"]
     return known
@@ -123,8 +138,10 @@ def find_env(env_id: str) -> EnvEntry:
     Raises:
         UnknownEnvError: with close matches, when the id is not served.
     """
-    if env_id.startswith(EMULATOR_PREFIX) and env_id in _emulator_games():
-        return EnvEntry(env_id, "emulator")
+    if env_id.startswith(EMULATOR_PREFIX):
+        if env_id in _emulator_games():
+            return EnvEntry(env_id, "emulator")
+        _explain_missing_game(env_id)
     _register_ale()
     spec = gym.registry.get(env_id)
     family = _family(spec.entry_point) if spec is not None else None
@@ -135,6 +152,36 @@ def find_env(env_id: str) -> EnvEntry:
         hint = f"; did you mean {', '.join(close)}?" if close else "; GET /v1/envs lists them"
         raise UnknownEnvError(f"no env {env_id!r} is served here{hint}", details={"env_id": env_id})
     return EnvEntry(env_id, family)
+
+
+def _explain_missing_game(env_id: str) -> None:
+    """Raise why a ``netgym/`` id is not served, when the emulator service can say.
+
+    Raises:
+        ServerUnavailableError: the emulator service does not answer (a retry may help).
+        UnknownEnvError: there is no emulator service, or its folder of that
+            game has a problem (named).
+    """
+    url = _emulator["url"]
+    if url is None:
+        raise UnknownEnvError(
+            f"no env {env_id!r} is served here: {EMULATOR_PREFIX}* ids are games of an "
+            "emulator service, and this envapi has none; start one (`netgym-emulator`) "
+            "and set NETGYM_EMULATOR_URL",
+            details={"env_id": env_id},
+        )
+    if _emulator["error"] is not None:
+        raise ServerUnavailableError(
+            f"{env_id} would be a game of the emulator service, which does not answer: "
+            f"{_emulator['error']}",
+            details={"env_id": env_id},
+        )
+    name = env_id.removeprefix(EMULATOR_PREFIX).rsplit("-v", 1)[0].lower()
+    for folder, problem in _emulator["problems"].items():
+        if name in folder.lower():
+            raise UnknownEnvError(
+                f"{env_id} cannot be served: {problem}", details={"env_id": env_id}
+            )
 
 
 def make_env(
