@@ -145,14 +145,20 @@ def restart_envapi(server: EnvApi) -> None:
 
 
 @contextmanager
-def run_emulator(tmp_path: Path, games_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A live ``netgym-emulator`` serving ``games_dir``; no FCEUX or Xvfb left afterwards."""
+def run_emulator(
+    tmp_path: Path, games_dir: Path, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A live ``netgym-emulator`` serving ``games_dir``; no FCEUX or Xvfb left afterwards.
+
+    ``settings`` become ``NETGYM_EMULATOR_<NAME>`` variables.
+    """
     port = free_port()
     env = {
         **os.environ,
         "NETGYM_EMULATOR_PORT": str(port),
         "NETGYM_EMULATOR_GAMES_DIR": str(games_dir),
     }
+    env.update({f"NETGYM_EMULATOR_{k.upper()}": v for k, v in settings.items()})
     process = start_service("netgym_emulator", port, env, tmp_path / f"emulator-{port}.log")
     try:
         yield f"http://127.0.0.1:{port}", process

@@ -167,7 +167,7 @@ def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
     """A game dropped in is served, and an edit applies, without a restart."""
     games_dir = tmp_path / "games"
     games_dir.mkdir()
-    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=":0")
+    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
     try:
         with pytest.raises(UnknownGameError, match="no game 'Tiny'"):
             pool.game("Tiny")

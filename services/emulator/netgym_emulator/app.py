@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from netgym.errors import NetgymError
-from netgym_emulator.display import OwnedXvfb
+from netgym_emulator.display import VirtualDisplay
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
 
@@ -49,9 +49,9 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        display = OwnedXvfb()
-        display.start()  # type: ignore[no-untyped-call]
-        pool = InstancePool(settings, display.display_name)
+        display = VirtualDisplay()
+        display.start()
+        pool = InstancePool(settings, display.live_name)
         app.state.pool, app.state.display = pool, display
         for folder, problem in pool.problems.items():
             log.warning("game folder %s is not served: %s", folder, problem)
@@ -63,7 +63,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await reaper
             pool.stop_all()
-            display.stop()  # type: ignore[no-untyped-call]
+            display.stop()
 
     app = FastAPI(title="netgym emulator", version="0.1.0", lifespan=lifespan)
 
@@ -77,6 +77,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
         body = {
             "status": "ok" if display_ok else "failing",
             "display": display_ok,
+            "display_restarts": request.app.state.display.restarts,
             "games": len(pool.games),
             "instances": len(pool.instances),
             "screen_files": pool.screen_files,

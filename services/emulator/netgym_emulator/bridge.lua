@@ -7,7 +7,7 @@
 -- The game's own script (reward, done, info) runs inside pcall: its errors
 -- are sent to the client, never fatal here.
 
-local socket = require("socket")
+local has_socket, socket = pcall(require, "socket")
 
 local function env(name, default)
   local value = os.getenv(name)
@@ -21,6 +21,7 @@ local script_path = env("NETGYM_GAME_SCRIPT", nil)
 local frames_per_step = tonumber(env("NETGYM_FRAMES_PER_STEP", "1"))
 local want_screen = env("NETGYM_SCREEN", "1") == "1"
 local attach_timeout = tonumber(env("NETGYM_ATTACH_TIMEOUT", "30"))
+local idle_timeout = tonumber(env("NETGYM_IDLE_TIMEOUT", "0"))  -- 0: wait for ever
 local start_sequence = env("NETGYM_START", "")
 local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 -- When set, screens go into this file (made by the service, on a tmpfs the
@@ -41,6 +42,19 @@ local function report(text)
   file:write(text)
   file:close()
   os.rename(tmp, port_file)
+end
+
+-- The bridge's own start-up errors say "bridge: " (instances.py tells them
+-- from the game script's).
+local function give_up(message)
+  report("error bridge: " .. message)
+  emu.exit()
+end
+
+if not has_socket then
+  give_up("LuaSocket does not load in FCEUX's Lua 5.1 (Debian: apt-get install lua-socket): "
+    .. tostring(socket))
+  return
 end
 
 local function u32(n)
@@ -93,7 +107,12 @@ if type(game) ~= "table" or type(game.step) ~= "function" then
   return
 end
 
-local server = socket.bind(bind_host, 0)
+local server, bind_error = socket.bind(bind_host, 0)
+if server == nil then
+  give_up("cannot listen on " .. bind_host .. ": " .. tostring(bind_error)
+    .. " (NETGYM_EMULATOR_BRIDGE_HOST)")
+  return
+end
 local _, port = server:getsockname()
 emu.speedmode("maximum")
 if from_savestate then
@@ -116,7 +135,9 @@ if client == nil then
   emu.exit()
   return
 end
-client:settimeout(nil)
+-- A client that vanishes without closing (its host died, the network was cut)
+-- would otherwise hold this instance for ever.
+client:settimeout(idle_timeout > 0 and idle_timeout or nil)
 client:setoption("tcp-nodelay", true)
 
 local screen_file = nil

@@ -7,11 +7,13 @@ what to do, so that a user fixes a game without reading this code.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -417,3 +419,29 @@ def _looks_like_a_game(folder: Path) -> bool:
         return any(f.suffix.lower() in (".nes", ".lua", ".toml") for f in folder.iterdir())
     except OSError:
         return False
+
+
+def folder_signature(games_dir: Path, games: Iterable[Game]) -> tuple[Any, ...]:
+    """What changes when anything ``discover`` reads changes: names, sizes, times.
+
+    Every file in every game folder, and the ROMs, scripts and save states
+    the games name, wherever they are. A few ``stat`` calls, where reading
+    the folder runs ``luac`` and hashes ROMs.
+    """
+    paths: list[Path] = []
+    with contextlib.suppress(OSError):
+        for folder in games_dir.iterdir():
+            paths.append(folder)
+            with contextlib.suppress(OSError):
+                paths.extend(folder.iterdir())
+    for game in games:
+        paths += [game.rom, game.script] + ([game.savestate] if game.savestate else [])
+    signature: list[tuple[Any, ...]] = []
+    for path in sorted(paths):
+        try:
+            stat = path.stat()
+        except OSError:
+            signature.append((str(path), None))
+        else:
+            signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)

@@ -25,6 +25,8 @@ from netgym.errors import NetgymError
 from netgym_emulator.games import Game
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
+# How the bridge's own start-up errors begin, as opposed to the game script's.
+BRIDGE_ERROR = "bridge: "
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
@@ -107,6 +109,7 @@ async def start_instance(
     attach_timeout_s: float,
     screen: bool = True,
     screen_dir: Path | None = None,
+    idle_timeout_s: float = 0.0,
 ) -> Instance:
     """Start FCEUX with the bridge and wait until the bridge reports its port.
 
@@ -122,6 +125,38 @@ async def start_instance(
     """
     instance_id = secrets.token_hex(6)
     home = work_dir / instance_id
+    screen_file = screen_dir / f"{instance_id}.screen" if screen and screen_dir else None
+    instance: Instance | None = None
+    try:
+        timeouts = (attach_timeout_s, idle_timeout_s)
+        process = _launch(game, fceux, display, home, bridge_host, timeouts, screen, screen_file)
+        instance = Instance(instance_id, game, process, home, port=0, screen_file=screen_file)
+        instance.port = await _wait_for_bridge(instance, start_timeout_s)
+    except BaseException:  # a failed or cancelled start leaves no process and no file
+        if instance is not None:
+            instance.kill()
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+            if screen_file is not None:
+                screen_file.unlink(missing_ok=True)
+        raise
+    return instance
+
+
+def _launch(
+    game: Game,
+    fceux: str,
+    display: str,
+    home: Path,
+    bridge_host: str,
+    timeouts: tuple[float, float],
+    screen: bool,
+    screen_file: Path | None,
+) -> subprocess.Popen[bytes]:
+    """Make the instance's home (and screen file), and start FCEUX with the bridge.
+
+    ``timeouts``: the bridge's attach and idle timeouts, in seconds.
+    """
     home.mkdir(parents=True)
     port_file = home / "bridge-port"
     (home / ".fceux").mkdir()
@@ -146,16 +181,15 @@ async def start_instance(
         "NETGYM_START": game.start_sequence,
         "NETGYM_SAVESTATE": "1" if game.savestate is not None else "0",
         "NETGYM_BIND": bridge_host,
-        "NETGYM_ATTACH_TIMEOUT": str(attach_timeout_s),
+        "NETGYM_ATTACH_TIMEOUT": str(timeouts[0]),
+        "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
     }
-    screen_file = None
-    if screen and screen_dir is not None:
-        screen_file = screen_dir / f"{instance_id}.screen"
+    if screen_file is not None:
         with screen_file.open("wb") as file:
             file.truncate(SCREEN_FILE_BYTES)
         env["NETGYM_SCREEN_FILE"] = str(screen_file)
     with (home / "fceux.log").open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [fceux, "--sound", "0", "--loadlua", str(BRIDGE), str(game.rom)],
             env=env,
             stdout=log,
@@ -164,7 +198,17 @@ async def start_instance(
             preexec_fn=_die_with_parent,
             cwd=home,
         )
-    instance = Instance(instance_id, game, process, home, port=0, screen_file=screen_file)
+
+
+async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> int:
+    """The port the bridge reports once the start of play is reached.
+
+    Raises:
+        InstanceStartError: FCEUX died or the bridge did not report in time, or
+            the bridge or the game's script failed to start.
+    """
+    game = instance.game
+    port_file = instance.home / "bridge-port"
     deadline = time.monotonic() + start_timeout_s
     while not port_file.exists():
         if not instance.alive or time.monotonic() > deadline:
@@ -174,18 +218,21 @@ async def start_instance(
                 else f"its bridge did not report within {start_timeout_s:g} s"
             )
             tail = instance.log_tail()
-            instance.kill()
             raise InstanceStartError(
                 f"an instance of {game.name} did not start: {reason}"
                 + (f"; FCEUX said:\n{tail}" if tail else "")
             )
         await asyncio.sleep(0.01)
     status, _, value = port_file.read_text().partition(" ")
-    if status != "port":
-        instance.kill()
+    if status == "port":
+        return int(value)
+    if value.startswith(BRIDGE_ERROR):
         raise InstanceStartError(
-            f"{game.name}'s Lua script {game.script} failed to load: {value}; fix the script",
-            details={"lua_error": value},
+            f"the bridge of an instance of {game.name} could not start: "
+            f"{value.removeprefix(BRIDGE_ERROR)}",
+            details={"bridge_error": value},
         )
-    instance.port = int(value)
-    return instance
+    raise InstanceStartError(
+        f"{game.name}'s Lua script {game.script} failed to load: {value}; fix the script",
+        details={"lua_error": value},
+    )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_emulator.games import Game, discover
+from netgym_emulator.games import Game, discover, folder_signature
 from netgym_emulator.instances import Instance, start_instance
 from netgym_emulator.settings import EmulatorSettings
+
+ENDED_KEPT = 1000  # ended instances whose end a client may still ask about
 
 
 class UnknownGameError(UnknownEnvError):
@@ -20,13 +24,16 @@ class UnknownGameError(UnknownEnvError):
 class InstancePool:
     """Games and their running instances."""
 
-    def __init__(self, settings: EmulatorSettings, display: str) -> None:
+    def __init__(self, settings: EmulatorSettings, display: Callable[[], str]) -> None:
+        """``display`` gives the name of a live X display (``VirtualDisplay.live_name``)."""
         self.settings = settings
         self.display = display
+        self._starting = 0  # instances being started, counted against the limit
         self.games: dict[str, Game] = {}
+        self._signature: tuple[Any, ...] = ()
         self.problems: dict[str, str] = {}
         self.instances: dict[str, Instance] = {}
-        self.ended: dict[str, str] = {}
+        self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
         # FCEUX's home folders; a killed service's are removed by its successor.
         self._own_work_dir: OwnedFolder | None = None
         if settings.work_dir is not None:
@@ -49,8 +56,12 @@ class InstancePool:
         return {"dir": str(self.screen_dir), "token": self.screen_token}
 
     def rescan(self) -> None:
-        """Read the games folder again (a game dropped in is served without a restart)."""
-        self.games, self.problems = discover(self.settings.games_dir)
+        """Read the games folder again if a file in it changed (no restart needed)."""
+        signature = folder_signature(self.settings.games_dir, self.games.values())
+        if signature != self._signature:
+            self.games, self.problems = discover(self.settings.games_dir)
+            # Taken again: the games read now may name ROMs outside their folders.
+            self._signature = folder_signature(self.settings.games_dir, self.games.values())
 
     def game(self, name: str) -> Game:
         """A servable game by name, read again from its folder (edits apply from now on).
@@ -58,7 +69,7 @@ class InstancePool:
         Raises:
             UnknownGameError: naming the folder's problem when there is one.
         """
-        self.rescan()  # a few ms for a folder of games; starting FCEUX takes far longer
+        self.rescan()
         if name in self.games:
             return self.games[name]
         problem = next(
@@ -75,7 +86,7 @@ class InstancePool:
         """Forget instances whose FCEUX has exited, keeping why."""
         for instance_id, instance in list(self.instances.items()):
             if not instance.alive:
-                self.ended[instance_id] = f"FCEUX {instance.describe_exit()}"
+                self._ended(instance_id, f"FCEUX {instance.describe_exit()}")
                 instance.kill()
                 del self.instances[instance_id]
 
@@ -89,21 +100,27 @@ class InstancePool:
         """
         game = self.game(name)
         self.reap()
-        if len(self.instances) >= self.settings.max_instances:
+        if len(self.instances) + self._starting >= self.settings.max_instances:
             raise LimitExceededError(
-                f"{len(self.instances)} instances run, the limit (NETGYM_EMULATOR_MAX_INSTANCES)"
+                f"{len(self.instances)} instances run and {self._starting} are starting, the "
+                f"limit (NETGYM_EMULATOR_MAX_INSTANCES={self.settings.max_instances})"
             )
-        instance = await start_instance(
-            game,
-            self.settings.fceux,
-            self.display,
-            self.work_dir,
-            self.settings.bridge_host,
-            self.settings.start_timeout_s,
-            self.settings.attach_timeout_s,
-            screen=game.screen if screen is None else screen and game.screen,
-            screen_dir=self.screen_dir if screen_file else None,
-        )
+        self._starting += 1
+        try:
+            instance = await start_instance(
+                game,
+                self.settings.fceux,
+                self.display(),
+                self.work_dir,
+                self.settings.bridge_host,
+                self.settings.start_timeout_s,
+                self.settings.attach_timeout_s,
+                screen=game.screen if screen is None else screen and game.screen,
+                screen_dir=self.screen_dir if screen_file else None,
+                idle_timeout_s=self.settings.idle_timeout_s,
+            )
+        finally:
+            self._starting -= 1
         self.instances[instance.instance_id] = instance
         return instance
 
@@ -127,7 +144,12 @@ class InstancePool:
         instance = self.instances.pop(instance_id, None)
         if instance is not None:
             instance.kill()
-            self.ended[instance_id] = "stopped through the REST API"
+            self._ended(instance_id, "stopped through the REST API")
+
+    def _ended(self, instance_id: str, reason: str) -> None:
+        self.ended[instance_id] = reason
+        while len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
 
     def stop_all(self) -> None:
         for instance_id in list(self.instances):

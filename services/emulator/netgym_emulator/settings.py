@@ -25,6 +25,11 @@ class EmulatorSettings(BaseSettings):
     max_instances: int = Field(16, ge=1)
     start_timeout_s: float = Field(30.0, gt=0, description="limit on an instance's start")
     attach_timeout_s: float = Field(30.0, gt=0, description="an unclaimed instance exits then")
+    idle_timeout_s: float = Field(
+        600.0,
+        ge=0,
+        description="an instance whose client sends nothing for this long exits (0: never)",
+    )
     work_dir: Path | None = Field(
         None, description="per-instance FCEUX homes (default: a temp dir)"
     )

@@ -1,0 +1,90 @@
+"""The emulator service under faults: limits, a dead display, bad set-ups, idle clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from tests.emulator.conftest import games_dir
+from tests.servers import descendants, run_emulator
+
+
+def start(url: str, game: str = "Plain", **body: object) -> httpx.Response:
+    return httpx.post(f"{url}/v1/instances", json={"game": game, **body}, timeout=60)
+
+
+def process_names(pid: int) -> dict[int, str]:
+    names = {}
+    for child in descendants(pid):
+        with contextlib.suppress(OSError):
+            names[child] = Path(f"/proc/{child}/comm").read_text().strip()
+    return names
+
+
+def test_starts_at_once_cannot_pass_the_limit(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path), max_instances="2") as (url, _):
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: start(url), range(4)))
+        codes = sorted(r.status_code for r in replies)
+        assert codes == [201, 201, 429, 429], [r.text for r in replies]
+        refused = next(r for r in replies if r.status_code == 429).json()["error"]["message"]
+        assert "MAX_INSTANCES=2" in refused
+
+
+def test_a_dead_display_is_started_again(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
+        assert start(url).status_code == 201
+        xvfb = [pid for pid, name in process_names(process.pid).items() if name == "Xvfb"]
+        assert len(xvfb) == 1
+        os.kill(xvfb[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{url}/v1/health").status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        reply = start(url)
+        assert reply.status_code == 201, reply.text
+        health = httpx.get(f"{url}/v1/health").json()
+        assert health["display"] and health["display_restarts"] == 1
+
+
+def test_a_failed_start_leaves_no_file(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    with run_emulator(tmp_path, games_dir(tmp_path), fceux="/bin/false", work_dir=str(work)) as (
+        url,
+        _,
+    ):
+        reply = start(url, screen_file=True)
+        assert reply.status_code == 500
+        assert "did not start: FCEUX exited with code 1" in reply.json()["error"]["message"]
+        screens = Path(httpx.get(f"{url}/v1/health").json()["screen_files"]["dir"])
+        assert list(work.iterdir()) == []
+        assert {p.name for p in screens.iterdir()} == {"owner.lock", "token"}
+
+
+def test_a_bridge_that_cannot_listen_says_so(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path), bridge_host="203.0.113.7") as (url, _):
+        reply = start(url)
+        message = reply.json()["error"]["message"]
+        assert "could not start: cannot listen on 203.0.113.7" in message, message
+        assert "NETGYM_EMULATOR_BRIDGE_HOST" in message
+
+
+def test_an_instance_whose_client_went_silent_exits(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path), idle_timeout_s="1") as (url, _):
+        instance = start(url).json()
+        with socket.create_connection((instance["host"], instance["port"])):
+            deadline = time.monotonic() + 10
+            while True:
+                state = httpx.get(f"{url}/v1/instances/{instance['instance_id']}")
+                if state.status_code == 404:
+                    break
+                assert time.monotonic() < deadline, state.text
+                time.sleep(0.2)
+        assert "has ended: FCEUX exited" in state.json()["error"]["message"]
