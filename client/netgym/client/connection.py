@@ -90,9 +90,14 @@ class DataConnection:
 
     @contextlib.contextmanager
     def _socket_errors(self) -> Iterator[None]:
-        """Turn a timeout or a broken socket into ConnectionLostError."""
+        """Turn a timeout, a broken socket or a garbled frame into ConnectionLostError.
+
+        After any of them the stream cannot be trusted to be in step.
+        """
         try:
             yield
+        except ProtocolError as exc:
+            raise ConnectionLostError(f"the data stream is broken: {exc.message}") from None
         except TimeoutError:
             raise ConnectionLostError(
                 f"the envapi sent no reply within {self.timeout_s:g} s (timeout_s)"
@@ -103,6 +108,8 @@ class DataConnection:
     def _expect(self, wanted: MessageType) -> bytearray:
         with self._socket_errors():
             message_type, body = self.reader.frame()
+        if message_type not in (wanted, MessageType.ERROR):
+            raise _out_of_step(wanted, message_type)
         return expect(message_type, body, wanted)
 
     def send(self, message_type: MessageType, parts: list[Buffer]) -> None:
@@ -146,9 +153,12 @@ class DataConnection:
         if shared and message_type == MessageType.STEP_RESULT:
             buffer[:start] = self._shared_view(layout)
             length = len(buffer)
-        if message_type != MessageType.STEP_RESULT or length < layout.step_nbytes:
-            raise ProtocolError(
-                f"expected a STEP_RESULT, got {message_type.name} of {length} bytes"
+        if message_type != MessageType.STEP_RESULT:
+            raise _out_of_step(MessageType.STEP_RESULT, message_type)
+        if length < layout.step_nbytes:
+            raise ConnectionLostError(
+                f"the data stream is broken: a STEP_RESULT of {length} bytes is shorter "
+                f"than the {layout.step_nbytes} of its results"
             )
         arrays = layout.step_views(buffer)
         return arrays, unpack_value(buffer.data[layout.step_nbytes :], copy=False)
@@ -179,3 +189,9 @@ class DataConnection:
         finally:
             self.sock.close()
             self.shared_results = None  # unmapped once the last view of it is gone
+
+
+def _out_of_step(wanted: MessageType, got: MessageType) -> ConnectionLostError:
+    return ConnectionLostError(
+        f"the data stream is out of step: expected {wanted.name}, got {got.name}"
+    )

@@ -108,6 +108,22 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         except NetgymError:
             self._close_session()
             raise
+        try:
+            self._describe(env_id, num_envs, mode, reply)
+        except BaseException:  # spaces this client cannot read, say: free the session
+            self._connection.close()
+            self._close_session()
+            self.closed = True
+            raise
+        self._state = _State.READY
+        self._session_ended = False  # known to have ended on the server
+        self._server_silent = False  # it did not answer when asked why the connection broke
+        self._closed = False
+
+    def _describe(
+        self, env_id: str, num_envs: int, mode: AutoresetMode, reply: dict[str, Any]
+    ) -> None:
+        """Spaces and layouts from the server's description of the session."""
         self.env_id = env_id
         self.num_envs = num_envs
         self.single_observation_space = unpack_space(reply["observation_space"])
@@ -120,10 +136,6 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         # A STEP frame, sent as is once the actions are written into it.
         self._step_frame = frame_buffer(MessageType.STEP, self._actions.nbytes)
         self._step_actions = self._actions.views(self._step_frame, HEADER_SIZE)
-        self._state = _State.READY
-        self._session_ended = False  # known to have ended on the server
-        self._server_silent = False  # it did not answer when asked why the connection broke
-        self._closed = False
 
     def reset(
         self,
@@ -204,6 +216,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         except SessionEndedError:  # worker_crashed and worker_timeout too
             self._state = _State.CLOSED
             self._session_ended = True
+            self._connection.abort()
+            raise
+        except NetgymError:  # an answer, read whole: the stream is in step
+            raise
+        except BaseException:
+            # Ctrl-C (or a bug) in the middle of a request: part of a frame may be
+            # sent or left unread, so no later reply could be trusted.
+            self._state = _State.CLOSED
             self._connection.abort()
             raise
 
