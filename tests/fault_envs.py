@@ -1,7 +1,8 @@
-"""Small envs that misbehave on purpose, served to the fault tests.
+"""Small envs that misbehave on purpose, served to the fault tests, and one with buttons.
 
 Action 0 is a normal step; action 1 makes the env hang, crash, raise or return an
-info that cannot be sent.
+info that cannot be sent. ``ButtonsEnv`` has MultiBinary actions and infos that
+tell a reset's from a step's.
 """
 
 from __future__ import annotations
@@ -72,6 +73,30 @@ class BadInfoEnv(_FaultEnv):
         return obs, reward, terminated, truncated, info
 
 
+class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Three buttons (MultiBinary); the reward counts the pressed ones; 3 steps an episode."""
+
+    observation_space = spaces.Box(0, 3, (1,), np.float32)
+    action_space = spaces.MultiBinary(3)
+
+    def __init__(self) -> None:
+        self.resets = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.resets += 1
+        self.count = 0
+        return np.zeros(1, np.float32), {"resets": self.resets}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        assert action.dtype == np.int8 and set(action.tolist()) <= {0, 1}, action
+        self.count += 1
+        reward = float(action.sum())
+        return np.array([reward], np.float32), reward, self.count >= 3, False, {"step": self.count}
+
+
 for _name, _cls in [
     ("Hang", HangEnv),
     ("Crash", CrashEnv),
@@ -79,6 +104,7 @@ for _name, _cls in [
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),
+    ("Buttons", ButtonsEnv),
 ]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import (
@@ -100,17 +101,37 @@ class RemoteVecEnv(VecEnv):
 
     def reset(self) -> VecEnvObs:
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
-        options = self._options[0] or None
+        options = self._reset_options_to_send()
         observations, info = self.remote.reset(seed=seeds, options=options)
         self.reset_infos = [unbatch_info(info, i) for i in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return observations  # type: ignore[no-any-return]
 
+    def _reset_options_to_send(self) -> dict[str, Any] | None:
+        """The options of the next reset: one dict for every env (a session resets as one).
+
+        Raises:
+            InvalidRequestError: when ``set_options`` gave the envs different options.
+        """
+        first = self._options[0]
+        if not all(options is first or _equal(options, first) for options in self._options):
+            raise InvalidRequestError(
+                "set_options() gave the envs different reset options, but a remote "
+                "session resets every env with the same options; give one dict"
+            )
+        return first or None
+
     def step_async(self, actions: np.ndarray) -> None:
+        if isinstance(self.action_space, spaces.MultiBinary):
+            # SB3's Bernoulli policies act in floats (0.0 and 1.0): exact as integers.
+            actions = np.asarray(actions).astype(self.action_space.dtype)
         self.remote.step_async(actions)
 
     def step_wait(self) -> VecEnvStepReturn:
+        """SB3's step results. As in its ``DummyVecEnv``, a finished env's ``infos[i]``
+        is its last step's info with ``terminal_observation``, and the next episode's
+        reset info goes to ``reset_infos[i]``."""
         observations, rewards, terminations, truncations, info = self.remote.step_wait()
         dones = terminations | truncations
         infos: list[dict[str, Any]] = []
@@ -118,9 +139,13 @@ class RemoteVecEnv(VecEnv):
             env_info = unbatch_info(info, i)
             if dones[i]:
                 final_info = env_info.pop("final_info", {})
-                env_info = {**env_info, **final_info}
-                env_info["terminal_observation"] = env_info.pop("final_obs")
-                env_info["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])
+                terminal_observation = env_info.pop("final_obs")
+                self.reset_infos[i] = env_info
+                env_info = {
+                    **final_info,
+                    "terminal_observation": terminal_observation,
+                    "TimeLimit.truncated": bool(truncations[i] and not terminations[i]),
+                }
             infos.append(env_info)
         return observations, rewards.astype(np.float32), dones, infos
 
@@ -231,7 +256,7 @@ class ReconnectingVecEnv(RemoteVecEnv):
 
     def reset(self) -> VecEnvObs:
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
-        self._reset_options_used = self._options[0] or None
+        self._reset_options_used = self._reset_options_to_send()
         try:
             observations = super().reset()
         except NetgymError as exc:
@@ -444,3 +469,11 @@ def _env_obs(observations: Any, index: int) -> Any:
     if isinstance(observations, tuple):
         return tuple(_env_obs(value, index) for value in observations)
     return observations[index]
+
+
+def _equal(first: Any, second: Any) -> bool:
+    """``first == second``, where dicts of arrays compare as equal or not, never raise."""
+    try:
+        return bool(first == second)
+    except ValueError:  # numpy arrays inside: their == is elementwise
+        return False

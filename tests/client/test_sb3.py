@@ -7,6 +7,7 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
+from netgym.errors import InvalidRequestError
 from netgym.sb3 import RemoteVecEnv
 
 
@@ -39,5 +40,46 @@ def test_ppo_trains_on_remote_cartpole(remote_kwargs: dict) -> None:
         model.learn(total_timesteps=4096)
         assert model.num_timesteps >= 4096
         assert len(model.ep_info_buffer) > 0
+    finally:
+        envs.close()
+
+
+def test_a_bernoulli_policy_presses_multibinary_buttons(remote_kwargs: dict) -> None:
+    """SB3 acts in float 0.0 and 1.0 on MultiBinary spaces, as its own VecEnvs accept."""
+    envs = RemoteVecEnv("netgym-test/Buttons-v0", 2, **remote_kwargs)
+    try:
+        model = PPO("MlpPolicy", envs, n_steps=16, batch_size=32, n_epochs=1, device="cpu")
+        model.learn(total_timesteps=32)
+        envs.reset()
+        _, rewards, _, _ = envs.step(np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]], np.float32))
+        assert rewards.tolist() == [2.0, 0.0]
+    finally:
+        envs.close()
+
+
+def test_a_finished_envs_reset_info_goes_to_reset_infos(remote_kwargs: dict) -> None:
+    envs = RemoteVecEnv("netgym-test/Buttons-v0", 2, **remote_kwargs)
+    try:
+        envs.reset()
+        assert [info["resets"] for info in envs.reset_infos] == [1, 1]
+        for _ in range(3):
+            _, _, dones, infos = envs.step(np.ones((2, 3), np.int8))
+        assert dones.all()
+        for info in infos:  # the last step's info, as DummyVecEnv gives it
+            assert info["step"] == 3 and "resets" not in info
+            assert info["terminal_observation"].shape == (1,)
+        assert [info["resets"] for info in envs.reset_infos] == [2, 2]
+    finally:
+        envs.close()
+
+
+def test_different_reset_options_per_env_are_refused(remote_kwargs: dict) -> None:
+    envs = RemoteVecEnv("CartPole-v1", 2, **remote_kwargs)
+    try:
+        envs.set_options([{"low": -0.1}, {"low": -0.2}])
+        with pytest.raises(InvalidRequestError, match="same options"):
+            envs.reset()
+        envs.set_options({"low": -0.1, "high": 0.1})  # one dict for all: fine
+        assert envs.reset().shape == (2, 4)
     finally:
         envs.close()
