@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from netgym.errors import LimitExceededError
-from netgym.protocol import MessageType
+from netgym.errors import AuthenticationError, LimitExceededError
+from netgym.protocol import PROTOCOL_VERSION, MessageType, pack_value
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_error, unpack_header
 from netgym_envapi import dataport
 from netgym_envapi.api.health import ping_dataport, probe_host
@@ -105,6 +107,67 @@ def test_health_ping_reaches_a_port_bound_beyond_127_0_0_1() -> None:
         await port.start()
         try:
             assert await ping_dataport(settings.host, port.port) > 0
+        finally:
+            await port.stop()
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_reads_nothing_frees_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PINGs never read fill the buffers; the refusal must not wait on them for ever."""
+    monkeypatch.setattr(dataport, "HELLO_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(dataport, "REFUSE_TIMEOUT_S", 0.5)
+
+    async def scenario(port: DataPort) -> None:
+        sock = socket.create_connection(("127.0.0.1", port.port))
+        sock.setblocking(False)
+        ping = pack_header(MessageType.PING, 60_000) + bytes(60_000)
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(1000):  # until both ends' buffers are full
+                sock.send(ping)
+                await asyncio.sleep(0)
+        await asyncio.sleep(2.0)
+        assert not port._handshakes
+        sock.close()
+
+    run_with_dataport(scenario)
+
+
+def test_one_peer_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dataport, "MAX_PENDING_PER_PEER", 2)
+    monkeypatch.setattr(dataport, "_is_loopback", lambda address: False)
+
+    async def scenario(port: DataPort) -> None:
+        bare = [await asyncio.open_connection("127.0.0.1", port.port) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+        message_type, body = await asyncio.wait_for(read_frame(reader), 5)
+        assert message_type == MessageType.ERROR
+        error = unpack_error(body)
+        assert isinstance(error, LimitExceededError)
+        assert "2 connections from 127.0.0.1 are waiting for their HELLO" in error.message
+        writer.close()
+        for _, bare_writer in bare:
+            bare_writer.close()
+        await asyncio.sleep(0.2)
+        assert not port._pending_by_peer
+        assert await ping(port.port) == b"ping"
+
+    run_with_dataport(scenario)
+
+
+def test_a_token_that_is_no_text_is_a_wrong_token() -> None:
+    async def main() -> None:
+        port = DataPort(Settings(host="127.0.0.1", data_port=0, token="secret"), sessions=None)
+        await port.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+            hello = pack_value({"protocol": PROTOCOL_VERSION, "token": "\ud800", "session_id": "x"})
+            writer.write(pack_header(MessageType.HELLO, len(hello)) + hello)
+            message_type, body = await asyncio.wait_for(read_frame(reader), 5)
+            assert message_type == MessageType.ERROR
+            assert isinstance(unpack_error(body), AuthenticationError)
+            writer.close()
         finally:
             await port.stop()
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 import socket
+from collections import Counter
+from functools import partial
 from typing import Any
 
 from netgym.errors import (
@@ -37,6 +40,11 @@ HELLO_MAX_BYTES = 64 * 1024
 # Connections waiting for their HELLO at once; more are refused straight away, so
 # that bare connections cannot pile up (each holds a file descriptor for 10 s).
 MAX_PENDING_HANDSHAKES = 256
+# ...and from any one address but loopback (the health probe's), so that one
+# peer cannot take every slot.
+MAX_PENDING_PER_PEER = 32
+# How long an ERROR to a refused connection may take to go out.
+REFUSE_TIMEOUT_S = 1.0
 # How long to pause accepting after accept() fails (out of file descriptors...).
 ACCEPT_RETRY_S = 0.1
 
@@ -62,6 +70,7 @@ class DataPort:
         self._listener: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._pending_by_peer: Counter[str] = Counter()
         self.port = 0
 
     async def start(self) -> None:
@@ -92,32 +101,40 @@ class DataPort:
         assert self._listener is not None
         while True:
             try:
-                client, _address = await loop.sock_accept(self._listener)
+                client, address = await loop.sock_accept(self._listener)
             except OSError as exc:
                 # EMFILE, ENFILE, ECONNABORTED, ENOBUFS...: this connection is lost,
                 # but the port must go on accepting the next ones.
                 log.warning("accepting a data connection failed: %r; retrying", exc)
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
+            peer = str(address[0])
             if len(self._handshakes) >= MAX_PENDING_HANDSHAKES:
-                self._turn_away(client)
+                self._turn_away(client, f"{MAX_PENDING_HANDSHAKES} connections are", None)
+                continue
+            if not _is_loopback(peer) and self._pending_by_peer[peer] >= MAX_PENDING_PER_PEER:
+                self._turn_away(client, f"{MAX_PENDING_PER_PEER} connections from {peer} are", peer)
                 continue
             with contextlib.suppress(OSError):
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             task = loop.create_task(self._handshake(client))
             self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
+            self._pending_by_peer[peer] += 1
+            task.add_done_callback(partial(self._handshake_done, peer))
 
-    def _turn_away(self, client: socket.socket) -> None:
+    def _handshake_done(self, peer: str, task: asyncio.Task[None]) -> None:
+        self._handshakes.discard(task)
+        self._pending_by_peer[peer] -= 1
+        if not self._pending_by_peer[peer]:
+            del self._pending_by_peer[peer]
+
+    def _turn_away(self, client: socket.socket, waiting: str, peer: str | None) -> None:
         """Refuse a connection at once: too many are already waiting for their HELLO."""
-        log.warning(
-            "refused a data connection: %d connections are waiting for their HELLO",
-            len(self._handshakes),
-        )
+        log.warning("refused a data connection: %s waiting for their HELLO", waiting)
         error = LimitExceededError(
-            f"the data port has {MAX_PENDING_HANDSHAKES} connections waiting for their HELLO, "
-            "its limit; connect again in a moment",
-            details={"limit": MAX_PENDING_HANDSHAKES},
+            f"{waiting} waiting for their HELLO on the data port, its limit; "
+            "connect again in a moment",
+            details={"peer": peer},
         )
         body = pack_error(error)
         with contextlib.suppress(OSError):
@@ -168,7 +185,7 @@ class DataPort:
         if expected is not None:
             given = hello.get("token")
             if not isinstance(given, str) or not hmac.compare_digest(
-                given.encode(), expected.get_secret_value().encode()
+                given.encode(errors="surrogatepass"), expected.get_secret_value().encode()
             ):
                 raise AuthenticationError(
                     "wrong or missing token in HELLO: pass token=... or set NETGYM_TOKEN"
@@ -184,7 +201,16 @@ class DataPort:
     async def _refuse(self, client: socket.socket, error: NetgymError) -> None:
         log.info("refused a data connection: %s", error.message)
         body = pack_error(error)
-        with contextlib.suppress(OSError):
-            await asyncio.get_running_loop().sock_sendall(
-                client, pack_header(MessageType.ERROR, len(body)) + body
-            )
+        # A peer that reads nothing must not hold this connection (and its slot) for ever.
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(REFUSE_TIMEOUT_S):
+                await asyncio.get_running_loop().sock_sendall(
+                    client, pack_header(MessageType.ERROR, len(body)) + body
+                )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
