@@ -65,3 +65,17 @@ def test_packer_follows_an_info_that_changes() -> None:
     for infos in steps:
         assert packer.pack(infos) == pack_value(merge_infos(2, infos)), infos
         assert unpack_value(packer.pack(infos)).keys() == merge_infos(2, infos).keys()
+
+
+def test_packer_falls_back_on_an_int_beyond_64_bits() -> None:
+    packer = InfoPacker(2)
+    small = [(0, {"score": 1}), (1, {"score": 2})]
+    packer.pack(small)
+    assert packer.pack(small) == pack_value(merge_infos(2, small))  # the shortcut now
+    huge = [(0, {"score": 2**70}), (1, {"score": 2})]
+    # The general encoder's error, which the session turns into a ProtocolError
+    # for the client and goes on; not struct's, which would end the session.
+    with pytest.raises(OverflowError):
+        merge_infos(2, huge)
+    with pytest.raises(OverflowError):
+        packer.pack(huge)

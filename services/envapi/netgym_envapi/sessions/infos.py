@@ -139,7 +139,10 @@ class InfoPacker:
         arguments = self._arguments(env_infos, keys, kind)
         if arguments is None:
             return None
-        return head + layout.pack(*arguments)
+        try:
+            return head + layout.pack(*arguments)
+        except struct.error:  # an int beyond 64 bits: the general encoder says what is wrong
+            return None
 
     def _learn(self, env_infos: list[tuple[int, dict[str, Any]]], packed: bytes) -> None:
         """Keep a shortcut for infos like these when it reproduces ``packed`` exactly."""
