@@ -6,6 +6,8 @@ import contextlib
 import json
 import socket
 import threading
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +17,11 @@ from netgym.errors import (
     AuthenticationError,
     InvalidRequestError,
     LimitExceededError,
+    NetgymError,
+    ServerUnavailableError,
     UnknownEnvError,
 )
-from tests.servers import EnvApi
+from tests.servers import EnvApi, run_envapi
 
 
 def client(envapi: EnvApi, token: str | None = "default") -> httpx.Client:
@@ -217,3 +221,27 @@ def test_bad_env_kwargs_are_always_an_invalid_request(envapi: EnvApi) -> None:
             )
             assert reply.status_code == 422, reply.text
             assert reply.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_hung_emulator_service_does_not_stall_the_envapi(tmp_path: Path) -> None:
+    """Asking a silent emulator service for its games takes 10 s, in a thread of its own."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    with silent, run_envapi(tmp_path, emulator_url=url) as envapi:
+        results: list[BaseException | None] = []
+
+        def open_game() -> None:
+            try:
+                netgym.make("netgym/Catch-v0", url=envapi.url, token=envapi.token)
+            except NetgymError as exc:
+                results.append(exc)
+
+        waiting = threading.Thread(target=open_game)
+        waiting.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert client(envapi).get("/v1/sessions").status_code == 200
+        assert time.monotonic() - started < 2.0  # not held up by the call in flight
+        waiting.join(30)
+        assert isinstance(results[0], ServerUnavailableError)
+        assert "did not answer GET /v1/games within 10 s" in results[0].message

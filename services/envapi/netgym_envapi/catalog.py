@@ -113,7 +113,8 @@ def _family(entry_point: Any) -> str | None:
 
 
 @cache
-def _register_ale() -> None:
+def register_ale() -> None:
+    """Register ale-py's envs with Gymnasium (once; call it before any thread asks)."""
     if importlib.util.find_spec("ale_py") is not None:
         import ale_py
 
@@ -122,7 +123,7 @@ def _register_ale() -> None:
 
 def list_envs() -> list[EnvEntry]:
     """Every env id served, sorted."""
-    _register_ale()
+    register_ale()
     entries = []
     for env_id, spec in gym.registry.items():
         family = _family(spec.entry_point)
@@ -142,7 +143,7 @@ def find_env(env_id: str) -> EnvEntry:
         if env_id in _emulator_games():
             return EnvEntry(env_id, "emulator")
         _explain_missing_game(env_id)
-    _register_ale()
+    register_ale()
     spec = gym.registry.get(env_id)
     family = _family(spec.entry_point) if spec is not None else None
     if family is None:

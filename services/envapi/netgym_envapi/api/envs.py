@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -16,8 +17,10 @@ router = APIRouter(tags=["envs"], dependencies=[Depends(require_token)])
 @router.get("/v1/envs")
 async def get_envs() -> dict[str, Any]:
     """Every env id served, and the server-side wrappers a session may ask for."""
+    # In threads: they may ask the emulator service, which must not stall the loop.
+    entries = await asyncio.to_thread(list_envs)
     return {
-        "envs": [{"env_id": e.env_id, "family": e.family} for e in list_envs()],
+        "envs": [{"env_id": e.env_id, "family": e.family} for e in entries],
         "wrappers": available_wrappers(),
     }
 
@@ -25,5 +28,5 @@ async def get_envs() -> dict[str, Any]:
 @router.get("/v1/envs/{env_id:path}")
 async def get_env(env_id: str, sessions: SessionsDep) -> dict[str, Any]:
     """One env's spaces (with no wrappers), as specs from docs/protocol.md."""
-    entry = find_env(env_id)
+    entry = await asyncio.to_thread(find_env, env_id)
     return {"family": entry.family, **await sessions.describe(env_id)}

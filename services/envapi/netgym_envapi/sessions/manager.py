@@ -40,7 +40,7 @@ from netgym.errors import (
 )
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_envapi.catalog import find_env, serve_emulator, serve_modules
+from netgym_envapi.catalog import find_env, register_ale, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
@@ -58,6 +58,8 @@ EXIT_DRAIN_TIMEOUT_S = 2.0
 # session's own SIGALRM and worker timeouts end the step and clean up.
 WATCHDOG_PERIOD_S = 1.0
 WATCHDOG_MARGIN_S = 5.0
+# How long one good worker check (GET /v1/health) stands for the next ones.
+WORKER_CHECK_VALID_S = 5.0
 
 
 class SessionState(enum.StrEnum):
@@ -123,8 +125,11 @@ class SessionManager:
         self._reserved = 0  # slots taken by sessions being started, not yet in _live
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
+        self._worker_check_lock = asyncio.Lock()
+        self._workers_checked_at = -WORKER_CHECK_VALID_S
         serve_modules(settings.env_module_list)
         serve_emulator(settings.emulator_url)
+        register_ale()  # here, before find_env runs in threads
         self.shared_memory_dir: Path | None = None
         self._own_shared_memory_dir: OwnedFolder | None = None
         if settings.shared_memory:
@@ -165,7 +170,8 @@ class SessionManager:
                 WorkerTimeoutError when making it takes too long.
         """
         settings = self.settings
-        find_env(env_id)
+        # In a thread: it may ask the emulator service, which must not stall the loop.
+        await asyncio.to_thread(find_env, env_id)
         if num_envs < 1:
             raise InvalidRequestError(
                 f"num_envs={num_envs}: a session has at least one env",
@@ -348,6 +354,7 @@ class SessionManager:
         if self.shared_memory_dir is not None:  # when the process could not remove it
             (self.shared_memory_dir / record.session_id).unlink(missing_ok=True)
         exit_words = describe_exit(record.exitcode)
+        ended_by = record.end_reason  # the service's own reason (DELETE, stopping, watchdog)
         if record.end_reason is None:
             record.end_reason = f"its process {exit_words}"
             record.end_error = WorkerCrashedError(
@@ -356,7 +363,11 @@ class SessionManager:
         record.state = SessionState.ENDED
         if not record.ready.done():
             record.ready.set_exception(
-                WorkerCrashedError(f"the session process {exit_words} while making its envs")
+                WorkerCrashedError(
+                    f"session {record.session_id} ended while making its envs: {ended_by}"
+                    if ended_by
+                    else f"the session process {exit_words} while making its envs"
+                )
             )
         self._live.pop(record.session_id, None)
         self._ended[record.session_id] = record
@@ -465,9 +476,19 @@ class SessionManager:
     async def check_workers(self) -> None:
         """Start and reap a trivial process, proving sessions can start.
 
+        One check at a time, and a success stands for ``WORKER_CHECK_VALID_S``:
+        a flood of health probes must not become a flood of processes.
+
         Raises:
             NetgymError: when no process could be started.
         """
+        async with self._worker_check_lock:
+            if time.monotonic() - self._workers_checked_at < WORKER_CHECK_VALID_S:
+                return
+            await self._start_a_test_process()
+            self._workers_checked_at = time.monotonic()
+
+    async def _start_a_test_process(self) -> None:
         process = self._context.Process(target=os.getpid)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, process.start)
