@@ -34,9 +34,13 @@ class EnvApi:
 
 
 def children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
+    """Direct children of a process, from /proc (none once it has exited)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # it exited while we looked
+        return []
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for task in tasks:
         with suppress(OSError):
             found += [int(c) for c in (task / "children").read_text().split()]
     return found
