@@ -101,16 +101,27 @@ def model_kwargs(algo: AlgoConfig) -> dict[str, Any]:
 
 
 def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlgorithm:
-    """A fresh model for ``config`` on ``env``, seeded with ``config.seed``."""
+    """A fresh model for ``config`` on ``env``, seeded with ``config.seed``.
+
+    Raises:
+        ConfigError: when SB3 refuses the hyperparameters or the policy's
+            keyword arguments (a wrong type or name it alone can check).
+    """
     cls = ALGORITHMS[config.algo.name]
-    return cls(
-        config.algo.policy,
-        env,
-        seed=config.seed,
-        device=device,
-        verbose=0,
-        **model_kwargs(config.algo),
-    )
+    try:
+        return cls(
+            config.algo.policy,
+            env,
+            seed=config.seed,
+            device=device,
+            verbose=0,
+            **model_kwargs(config.algo),
+        )
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ConfigError(
+            f"algo: stable-baselines3's {cls.__name__} refused algo.hyperparams or "
+            f"algo.policy ({config.algo.policy}): {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def load_model(
@@ -129,6 +140,8 @@ def load_model(
     replay = directory / REPLAY_BUFFER_FILE
     if isinstance(model, OffPolicyAlgorithm) and replay.exists():
         model.load_replay_buffer(replay)
+        assert model.replay_buffer is not None
+        model.replay_buffer.device = model.device  # it was saved with the old run's device
     return model
 
 
@@ -178,7 +191,7 @@ def _policy_kwargs(value: Any) -> dict[str, Any]:
     for key, table in (("activation_fn", _ACTIVATIONS), ("optimizer_class", _OPTIMIZERS)):
         if key in kwargs:
             name = kwargs[key]
-            if name not in table:
+            if not isinstance(name, str) or name not in table:
                 raise ValueError(
                     f"{key}: unknown {name!r}{did_you_mean(str(name), table)}; "
                     f"known: {', '.join(table)}"

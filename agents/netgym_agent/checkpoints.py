@@ -31,6 +31,9 @@ from netgym_agent.errors import CheckpointError
 MANIFEST = "manifest.json"
 TEMP_PREFIX = ".tmp-"
 _STEP_NAME = re.compile(r"step_(\d{9,})")
+# What write_directory moves an existing directory to while it replaces it.
+REPLACED = "replaced-"
+_REPLACED_NAME = re.compile(rf"{re.escape(TEMP_PREFIX + REPLACED)}(.+)-\d+-\d+")
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,8 @@ def write_directory(
     """
     parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=parent))
+    final = parent / name
+    old: Path | None = None
     try:
         write(temp)
         files = {}
@@ -95,15 +100,15 @@ def write_directory(
         (temp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _fsync_file(temp / MANIFEST)
         _fsync_file(temp)
-        final = parent / name
-        old = None
         if final.exists():
-            old = parent / _unique(f"old-{name}")
+            old = parent / _unique(f"{REPLACED}{name}")
             os.rename(final, old)
         os.rename(temp, final)
         _fsync_file(parent)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
+        if old is not None and not final.exists():
+            os.rename(old, final)  # the one it was to replace stays
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -163,12 +168,19 @@ class CheckpointStore:
         return sorted(int(m.group(1)) for m in found if m)
 
     def latest(self) -> Checkpoint | None:
-        """The newest checkpoint whose files match its manifest, skipping damaged ones."""
+        """The newest checkpoint whose files match its manifest.
+
+        A damaged one is renamed ``damaged-step_*`` (kept to look at): it no
+        longer counts as a checkpoint, so none is pruned in its favour, and
+        the next save at its step is written anew.
+        """
         for step in reversed(self.steps()):
             try:
                 return read_directory(self.path(step))
             except CheckpointError as exc:
-                print(f"warning: skipping checkpoint: {exc}", file=sys.stderr, flush=True)
+                aside = self.root / f"damaged-{self.name(step)}-{time.time_ns()}"
+                os.rename(self.path(step), aside)
+                print(f"warning: skipping checkpoint: {exc}; moved to {aside}", file=sys.stderr)
         return None
 
     def remove_temporaries(self) -> list[Path]:
@@ -189,9 +201,17 @@ class CheckpointStore:
 
 
 def remove_temporaries(folder: Path) -> list[Path]:
-    """Delete the ``.tmp-*`` entries of ``folder`` (a killed writer's); returns them."""
+    """Delete the ``.tmp-*`` entries of ``folder`` (a killed writer's); returns them.
+
+    A directory that a killed ``write_directory`` had moved aside to replace
+    it, and whose replacement never took its name, gets its name back.
+    """
     if not folder.is_dir():
         return []
+    for path in folder.iterdir():
+        replaced = _REPLACED_NAME.fullmatch(path.name)
+        if replaced and not (folder / replaced.group(1)).exists():
+            os.rename(path, folder / replaced.group(1))
     leftovers = sorted(p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX))
     for path in leftovers:
         if path.is_dir():

@@ -8,6 +8,7 @@ leaves a checkpoint to ``--resume`` from.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,10 +35,15 @@ from netgym_agent.checkpoints import (
 from netgym_agent.config import TrainConfig, load_config
 from netgym_agent.device import announce, resolve_device
 from netgym_agent.envs import make_env, normalize_env, reconnect_count
-from netgym_agent.errors import AgentError, CheckpointError, RunDirError
+from netgym_agent.errors import AgentError, CheckpointError, ConfigError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
 from netgym_agent.signals import StopRequested
+
+# Config sections a resumed run keeps as it was made with: the model's
+# hyperparameters and the normalisation statistics come from the checkpoint,
+# and its spaces from the env.
+FIXED_ON_RESUME = ("env", "algo", "normalize")
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,20 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         torch.set_num_threads(config.torch_threads)
     announce(device, out)
     store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
+    made_folder = not options.resume and not run.path.exists()
     checkpoint = _prepare_run_dir(run, config, options, store, out)
-    with StopRequested() as stop:
-        return _Run(config, run, store, options, stop, out).go(checkpoint, device)
+    try:
+        with StopRequested() as stop:
+            return _Run(config, run, store, options, stop, out).go(checkpoint, device)
+    except ConfigError:
+        # SB3 refused the config before anything was learned: the folder holds no
+        # run, so that the same command works once the config is fixed.
+        if not options.resume and not store.steps():
+            if made_folder:
+                shutil.rmtree(run.path, ignore_errors=True)
+            else:
+                run.config_file.unlink(missing_ok=True)
+        raise
 
 
 class _Run:
@@ -260,6 +277,13 @@ def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:
         raise RunDirError("--resume needs --run-dir: the run folder to continue")
     run = RunDir(options.run_dir)
     config = run.load_config(options.overrides)
+    fixed = _differences(run.load_config([]).model_dump(), config.model_dump())
+    fixed = [key for key in fixed if key.split(".")[0] in FIXED_ON_RESUME]
+    if fixed:
+        raise RunDirError(
+            f"--set changes {', '.join(fixed)}, which a resumed run cannot change: the saved "
+            "model and its statistics keep what they were made with; start a new run instead"
+        )
     if options.config_file is not None:
         given = load_config(options.config_file, options.overrides)
         if given != config:

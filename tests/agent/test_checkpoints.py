@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from netgym_agent.checkpoints import (
     MANIFEST,
     CheckpointStore,
     read_directory,
+    remove_temporaries,
     write_directory,
 )
 from netgym_agent.errors import CheckpointError
@@ -63,6 +65,9 @@ def test_latest_skips_damaged_checkpoints_and_leftovers(
     assert "does not match the manifest" in capsys.readouterr().err
     assert store.remove_temporaries() == [leftover]
     assert not leftover.exists()
+    # The damaged one is set aside, kept to look at, and no longer a checkpoint.
+    assert store.steps() == [100]
+    assert [p.name.startswith("damaged-step_000000200-") for p in tmp_path.iterdir()].count(True)
 
 
 def test_store_keeps_the_newest(tmp_path: Path) -> None:
@@ -85,3 +90,49 @@ def test_missing_manifest_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "step_000000001").mkdir()
     with pytest.raises(CheckpointError, match=MANIFEST):
         read_directory(tmp_path / "step_000000001")
+
+
+def test_a_damaged_checkpoint_neither_outlives_good_ones_nor_blocks_its_step(
+    tmp_path: Path,
+) -> None:
+    store = CheckpointStore(tmp_path, keep=1)
+    store.save(100, writer("a"), {})
+    (tmp_path / "step_000000200").mkdir()  # damaged: no manifest
+    latest = store.latest()
+    assert latest is not None and latest.step == 100
+    store.save(150, writer("b"), {})  # pruning keeps this one, not the damaged 200
+    assert store.steps() == [150]
+    store.save(200, writer("c"), {})  # written anew at the damaged one's step
+    assert (store.path(200) / "model.zip").read_text() == "c"
+
+
+def test_a_replacement_killed_half_way_keeps_the_old_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_directory(tmp_path, "best", writer("old"), {"mean_return": 1.0})
+    real_rename = os.rename
+    calls = []
+
+    def rename(source: Path, target: Path) -> None:
+        calls.append(target)
+        if len(calls) == 2:  # the new directory taking the name
+            raise KeyboardInterrupt
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        write_directory(tmp_path, "best", writer("new"), {"mean_return": 2.0})
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert (tmp_path / "best" / "model.zip").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_a_replaced_directory_left_by_a_killed_writer_gets_its_name_back(
+    tmp_path: Path,
+) -> None:
+    write_directory(tmp_path, "best", writer("old"), {"mean_return": 1.0})
+    os.rename(tmp_path / "best", tmp_path / ".tmp-replaced-best-123-456")  # then SIGKILL
+    half = tmp_path / ".tmp-best-xyz"
+    half.mkdir()
+    assert remove_temporaries(tmp_path) == [half]
+    assert read_directory(tmp_path / "best").info["mean_return"] == 1.0

@@ -9,6 +9,7 @@ import pytest
 from netgym_agent.algorithms import model_kwargs
 from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
 from netgym_agent.errors import ConfigError
+from netgym_agent.rundir import RunDir
 from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
 
 
@@ -162,3 +163,21 @@ def test_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
     assert "algo.hyperparams.n_step" in result.stdout and "n_steps" in result.stdout
     assert "Traceback" not in result.stdout
     assert not run_dir.exists()
+
+
+def test_resume_refuses_to_change_what_the_saved_model_keeps(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    RunDir(run_dir).create(config_from_dict(small()), "a run")
+    result = run_train(
+        None, "--run-dir", str(run_dir), "--resume", "--set", "algo.hyperparams.ent_coef=0.1"
+    )
+    assert result.returncode == 2, result.stdout
+    assert "algo.hyperparams.ent_coef" in result.stdout and "start a new run" in result.stdout
+    assert "ent_coef" not in (run_dir / "config.yaml").read_text()
+
+
+def test_policy_kwargs_that_are_no_names_are_a_config_error() -> None:
+    config = small()
+    config["algo"]["hyperparams"]["policy_kwargs"] = {"activation_fn": ["tanh"]}
+    with pytest.raises(ConfigError, match="activation_fn: unknown"):
+        config_from_dict(config)

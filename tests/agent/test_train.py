@@ -126,6 +126,20 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert "seed" in mismatch.stdout
 
 
+def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
+    hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": {"net_arc": [8]}}
+    config = write_config(
+        tmp_path / "typo.yaml",
+        {**SMALL_CARTPOLE, "algo": {**SMALL_CARTPOLE["algo"], "hyperparams": hyperparams}},
+    )
+    run_dir = tmp_path / "run"
+    result = run_train(envapi, str(config), "--run-dir", str(run_dir))
+    assert result.returncode == 2, result.stdout
+    assert "refused algo.hyperparams" in result.stdout and "net_arc" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not run_dir.exists()  # the same command works once the config is fixed
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_saves_a_checkpoint_and_closes_sessions(
     envapi: EnvApi, tmp_path: Path, signum: signal.Signals
