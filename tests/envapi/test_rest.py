@@ -95,6 +95,8 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
             "invalid_request",
         ),
         ("/v1/sessions/0123456789abcdef", None, 404, "session_not_found"),
+        ("/v2/nothing", None, 404, "not_found"),
+        ("/v1/health", {}, 405, "method_not_allowed"),
     ],
     ids=[
         "unknown-env-describe",
@@ -108,6 +110,8 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         "no-env-id",
         "bad-autoreset",
         "no-such-session",
+        "no-such-path",
+        "wrong-method",
     ],
 )
 def test_bad_requests_get_typed_errors(

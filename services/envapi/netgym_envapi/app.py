@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netgym.errors import InvalidRequestError, NetgymError
 from netgym_envapi.api import envs, health, sessions
@@ -48,6 +49,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(NetgymError)
     async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # An unknown path or method: the same error body as every other error.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        body = {"error": {"code": code, "message": message, "details": {}}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        message = f"the envapi failed on {request.method} {request.url.path}: {exc!r}"
+        body = {"error": {"code": "internal", "message": message, "details": {}}}
+        return JSONResponse(body, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
