@@ -201,6 +201,11 @@ def test_session_never_attached_ends_after_the_attach_timeout(tmp_envapi: EnvApi
     session_id = reply.json()["session_id"]
     wait_until_gone([reply.json()["pid"]], timeout_s=8)
     assert "no client attached within 3 s" in session_status(tmp_envapi, session_id)["end_reason"]
+    with raw_connection(tmp_envapi) as sock:  # a client too late hears why
+        message_type, body = hello(sock, session_id, tmp_envapi.token)
+        assert message_type == MessageType.ERROR
+        error = unpack_error(body)
+        assert isinstance(error, SessionEndedError) and "no client attached" in error.message
 
 
 def test_session_limit(tmp_envapi: EnvApi) -> None:

@@ -234,6 +234,11 @@ class Session:
         self.end_reason = reason
         if error is not None:
             self.end_error = error.to_dict()
+        # Now, not after the workers stop (seconds, maybe): a HELLO meanwhile is
+        # refused with this reason instead of being handed to a process that
+        # no longer reads them.
+        with contextlib.suppress(OSError):
+            send_control(self.control, {"op": "ended", "reason": reason, "error": self.end_error})
         if self.client is not None:
             notice = error or SessionEndedError(f"session {self.config.session_id} {reason}")
             try:
