@@ -179,8 +179,12 @@ class CheckpointStore:
                 return read_directory(self.path(step))
             except CheckpointError as exc:
                 aside = self.root / f"damaged-{self.name(step)}-{time.time_ns()}"
-                os.rename(self.path(step), aside)
-                print(f"warning: skipping checkpoint: {exc}; moved to {aside}", file=sys.stderr)
+                try:
+                    os.rename(self.path(step), aside)
+                    where = f"moved to {aside}"
+                except OSError as rename_error:  # a folder we may only read, say
+                    where = f"left in place ({rename_error})"
+                print(f"warning: skipping checkpoint: {exc}; {where}", file=sys.stderr)
         return None
 
     def remove_temporaries(self) -> list[Path]:

@@ -279,6 +279,8 @@ def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:
     config = run.load_config(options.overrides)
     fixed = _differences(run.load_config([]).model_dump(), config.model_dump())
     fixed = [key for key in fixed if key.split(".")[0] in FIXED_ON_RESUME]
+    if config.algo.name != "dqn":  # on-policy: the model takes the new env's count
+        fixed = [key for key in fixed if key != "env.num_envs"]
     if fixed:
         raise RunDirError(
             f"--set changes {', '.join(fixed)}, which a resumed run cannot change: the saved "

@@ -9,18 +9,13 @@ of the same prefix next removes every sibling whose lock it can take.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 LOCK_NAME = "owner.lock"
-# A folder without a lock file is either being made right now or was left by
-# a version of netgym without locks; only the latter is this old.
-UNLOCKED_GRACE_S = 60.0
 
 
 class OwnedFolder:
@@ -57,12 +52,8 @@ def _owner_gone(folder: Path) -> bool:
     lock = folder / LOCK_NAME
     try:
         fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
-        with contextlib.suppress(OSError):
-            return time.time() - folder.stat().st_mtime > UNLOCKED_GRACE_S
-        return False
-    except OSError:  # another user's folder: not ours to judge
-        return False
+    except OSError:  # no lock file (not ours to judge: a folder someone named so) or
+        return False  # another user's
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:  # locked: its owner lives

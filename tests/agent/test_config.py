@@ -181,3 +181,15 @@ def test_policy_kwargs_that_are_no_names_are_a_config_error() -> None:
     config["algo"]["hyperparams"]["policy_kwargs"] = {"activation_fn": ["tanh"]}
     with pytest.raises(ConfigError, match="activation_fn: unknown"):
         config_from_dict(config)
+
+
+def test_resume_may_change_the_env_count_of_ppo(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    RunDir(run_dir).create(config_from_dict(small()), "a run")
+    result = run_train(
+        None,
+        *("--run-dir", str(run_dir), "--resume", "--set", "env.num_envs=2"),
+        *("--url", "http://127.0.0.1:9"),  # past the config checks, it stops here
+    )
+    assert "cannot change" not in result.stdout
+    assert "cannot reach the envapi at http://127.0.0.1:9" in result.stdout, result.stdout

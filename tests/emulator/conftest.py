@@ -76,7 +76,7 @@ def games_dir(root: Path) -> Path:
         folder.mkdir()
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
         (folder / "game.lua").write_text(script)
-    broken = games / "broken"  # a game folder with a problem: its ROM is missing
+    broken = games / "unnamed-folder"  # a game folder with a problem: its ROM is missing
     broken.mkdir()
     (broken / "game.toml").write_text(FAULT_MANIFEST.format(name="Broken", rom="missing.nes"))
     (broken / "game.lua").write_text(PLAIN_SCRIPT)

@@ -183,3 +183,23 @@ def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
             pool.game("Tiny")
     finally:
         pool.stop_all()
+
+
+def test_a_game_fixed_outside_its_folder_is_served_without_a_restart(tmp_path: Path) -> None:
+    """Its ROM installed where the manifest says (as apt-get puts efp.nes)."""
+    games_dir = tmp_path / "games"
+    folder = games_dir / "some-folder"  # named unlike its game
+    folder.mkdir(parents=True)
+    rom = tmp_path / "installed-later" / "game.nes"
+    (folder / "game.toml").write_text(MANIFEST.format(rom=rom, extra_rom=""))
+    (folder / "game.lua").write_text(SCRIPT)
+    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
+    try:
+        with pytest.raises(UnknownGameError, match=r"cannot be served: .*game\.nes is missing"):
+            pool.game("Tiny")
+        rom.parent.mkdir()
+        shutil.copyfile(EFP_ROM, rom)
+        assert pool.game("Tiny").rom == rom
+        assert not pool.problems
+    finally:
+        pool.stop_all()

@@ -20,8 +20,10 @@ import mmap
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from netgym.folders import OwnedFolder
+if TYPE_CHECKING:
+    from netgym.folders import OwnedFolder
 
 MAGIC = b"NETGYMSM"
 HEADER_BYTES = 64
@@ -37,6 +39,8 @@ def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFold
     if configured is not None:
         configured.mkdir(parents=True, exist_ok=True)
         return configured, None
+    from netgym.folders import OwnedFolder  # POSIX only (fcntl), and only services need it
+
     shm = Path("/dev/shm")
     parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     folder = OwnedFolder(prefix, parent)

@@ -413,6 +413,15 @@ def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
     return games, problems
 
 
+def manifest_name(folder: Path) -> str | None:
+    """The ``name`` a game folder's manifest gives, when it can be read at all."""
+    try:
+        name = tomllib.loads((folder / MANIFEST).read_text()).get("name")
+    except (OSError, ValueError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def _looks_like_a_game(folder: Path) -> bool:
     """Whether a folder without a manifest holds a ROM, a Lua script or a TOML file."""
     try:

@@ -10,7 +10,7 @@ from typing import Any
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_emulator.games import Game, discover, folder_signature
+from netgym_emulator.games import Game, discover, folder_signature, manifest_name
 from netgym_emulator.instances import Instance, start_instance
 from netgym_emulator.settings import EmulatorSettings
 
@@ -31,6 +31,7 @@ class InstancePool:
         self._starting = 0  # instances being started, counted against the limit
         self.games: dict[str, Game] = {}
         self._signature: tuple[Any, ...] = ()
+        self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
         self.problems: dict[str, str] = {}
         self.instances: dict[str, Instance] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
@@ -58,8 +59,14 @@ class InstancePool:
     def rescan(self) -> None:
         """Read the games folder again if a file in it changed (no restart needed)."""
         signature = folder_signature(self.settings.games_dir, self.games.values())
-        if signature != self._signature:
+        # A folder with a problem may be fixed outside it (a ROM installed elsewhere).
+        if signature != self._signature or self.problems:
             self.games, self.problems = discover(self.settings.games_dir)
+            self.problem_folders = {
+                name: folder
+                for folder in self.problems
+                if (name := manifest_name(self.settings.games_dir / folder))
+            }
             # Taken again: the games read now may name ROMs outside their folders.
             self._signature = folder_signature(self.settings.games_dir, self.games.values())
 
@@ -72,9 +79,10 @@ class InstancePool:
         self.rescan()
         if name in self.games:
             return self.games[name]
-        problem = next(
-            (p for folder, p in self.problems.items() if name.lower() in folder.lower()), None
+        folder = self.problem_folders.get(name) or next(
+            (f for f in self.problems if name.lower() in f.lower()), None
         )
+        problem = self.problems.get(folder) if folder else None
         if problem:
             raise UnknownGameError(f"game {name!r} cannot be served: {problem}")
         raise UnknownGameError(

@@ -38,6 +38,7 @@ _emulator: dict[str, Any] = {
     "url": None,
     "games": {},
     "problems": {},
+    "problem_folders": {},
     "error": None,
     "read_at": 0.0,
 }
@@ -62,10 +63,11 @@ def _emulator_games() -> dict[str, str]:
             reply = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")
             _emulator["games"] = {g["env_id"]: g["name"] for g in reply["games"]}
             _emulator["problems"] = dict(reply.get("problems") or {})
+            _emulator["problem_folders"] = dict(reply.get("problem_folders") or {})
             _emulator["error"] = None
         except NetgymError as exc:
             log.warning("the emulator service at %s does not answer: %s", url, exc.message)
-            _emulator.update(games={}, problems={}, error=exc.message)
+            _emulator.update(games={}, problems={}, problem_folders={}, error=exc.message)
         _emulator["read_at"] = time.monotonic()
     known: dict[str, str] = _emulator["games"]
     return known
@@ -177,12 +179,15 @@ def _explain_missing_game(env_id: str) -> None:
             f"{_emulator['error']}",
             details={"env_id": env_id},
         )
-    name = env_id.removeprefix(EMULATOR_PREFIX).rsplit("-v", 1)[0].lower()
-    for folder, problem in _emulator["problems"].items():
-        if name in folder.lower():
-            raise UnknownEnvError(
-                f"{env_id} cannot be served: {problem}", details={"env_id": env_id}
-            )
+    name = env_id.removeprefix(EMULATOR_PREFIX).rsplit("-v", 1)[0]
+    problems: dict[str, str] = _emulator["problems"]
+    folder = _emulator["problem_folders"].get(name) or next(
+        (f for f in problems if name.lower() in f.lower()), None
+    )
+    if folder in problems:
+        raise UnknownEnvError(
+            f"{env_id} cannot be served: {problems[folder]}", details={"env_id": env_id}
+        )
 
 
 def make_env(

@@ -270,7 +270,9 @@ class SessionManager:
         """
         deadline = time.monotonic() + 2.0
         while True:
-            running = sum(1 for r in self._live.values() if r.state != SessionState.ENDED)
+            # A session counts until its process exits: it says "ended" before its
+            # workers (and their emulators) have stopped.
+            running = sum(1 for r in self._live.values() if r.running)
             if running + self._reserved < self.settings.max_sessions:
                 self._reserved += 1
                 return True
