@@ -87,11 +87,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.get("/v1/games")
     async def games(pool: PoolDep) -> dict[str, Any]:
         pool.rescan()
-        return {
-            "games": [g.spec() for g in pool.games.values()],
-            "problems": pool.problems,  # by folder
-            "problem_folders": pool.problem_folders,  # game name -> folder, where known
-        }
+        return {"games": [g.spec() for g in pool.games.values()], "problems": pool.problems}
 
     @app.get("/v1/games/{name}")
     async def game(name: str, pool: PoolDep) -> dict[str, Any]:

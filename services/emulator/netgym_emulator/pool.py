@@ -84,7 +84,9 @@ class InstancePool:
         )
         problem = self.problems.get(folder) if folder else None
         if problem:
-            raise UnknownGameError(f"game {name!r} cannot be served: {problem}")
+            raise UnknownGameError(
+                f"game {name!r} cannot be served: {problem}", details={"problem": problem}
+            )
         raise UnknownGameError(
             f"no game {name!r} in {self.settings.games_dir}; "
             f"plugged in: {', '.join(sorted(self.games)) or 'none'}"

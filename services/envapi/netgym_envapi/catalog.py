@@ -32,16 +32,8 @@ _FAMILIES = {
 
 
 _custom_modules: list[str] = []
-# The emulator service's games by env id, its folders' problems, and why it
-# did not answer when it did not.
-_emulator: dict[str, Any] = {
-    "url": None,
-    "games": {},
-    "problems": {},
-    "problem_folders": {},
-    "error": None,
-    "read_at": 0.0,
-}
+# The emulator service's games by env id, and why it did not answer when it did not.
+_emulator: dict[str, Any] = {"url": None, "games": {}, "error": None, "read_at": 0.0}
 EMULATOR_PREFIX = "netgym/"
 
 
@@ -62,12 +54,10 @@ def _emulator_games() -> dict[str, str]:
         try:
             reply = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")
             _emulator["games"] = {g["env_id"]: g["name"] for g in reply["games"]}
-            _emulator["problems"] = dict(reply.get("problems") or {})
-            _emulator["problem_folders"] = dict(reply.get("problem_folders") or {})
             _emulator["error"] = None
         except NetgymError as exc:
             log.warning("the emulator service at %s does not answer: %s", url, exc.message)
-            _emulator.update(games={}, problems={}, problem_folders={}, error=exc.message)
+            _emulator.update(games={}, error=exc.message)
         _emulator["read_at"] = time.monotonic()
     known: dict[str, str] = _emulator["games"]
     return known
@@ -179,15 +169,17 @@ def _explain_missing_game(env_id: str) -> None:
             f"{_emulator['error']}",
             details={"env_id": env_id},
         )
+    from netgym.client.rest import EMULATOR, RestClient
+
     name = env_id.removeprefix(EMULATOR_PREFIX).rsplit("-v", 1)[0]
-    problems: dict[str, str] = _emulator["problems"]
-    folder = _emulator["problem_folders"].get(name) or next(
-        (f for f in problems if name.lower() in f.lower()), None
-    )
-    if folder in problems:
-        raise UnknownEnvError(
-            f"{env_id} cannot be served: {problems[folder]}", details={"env_id": env_id}
-        )
+    try:  # the service finds the game's folder and its problem, if it has one
+        RestClient(url, None, 10, EMULATOR).call("GET", f"/v1/games/{name}")
+    except NetgymError as exc:
+        if exc.details.get("problem"):
+            raise UnknownEnvError(
+                f"{env_id} cannot be served: {exc.details['problem']}",
+                details={"env_id": env_id},
+            ) from None
 
 
 def make_env(
