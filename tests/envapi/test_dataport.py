@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from netgym.errors import AuthenticationError, LimitExceededError
+from netgym.errors import AuthenticationError, LimitExceededError, NetgymError
 from netgym.protocol import PROTOCOL_VERSION, MessageType, pack_value
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_error, unpack_header
 from netgym_envapi import dataport
@@ -33,6 +33,24 @@ async def ping(port: int) -> bytes:
         return body
     finally:
         writer.close()
+
+
+async def refusal_after_bare_connections(port: DataPort, count: int) -> NetgymError:
+    """Open ``count`` connections that send nothing, then one more: the ERROR it gets.
+
+    That one is closed after its ERROR; the bare ones are closed before this returns.
+    """
+    bare = [await asyncio.open_connection("127.0.0.1", port.port) for _ in range(count)]
+    await asyncio.sleep(0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+    message_type, body = await asyncio.wait_for(read_frame(reader), 5)
+    assert message_type == MessageType.ERROR
+    assert await reader.read() == b""
+    writer.close()
+    for _, bare_writer in bare:
+        bare_writer.close()
+    await asyncio.sleep(0.2)
+    return unpack_error(body)
 
 
 def run_with_dataport(scenario: Callable[[DataPort], Awaitable[None]]) -> None:
@@ -75,18 +93,8 @@ def test_bare_connections_beyond_the_limit_are_turned_away(
     monkeypatch.setattr(dataport, "MAX_PENDING_HANDSHAKES", 2)
 
     async def scenario(port: DataPort) -> None:
-        bare = [await asyncio.open_connection("127.0.0.1", port.port) for _ in range(2)]
-        await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
-        message_type, body = await asyncio.wait_for(read_frame(reader), 5)
-        assert message_type == MessageType.ERROR
-        error = unpack_error(body)
+        error = await refusal_after_bare_connections(port, 2)
         assert isinstance(error, LimitExceededError) and "waiting for their HELLO" in error.message
-        assert await reader.read() == b""
-        writer.close()
-        for _, bare_writer in bare:
-            bare_writer.close()
-        await asyncio.sleep(0.2)
         assert await ping(port.port) == b"ping"
 
     run_with_dataport(scenario)
@@ -138,18 +146,9 @@ def test_one_peer_cannot_take_every_slot(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(dataport, "_is_loopback", lambda address: False)
 
     async def scenario(port: DataPort) -> None:
-        bare = [await asyncio.open_connection("127.0.0.1", port.port) for _ in range(2)]
-        await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
-        message_type, body = await asyncio.wait_for(read_frame(reader), 5)
-        assert message_type == MessageType.ERROR
-        error = unpack_error(body)
+        error = await refusal_after_bare_connections(port, 2)
         assert isinstance(error, LimitExceededError)
         assert "2 connections from 127.0.0.1 are waiting for their HELLO" in error.message
-        writer.close()
-        for _, bare_writer in bare:
-            bare_writer.close()
-        await asyncio.sleep(0.2)
         assert not port._pending_by_peer
         assert await ping(port.port) == b"ping"
 
