@@ -9,6 +9,18 @@ import pytest
 from tests.servers import EnvApi, run_envapi
 
 
+@pytest.fixture(scope="session", autouse=True)
+def sb3_log_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where SB3 logs a ``learn()`` given no logger of ours: pytest's temporary folder.
+
+    Otherwise SB3 leaves a ``/tmp/SB3-<date-time>`` folder behind for each one.
+    """
+    folder = tmp_path_factory.mktemp("sb3-logs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def envapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EnvApi]:
     """One envapi for the whole run, with a token."""

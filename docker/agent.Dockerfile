@@ -1,0 +1,41 @@
+# The training agent: stable-baselines3 on the envapi's envs, on the GPU when
+# there is one. Build from the repository root:
+#   docker build -f docker/agent.Dockerfile .
+# PyTorch comes from PyPI with its CUDA libraries, unless docker/wheels/ holds a
+# build of the pinned version (a CPU-only one for machines with no GPU).
+FROM debian:bookworm-slim AS build
+ARG TORCH_VERSION=2.13.0
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_FIND_LINKS=/wheels
+COPY docker/extra-ca/ /usr/local/share/ca-certificates/extra/
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+    && update-ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+COPY docker/wheels/ /wheels/
+# PyTorch pinned first, so that no resolver picks another build.
+RUN pip install "torch==${TORCH_VERSION}"
+COPY pyproject.toml docker/requirements.py /src/
+RUN python /src/requirements.py /src/pyproject.toml agent > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md /src/
+COPY client /src/client
+COPY services /src/services
+COPY agents /src/agents
+RUN pip install --no-deps /src
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 1000 --create-home netgym \
+    && mkdir -p /work/runs && chown netgym:netgym /work /work/runs
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=netgym:netgym agents/configs /work/configs
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
+USER netgym
+WORKDIR /work
+ENTRYPOINT ["netgym-train"]
+CMD ["train", "configs/pong_ppo.yaml"]

@@ -1,0 +1,47 @@
+# The emulator service: FCEUX instances under Xvfb, driven by netgym's Lua bridge.
+# Build from the repository root: docker build -f docker/emulator.Dockerfile .
+FROM debian:bookworm-slim AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+COPY docker/extra-ca/ /usr/local/share/ca-certificates/extra/
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv cc65 \
+    && update-ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+# Dependencies first, in a layer of their own: a code change does not reinstall them.
+COPY pyproject.toml docker/requirements.py /src/
+RUN python /src/requirements.py /src/pyproject.toml emulator > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md /src/
+COPY client /src/client
+COPY services /src/services
+COPY agents /src/agents
+RUN pip install --no-deps /src
+# The games in the repository, with the ROMs they build from source.
+COPY games /games
+RUN for build in /games/*/build.sh; do bash "$build"; done
+
+FROM debian:bookworm-slim
+ENV DEBIAN_FRONTEND=noninteractive
+# fceux: the emulator; xvfb: its screen; lua-socket: the bridge's TCP socket;
+# efp: Escape from Pong's ROM; cc65: for game folders that build their ROM.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3 fceux xvfb lua5.1 lua-socket efp cc65 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 1000 --create-home netgym
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=netgym:netgym /games /games
+COPY docker/emulator-entrypoint.sh /usr/local/bin/netgym-emulator-entrypoint
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    NETGYM_EMULATOR_HOST=0.0.0.0 NETGYM_EMULATOR_BRIDGE_HOST=0.0.0.0 \
+    NETGYM_EMULATOR_GAMES_DIR=/games
+USER netgym
+WORKDIR /home/netgym
+EXPOSE 8002
+HEALTHCHECK --interval=5s --timeout=5s --start-period=10s --retries=3 \
+    CMD python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8002/v1/health', timeout=4)"
+ENTRYPOINT ["netgym-emulator-entrypoint"]
+CMD ["netgym-emulator"]

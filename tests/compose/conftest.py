@@ -1,0 +1,170 @@
+"""The whole Compose stack, built from a copy of this checkout, on a real Docker engine.
+
+The copy holds what git tracks (and untracked files it does not ignore), so
+the images build as they would from a fresh clone; the checkout itself is
+never written to. Without a Docker engine and Compose these tests are skipped,
+except in CI (``CI`` set), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINER_UID = 1000  # the images' user; a root caller hands its folders to it
+BUILD_TIMEOUT_S = 1800
+HEALTHY_TIMEOUT_S = 180
+
+
+@dataclass
+class Stack:
+    """A running Compose project: the emulator service and the envapi."""
+
+    folder: Path
+    environ: dict[str, str]
+    url: str
+    token: str
+
+    def compose(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``docker-compose ARGS`` (or ``docker compose``) in the project folder."""
+        result = subprocess.run(
+            [*compose_command(), *args],
+            cwd=self.folder,
+            env=self.environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"compose {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
+
+    def container(self, service: str) -> str:
+        """The id of a service's (first) container."""
+        return self.compose("ps", "-q", service).stdout.split()[0]
+
+    def restart_count(self, service: str) -> int:
+        """How many times Docker has restarted a service's container."""
+        inspect = ["docker", "inspect", "-f", "{{.RestartCount}}", self.container(service)]
+        return int(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
+
+    def wait_healthy(self, *services: str, timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
+        """Until Docker's healthchecks pass for ``services`` (default: all started)."""
+        deadline = time.monotonic() + timeout_s
+        names = services or ("emulator", "envapi")
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            for name in names:
+                inspect = ["docker", "inspect", "-f", "{{.State.Health.Status}}"]
+                result = subprocess.run(
+                    [*inspect, self.container(name)], capture_output=True, text=True
+                )
+                states[name] = result.stdout.strip() or result.stderr.strip()
+            if all(state == "healthy" for state in states.values()):
+                return
+            time.sleep(1)
+        logs = self.compose("logs", "--tail", "40", check=False)
+        raise AssertionError(f"not healthy after {timeout_s} s: {states}\n{logs.stdout}")
+
+
+def compose_command() -> list[str]:
+    """Compose v1 (``docker-compose``) where installed, else Compose v2 (``docker compose``)."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+def _missing_engine() -> str | None:
+    """Why the stack cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "no docker command (scripts/docker-engine.sh installs and starts an engine)"
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return "no Docker engine answers (scripts/docker-engine.sh starts one)"
+    if subprocess.run([*compose_command(), "version"], capture_output=True).returncode != 0:
+        return "neither docker-compose nor docker compose is installed"
+    return None
+
+
+def _copy_checkout(folder: Path) -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = ROOT / name
+        if source.is_file():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def _add_build_inputs(folder: Path) -> None:
+    """This machine's CA bundle (its network may intercept TLS) and its PyTorch wheel."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    if bundle.exists():
+        shutil.copy(bundle, folder / "docker" / "extra-ca" / "host.crt")
+    import torch  # the version set up here, often a CPU-only build from a local wheel
+
+    wheels = folder / "docker" / "wheels"
+    download = ["download", "--quiet", "--no-deps", "--dest", str(wheels)]
+    subprocess.run(
+        [sys.executable, "-m", "pip", *download, f"torch=={torch.__version__}"],
+        check=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    missing = _missing_engine()
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Compose tests: {missing}")
+        pytest.skip(missing)
+    folder = tmp_path_factory.mktemp("compose") / "netgym"
+    _copy_checkout(folder)
+    _add_build_inputs(folder)
+    (folder / "runs").mkdir()
+    uid = CONTAINER_UID if os.getuid() == 0 else os.getuid()
+    if os.getuid() == 0:
+        for writable in (folder / "games", folder / "runs"):
+            for path in [writable, *writable.rglob("*")]:
+                os.chown(path, CONTAINER_UID, CONTAINER_UID)
+    token = uuid.uuid4().hex
+    port, data_port = free_port(), free_port()
+    environ = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": f"netgymtest{os.getpid()}",
+        "NETGYM_TOKEN": token,
+        "NETGYM_PORT": str(port),
+        "NETGYM_DATA_PORT": str(data_port),
+        "NETGYM_UID": str(uid),
+        "NETGYM_GID": str(uid),
+    }
+    stack = Stack(folder, environ, f"http://127.0.0.1:{port}", token)
+    try:
+        stack.compose("build", "emulator", "envapi", "agent-cpu", timeout=BUILD_TIMEOUT_S)
+        stack.compose("up", "-d", "emulator", "envapi")
+        stack.wait_healthy()
+        yield stack
+    finally:
+        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False)

@@ -1,0 +1,101 @@
+"""The Compose stack as a user runs it: `docker compose up`, then train against it.
+
+These build the three images and run them on a real Docker engine (see
+conftest.py): a few minutes the first time, seconds once the layers are cached.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import netgym
+from netgym.errors import AuthenticationError
+from tests.compose.conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+TRAIN_BRIEFLY = [
+    "--set", "total_timesteps=1024",
+    "--set", "eval.every_steps=1024",
+    "--set", "eval.episodes=2",
+    "--set", "checkpoint.every_steps=1024",
+]  # fmt: skip
+
+
+def test_envapi_serves_atari_and_the_games_folder_through_the_emulator_service(
+    stack: Stack,
+) -> None:
+    reply = httpx.get(
+        f"{stack.url}/v1/envs", headers={"Authorization": f"Bearer {stack.token}"}, timeout=30
+    )
+    ids = {env["env_id"] for env in reply.json()["envs"]}
+    # Catch's ROM is built from source by the emulator container at its start.
+    assert {"netgym/Catch-v0", "netgym/EscapeFromPong-v0", "ALE/Pong-v5"} <= ids
+
+    env = netgym.make("netgym/Catch-v0", url=stack.url, token=stack.token)
+    try:
+        check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+    envs = netgym.make_vec("ALE/Pong-v5", num_envs=2, url=stack.url, token=stack.token)
+    try:
+        obs, _ = envs.reset(seed=0)
+        obs, rewards, _, _, _ = envs.step(np.zeros(2, dtype=np.int64))
+        assert obs.shape == (2, 210, 160, 3) and rewards.shape == (2,)
+    finally:
+        envs.close()
+
+
+def test_envapi_refuses_a_wrong_token(stack: Stack) -> None:
+    with pytest.raises(AuthenticationError, match="token"):
+        netgym.make("CartPole-v1", url=stack.url, token="not-the-token")
+
+
+def test_cpu_agent_trains_on_an_emulator_game_and_saves_its_run(stack: Stack) -> None:
+    run = stack.compose(
+        "run", "--rm", "agent-cpu", "train", "configs/catch_ppo.yaml",
+        "--run-dir", "runs/compose-catch", *TRAIN_BRIEFLY,
+    )  # fmt: skip
+    assert "training done at step 1,024" in run.stdout, run.stdout[-2000:]
+    folder = stack.folder / "runs" / "compose-catch"
+    assert (folder / "final" / "model.zip").is_file()
+    assert (folder / "evaluations.jsonl").read_text().strip()
+    assert any((folder / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_agent_that_requires_a_gpu_stops_saying_why_when_there_is_none(stack: Stack) -> None:
+    run = stack.compose(
+        "run", "--rm", "-e", "NETGYM_REQUIRE_GPU=1", "agent-cpu",
+        "train", "configs/catch_ppo.yaml", "--set", "device=auto",
+        check=False,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout[-2000:]
+    output = run.stdout + run.stderr
+    assert "a GPU is required" in output and "NVIDIA Container Toolkit" in output
+
+
+def test_killed_emulator_service_restarts_and_its_games_are_served_again(stack: Stack) -> None:
+    emulator = stack.container("emulator")
+    restarts = stack.restart_count("emulator")
+    # SIGKILL the service, the only child of the container's init: no clean-up runs.
+    stack.compose(
+        "exec", "-T", "emulator", "python3", "-c",
+        "import os; os.kill(int(open('/proc/1/task/1/children').read().split()[0]), 9)",
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while stack.restart_count("emulator") == restarts and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stack.restart_count("emulator") == restarts + 1
+    stack.wait_healthy("emulator")
+    assert stack.container("emulator") == emulator  # the same container, restarted
+    env = netgym.make("netgym/Catch-v0", url=stack.url, token=stack.token)
+    try:
+        env.reset(seed=0)
+        env.step(0)
+    finally:
+        env.close()
