@@ -1,28 +1,33 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers `docker info`, for the Compose tests.
+# Make sure a Docker engine with Compose answers, for the Compose tests.
 #
-# On a machine with an engine already running this does nothing. Otherwise, as
-# root on Debian with no container registry at hand (the CI machines), it
-#   1. installs docker.io, docker-compose (v1) and debootstrap,
-#   2. starts dockerd in the background with its state under $NETGYM_DOCKER_ROOT,
-#   3. makes the base image the Dockerfiles start from (debian:bookworm-slim)
-#      with debootstrap, since no image can be pulled.
+# On a machine whose engine already runs, this only checks for Compose and the
+# base image. Otherwise, as root on Debian (the CI machines), it
+#   1. installs what is missing of docker.io, docker-compose (v1) and debootstrap,
+#   2. starts dockerd in the background with its state under $NETGYM_DOCKER_ROOT
+#      (it keeps running afterwards, so later runs reuse its image cache),
+#   3. pulls the base image the Dockerfiles start from (debian:bookworm-slim), or,
+#      where no registry can be reached, makes it with debootstrap.
 # Usage: scripts/docker-engine.sh    (prints the engine's version when it is up)
 set -euo pipefail
 root="${NETGYM_DOCKER_ROOT:-/tmp/netgym-dockerd}"
 base_image="debian:bookworm-slim"
+
+install() {
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        echo "cannot install $* here: only root on Debian can (or install them yourself)" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 if ! docker info >/dev/null 2>&1; then
     if [[ $(id -u) -ne 0 ]]; then
         echo "no Docker engine answers, and only root can start one here" >&2
         exit 1
     fi
-    if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null \
-        || ! command -v debootstrap >/dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            docker.io docker-compose debootstrap >/dev/null
-    fi
+    command -v dockerd >/dev/null || install docker.io
     mkdir -p "$root"
     # No iptables and no default bridge: this sandbox allows neither; Compose
     # project networks still connect the containers.
@@ -40,11 +45,13 @@ if ! docker info >/dev/null 2>&1; then
     fi
 fi
 
-if ! docker image inspect "$base_image" >/dev/null 2>&1; then
-    if ! command -v debootstrap >/dev/null; then
-        echo "$base_image is missing and cannot be pulled or made (no debootstrap)" >&2
-        exit 1
-    fi
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then
+    install docker-compose
+fi
+
+if ! docker image inspect "$base_image" >/dev/null 2>&1 \
+    && ! timeout 120 docker pull -q "$base_image" >/dev/null 2>&1; then
+    command -v debootstrap >/dev/null || install debootstrap
     rootfs="$root/rootfs"
     rm -rf "$rootfs"
     debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/dev/null

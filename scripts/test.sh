@@ -7,7 +7,7 @@ scripts/setup.sh dev
 # The Compose tests build and run the images on a real Docker engine; without
 # one they are skipped (NETGYM_DOCKER=0 skips starting one).
 if [[ "${NETGYM_DOCKER:-1}" != 0 ]] && ! scripts/docker-engine.sh; then
-    echo "warning: no Docker engine, so the Compose tests will be skipped" >&2
+    echo "warning: no Docker engine, so the Compose tests cannot run" >&2
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

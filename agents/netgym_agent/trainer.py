@@ -147,7 +147,7 @@ class _Run:
                     self._say(
                         f"training stopped at step {model.num_timesteps:,}: {exc.message}\n"
                         f"checkpoint {path}; continue with: "
-                        f"python -m netgym_agent train --run-dir {self.run.path} --resume"
+                        f"netgym-train train --run-dir {self.run.path} --resume"
                     )
                     raise
             self.progress.print_line()
@@ -193,7 +193,7 @@ class _Run:
         if self.stop:
             self._say(
                 f"stopped by {self.stop.name} at step {step:,}; checkpoint {path}\n"
-                f"continue with: python -m netgym_agent train --run-dir {self.run.path} --resume"
+                f"continue with: netgym-train train --run-dir {self.run.path} --resume"
             )
             return self.stop.exit_status
         write_directory(self.run.path, "final", self._write_model, {"step": step})

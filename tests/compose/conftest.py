@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,15 +123,24 @@ def _add_build_inputs(folder: Path) -> None:
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     if bundle.exists():
         shutil.copy(bundle, folder / "docker" / "extra-ca" / "host.crt")
-    import torch  # the version set up here, often a CPU-only build from a local wheel
-
     wheels = folder / "docker" / "wheels"
     download = ["download", "--quiet", "--no-deps", "--dest", str(wheels)]
-    subprocess.run(
-        [sys.executable, "-m", "pip", *download, f"torch=={torch.__version__}"],
-        check=True,
-        timeout=900,
+    got = subprocess.run(
+        [sys.executable, "-m", "pip", *download, f"torch=={torch_version()}"], timeout=900
     )
+    if got.returncode != 0:
+        warnings.warn(
+            f"no wheel of torch {torch_version()} to build the agent image with: "
+            "it takes PyTorch from PyPI",
+            stacklevel=1,
+        )
+
+
+def torch_version() -> str:
+    """The PyTorch set up here (often a CPU-only build from a local wheel): the agent image's."""
+    import torch
+
+    return str(torch.__version__)
 
 
 @pytest.fixture(scope="session")
@@ -143,22 +153,30 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("compose") / "netgym"
     _copy_checkout(folder)
     _add_build_inputs(folder)
-    (folder / "runs").mkdir()
-    uid = CONTAINER_UID if os.getuid() == 0 else os.getuid()
+    (folder / "runs").mkdir(exist_ok=True)
+    uid, gid = (CONTAINER_UID, CONTAINER_UID) if os.getuid() == 0 else (os.getuid(), os.getgid())
     if os.getuid() == 0:
         for writable in (folder / "games", folder / "runs"):
             for path in [writable, *writable.rglob("*")]:
                 os.chown(path, CONTAINER_UID, CONTAINER_UID)
     token = uuid.uuid4().hex
     port, data_port = free_port(), free_port()
+    # The caller's own Compose and netgym settings must not reach the test stack.
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("NETGYM_", "COMPOSE_"))
+    }
     environ = {
-        **os.environ,
+        **inherited,
         "COMPOSE_PROJECT_NAME": f"netgymtest{os.getpid()}",
+        "NETGYM_IMAGE_PREFIX": "netgymtest",  # leaves the user's netgym-* images alone
+        "NETGYM_TORCH_VERSION": torch_version().split("+")[0],
         "NETGYM_TOKEN": token,
         "NETGYM_PORT": str(port),
         "NETGYM_DATA_PORT": str(data_port),
         "NETGYM_UID": str(uid),
-        "NETGYM_GID": str(uid),
+        "NETGYM_GID": str(gid),
     }
     stack = Stack(folder, environ, f"http://127.0.0.1:{port}", token)
     try:

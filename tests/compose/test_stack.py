@@ -6,6 +6,7 @@ conftest.py): a few minutes the first time, seconds once the layers are cached.
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -17,7 +18,8 @@ import netgym
 from netgym.errors import AuthenticationError
 from tests.compose.conftest import Stack
 
-pytestmark = pytest.mark.slow
+# The first test also waits for the images to build: minutes on a new machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 TRAIN_BRIEFLY = [
     "--set", "total_timesteps=1024",
@@ -49,6 +51,31 @@ def test_envapi_serves_atari_and_the_games_folder_through_the_emulator_service(
         assert obs.shape == (2, 210, 160, 3) and rewards.shape == (2,)
     finally:
         envs.close()
+
+
+SHARING_PROBE = """
+import json, urllib.request, netgym
+envs = netgym.make_vec("netgym/Catch-v0", num_envs=2)  # NETGYM_URL and NETGYM_TOKEN
+envs.reset(seed=0)
+envs.step(envs.action_space.sample())
+with urllib.request.urlopen("http://emulator:8002/v1/instances") as reply:
+    instances = [i for i in json.load(reply)["instances"] if i["alive"]]
+print(json.dumps({
+    "results_in_shared_memory": envs._connection.shared_results is not None,
+    "screen_files": [i["screen_file"] for i in instances],
+}))
+envs.close()
+"""
+
+
+def test_screens_and_step_results_cross_containers_through_shared_volumes(stack: Stack) -> None:
+    run = stack.compose("run", "--rm", "--entrypoint", "python3", "agent-cpu", "-c", SHARING_PROBE)
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    # agent <- envapi: step results in the shared tmpfs volume, not through the socket.
+    assert found["results_in_shared_memory"]
+    # envapi <- emulator: each instance writes its screen to a file the envapi maps.
+    assert len(found["screen_files"]) == 2
+    assert all(path and path.startswith("/run/netgym/screens/") for path in found["screen_files"])
 
 
 def test_envapi_refuses_a_wrong_token(stack: Stack) -> None:
