@@ -53,6 +53,7 @@ def _train(args: argparse.Namespace) -> int:
             config_file=args.config,
             run_dir=args.run_dir,
             resume=args.resume,
+            resume_latest=args.resume_latest,
             url=args.url,
             token=args.token,
             overrides=list(args.set),
@@ -93,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--resume", action="store_true", help="continue --run-dir from its last checkpoint"
+    )
+    train.add_argument(
+        "--resume-latest",
+        action="store_true",
+        help=(
+            "continue the newest run in runs/ that CONFIG (with --set) made, unless it has "
+            "finished; else start a new run (a service that restarts keeps its run)"
+        ),
     )
     train.add_argument(
         "--set",

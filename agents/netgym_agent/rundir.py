@@ -23,7 +23,7 @@ from typing import Any
 
 from netgym_agent.checkpoints import CheckpointStore
 from netgym_agent.config import TrainConfig, config_to_yaml, load_config
-from netgym_agent.errors import RunDirError
+from netgym_agent.errors import AgentError, RunDirError
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,26 @@ class RunDir:
         """``runs/<config name>-<date>-<time>``, under the current directory."""
         stem = config_file.stem if config_file else "run"
         return root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @staticmethod
+    def latest_of(
+        config_file: Path, config: TrainConfig, root: Path = Path("runs")
+    ) -> RunDir | None:
+        """The newest run in its default place that ``config`` made, when it is unfinished.
+
+        Runs are named ``<config name>-<date>-<time>``, so the newest sorts last.
+        None when no run used exactly this config, or the newest that did has a
+        final model: training again then starts a new run.
+        """
+        for path in sorted(root.glob(f"{config_file.stem}-*"), reverse=True):
+            run = RunDir(path)
+            try:
+                saved = run.load_config([])
+            except (AgentError, OSError):  # not a run, or a config this version cannot read
+                continue
+            if saved == config:
+                return None if run.final.exists() else run
+        return None
 
     def create(self, config: TrainConfig, header: str) -> None:
         """Start a new run here and save its config.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
@@ -53,6 +53,7 @@ class TrainOptions:
     config_file: Path | None
     run_dir: Path | None = None
     resume: bool = False
+    resume_latest: bool = False  # resume the newest unfinished run of this config, if any
     url: str | None = None
     token: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -65,6 +66,7 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         AgentError: a bad config, a missing GPU, a run folder that cannot be used.
         netgym.errors.NetgymError: the server failed (after a checkpoint was saved).
     """
+    options = _resolve_latest(options, out)
     config, run = _config_and_run_dir(options)
     device = resolve_device(config)
     if config.torch_threads:
@@ -264,6 +266,24 @@ class _Run:
 
     def _say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
+    """``--resume-latest``: ``--resume`` the newest unfinished run of the config, else start one."""
+    if not options.resume_latest:
+        return options
+    if options.resume or options.run_dir is not None:
+        raise RunDirError(
+            "--resume-latest finds the run folder itself: leave out --resume and --run-dir"
+        )
+    if options.config_file is None:
+        raise RunDirError("--resume-latest needs a CONFIG file: the runs it made are resumed")
+    config = load_config(options.config_file, options.overrides)
+    latest = RunDir.latest_of(options.config_file, config)
+    if latest is None:
+        return replace(options, resume_latest=False)
+    print(f"resuming the newest unfinished run of this config: {latest.path}", file=out, flush=True)
+    return replace(options, resume=True, run_dir=latest.path, resume_latest=False)
 
 
 def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:

@@ -54,12 +54,12 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_train(
-    server: EnvApi | None, *args: str, timeout: float = 300, **env: str
+    server: EnvApi | None, *args: str, timeout: float = 300, cwd: Path = ROOT, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run the training command to the end; stdout and stderr together in ``stdout``."""
     return subprocess.run(
         train_command(server, *args),
-        cwd=ROOT,
+        cwd=cwd,
         env=clean_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -124,6 +125,41 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     mismatch = run_train(envapi, str(other), "--run-dir", str(run_dir), "--resume")
     assert mismatch.returncode == 2 and "differs" in mismatch.stdout
     assert "seed" in mismatch.stdout
+
+
+def test_resume_latest_continues_an_unfinished_run_of_the_same_config(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    """What the Compose agent runs: a restarted container goes on with its run."""
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    first = run_train(envapi, "small.yaml", "--resume-latest", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("small-")
+    # As if stopped at step 512: no final model, no later checkpoint.
+    shutil.rmtree(run_dir / "final")
+    for late in [c for c in checkpoint_dirs(run_dir) if c.name > "step_000000512"]:
+        shutil.rmtree(late)
+
+    second = run_train(envapi, str(config), "--resume-latest", cwd=tmp_path)
+    assert second.returncode == 0, second.stdout
+    assert f"resuming the newest unfinished run of this config: runs/{run_dir.name}" in (
+        second.stdout
+    )
+    assert re.search(r"resumed from \S+step_000000512 at step 512 of 1,024", second.stdout)
+    assert (run_dir / "final").is_dir() and len(list((tmp_path / "runs").iterdir())) == 1
+
+    # Finished, or another config (after --set): a new run each.
+    time.sleep(1.1)  # run folders are named to the second
+    third = run_train(envapi, "small.yaml", "--resume-latest", cwd=tmp_path)
+    assert third.returncode == 0 and "resuming" not in third.stdout, third.stdout
+    time.sleep(1.1)
+    other = run_train(envapi, "small.yaml", "--resume-latest", "--set", "seed=1", cwd=tmp_path)
+    assert other.returncode == 0 and "resuming" not in other.stdout, other.stdout
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+
+    both = run_train(envapi, "small.yaml", "--resume-latest", "--run-dir", "x", cwd=tmp_path)
+    assert both.returncode == 2 and "leave out" in both.stdout
 
 
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:

@@ -39,13 +39,17 @@ class Stack:
     token: str
 
     def compose(
-        self, *args: str, timeout: float = 600, check: bool = True
+        self,
+        *args: str,
+        timeout: float = 600,
+        check: bool = True,
+        settings: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``docker-compose ARGS`` (or ``docker compose``) in the project folder."""
         result = subprocess.run(
             [*compose_command(), *args],
             cwd=self.folder,
-            env=self.environ,
+            env={**self.environ, **(settings or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -60,6 +64,18 @@ class Stack:
     def container(self, service: str) -> str:
         """The id of a service's (first) container."""
         return self.compose("ps", "-q", service).stdout.split()[0]
+
+    def logs_until(self, container: str, text: str, timeout_s: float = 120) -> str:
+        """A container's output, once it holds ``text``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+            output = logs.stdout + logs.stderr
+            if text in output:
+                return output
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} in {container}'s output:\n{output[-3000:]}")
+            time.sleep(0.5)
 
     def restart_count(self, service: str) -> int:
         """How many times Docker has restarted a service's container."""

@@ -7,6 +7,8 @@ conftest.py): a few minutes the first time, seconds once the layers are cached.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 
 import httpx
@@ -93,6 +95,38 @@ def test_cpu_agent_trains_on_an_emulator_game_and_saves_its_run(stack: Stack) ->
     assert (folder / "final" / "model.zip").is_file()
     assert (folder / "evaluations.jsonl").read_text().strip()
     assert any((folder / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_stopped_agent_saves_a_checkpoint_and_goes_on_with_its_run_when_started_again(
+    stack: Stack,
+) -> None:
+    """The agent's own command (``--resume-latest``), stopped as ``docker compose stop`` does."""
+    settings = {"NETGYM_AGENT_CONFIG": "catch_ppo.yaml"}
+    step = re.compile(r"stopped by SIGTERM at step ([\d,]+)")
+    first = stack.compose("run", "-d", "agent-cpu", settings=settings).stdout.split()[-1]
+    try:
+        stack.logs_until(first, "| return")  # a progress line: it is training
+        subprocess.run(["docker", "stop", "-t", "100", first], check=True, timeout=120)
+        output = stack.logs_until(first, "stopped by SIGTERM")
+        stopped_at = step.search(output)
+        assert stopped_at, output[-2000:]
+        assert _exit_code(first) == 143
+    finally:
+        subprocess.run(["docker", "rm", "-f", first], capture_output=True)
+    (run_dir,) = [p for p in (stack.folder / "runs").iterdir() if p.name.startswith("catch_ppo-")]
+
+    again = stack.compose("run", "-d", "agent-cpu", settings=settings).stdout.split()[-1]
+    try:
+        output = stack.logs_until(again, "resumed from")
+        assert f"resuming the newest unfinished run of this config: runs/{run_dir.name}" in output
+        assert f"at step {stopped_at.group(1)} " in output
+    finally:
+        subprocess.run(["docker", "rm", "-f", again], capture_output=True)
+
+
+def _exit_code(container: str) -> int:
+    inspect = ["docker", "inspect", "-f", "{{.State.ExitCode}}", container]
+    return int(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
 
 
 def test_agent_that_requires_a_gpu_stops_saying_why_when_there_is_none(stack: Stack) -> None:
