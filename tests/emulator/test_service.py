@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -246,6 +247,17 @@ def test_direct_use_without_the_envapi(stack: Stack) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_envapi_health_says_whether_its_emulator_service_answers(
+    stack: Stack, tmp_path: Path
+) -> None:
+    health = httpx.get(f"{stack.envapi.url}/v1/health").json()
+    assert re.fullmatch(r"ok: \d+ games", health["checks"]["emulator"])
+    with run_envapi(tmp_path, emulator_url="http://127.0.0.1:9") as alone:
+        reply = httpx.get(f"{alone.url}/v1/health", timeout=30)
+        assert reply.status_code == 200  # Atari and the classics are still served
+        assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
 
 
 def test_an_unreachable_emulator_service_is_named_as_such() -> None:

@@ -63,6 +63,16 @@ def _emulator_games() -> dict[str, str]:
     return known
 
 
+def emulator_status() -> str | None:
+    """Whether the emulator service answers, for /v1/health; None when none is configured."""
+    if _emulator["url"] is None:
+        return None
+    games = _emulator_games()
+    if _emulator["error"] is not None:
+        return f"unreachable: {_emulator['error']}"
+    return f"ok: {len(games)} games"
+
+
 def serve_modules(modules: list[str]) -> None:
     """Also serve every env that these modules register with Gymnasium when imported.
 

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from netgym.protocol import MessageType
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_header
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep
+from netgym_envapi.catalog import emulator_status
 
 router = APIRouter(tags=["health"])
 
@@ -46,7 +47,11 @@ async def ping_dataport(host: str, port: int) -> float:
 async def health(
     sessions: SessionsDep, dataport: DataPortDep, settings: SettingsDep
 ) -> JSONResponse:
-    """200 when the service can serve; 503 with what failed otherwise."""
+    """200 when the service can serve; 503 with what failed otherwise.
+
+    With an emulator service configured, ``checks.emulator`` says whether it
+    answers; it does not make the envapi unhealthy, which still serves the rest.
+    """
     checks: dict[str, Any] = {}
     healthy = True
     try:
@@ -62,6 +67,10 @@ async def health(
     except Exception as exc:
         checks["workers"] = f"failed: {exc!r}"
         healthy = False
+    # Informative only: without its emulator service the envapi still serves the rest.
+    emulator = await asyncio.to_thread(emulator_status)
+    if emulator is not None:
+        checks["emulator"] = emulator
     body = {
         "status": "ok" if healthy else "failing",
         "sessions": len(sessions.live_sessions),
