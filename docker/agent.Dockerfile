@@ -14,6 +14,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+COPY docker/check_index.py /src/
+RUN python /src/check_index.py
 COPY docker/wheels/ /wheels/
 # PyTorch pinned first, so that no resolver picks another build.
 RUN pip install "torch==${TORCH_VERSION}"

@@ -11,8 +11,9 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, in a layer of their own: a code change does not reinstall them.
-COPY pyproject.toml docker/requirements.py /src/
-RUN python /src/requirements.py /src/pyproject.toml envapi > /tmp/requirements.txt \
+COPY pyproject.toml docker/requirements.py docker/check_index.py /src/
+RUN python /src/check_index.py \
+    && python /src/requirements.py /src/pyproject.toml envapi > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 COPY README.md /src/
 COPY client /src/client

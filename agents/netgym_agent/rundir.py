@@ -96,15 +96,22 @@ class RunDir:
         """Start a new run here and save its config.
 
         Raises:
-            RunDirError: the folder already holds a run.
+            RunDirError: the folder already holds a run, or cannot be written.
         """
         if self.config_file.exists() or self.checkpoints.exists():
             raise RunDirError(
                 f"{self.path} already holds a run: pass --resume to continue it, "
                 "or choose another --run-dir"
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.save_config(config, header)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.save_config(config, header)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot write the run folder {self.path}: {exc.strerror or exc} (this runs "
+                f"as user {os.getuid()}; in Compose, set NETGYM_UID and NETGYM_GID to the "
+                "owner of runs/)"
+            ) from exc
 
     def load_config(self, overrides: list[str]) -> TrainConfig:
         """The run's saved config with ``overrides`` applied.

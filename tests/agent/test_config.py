@@ -8,7 +8,7 @@ import pytest
 
 from netgym_agent.algorithms import model_kwargs
 from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
-from netgym_agent.errors import ConfigError
+from netgym_agent.errors import ConfigError, RunDirError
 from netgym_agent.rundir import RunDir
 from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
 
@@ -193,3 +193,10 @@ def test_resume_may_change_the_env_count_of_ppo(tmp_path: Path) -> None:
     )
     assert "cannot change" not in result.stdout
     assert "cannot reach the envapi at http://127.0.0.1:9" in result.stdout, result.stdout
+
+
+def test_a_run_folder_that_cannot_be_written_is_a_run_dir_error(tmp_path: Path) -> None:
+    (tmp_path / "runs").write_text("a file, not a folder")
+    config = config_from_dict(SMALL_CARTPOLE)
+    with pytest.raises(RunDirError, match=r"cannot write the run folder .*NETGYM_UID"):
+        RunDir(tmp_path / "runs" / "small").create(config, "header")
