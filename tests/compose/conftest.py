@@ -37,6 +37,7 @@ class Stack:
     environ: dict[str, str]
     url: str
     token: str
+    tensorboard_url: str
 
     def compose(
         self,
@@ -176,7 +177,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for path in [writable, *writable.rglob("*")]:
                 os.chown(path, CONTAINER_UID, CONTAINER_UID)
     token = uuid.uuid4().hex
-    port, data_port = free_port(), free_port()
+    port, data_port, tensorboard_port = free_port(), free_port(), free_port()
     # The caller's own Compose and netgym settings must not reach the test stack.
     inherited = {
         name: value
@@ -191,13 +192,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "NETGYM_TOKEN": token,
         "NETGYM_PORT": str(port),
         "NETGYM_DATA_PORT": str(data_port),
+        "NETGYM_TENSORBOARD_PORT": str(tensorboard_port),
         "NETGYM_UID": str(uid),
         "NETGYM_GID": str(gid),
     }
-    stack = Stack(folder, environ, f"http://127.0.0.1:{port}", token)
+    stack = Stack(
+        folder, environ, f"http://127.0.0.1:{port}", token, f"http://127.0.0.1:{tensorboard_port}"
+    )
     try:
         stack.compose("build", "emulator", "envapi", "agent-cpu", timeout=BUILD_TIMEOUT_S)
-        stack.compose("up", "-d", "emulator", "envapi")
+        stack.compose("up", "-d", "emulator", "envapi", "tensorboard")
         stack.wait_healthy()
         yield stack
     finally:

@@ -6,6 +6,7 @@ conftest.py): a few minutes the first time, seconds once the layers are cached.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -95,6 +96,17 @@ def test_cpu_agent_trains_on_an_emulator_game_and_saves_its_run(stack: Stack) ->
     assert (folder / "final" / "model.zip").is_file()
     assert (folder / "evaluations.jsonl").read_text().strip()
     assert any((folder / "tensorboard").rglob("events.out.tfevents.*"))
+
+    # The tensorboard service shows it (it rereads the runs folder every few seconds).
+    deadline = time.monotonic() + 90
+    runs: list[str] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            runs = httpx.get(f"{stack.tensorboard_url}/data/runs", timeout=10).json()
+            if any(run.startswith("compose-catch") for run in runs):
+                break
+        time.sleep(1)
+    assert any(run.startswith("compose-catch") for run in runs), runs
 
 
 def test_stopped_agent_saves_a_checkpoint_and_goes_on_with_its_run_when_started_again(
