@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -254,10 +255,21 @@ def test_envapi_health_says_whether_its_emulator_service_answers(
 ) -> None:
     health = httpx.get(f"{stack.envapi.url}/v1/health").json()
     assert re.fullmatch(r"ok: \d+ games", health["checks"]["emulator"])
-    with run_envapi(tmp_path, emulator_url="http://127.0.0.1:9") as alone:
+    (tmp_path / "refused").mkdir()
+    (tmp_path / "hung").mkdir()
+    with run_envapi(tmp_path / "refused", emulator_url="http://127.0.0.1:9") as alone:
         reply = httpx.get(f"{alone.url}/v1/health", timeout=30)
         assert reply.status_code == 200  # Atari and the classics are still served
         assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
+    # A hung emulator service (it connects, never answers) must not hold the health check.
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        with run_envapi(tmp_path / "hung", emulator_url=url) as alone:
+            started = time.monotonic()
+            reply = httpx.get(f"{alone.url}/v1/health", timeout=30)
+            assert time.monotonic() - started < 8
+            assert reply.status_code == 200
+            assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
 
 
 def test_an_unreachable_emulator_service_is_named_as_such() -> None:

@@ -15,6 +15,7 @@ from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep
 from netgym_envapi.catalog import emulator_status
 
 router = APIRouter(tags=["health"])
+EMULATOR_WAIT_S = 2.0
 
 
 def probe_host(host: str) -> str:
@@ -68,7 +69,11 @@ async def health(
         checks["workers"] = f"failed: {exc!r}"
         healthy = False
     # Informative only: without its emulator service the envapi still serves the rest.
-    emulator = await asyncio.to_thread(emulator_status)
+    # Bounded, so that a hung emulator service cannot make this check time out.
+    try:
+        emulator = await asyncio.wait_for(asyncio.to_thread(emulator_status), EMULATOR_WAIT_S)
+    except TimeoutError:
+        emulator = f"unreachable: no answer within {EMULATOR_WAIT_S:g} s"
     if emulator is not None:
         checks["emulator"] = emulator
     body = {
