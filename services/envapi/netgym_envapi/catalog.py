@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -32,45 +33,90 @@ _FAMILIES = {
 
 
 _custom_modules: list[str] = []
-# The emulator service's games by env id, and why it did not answer when it did not.
-_emulator: dict[str, Any] = {"url": None, "games": {}, "error": None, "read_at": 0.0}
 EMULATOR_PREFIX = "netgym/"
+EMULATOR_READ_EVERY_S = 5.0
 
 
-def serve_emulator(url: str | None) -> None:
-    """Also serve every game the emulator service at ``url`` has (None: none)."""
-    _emulator["url"] = url.rstrip("/") if url else None
-    _emulator["read_at"] = 0.0
+@dataclass(frozen=True)
+class EmulatorGames:
+    """What the emulator service said last: env id -> game name, or why it did not answer."""
+
+    games: dict[str, str]
+    error: str | None
+    read_at: float
 
 
-def _emulator_games() -> dict[str, str]:
-    """Env id -> game name, from the emulator service (re-read at most every 5 s)."""
-    url = _emulator["url"]
-    if url is None:
-        return {}
-    if time.monotonic() - _emulator["read_at"] > 5.0:
+class _EmulatorCatalog:
+    """The emulator service's games, re-read at most every 5 s, by one thread at a time.
+
+    REST handlers ask from worker threads; one read runs at a time, so a hung
+    emulator service holds one thread, not one per request.
+    """
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.last = EmulatorGames({}, None, 0.0)
+        self._reading = threading.Lock()
+
+    def serve(self, url: str | None) -> None:
+        self.url = url.rstrip("/") if url else None
+        self.last = EmulatorGames({}, None, 0.0)
+
+    def current(self, wait: bool = True) -> EmulatorGames:
+        """The games, read again when stale; without ``wait``, a read already under way
+        is not waited for (the previous answer is returned)."""
+        if self.url is not None and self._stale() and self._reading.acquire(blocking=wait):
+            try:
+                if self._stale():
+                    self.last = self._read(self.url)
+            finally:
+                self._reading.release()
+        return self.last
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self.last.read_at > EMULATOR_READ_EVERY_S
+
+    @staticmethod
+    def _read(url: str) -> EmulatorGames:
         from netgym.client.rest import EMULATOR, RestClient
 
         try:
             reply = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")
-            _emulator["games"] = {g["env_id"]: g["name"] for g in reply["games"]}
-            _emulator["error"] = None
+            games = {g["env_id"]: g["name"] for g in reply["games"]}
+            return EmulatorGames(games, None, time.monotonic())
         except NetgymError as exc:
-            log.warning("the emulator service at %s does not answer: %s", url, exc.message)
-            _emulator.update(games={}, error=exc.message)
-        _emulator["read_at"] = time.monotonic()
-    known: dict[str, str] = _emulator["games"]
-    return known
+            error = exc.message
+        except (KeyError, TypeError, ValueError) as exc:
+            error = f"the emulator service at {url} sent a game list this envapi cannot read: "
+            error += repr(exc)
+        log.warning("the emulator service at %s does not answer: %s", url, error)
+        return EmulatorGames({}, error, time.monotonic())
+
+
+_emulator = _EmulatorCatalog()
+
+
+def serve_emulator(url: str | None) -> None:
+    """Also serve every game the emulator service at ``url`` has (None: none)."""
+    _emulator.serve(url)
+
+
+def _emulator_games() -> dict[str, str]:
+    """Env id -> game name, from the emulator service (re-read at most every 5 s)."""
+    return _emulator.current().games
 
 
 def emulator_status() -> str | None:
-    """Whether the emulator service answers, for /v1/health; None when none is configured."""
-    if _emulator["url"] is None:
+    """Whether the emulator service answers, for /v1/health; None when none is configured.
+
+    It does not wait for a read that another request has under way.
+    """
+    if _emulator.url is None:
         return None
-    games = _emulator_games()
-    if _emulator["error"] is not None:
-        return f"unreachable: {_emulator['error']}"
-    return f"ok: {len(games)} games"
+    last = _emulator.current(wait=False)
+    if last.error is not None:
+        return f"unreachable: {last.error}"
+    return f"ok: {len(last.games)} games"
 
 
 def serve_modules(modules: list[str]) -> None:
@@ -165,7 +211,7 @@ def _explain_missing_game(env_id: str) -> None:
         UnknownEnvError: there is no emulator service, or its folder of that
             game has a problem (named).
     """
-    url = _emulator["url"]
+    url = _emulator.url
     if url is None:
         raise UnknownEnvError(
             f"no env {env_id!r} is served here: {EMULATOR_PREFIX}* ids are games of an "
@@ -173,10 +219,10 @@ def _explain_missing_game(env_id: str) -> None:
             "and set NETGYM_EMULATOR_URL",
             details={"env_id": env_id},
         )
-    if _emulator["error"] is not None:
+    error = _emulator.last.error
+    if error is not None:
         raise ServerUnavailableError(
-            f"{env_id} would be a game of the emulator service, which does not answer: "
-            f"{_emulator['error']}",
+            f"{env_id} would be a game of the emulator service, which does not answer: {error}",
             details={"env_id": env_id},
         )
     from netgym.client.rest import EMULATOR, RestClient
@@ -206,7 +252,7 @@ def make_env(
 
         try:
             game: gym.Env[Any, Any] = EmulatorEnv(
-                _emulator_games()[env_id], _emulator["url"], **env_kwargs
+                _emulator_games()[env_id], _emulator.url or "", **env_kwargs
             )
         except TypeError as exc:
             raise InvalidRequestError(f"{env_id} rejected env_kwargs {env_kwargs}: {exc}") from exc
