@@ -8,6 +8,7 @@ found", which does not point at the cause.
 
 from __future__ import annotations
 
+import http.client
 import os
 import ssl
 import sys
@@ -29,6 +30,8 @@ def main() -> None:
                 "docker/extra-ca/ and build again"
             )
         sys.exit(f"cannot reach {INDEX} to install Python packages: {exc.reason}")
+    except (OSError, http.client.HTTPException) as exc:
+        sys.exit(f"cannot reach {INDEX} to install Python packages: {exc!r}")
 
 
 if __name__ == "__main__":

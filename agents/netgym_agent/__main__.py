@@ -22,6 +22,7 @@ from pathlib import Path
 
 from netgym.errors import NetgymError
 from netgym_agent.errors import ConfigError, RunDirError
+from netgym_agent.rundir import explain
 from netgym_agent.threads import limit_openmp_spinning
 
 
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except NetgymError as exc:
         print(f"netgym-train: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as exc:  # the run folder or a config file cannot be read or written
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"netgym-train: error{where}: {explain(exc)}", file=sys.stderr, flush=True)
         return 1
 
 

@@ -14,8 +14,11 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +26,10 @@ from typing import Any
 
 from netgym_agent.checkpoints import CheckpointStore
 from netgym_agent.config import TrainConfig, config_to_yaml, load_config
-from netgym_agent.errors import AgentError, RunDirError
+from netgym_agent.errors import RunDirError
+
+LOCK_NAME = ".lock"  # held by the process that trains the run
+_held_locks: list[int] = []
 
 
 @dataclass(frozen=True)
@@ -73,24 +79,50 @@ class RunDir:
         return root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     @staticmethod
-    def latest_of(
-        config_file: Path, config: TrainConfig, root: Path = Path("runs")
-    ) -> RunDir | None:
-        """The newest run in its default place that ``config`` made, when it is unfinished.
+    def newest_of(config_file: Path, root: Path = Path("runs")) -> RunDir | None:
+        """The run in ``root`` made from a config file of this name that was used last.
 
-        Runs are named ``<config name>-<date>-<time>``, so the newest sorts last.
-        None when no run used exactly this config, or the newest that did has a
-        final model: training again then starts a new run.
+        Only folders named as ``default_path`` names them count; the last used
+        is the one whose ``config.yaml`` was written last (a resume rewrites it).
         """
-        for path in sorted(root.glob(f"{config_file.stem}-*"), reverse=True):
-            run = RunDir(path)
-            try:
-                saved = run.load_config([])
-            except (AgentError, OSError):  # not a run, or a config this version cannot read
-                continue
-            if saved == config:
-                return None if run.final.exists() else run
-        return None
+        name = re.compile(rf"{re.escape(config_file.stem)}-\d{{8}}-\d{{6}}")
+        runs = [
+            RunDir(path)
+            for path in root.glob(f"{config_file.stem}-*")
+            if name.fullmatch(path.name) and (path / "config.yaml").is_file()
+        ]
+        return max(runs, key=lambda run: run.config_file.stat().st_mtime, default=None)
+
+    def lock(self) -> None:
+        """Claim the run for this process until it exits.
+
+        Raises:
+            RunDirError: another process trains this run now.
+        """
+        descriptor = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise RunDirError(
+                f"{self.path} is being trained by another process now: wait until it stops, "
+                "or choose another --run-dir"
+            ) from None
+        _held_locks.append(descriptor)  # the kernel lets go when this process ends
+
+    def is_locked(self) -> bool:
+        """Whether another process trains this run now."""
+        try:
+            descriptor = os.open(self.path / LOCK_NAME, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)
+        return False
 
     def create(self, config: TrainConfig, header: str) -> None:
         """Start a new run here and save its config.
@@ -107,11 +139,7 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             self.save_config(config, header)
         except OSError as exc:
-            raise RunDirError(
-                f"cannot write the run folder {self.path}: {exc.strerror or exc} (this runs "
-                f"as user {os.getuid()}; in Compose, set NETGYM_UID and NETGYM_GID to the "
-                "owner of runs/)"
-            ) from exc
+            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
 
     def load_config(self, overrides: list[str]) -> TrainConfig:
         """The run's saved config with ``overrides`` applied.
@@ -153,6 +181,17 @@ class RunDir:
         kept = [r for r in self.read_evaluations() if int(r.get("step", 0)) <= step]
         if self.evaluations.exists():
             _write_atomic(self.evaluations, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def explain(exc: OSError) -> str:
+    """An OS error in words, with what to do when it is a question of permissions."""
+    text = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        text += (
+            f" (this runs as user {os.getuid()}; in Compose, set NETGYM_UID and NETGYM_GID "
+            "to the owner of runs/)"
+        )
+    return text
 
 
 def _write_atomic(path: Path, text: str) -> None:

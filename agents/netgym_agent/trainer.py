@@ -269,7 +269,8 @@ class _Run:
 
 
 def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
-    """``--resume-latest``: ``--resume`` the newest unfinished run of the config, else start one."""
+    """``--resume-latest``: ``--resume`` the run of this config used last, unless it has
+    finished, is trained by another process now, or was made with another config."""
     if not options.resume_latest:
         return options
     if options.resume or options.run_dir is not None:
@@ -278,12 +279,29 @@ def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
         )
     if options.config_file is None:
         raise RunDirError("--resume-latest needs a CONFIG file: the runs it made are resumed")
-    config = load_config(options.config_file, options.overrides)
-    latest = RunDir.latest_of(options.config_file, config)
+    new = replace(options, resume_latest=False)
+    latest = RunDir.newest_of(options.config_file)
     if latest is None:
-        return replace(options, resume_latest=False)
+        return new
+    config = load_config(options.config_file, options.overrides)
+    try:
+        saved = latest.load_config([])
+    except (AgentError, OSError) as exc:
+        print(f"not resuming {latest.path}: {exc}; starting a new run", file=out, flush=True)
+        return new
+    why_not = None
+    if saved != config:
+        keys = ", ".join(_differences(saved.model_dump(), config.model_dump()))
+        why_not = f"its config differs at {keys}"
+    elif latest.final.exists():
+        why_not = "it has finished"
+    elif latest.is_locked():
+        why_not = "another process trains it now"
+    if why_not is not None:
+        print(f"not resuming {latest.path}: {why_not}; starting a new run", file=out, flush=True)
+        return new
     print(f"resuming the newest unfinished run of this config: {latest.path}", file=out, flush=True)
-    return replace(options, resume=True, run_dir=latest.path, resume_latest=False)
+    return replace(new, resume=True, run_dir=latest.path)
 
 
 def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:
@@ -329,8 +347,10 @@ def _prepare_run_dir(
     header = f"netgym-train config as used, from {source}, {time.strftime('%c')}{overrides}"
     if not options.resume:
         run.create(config, header)
+        run.lock()
         print(f"run folder: {run.path}", file=out, flush=True)
         return None
+    run.lock()  # before anything of the run is touched
     for leftover in [*store.remove_temporaries(), *remove_temporaries(run.path)]:
         print(f"removed an incomplete checkpoint: {leftover}", file=out, flush=True)
     checkpoint = store.latest()

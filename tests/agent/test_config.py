@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from netgym_agent.algorithms import model_kwargs
 from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
 from netgym_agent.errors import ConfigError, RunDirError
-from netgym_agent.rundir import RunDir
+from netgym_agent.rundir import RunDir, explain
 from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
 
 
@@ -198,5 +199,8 @@ def test_resume_may_change_the_env_count_of_ppo(tmp_path: Path) -> None:
 def test_a_run_folder_that_cannot_be_written_is_a_run_dir_error(tmp_path: Path) -> None:
     (tmp_path / "runs").write_text("a file, not a folder")
     config = config_from_dict(SMALL_CARTPOLE)
-    with pytest.raises(RunDirError, match=r"cannot write the run folder .*NETGYM_UID"):
+    with pytest.raises(RunDirError, match=r"cannot write the run folder .*: Not a directory$"):
         RunDir(tmp_path / "runs" / "small").create(config, "header")
+    # Only a question of permissions gets the hint about the user the container runs as.
+    denied = explain(PermissionError(errno.EACCES, "Permission denied"))
+    assert denied.startswith("Permission denied (this runs as user") and "NETGYM_UID" in denied

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import shutil
@@ -132,34 +133,54 @@ def test_resume_latest_continues_an_unfinished_run_of_the_same_config(
 ) -> None:
     """What the Compose agent runs: a restarted container goes on with its run."""
     config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    runs = tmp_path / "runs"
     first = run_train(envapi, "small.yaml", "--resume-latest", cwd=tmp_path)
     assert first.returncode == 0, first.stdout
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    assert run_dir.name.startswith("small-")
-    # As if stopped at step 512: no final model, no later checkpoint.
-    shutil.rmtree(run_dir / "final")
-    for late in [c for c in checkpoint_dirs(run_dir) if c.name > "step_000000512"]:
-        shutil.rmtree(late)
+    (run_a,) = runs.iterdir()
+    assert run_a.name.startswith("small-")
+    _stop_at_512(run_a)
 
     second = run_train(envapi, str(config), "--resume-latest", cwd=tmp_path)
     assert second.returncode == 0, second.stdout
-    assert f"resuming the newest unfinished run of this config: runs/{run_dir.name}" in (
+    assert f"resuming the newest unfinished run of this config: runs/{run_a.name}" in (
         second.stdout
     )
     assert re.search(r"resumed from \S+step_000000512 at step 512 of 1,024", second.stdout)
-    assert (run_dir / "final").is_dir() and len(list((tmp_path / "runs").iterdir())) == 1
+    assert (run_a / "final").is_dir() and len(list(runs.iterdir())) == 1
 
-    # Finished, or another config (after --set): a new run each.
+    # Finished, or made with another config: a new run each, saying why.
     time.sleep(1.1)  # run folders are named to the second
     third = run_train(envapi, "small.yaml", "--resume-latest", cwd=tmp_path)
-    assert third.returncode == 0 and "resuming" not in third.stdout, third.stdout
+    assert f"not resuming runs/{run_a.name}: it has finished" in third.stdout, third.stdout
     time.sleep(1.1)
-    other = run_train(envapi, "small.yaml", "--resume-latest", "--set", "seed=1", cwd=tmp_path)
-    assert other.returncode == 0 and "resuming" not in other.stdout, other.stdout
-    assert len(list((tmp_path / "runs").iterdir())) == 3
+    seed = ("--set", "seed=1")
+    other = run_train(envapi, "small.yaml", "--resume-latest", *seed, cwd=tmp_path)
+    assert "its config differs at seed; starting a new run" in other.stdout, other.stdout
+    assert third.returncode == other.returncode == 0
+    run_c = max(runs.iterdir(), key=lambda run: (run / "config.yaml").stat().st_mtime)
+    assert len(list(runs.iterdir())) == 3
+
+    # A run that another process trains now is left alone.
+    _stop_at_512(run_c)
+    with (run_c / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        taken = run_train(envapi, "--run-dir", str(run_c), "--resume", cwd=tmp_path)
+        assert taken.returncode == 2 and "being trained by another process" in taken.stdout
+        time.sleep(1.1)
+        beside = run_train(envapi, "small.yaml", "--resume-latest", *seed, cwd=tmp_path)
+        assert "another process trains it now; starting a new run" in beside.stdout
+    assert beside.returncode == 0, beside.stdout
+    assert len(list(runs.iterdir())) == 4
 
     both = run_train(envapi, "small.yaml", "--resume-latest", "--run-dir", "x", cwd=tmp_path)
     assert both.returncode == 2 and "leave out" in both.stdout
+
+
+def _stop_at_512(run_dir: Path) -> None:
+    """Make a finished run look as if it had been stopped at step 512."""
+    shutil.rmtree(run_dir / "final")
+    for late in [c for c in checkpoint_dirs(run_dir) if c.name > "step_000000512"]:
+        shutil.rmtree(late)
 
 
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
