@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from netgym.errors import NetgymError
-from netgym_agent.errors import ConfigError, RunDirError
-from netgym_agent.rundir import explain
+from netgym_agent.errors import ConfigError, RunDirError, explain
 from netgym_agent.threads import limit_openmp_spinning
 
 

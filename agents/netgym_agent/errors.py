@@ -7,6 +7,8 @@ both the client's errors (server gone, session ended) and the agent's.
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -47,3 +49,14 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``known``, or an empty string."""
     close = difflib.get_close_matches(word, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def explain(exc: OSError) -> str:
+    """An OS error in words, with what to do when it is a question of permissions."""
+    text = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        text += (
+            f" (this runs as user {os.getuid()}; in Compose, set NETGYM_UID and NETGYM_GID "
+            "to the owner of runs/)"
+        )
+    return text

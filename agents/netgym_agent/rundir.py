@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -26,7 +25,7 @@ from typing import Any
 
 from netgym_agent.checkpoints import CheckpointStore
 from netgym_agent.config import TrainConfig, config_to_yaml, load_config
-from netgym_agent.errors import RunDirError
+from netgym_agent.errors import RunDirError, explain
 
 LOCK_NAME = ".lock"  # held by the process that trains the run
 _held_locks: list[int] = []
@@ -181,17 +180,6 @@ class RunDir:
         kept = [r for r in self.read_evaluations() if int(r.get("step", 0)) <= step]
         if self.evaluations.exists():
             _write_atomic(self.evaluations, "".join(json.dumps(r) + "\n" for r in kept))
-
-
-def explain(exc: OSError) -> str:
-    """An OS error in words, with what to do when it is a question of permissions."""
-    text = exc.strerror or str(exc)
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        text += (
-            f" (this runs as user {os.getuid()}; in Compose, set NETGYM_UID and NETGYM_GID "
-            "to the owner of runs/)"
-        )
-    return text
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from netgym_agent.algorithms import model_kwargs
 from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
-from netgym_agent.errors import ConfigError, RunDirError
-from netgym_agent.rundir import RunDir, explain
+from netgym_agent.errors import ConfigError, RunDirError, explain
+from netgym_agent.rundir import RunDir
 from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
 
 
