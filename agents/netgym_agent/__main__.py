@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         "--resume-latest",
         action="store_true",
         help=(
-            "continue the newest run in runs/ that CONFIG (with --set) made, unless it has "
-            "finished; else start a new run (a service that restarts keeps its run)"
+            "continue the run in runs/ that CONFIG was used for last, unless it has finished, "
+            "was made with another config (after --set) or is trained by another process "
+            "now; else start a new run (a service that restarts keeps its run)"
         ),
     )
     train.add_argument(
