@@ -100,6 +100,30 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (("noop_max = 3", "noop_max = 3\n[episode]\nmax_steps = 0"), r"max_steps = 0 is not"),
         (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{'wait': -5\}"),
         (("frames = 1", "frames = 1.5"), r"start step .* \(N a whole number of frames\)"),
+        (("frames_per_step = 2", "frames_per_step = true"), r"game.toml:9: frames_per_step = True"),
+        (
+            ("noop_max = 3", "noop_max = 3\n[episode]\nmax_step = 10"),
+            r"game.toml:17: unknown key 'max_step' in \[episode\]; did you mean max_steps\?",
+        ),
+        (
+            ("[observation]", "[observaton]"),
+            r"game.toml:10: unknown table \[observaton\]; did you mean observation\?",
+        ),
+        (
+            ('name = "Tiny"', 'name = "Tiny"\nnmae = "x"'),
+            r"game.toml:2: unknown top-level key 'nmae'",
+        ),
+        (
+            ('buttons = ["a"]', 'button = ["a"]'),
+            r"game.toml:8: combo 1 has an unknown key 'button'; did you mean buttons\?",
+        ),
+        (
+            ("frames = 1", "frame = 1"),
+            r"game.toml:14: start step .* has an unknown key 'frame'; did you mean frames\?",
+        ),
+        (("{ wait = 5 }", "{ wait = 5, frames = 2 }"), r"game.toml:14: start step \{'wait': 5"),
+        (("frames_per_step = 2", 'type = "buttons"'), r"game.toml:9: \[actions\] sets both"),
+        (('buttons = ["a"]', 'buttons = ["jump"]'), r"game.toml:8: combo 1 names unknown buttons"),
     ],
     ids=[
         "frames",
@@ -113,6 +137,15 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "max-steps-zero",
         "wait-negative",
         "press-frames-float",
+        "frames-bool",
+        "episode-key-typo",
+        "table-typo",
+        "top-level-typo",
+        "combo-key-typo",
+        "start-key-typo",
+        "wait-with-frames",
+        "combos-and-type",
+        "combo-button-line",
     ],
 )
 def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> None:

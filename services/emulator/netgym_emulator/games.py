@@ -8,6 +8,7 @@ what to do, so that a user fixes a game without reading this code.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import re
 import shutil
@@ -34,6 +35,19 @@ _ROM_MAGICS = (
     b"\x1f\x8b",
 )
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# The keys a manifest may set, by table (None: the top level). Any other key is
+# a typo that would otherwise be ignored without a word.
+_KEYS: dict[str | None, tuple[str, ...]] = {
+    None: ("name", "description", "rom", "script", "actions", "observation", "start", "episode"),
+    "rom": ("file", "sha256", "source", "build"),
+    "script": ("file",),
+    "actions": ("combos", "type", "frames_per_step"),
+    "observation": ("screen", "ram"),
+    "start": ("buttons", "savestate", "noop_max"),
+    "episode": ("max_steps",),
+}
+_COMBO_KEYS = ("name", "buttons")
+_START_STEP_KEYS = ("wait", "press", "frames")
 
 
 class GameError(NetgymError):
@@ -127,27 +141,26 @@ def _line_of(text: str, key: str, section: str | None = None) -> int | None:
     return None
 
 
+def _unknown_key(table: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first key of ``table`` not in ``allowed``, and what to write instead."""
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            return key, (f"did you mean {close[0]}?" if close else f"use {', '.join(allowed)}")
+    return None
+
+
 def _natural(value: Any, low: int, high: int) -> bool:
     """Whether ``value`` is a whole number in ``low..high`` (TOML's true is no number)."""
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _buttons(path: Path, text: str, raw: Any, where: str) -> tuple[str, ...]:
+def _buttons(path: Path, raw: Any, where: str, line: int | None) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(b, str) for b in raw):
-        raise _fail(
-            path,
-            f"{where} must be a list of button names",
-            f"use {list(BUTTONS)}",
-            _line_of(text, "buttons"),
-        )
+        raise _fail(path, f"{where} must be a list of button names", f"use {list(BUTTONS)}", line)
     unknown = [b for b in raw if b.lower() not in BUTTONS]
     if unknown:
-        raise _fail(
-            path,
-            f"{where} names unknown buttons {unknown}",
-            f"use {list(BUTTONS)}",
-            _line_of(text, "buttons"),
-        )
+        raise _fail(path, f"{where} names unknown buttons {unknown}", f"use {list(BUTTONS)}", line)
     return tuple(b.lower() for b in raw)
 
 
@@ -175,7 +188,15 @@ def load_game(folder: Path) -> Game:
             raise _fail(
                 path, f"[{name}] must be a table", "see docs/games.md", _line_of(text, name)
             )
+        if unknown := _unknown_key(value, _KEYS[name]):
+            key, fix = unknown
+            raise _fail(path, f"unknown key {key!r} in [{name}]", fix, _line_of(text, key, name))
         return value
+
+    if unknown := _unknown_key(data, _KEYS[None]):
+        key, fix = unknown
+        what = f"table [{key}]" if isinstance(data[key], dict) else f"top-level key {key!r}"
+        raise _fail(path, f"unknown {what}", fix, _line_of(text, key))
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -189,6 +210,14 @@ def load_game(folder: Path) -> Game:
     script = _check_script(folder, path, text, section("script"))
     actions = section("actions")
     combos: tuple[Combo, ...] | None = None
+    combos_line = _line_of(text, "combos", "actions")
+    if "combos" in actions and "type" in actions:
+        raise _fail(
+            path,
+            "[actions] sets both combos and type",
+            'keep combos (a Discrete space) or type = "buttons" (MultiBinary), not both',
+            _line_of(text, "type", "actions"),
+        )
     if "combos" in actions:
         raw = actions["combos"]
         if not isinstance(raw, list) or not raw:
@@ -196,17 +225,24 @@ def load_game(folder: Path) -> Game:
                 path,
                 "[actions] combos must be a non-empty list",
                 "list { name = ..., buttons = [...] } tables",
-                _line_of(text, "combos"),
+                combos_line,
             )
         if not all(isinstance(c, dict) for c in raw):
             raise _fail(
                 path,
                 "every entry of [actions] combos must be a table",
                 'write { name = "jump", buttons = ["a"] }',
-                _line_of(text, "combos"),
+                combos_line,
             )
+        for i, combo in enumerate(raw):
+            if unknown := _unknown_key(combo, _COMBO_KEYS):
+                key, fix = unknown
+                raise _fail(path, f"combo {i} has an unknown key {key!r}", fix, combos_line)
         combos = tuple(
-            Combo(str(c.get("name", i)), _buttons(path, text, c.get("buttons", []), f"combo {i}"))
+            Combo(
+                str(c.get("name", i)),
+                _buttons(path, c.get("buttons", []), f"combo {i}", combos_line),
+            )
             for i, c in enumerate(raw)
         )
     elif actions.get("type", "combos") != "buttons":
@@ -217,7 +253,7 @@ def load_game(folder: Path) -> Game:
             _line_of(text, "actions"),
         )
     frames = actions.get("frames_per_step", 1)
-    if not isinstance(frames, int) or not 1 <= frames <= 60:
+    if not _natural(frames, 1, 60):
         raise _fail(
             path,
             f"frames_per_step = {frames!r} is not an integer in 1..60",
@@ -226,9 +262,7 @@ def load_game(folder: Path) -> Game:
         )
     observation = section("observation")
     ram = observation.get("ram", {})
-    if not isinstance(ram, dict) or not all(
-        isinstance(a, int) and 0 <= a < 0x800 for a in ram.values()
-    ):
+    if not isinstance(ram, dict) or not all(_natural(a, 0, 0x7FF) for a in ram.values()):
         raise _fail(
             path,
             "[observation] ram must map names to addresses 0x000-0x7FF",
@@ -251,16 +285,24 @@ def load_game(folder: Path) -> Game:
             _line_of(text, "observation"),
         )
     start = section("start")
+    start_line = _line_of(text, "buttons", "start")
     sequence = start.get("buttons", [])
     if not isinstance(sequence, list):
         raise _fail(
             path,
             "[start] buttons must be a list",
             "see docs/games.md",
-            _line_of(text, "buttons", "start"),
+            start_line,
         )
     for step in sequence:
-        well_formed = isinstance(step, dict) and ("wait" in step) != ("press" in step)
+        if isinstance(step, dict) and (unknown := _unknown_key(step, _START_STEP_KEYS)):
+            key, fix = unknown
+            raise _fail(path, f"start step {step!r} has an unknown key {key!r}", fix, start_line)
+        well_formed = (
+            isinstance(step, dict)
+            and ("wait" in step) != ("press" in step)
+            and not ("wait" in step and "frames" in step)
+        )
         if well_formed:
             count, least = (step["wait"], 0) if "wait" in step else (step.get("frames", 1), 1)
             well_formed = _natural(count, least, 100_000)
@@ -270,10 +312,10 @@ def load_game(folder: Path) -> Game:
                 f"start step {step!r} is neither {{ wait = N }} nor "
                 "{ press = [...], frames = N } (N a whole number of frames)",
                 "see docs/games.md",
-                _line_of(text, "buttons", "start"),
+                start_line,
             )
         if "press" in step:
-            _buttons(path, text, step["press"], "a start press")
+            _buttons(path, step["press"], "a start press", start_line)
     savestate = None
     if "savestate" in start:
         savestate = (folder / str(start["savestate"])).resolve()
