@@ -47,6 +47,11 @@ function game.step()
 end
 return game
 """
+NAN_REWARD_SCRIPT = """\
+local game = {}
+function game.step() return 0 / 0, false, {} end
+return game
+"""
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
 
 
@@ -70,6 +75,7 @@ def games_dir(root: Path) -> Path:
     for name, script in (
         ("LuaError", LUA_ERROR_SCRIPT),
         ("BadReturn", BAD_RETURN_SCRIPT),
+        ("NanReward", NAN_REWARD_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
     ):
         folder = games / name.lower()

@@ -141,6 +141,13 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         env.step(0)
 
 
+def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:
+    with netgym.make("netgym/NanReward-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r"game.step\(\) must return a finite reward, not -?nan"):
+            env.step(0)
+
+
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str) -> None:
     kwargs = stack.kwargs

@@ -172,6 +172,10 @@ local function step_problem(reward, done, info)
   if type(reward) ~= "number" then
     return where .. "must return a number as its reward, not " .. tostring(reward)
   end
+  if reward ~= reward or reward == math.huge or reward == -math.huge then
+    return where .. "must return a finite reward, not " .. tostring(reward)
+      .. " (a division by zero?): one would spoil every value the agent learns"
+  end
   if type(done) ~= "boolean" then
     return where .. "must return true or false as done, not " .. tostring(done)
       .. " (in Lua, 0 counts as true: write `count == 0`, say)"
