@@ -227,6 +227,19 @@ def test_bad_env_kwargs_are_always_an_invalid_request(envapi: EnvApi) -> None:
             assert reply.json()["error"]["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize("mode", ["human", "rgb_array"])
+def test_a_render_mode_is_refused_with_the_reason(envapi: EnvApi, mode: str) -> None:
+    with client(envapi) as http:
+        reply = http.post(
+            "/v1/sessions", json={"env_id": "CartPole-v1", "env_kwargs": {"render_mode": mode}}
+        )
+    assert reply.status_code == 422, reply.text
+    assert (
+        f"render_mode={mode!r}: the envapi's envs run on a server with no screen"
+        in (reply.json()["error"]["message"])
+    )
+
+
 def test_a_hung_emulator_service_does_not_stall_the_envapi(tmp_path: Path) -> None:
     """Asking a silent emulator service for its games takes 10 s, in a thread of its own."""
     silent = socket.create_server(("127.0.0.1", 0))  # accepts, never answers

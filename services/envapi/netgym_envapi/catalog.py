@@ -245,8 +245,18 @@ def make_env(
 
     Raises:
         UnknownEnvError: when the id is not served.
-        InvalidRequestError: when gymnasium rejects the keyword arguments.
+        InvalidRequestError: when gymnasium rejects the keyword arguments, or
+            they ask for a render mode.
     """
+    if "render_mode" in env_kwargs:
+        # "human" would open a window on the server each step; the others would
+        # render frames that nothing sends.
+        raise InvalidRequestError(
+            f"env_kwargs render_mode={env_kwargs['render_mode']!r}: the envapi's envs run on "
+            "a server with no screen and send observations, not renderings; leave "
+            "render_mode out (the observations of Atari and NES games are their screens)",
+            details={"render_mode": env_kwargs["render_mode"]},
+        )
     if find_env(env_id).family == "emulator":
         from netgym.emulator.env import EmulatorEnv
 
