@@ -20,7 +20,7 @@ from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError, ServerUnavailableError, UnknownEnvError
+from netgym.errors import EnvError, InvalidRequestError, ServerUnavailableError, UnknownEnvError
 from tests.emulator.conftest import Stack, games_dir
 from tests.servers import alive, descendants, free_port, run_emulator, run_envapi
 
@@ -139,6 +139,24 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         assert "game.lua: game.step() must return true or false as done, not 0" in str(caught.value)
         env.reset(seed=0)  # a new instance
         env.step(0)
+
+
+@pytest.mark.parametrize(
+    ("env_kwargs", "message"),
+    [
+        ({"observation": "pixels"}, r"observation must be 'screen', 'ram' or 'both', not 'pixels'"),
+        ({"observation": "ram"}, r"observation='ram': Plain's manifest names no RAM values"),
+        ({"timeout_s": -1}, r"timeout_s=-1: give the seconds a step may take, a number above 0"),
+        ({"timeout_s": "10"}, r"timeout_s='10': give the seconds"),
+        ({"max_episode_steps": 0}, r"max_episode_steps=0: give a whole number of steps above 0"),
+    ],
+    ids=["observation-unknown", "observation-no-ram", "timeout-negative", "timeout-text", "max-0"],
+)
+def test_bad_game_arguments_are_refused_when_the_session_opens(
+    stack: Stack, env_kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        netgym.make("netgym/Plain-v0", env_kwargs=env_kwargs, **stack.kwargs)
 
 
 def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:

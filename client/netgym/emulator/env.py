@@ -9,6 +9,7 @@ cause, the instance is given back, and the next ``reset`` starts a fresh one.
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,7 +19,7 @@ from gymnasium import spaces
 
 from netgym.client.rest import EMULATOR, RestClient
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
-from netgym.errors import ConnectionLostError, EnvError, NetgymError
+from netgym.errors import ConnectionLostError, EnvError, InvalidRequestError, NetgymError
 
 
 class EmulatorEnv(gym.Env[Any, Any]):
@@ -43,6 +44,17 @@ class EmulatorEnv(gym.Env[Any, Any]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
+        if not _positive(timeout_s) or not math.isfinite(timeout_s):
+            raise InvalidRequestError(
+                f"timeout_s={timeout_s!r}: give the seconds a step may take, a number above 0"
+            )
+        if max_episode_steps is not None and not (
+            _positive(max_episode_steps) and isinstance(max_episode_steps, int)
+        ):
+            raise InvalidRequestError(
+                f"max_episode_steps={max_episode_steps!r}: give a whole number of steps above 0, "
+                "or leave it out for the manifest's [episode] max_steps"
+            )
         self._rest = RestClient(emulator_url, token=None, timeout_s=60.0, service=EMULATOR)
         self.spec_data: dict[str, Any] = self._rest.call("GET", f"/v1/games/{game}")
         self.game = game
@@ -54,11 +66,18 @@ class EmulatorEnv(gym.Env[Any, Any]):
         )
         self.observation_kind = observation or default
         if self.observation_kind not in ("screen", "ram", "both"):
-            raise NetgymError(f"observation must be 'screen', 'ram' or 'both', not {observation!r}")
+            raise InvalidRequestError(
+                f"observation must be 'screen', 'ram' or 'both', not {observation!r}"
+            )
         if self.observation_kind in ("ram", "both") and not ram_names:
-            raise NetgymError(f"{game}'s manifest names no RAM values to observe")
+            raise InvalidRequestError(
+                f"observation={observation!r}: {game}'s manifest names no RAM values to observe"
+            )
         if self.observation_kind in ("screen", "both") and not manifest_screen:
-            raise NetgymError(f"{game}'s manifest turns the screen off")
+            raise InvalidRequestError(
+                f"observation={observation!r}: {game}'s manifest turns the screen off "
+                "([observation] screen = false)"
+            )
         screen_space = spaces.Box(0, 255, SCREEN_SHAPE, np.uint8)
         ram_space = spaces.Box(0, 255, (len(ram_names),), np.uint8)
         self.observation_space = {
@@ -235,3 +254,8 @@ def _shares_screen_folder(screen_files: dict[str, str] | None) -> bool:
     except (OSError, KeyError, TypeError):
         return False
     return token == screen_files.get("token")
+
+
+def _positive(value: Any) -> bool:
+    """Whether ``value`` is a number above 0 (TOML's and JSON's true is no number)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
