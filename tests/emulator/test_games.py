@@ -236,3 +236,29 @@ def test_a_game_fixed_outside_its_folder_is_served_without_a_restart(tmp_path: P
         assert not pool.problems
     finally:
         pool.stop_all()
+
+
+def test_the_log_tells_each_change_of_a_game_folder_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """So that `docker compose logs emulator` shows why a dropped-in game is not served."""
+    games_dir = tmp_path / "games"
+    games_dir.mkdir()
+    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
+    try:
+        caplog.set_level("INFO", logger="netgym.emulator")
+        folder = make_game(games_dir)
+        manifest = folder / "game.toml"
+        manifest.write_text(manifest.read_text().replace("noop_max = 3", "noop_mx = 3"))
+        for _ in range(3):
+            pool.rescan()
+        told = [r.getMessage() for r in caplog.records]
+        assert len(told) == 1 and told[0].startswith("game folder tiny is not served: ")
+        assert "unknown key 'noop_mx' in [start]; did you mean noop_max?" in told[0]
+        manifest.write_text(manifest.read_text().replace("noop_mx = 3", "noop_max = 3"))
+        pool.rescan()
+        pool.rescan()
+        assert caplog.records[-1].getMessage() == "game folder tiny is served as netgym/Tiny-v0"
+        assert len(caplog.records) == 2
+    finally:
+        pool.stop_all()

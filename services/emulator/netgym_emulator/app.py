@@ -53,8 +53,6 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
         display.start()
         pool = InstancePool(settings, display.live_name)
         app.state.pool, app.state.display = pool, display
-        for folder, problem in pool.problems.items():
-            log.warning("game folder %s is not served: %s", folder, problem)
         reaper = asyncio.get_running_loop().create_task(_reap_forever(pool))
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import Game, discover, folder_signature, manifest_name
 from netgym_emulator.instances import Instance, start_instance
 from netgym_emulator.settings import EmulatorSettings
+
+log = logging.getLogger("netgym.emulator")
 
 ENDED_KEPT = 1000  # ended instances whose end a client may still ask about
 
@@ -33,6 +36,7 @@ class InstancePool:
         self._signature: tuple[Any, ...] = ()
         self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
         self.problems: dict[str, str] = {}
+        self._told: dict[str, str] = {}  # what the log last said of each folder
         self.instances: dict[str, Instance] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
         # FCEUX's home folders; a killed service's are removed by its successor.
@@ -69,6 +73,18 @@ class InstancePool:
             }
             # Taken again: the games read now may name ROMs outside their folders.
             self._signature = folder_signature(self.settings.games_dir, self.games.values())
+            self._tell_changes()
+
+    def _tell_changes(self) -> None:
+        """Log each game folder whose state changed, so a dropped-in game's problem is seen."""
+        now = {folder: f"is not served: {problem}" for folder, problem in self.problems.items()}
+        for game in self.games.values():
+            now[game.folder.name] = f"is served as {game.env_id}"
+        for folder, state in now.items():
+            if self._told.get(folder) != state:
+                level = logging.WARNING if state.startswith("is not") else logging.INFO
+                log.log(level, "game folder %s %s", folder, state)
+        self._told = now
 
     def game(self, name: str) -> Game:
         """A servable game by name, read again from its folder (edits apply from now on).
