@@ -52,6 +52,12 @@ local game = {}
 function game.step() return 0 / 0, false, {} end
 return game
 """
+HOOK_SCRIPT = """\
+local game = {}
+emu.registerafter(function() end)  -- the bridge answers from this hook
+function game.step() return 0, false, {} end
+return game
+"""
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
 
 
@@ -76,6 +82,7 @@ def games_dir(root: Path) -> Path:
         ("LuaError", LUA_ERROR_SCRIPT),
         ("BadReturn", BAD_RETURN_SCRIPT),
         ("NanReward", NAN_REWARD_SCRIPT),
+        ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
     ):
         folder = games / name.lower()

@@ -20,7 +20,13 @@ from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError, InvalidRequestError, ServerUnavailableError, UnknownEnvError
+from netgym.errors import (
+    EnvError,
+    InvalidRequestError,
+    NetgymError,
+    ServerUnavailableError,
+    UnknownEnvError,
+)
 from tests.emulator.conftest import Stack, games_dir
 from tests.servers import alive, descendants, free_port, run_emulator, run_envapi
 
@@ -164,6 +170,15 @@ def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:
         env.reset(seed=0)
         with pytest.raises(EnvError, match=r"game.step\(\) must return a finite reward, not -?nan"):
             env.step(0)
+
+
+def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
+    # The instance does not start: its script fails as it loads.
+    with (
+        pytest.raises(NetgymError, match=r"game.lua:2: emu.registerafter\(\) is the bridge's"),
+        netgym.make("netgym/TakesHook-v0", **stack.kwargs) as env,
+    ):
+        env.reset(seed=0)
 
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])

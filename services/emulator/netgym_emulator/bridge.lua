@@ -94,6 +94,17 @@ local function run_start_sequence()
   end
 end
 
+-- The bridge answers from FCEUX's after-emulation hook (below); FCEUX keeps
+-- one function per hook, so a game script must not take it over.
+local register_after = emu.registerafter
+local function owned_by_bridge(name)
+  return function()
+    error("emu." .. name .. "() is the bridge's: a game script only reads RAM", 2)
+  end
+end
+emu.registerafter = owned_by_bridge("registerafter")
+emu.registerbefore = owned_by_bridge("registerbefore")
+
 local ok, game = pcall(dofile, script_path)
 if not ok then
   report("error " .. tostring(game))
@@ -211,27 +222,54 @@ local function fail(message)
   client:send(u32(#header) .. header .. u32(0) .. string.rep("\0", #ram_addresses))
 end
 
+-- A reply goes out from FCEUX's after-emulation hook, as soon as the last
+-- frame of a step is emulated. What FCEUX does between that and this
+-- script's next turn (drawing, its GUI thread: about a fifth of a frame) then
+-- overlaps with the client's turn instead of adding to every step.
+local answer = nil
+register_after(function()
+  if answer ~= nil then
+    local send = answer
+    answer = nil
+    send()
+  end
+end)
+
+-- Hold the buttons for `frames` frames; `send` answers after the last one.
+local function advance_then(mask, frames, send)
+  advance(mask, frames - 1)
+  joypad.set(1, pad_for(mask))
+  answer = send
+  emu.frameadvance()
+end
+
+local function answer_step()
+  local called, reward, done, info = pcall(game.step)
+  if not called then
+    fail(reward)
+  else
+    local problem = step_problem(reward, done, info)
+    if problem then fail(problem) else reply(reward, done, info) end
+  end
+end
+
+local function answer_reset()
+  local called, message = true, nil
+  if type(game.reset) == "function" then called, message = pcall(game.reset) end
+  if called then reply(0, false, {frame = emu.framecount()}) else fail(message) end
+end
+
 while true do
   local request = client:receive(5)
   if request == nil then break end
   local command, argument = string.sub(request, 1, 1), read_u32(request, 2)
   if command == "S" then
-    advance(argument, frames_per_step)
-    local called, reward, done, info = pcall(game.step)
-    if not called then
-      fail(reward)
-    else
-      local problem = step_problem(reward, done, info)
-      if problem then fail(problem) else reply(reward, done, info) end
-    end
+    advance_then(argument, frames_per_step, answer_step)
   elseif command == "R" then
     savestate.load(start_state)
     -- One frame more than asked: a loaded state does not redraw the screen, so
     -- without it the first observation would show the previous episode.
-    advance(0, argument + 1)
-    local called, message = true, nil
-    if type(game.reset) == "function" then called, message = pcall(game.reset) end
-    if called then reply(0, false, {frame = emu.framecount()}) else fail(message) end
+    advance_then(0, argument + 1, answer_reset)
   elseif command == "P" then
     client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
   else
