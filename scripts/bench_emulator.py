@@ -7,10 +7,14 @@ frame per step:
   ``BridgeConnection`` (one process per instance, instances leased from the
   emulator service), the fastest a client could talk to FCEUX;
 - **whole path**: ``netgym.make_vec`` through the envapi, whose session steps
-  the instances through the same bridge.
+  the instances through the same bridge;
+- for reference, with 2 instances, **direct bridge, lockstep**: one process
+  steps both instances through the bridge as a vector env does (send every
+  action, then read every reply into one array, and copy it out), so the
+  ratio to it shows what the path itself costs, apart from lockstep.
 
 Both with 1 and with 2 instances; prints steps/s (all instances together),
-the medians and the ratios.
+the medians and the ratios. The targets are against the direct bridge.
 
     python scripts/bench_emulator.py        # about 2 minutes on 2 cores
 """
@@ -35,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import run_emulator, run_envapi  # noqa: E402
 
 import netgym  # noqa: E402
-from netgym.emulator.bridge import BridgeConnection  # noqa: E402
+from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection  # noqa: E402
 
 GAME = "BenchPong"
 MANIFEST = f"""\
@@ -89,6 +93,42 @@ def direct(emulator_url: str, instances: int, steps: int, seed: int) -> float:
     return float(sum(rates))
 
 
+def direct_lockstep(emulator_url: str, instances: int, steps: int, seed: int) -> float:
+    """Step several instances from this process in lockstep, as a vector env does."""
+    leases = [
+        httpx.post(
+            f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
+        ).json()
+        for _ in range(instances)
+    ]
+    bridges = [
+        BridgeConnection(lease["host"], lease["port"], 0, 30.0, lease["screen_file"])
+        for lease in leases
+    ]
+    screens = np.empty((instances, *SCREEN_SHAPE), dtype=np.uint8)
+    actions = np.random.default_rng(seed).integers(0, 3, (steps + 10, instances))
+
+    def step(masks: list[int]) -> np.ndarray:
+        for bridge, mask in zip(bridges, masks, strict=True):
+            bridge.send(b"S", mask)
+        for index, bridge in enumerate(bridges):
+            bridge.receive(screens[index])
+        return screens.copy()
+
+    for bridge in bridges:
+        bridge.request(b"R", 0)
+    for row in actions[:10]:
+        step([MASKS[a] for a in row])
+    started = time.perf_counter()
+    for row in actions[10:]:
+        step([MASKS[a] for a in row])
+    rate = steps * instances / (time.perf_counter() - started)
+    for bridge, lease in zip(bridges, leases, strict=True):
+        bridge.close()
+        httpx.delete(f"{emulator_url}/v1/instances/{lease['instance_id']}")
+    return rate
+
+
 def whole_path(envs: netgym.RemoteVectorEnv, steps: int, seed: int) -> float:
     actions = np.random.default_rng(seed).integers(0, 3, (steps + 10, envs.num_envs))
     envs.reset(seed=seed)
@@ -125,6 +165,9 @@ def main() -> None:
                     results.setdefault(f"whole path, {n}", []).append(
                         whole_path(remote[n], args.steps, seed=i)
                     )
+                results.setdefault("direct bridge, lockstep, 2", []).append(
+                    direct_lockstep(emulator_url, 2, args.steps, seed=i)
+                )
                 print(
                     f"round {i + 1}/{args.rounds}: "
                     + ", ".join(f"{name} {values[-1]:,.0f}" for name, values in results.items()),
@@ -138,11 +181,13 @@ def main() -> None:
         f"rounds, {os.cpu_count()} cores (steps/s, all instances together)"
     )
     for name, value in medians.items():
-        print(f"{name + ' instance(s)':<32}{value:>10,.0f}")
+        print(f"{name + ' instance(s)':<40}{value:>10,.0f}")
     for n in (1, 2):
         ratio = medians[f"whole path, {n}"] / medians[f"direct bridge, {n}"]
         mark = "ok" if ratio >= 0.85 else "BELOW TARGET"
         print(f"whole path / direct bridge, {n} instance(s): {ratio:.2f}x (target >= 0.85x) {mark}")
+    lockstep = medians["whole path, 2"] / medians["direct bridge, lockstep, 2"]
+    print(f"whole path / direct bridge in lockstep, 2 instance(s): {lockstep:.2f}x (for reference)")
     two = medians["whole path, 2"]
     print(
         f"whole path, 2 instances: {two:,.0f} steps/s (target >= 1,500) "
