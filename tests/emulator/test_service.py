@@ -172,6 +172,12 @@ def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:
             env.step(0)
 
 
+def test_instances_run_as_batch_jobs(stack: Stack) -> None:
+    with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        assert os.sched_getscheduler(env_instance_pid(stack, env)) == os.SCHED_BATCH
+
+
 def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
     # The instance does not start: its script fails as it loads.
     with (

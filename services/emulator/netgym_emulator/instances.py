@@ -41,8 +41,17 @@ class InstanceStartError(NetgymError):
     http_status = 500
 
 
-def _die_with_parent() -> None:
+def _prepare_fceux() -> None:
+    """In FCEUX's process before it starts: die with the service; schedule as a batch job.
+
+    Under SCHED_BATCH, an instance that a request wakes does not preempt the
+    process that sent it, so a session that steps several instances sends
+    every action before any of them takes its core (2 instances, 2 cores:
+    about 7% more steps/s through the whole path).
+    """
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    with contextlib.suppress(OSError):  # a sandbox may refuse it: only speed is lost
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 @dataclass
@@ -195,7 +204,7 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_prepare_fceux,
             cwd=home,
         )
 
