@@ -172,10 +172,17 @@ def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:
             env.step(0)
 
 
-def test_instances_run_as_batch_jobs(stack: Stack) -> None:
+def test_fceux_emulates_as_a_batch_job_and_draws_its_window_on_idle_cpu(stack: Stack) -> None:
     with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
         env.reset(seed=0)
-        assert os.sched_getscheduler(env_instance_pid(stack, env)) == os.SCHED_BATCH
+        pid = env_instance_pid(stack, env)
+        policies = {
+            (task / "comm").read_text().strip(): os.sched_getscheduler(int(task.name))
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        }
+        assert policies.pop("emulatorThread_") == os.SCHED_BATCH  # FCEUX's name for it
+        assert policies.pop("fceux") == os.SCHED_IDLE  # the main thread: Qt's window
+        assert set(policies.values()) == {os.SCHED_IDLE}
 
 
 def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:

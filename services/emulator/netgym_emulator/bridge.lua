@@ -1,6 +1,6 @@
 -- netgym's Lua bridge: drives one FCEUX instance frame by frame for one client.
 --
--- FCEUX runs this with --loadlua. It binds a TCP port, writes "port N" (or
+-- FCEUX runs this with --loadlua. It binds a TCP port, writes "port N TID" (or
 -- "error MESSAGE") to $NETGYM_PORT_FILE, runs the game's start sequence, keeps
 -- an in-memory save state of the start of play, then serves one client in
 -- lockstep. The wire format is in docs/games.md ("The bridge protocol").
@@ -137,7 +137,16 @@ savestate.persist(start_state)  -- an anonymous state is dropped after one load 
 -- speedmode(); outside the saved state, that timer would mark the first
 -- episode's screens only. Let it run out before any client sees a frame.
 advance(0, 200)
-report("port " .. port)
+-- The thread that runs this script also emulates: the service schedules
+-- FCEUX's other threads (its window, which nobody sees) on idle CPU only.
+local function thread_id()
+  local stat = io.open("/proc/thread-self/stat", "r")
+  if stat == nil then return "" end
+  local line = stat:read("*l") or ""
+  stat:close()
+  return string.match(line, "^(%d+)") or ""
+end
+report("port " .. port .. " " .. thread_id())
 
 server:settimeout(attach_timeout)
 local client = server:accept()

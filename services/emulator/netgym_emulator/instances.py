@@ -140,7 +140,9 @@ async def start_instance(
         timeouts = (attach_timeout_s, idle_timeout_s)
         process = _launch(game, fceux, display, home, bridge_host, timeouts, screen, screen_file)
         instance = Instance(instance_id, game, process, home, port=0, screen_file=screen_file)
-        instance.port = await _wait_for_bridge(instance, start_timeout_s)
+        instance.port, emulation_thread = await _wait_for_bridge(instance, start_timeout_s)
+        if emulation_thread is not None:
+            _idle_all_but(process.pid, emulation_thread)
     except BaseException:  # a failed or cancelled start leaves no process and no file
         if instance is not None:
             instance.kill()
@@ -209,8 +211,26 @@ def _launch(
         )
 
 
-async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> int:
-    """The port the bridge reports once the start of play is reached.
+def _idle_all_but(pid: int, emulation_thread: int) -> None:
+    """Schedule every thread of FCEUX but the one that emulates as SCHED_IDLE.
+
+    The others draw FCEUX's window on the virtual display, which nobody sees,
+    about 8% of a core per instance; as idle threads they take only CPU that
+    nothing else wants (2 instances on 2 cores: ~15% more steps/s). Threads
+    they start later inherit it.
+    """
+    tasks = Path(f"/proc/{pid}/task")
+    with contextlib.suppress(OSError):  # FCEUX died meanwhile, or a sandbox refuses
+        if not (tasks / str(emulation_thread)).exists():
+            return  # not FCEUX's thread: idling the emulation would be far worse
+        for task in tasks.iterdir():
+            if task.name != str(emulation_thread):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setscheduler(int(task.name), os.SCHED_IDLE, os.sched_param(0))
+
+
+async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[int, int | None]:
+    """The port the bridge reports once the start of play is reached, and its thread.
 
     Raises:
         InstanceStartError: FCEUX died or the bridge did not report in time, or
@@ -234,7 +254,8 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> int:
         await asyncio.sleep(0.01)
     status, _, value = port_file.read_text().partition(" ")
     if status == "port":
-        return int(value)
+        port, _, thread = value.partition(" ")
+        return int(port), int(thread) if thread.isdigit() else None
     if value.startswith(BRIDGE_ERROR):
         raise InstanceStartError(
             f"the bridge of an instance of {game.name} could not start: "
