@@ -104,7 +104,10 @@ def relay(emulator_url: str, instances: int, mode: str, ports: Any, screens_path
                 argb_to_rgb(screen_files[key.data], screens[key.data])
                 client.send(MESSAGE.pack(key.data, count))
                 continue
-            data = client.recv(4096)
+            try:
+                data = client.recv(4096)
+            except ConnectionResetError:  # the client left without reading every reply
+                return
             if not data:
                 return
             pending += data
