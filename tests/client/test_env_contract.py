@@ -113,3 +113,25 @@ def test_remote_equals_local_for_same_seeds_and_actions(name: str, remote_kwargs
     finally:
         local.close()
         remote.close()
+
+
+def test_remote_env_has_a_spec_that_opens_another_session(remote_kwargs: dict) -> None:
+    wrappers = ["atari"]
+    env = netgym.make("ALE/Pong-v5", wrappers=wrappers, **remote_kwargs)
+    try:
+        assert env.spec is not None and env.spec.id == "ALE/Pong-v5"
+        assert env.spec.kwargs["wrappers"] == wrappers
+        if remote_kwargs["token"]:
+            assert remote_kwargs["token"] not in repr(env.spec) + env.spec.pprint(
+                disable_print=True, print_all=True
+            )
+        again = env.spec.make()  # through gymnasium.make: the token travels unseen
+        try:
+            assert again.observation_space == env.observation_space
+            assert again.unwrapped.session_id != env.session_id  # type: ignore[attr-defined]
+            obs, _ = again.reset(seed=1)
+            assert_same(env.reset(seed=1)[0], obs)
+        finally:
+            again.close()
+    finally:
+        env.close()
