@@ -19,6 +19,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import netgym
+from netgym.client.rest import EMULATOR, RestClient
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import (
     EnvError,
@@ -335,6 +336,21 @@ def test_an_unreachable_emulator_service_is_named_as_such() -> None:
         EmulatorEnv("Catch", "http://127.0.0.1:9")
     assert "the emulator service at http://127.0.0.1:9" in caught.value.message
     assert "netgym-emulator" in caught.value.message
+
+
+def test_the_emulator_service_answers_every_error_with_netgyms_error_body(stack: Stack) -> None:
+    url = stack.emulator_url
+    unknown_game = httpx.post(f"{url}/v1/instances", json={"game": "NoSuchGame"})
+    malformed = httpx.post(f"{url}/v1/instances", json={"screen": "sideways"})
+    unknown_path = httpx.get(f"{url}/v1/no-such-thing")
+    wrong_method = httpx.put(f"{url}/v1/games")
+    assert unknown_game.json()["error"]["code"] == "unknown_env"
+    assert (malformed.status_code, malformed.json()["error"]["code"]) == (422, "invalid_request")
+    assert "body.game: Field required" in malformed.json()["error"]["message"]
+    assert (unknown_path.status_code, unknown_path.json()["error"]["code"]) == (404, "not_found")
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    with pytest.raises(InvalidRequestError, match=r"body\.game"):  # the client's exception
+        RestClient(url, None, service=EMULATOR).call("POST", "/v1/instances", {})
 
 
 def test_render_keeps_its_frame_when_the_next_step_overwrites_the_observation(

@@ -18,6 +18,7 @@ from netgym.errors import NetgymError
 from netgym_emulator.display import VirtualDisplay
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
+from netgym_http.errors import install_error_handlers
 
 log = logging.getLogger("netgym.emulator")
 
@@ -65,9 +66,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="netgym emulator", version="0.1.0", lifespan=lifespan)
 
-    @app.exception_handler(NetgymError)
-    async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+    install_error_handlers(app, "emulator service", log)
 
     @app.get("/v1/health")
     async def health(request: Request, pool: PoolDep) -> JSONResponse:

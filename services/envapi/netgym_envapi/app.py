@@ -6,17 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
-from netgym.errors import InvalidRequestError, NetgymError
 from netgym_envapi.api import envs, health, sessions
 from netgym_envapi.api.guard import RequestGuard
 from netgym_envapi.dataport import DataPort
 from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.settings import Settings
+from netgym_http.errors import install_error_handlers
 
 log = logging.getLogger("netgym.envapi")
 
@@ -46,33 +43,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(envs.router)
     app.include_router(sessions.router)
 
-    @app.exception_handler(NetgymError)
-    async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # An unknown path or method: the same error body as every other error.
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"{request.method} {request.url.path}: {exc.detail}"
-        body = {"error": {"code": code, "message": message, "details": {}}}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("%s %s failed", request.method, request.url.path)
-        message = f"the envapi failed on {request.method} {request.url.path}: {exc!r}"
-        body = {"error": {"code": "internal", "message": message, "details": {}}}
-        return JSONResponse(body, status_code=500)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        error = InvalidRequestError(
-            f"invalid request: {problems}", details={"errors": exc.errors()}
-        )
-        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
-
+    install_error_handlers(app, "envapi", log)
     return app
