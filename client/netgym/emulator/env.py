@@ -97,9 +97,15 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self._bridge: BridgeConnection | None = None
         self._steps = 0
         self._last_screen: np.ndarray | None = None
-        self._shares_screens = self.observation_kind != "ram" and _shares_screen_folder(
-            self._rest.call("GET", "/v1/health").get("screen_files")
-        )
+        self._shares_screens = self.observation_kind != "ram" and self._screen_folder_shared()
+
+    def _screen_folder_shared(self) -> bool:
+        """Whether the service's screen files can be read here (else screens come by socket)."""
+        try:
+            health = self._rest.call("GET", "/v1/health")
+        except NetgymError:  # 503 while its Xvfb is started again: the socket always works
+            return False
+        return _shares_screen_folder(health.get("screen_files"))
 
     @property
     def instance_id(self) -> str | None:

@@ -54,7 +54,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
         display.start()
         pool = InstancePool(settings, display.live_name)
         app.state.pool, app.state.display = pool, display
-        reaper = asyncio.get_running_loop().create_task(_reap_forever(pool))
+        reaper = asyncio.get_running_loop().create_task(_supervise_forever(pool, display))
         try:
             yield
         finally:
@@ -113,7 +113,16 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     return app
 
 
-async def _reap_forever(pool: InstancePool) -> None:
+async def _supervise_forever(pool: InstancePool, display: VirtualDisplay) -> None:
+    """Every second: forget exited instances, and start Xvfb again if it died."""
+    display_failed = False
     while True:
         await asyncio.sleep(1.0)
         pool.reap()
+        try:
+            display.live_name()
+            display_failed = False
+        except Exception:  # tried again every second; /v1/health answers 503 meanwhile
+            if not display_failed:
+                log.exception("Xvfb could not be started again; trying every second")
+            display_failed = True
