@@ -19,7 +19,13 @@ from gymnasium import spaces
 
 from netgym.client.rest import EMULATOR, RestClient
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
-from netgym.errors import ConnectionLostError, EnvError, InvalidRequestError, NetgymError
+from netgym.errors import (
+    ConnectionLostError,
+    EnvError,
+    InvalidRequestError,
+    NetgymError,
+    SessionNotFoundError,
+)
 
 
 class EmulatorEnv(gym.Env[Any, Any]):
@@ -167,9 +173,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
         instance_id = self.instance_id
         cause = exc.message
         if isinstance(exc, ConnectionLostError):
-            with contextlib.suppress(NetgymError):
+            try:
                 status = self._rest.call("GET", f"/v1/instances/{instance_id}")
                 cause += f" (the instance {status['state']})"
+            except SessionNotFoundError as ended:  # it has ended: the service says how
+                cause += f" ({ended.message})"
+            except NetgymError:
+                pass
         self._release()
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
