@@ -51,6 +51,13 @@ def test_good_game(tmp_path: Path) -> None:
     assert game.spec()["ram"] == ["x"]
 
 
+def test_button_names_in_a_start_press_are_read_as_in_a_combo(tmp_path: Path) -> None:
+    manifest = MANIFEST.format(rom=EFP_ROM, extra_rom="").replace(
+        'press = ["start"]', 'press = ["Start"]'
+    )
+    assert load_game(make_game(tmp_path, manifest)).start_sequence == "w5,p8:1"
+
+
 def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
     manifest = MANIFEST.format(rom="nope.nes", extra_rom='source = "the homebrew page"')
     with pytest.raises(
@@ -169,10 +176,13 @@ def test_discover_lists_a_folder_with_a_game_but_no_manifest(tmp_path: Path) -> 
     unnamed = tmp_path / "unnamed"
     unnamed.mkdir()
     (unnamed / "game.lua").write_text(SCRIPT)
+    zipped = tmp_path / "zipped"
+    zipped.mkdir()
+    (zipped / "Some Game (U).zip").write_bytes(b"PK\x03\x04")  # a zipped ROM, alone
     (tmp_path / "notes").mkdir()  # nothing of a game in it: not listed
     games, problems = discover(tmp_path)
     assert list(games) == ["Tiny"]
-    assert list(problems) == ["unnamed"]
+    assert sorted(problems) == ["unnamed", "zipped"]
     assert "has no game.toml; add one" in problems["unnamed"]
 
 

@@ -34,6 +34,8 @@ _ROM_MAGICS = (
     b"PK\x03\x04",
     b"\x1f\x8b",
 )
+# A folder with no manifest that holds one of these is listed as a game missing it.
+_GAME_FILE_SUFFIXES = (".nes", ".unf", ".unif", ".fds", ".nsf", ".zip", ".gz", ".lua", ".toml")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # The keys a manifest may set, by table (None: the top level). Any other key is
 # a typo that would otherwise be ignored without a word.
@@ -315,7 +317,7 @@ def load_game(folder: Path) -> Game:
                 start_line,
             )
         if "press" in step:
-            _buttons(path, step["press"], "a start press", start_line)
+            step["press"] = list(_buttons(path, step["press"], "a start press", start_line))
     savestate = None
     if "savestate" in start:
         savestate = (folder / str(start["savestate"])).resolve()
@@ -467,7 +469,7 @@ def manifest_name(folder: Path) -> str | None:
 def _looks_like_a_game(folder: Path) -> bool:
     """Whether a folder without a manifest holds a ROM, a Lua script or a TOML file."""
     try:
-        return any(f.suffix.lower() in (".nes", ".lua", ".toml") for f in folder.iterdir())
+        return any(f.suffix.lower() in _GAME_FILE_SUFFIXES for f in folder.iterdir())
     except OSError:
         return False
 
