@@ -213,6 +213,9 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
             for _ in range(10):
                 env.step(0)
         assert time.monotonic() - started < 8
+        # No instance runs now: a step says to reset rather than step a new, unreset one.
+        with pytest.raises(EnvError, match=r"no instance runs .* call reset\(\)"):
+            env.step(0)
         for _ in range(20):
             bystander.step(1)
         env.reset(seed=0)

@@ -11,8 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.emulator.conftest import games_dir
+from netgym.emulator.env import EmulatorEnv
+from netgym.errors import EnvError
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
 from tests.servers import descendants, run_emulator
 
 
@@ -60,6 +63,20 @@ def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -
         assert reply.status_code == 201, reply.text
 
 
+def test_screens_a_killed_service_left_in_a_named_folder_are_removed_at_start(
+    tmp_path: Path,
+) -> None:
+    screens = tmp_path / "screens"  # as Compose's tmpfs volume, which outlives the service
+    screens.mkdir()
+    (screens / "0123abcd.screen").write_bytes(bytes(245_772))
+    (screens / "notes.txt").write_text("not ours")
+    with run_emulator(tmp_path, games_dir(tmp_path), screen_dir=str(screens)) as (url, _):
+        assert start(url, screen_file=True).status_code == 201
+        assert {p.suffix for p in screens.iterdir()} == {".screen", ".txt", ""}  # "" : token
+        assert not (screens / "0123abcd.screen").exists()
+    assert (screens / "notes.txt").read_text() == "not ours"
+
+
 def test_a_failed_start_leaves_no_file(tmp_path: Path) -> None:
     work = tmp_path / "work"
     with run_emulator(tmp_path, games_dir(tmp_path), fceux="/bin/false", work_dir=str(work)) as (
@@ -94,3 +111,23 @@ def test_an_instance_whose_client_went_silent_exits(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, state.text
                 time.sleep(0.2)
         assert "has ended: FCEUX exited" in state.json()["error"]["message"]
+
+
+def test_an_env_refuses_an_instance_of_its_game_changed_since_it_was_made(tmp_path: Path) -> None:
+    games = tmp_path / "games"
+    folder = games / "changing"
+    folder.mkdir(parents=True)
+    manifest = FAULT_MANIFEST.format(name="Changing", rom=EFP_ROM)
+    (folder / "game.toml").write_text(manifest)
+    (folder / "game.lua").write_text(PLAIN_SCRIPT)
+    with run_emulator(tmp_path, games) as (url, _):
+        env = EmulatorEnv("Changing", url)
+        try:
+            # A RAM value more would shift every observation of the instances started now.
+            (folder / "game.toml").write_text(manifest + "[observation.ram]\nlives = 0x10\n")
+            with pytest.raises(EnvError, match=r"changed since this env was made \(ram\)"):
+                env.reset(seed=0)
+            assert httpx.get(f"{url}/v1/instances").json()["instances"] == []  # given back
+            assert EmulatorEnv("Changing", url).observation_space["ram"].shape == (1,)
+        finally:
+            env.close()

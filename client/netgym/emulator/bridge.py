@@ -30,6 +30,8 @@ SCREEN_SHAPE = (240, 256, 3)
 GD_HEADER = 11
 GD_BYTES = GD_HEADER + SCREEN_SHAPE[0] * SCREEN_SHAPE[1] * 4
 _U32 = struct.Struct("<I")
+# A reply's text (status, reward, done, info): far above any game's, far below harm.
+MAX_HEADER_BYTES = 1 << 20
 
 
 def argb_to_rgb(
@@ -183,6 +185,11 @@ class BridgeConnection:
         try:
             have = self._recv_at_least(0, 8)
             (header_bytes,) = _U32.unpack_from(self._reply)
+            if header_bytes > MAX_HEADER_BYTES:
+                raise ConnectionLostError(
+                    f"the bridge sent a reply header of {header_bytes} bytes, over "
+                    f"{MAX_HEADER_BYTES}: the stream is out of step"
+                )
             screen_at = 4 + header_bytes + 4
             have = self._recv_at_least(have, screen_at)
             header = self._reply[4 : 4 + header_bytes].decode(errors="replace")

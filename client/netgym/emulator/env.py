@@ -27,6 +27,10 @@ from netgym.errors import (
     SessionNotFoundError,
 )
 
+# What an instance started from the manifest as it is now must share with the env:
+# its spaces, and how much of the game one step plays.
+_SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram")
+
 
 class EmulatorEnv(gym.Env[Any, Any]):
     """One instance of a game served by a netgym emulator service.
@@ -126,6 +130,14 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 {"game": self.game, "screen": screen, "screen_file": self._shares_screens},
             )
             self._instance = instance
+            changed = [k for k in _SPEC_KEYS if instance["spec"].get(k) != self.spec_data.get(k)]
+            if changed:
+                self._release()
+                raise EnvError(
+                    f"{self.game}'s game.toml has changed since this env was made "
+                    f"({', '.join(changed)}): make the env again to play the game as it is now",
+                    details={"changed": changed},
+                )
             try:
                 self._bridge = BridgeConnection(
                     instance["host"],
@@ -154,7 +166,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
         return self._receive()
 
     def _send(self, command: bytes, argument: int) -> None:
-        bridge = self._connect()
+        # Only a reset starts an instance: a step on a new one would skip game.reset().
+        bridge = self._connect() if command == b"R" else self._bridge
+        if bridge is None:
+            raise EnvError(
+                f"{self.game}: no instance runs (its last one failed, or the env was never "
+                "reset); call reset() to start one"
+            )
         try:
             bridge.send(command, argument)
         except ConnectionLostError as exc:

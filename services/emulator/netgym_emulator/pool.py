@@ -49,6 +49,11 @@ class InstancePool:
         self.screen_dir, self._own_screen_dir = memory_folder(
             settings.screen_dir, "netgym-screens-"
         )
+        if self._own_screen_dir is None:
+            # A folder named for us outlives a killed service (a tmpfs volume in
+            # Compose): its screens are ours alone, and no instance of ours runs yet.
+            for stale in self.screen_dir.glob("*.screen"):
+                stale.unlink(missing_ok=True)
         # A client that can read this token from the folder shares it with us,
         # so it may ask for screens as files (see EmulatorEnv).
         self.screen_token = secrets.token_hex(16)
