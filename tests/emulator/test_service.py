@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -434,19 +435,27 @@ def test_start_from_a_save_state(tmp_path: Path) -> None:
     state = home / ".fceux" / "fcs" / "efp.fc0"
     assert state.stat().st_size > 0
     games = tmp_path / "games"
-    for name, extra in (("FromPowerOn", ""), ("FromState", 'savestate = "start.fc0"')):
+    # FCEUX names a zipped ROM's save states after the ROM inside the zip.
+    zipped = tmp_path / "efp.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.write(EFP_ROM, "Escape From Pong (PD).nes")
+    cases = (
+        ("FromPowerOn", "", EFP_ROM),
+        ("FromState", 'savestate = "start.fc0"', EFP_ROM),
+        ("FromStateZipped", 'savestate = "start.fc0"', zipped),
+    )
+    for name, extra, rom in cases:
         folder = games / name.lower()
         folder.mkdir(parents=True)
-        manifest = FAULT_MANIFEST.format(name=name, rom=EFP_ROM).replace(
-            "[start]", f"[start]\n{extra}"
-        )
+        manifest = FAULT_MANIFEST.format(name=name, rom=rom).replace("[start]", f"[start]\n{extra}")
         (folder / "game.toml").write_text(manifest)
         (folder / "game.lua").write_text(PLAIN_SCRIPT)
         shutil.copyfile(state, folder / "start.fc0")
     with run_emulator(tmp_path, games) as (url, _):
         frames = {}
-        for name in ("FromPowerOn", "FromState"):
+        for name, _, _ in cases:
             env = EmulatorEnv(name, url)
             frames[name] = env.reset(seed=0)[1]["frame"]
             env.close()
     assert frames["FromState"] >= frames["FromPowerOn"] + 250
+    assert frames["FromStateZipped"] == frames["FromState"]

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +35,9 @@ _ROM_MAGICS = (
     b"PK\x03\x04",
     b"\x1f\x8b",
 )
+ROM_SUFFIXES = (".nes", ".unf", ".unif", ".fds", ".nsf")
 # A folder with no manifest that holds one of these is listed as a game missing it.
-_GAME_FILE_SUFFIXES = (".nes", ".unf", ".unif", ".fds", ".nsf", ".zip", ".gz", ".lua", ".toml")
+_GAME_FILE_SUFFIXES = (*ROM_SUFFIXES, ".zip", ".gz", ".lua", ".toml")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # The keys a manifest may set, by table (None: the top level). Any other key is
 # a typo that would otherwise be ignored without a word.
@@ -88,6 +90,19 @@ class Game:
     savestate: Path | None = None
     noop_max: int = 0
     max_steps: int | None = None
+
+    @property
+    def state_name(self) -> str:
+        """The name FCEUX files this ROM's save states under (``<name>.fc0``).
+
+        It is the loaded ROM's name less its suffix: for a zip, the ROM inside it.
+        """
+        if zipfile.is_zipfile(self.rom):
+            with zipfile.ZipFile(self.rom) as archive:
+                inside = [n for n in archive.namelist() if Path(n).suffix.lower() in ROM_SUFFIXES]
+            if inside:
+                return Path(inside[0]).stem
+        return self.rom.stem
 
     @property
     def env_id(self) -> str:

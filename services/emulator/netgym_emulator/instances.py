@@ -179,7 +179,7 @@ def _launch(
         # FCEUX reads slot 0 of a ROM from ~/.fceux/fcs/<rom name>.fc0.
         slots = home / ".fceux" / "fcs"
         slots.mkdir()
-        shutil.copyfile(game.savestate, slots / f"{game.rom.stem}.fc0")
+        shutil.copyfile(game.savestate, slots / f"{game.state_name}.fc0")
     env = {
         **os.environ,
         "HOME": str(home),
