@@ -238,7 +238,12 @@ def _explain(exc: ValidationError, source: str) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     """Pydantic names the member of a union it tried (``str``, ``NormalizeConfig``)."""
-    return isinstance(part, str) and (part[:1].isupper() or part in {"str", "dict[str,any]"})
+    models = {
+        name
+        for name, value in globals().items()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    }
+    return isinstance(part, str) and (part in models or part in {"str", "dict[str,any]"})
 
 
 def _dotted(loc: Iterable[Any]) -> str:
@@ -249,6 +254,8 @@ def _dotted(loc: Iterable[Any]) -> str:
 
 
 def _suggest(loc: list[Any]) -> str:
+    if not loc:
+        return ""
     model: type[BaseModel] = TrainConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))

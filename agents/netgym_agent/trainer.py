@@ -19,8 +19,9 @@ from typing import Any, TextIO
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, configure
 from stable_baselines3.common.vec_env import VecEnv
+from torch.utils.tensorboard import SummaryWriter
 
 from netgym.errors import NetgymError
 from netgym_agent import algorithms
@@ -152,7 +153,7 @@ class _Run:
                         f"netgym-train train --run-dir {self.run.path} --resume"
                     )
                     raise
-            self.progress.print_line()
+                self.progress.print_line()  # its numbers come from the model learn() ran
             return self._finish(model)
         finally:
             if env is not None:
@@ -183,7 +184,10 @@ class _Run:
                 f"resumed from {checkpoint.path} at step {model.num_timesteps:,} "
                 f"of {self.config.total_timesteps:,}"
             )
-        model.set_logger(configure(str(self.run.tensorboard), ["tensorboard"]))
+        logger = configure(str(self.run.tensorboard), ["tensorboard"])
+        if checkpoint is not None:
+            _purge_tensorboard_from(logger, self.run.tensorboard, checkpoint.step)
+        model.set_logger(logger)
         return model
 
     def _finish(self, model: BaseAlgorithm) -> int:
@@ -239,6 +243,9 @@ class _Run:
         self.run.append_evaluation(record)
         for key in ("mean_return", "std_return", "mean_length"):
             model.logger.record(f"eval/{key}", record[key])
+        # Written now: the final evaluation, and one that reaches the goal, come
+        # after the last dump that learn() makes.
+        model.logger.dump(step=result.step)
         best = self.best_return is None or result.mean_return > self.best_return
         self._say(
             f"eval at step {result.step:,}: return {result.mean_return:.2f} "
@@ -385,3 +392,15 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         keys = list(dict.fromkeys([*a, *b]))
         return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def _purge_tensorboard_from(logger: Logger, folder: Path, step: int) -> None:
+    """Have TensorBoard drop what a run killed past its checkpoint logged from ``step`` on.
+
+    The resumed run logs those steps again; without the purge each curve would
+    show them twice, zig-zagging back at the resume.
+    """
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            output.writer.close()
+            output.writer = SummaryWriter(log_dir=str(folder), purge_step=step)

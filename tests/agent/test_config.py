@@ -70,6 +70,9 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
             {"env": {"id": "CartPole-v1", "wrappers": [{"nam": "atari"}]}},
             ["env.wrappers", "item 0"],
         ),
+        ({"Seed": 3}, ["Seed: unknown key", "did you mean 'seed'"]),
+        ({"env": {"id": "CartPole-v1", "Num_envs": 2}}, ["env.Num_envs: unknown key"]),
+        ({"normalize": {"Norm_obs": True}}, ["normalize.Norm_obs: unknown key"]),
     ],
     ids=[
         "unknown-key",
@@ -82,6 +85,9 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
         "bad-device",
         "normalize-typo",
         "bad-wrapper",
+        "capitalised-key",
+        "capitalised-nested-key",
+        "capitalised-normalize-key",
     ],
 )
 def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from netgym_agent.checkpoints import TEMP_PREFIX, read_directory
 from tests.agent.helpers import (
@@ -116,3 +117,8 @@ def test_sigkill_during_checkpoint_writes_then_resume(envapi: EnvApi, tmp_path: 
     assert done and int(done.group(1).replace(",", "")) >= 6144, result.stdout
     assert not temporaries(folder) and not temporaries(run_dir)
     assert assert_every_checkpoint_loads(run_dir) >= 6144
+    # What the killed runs logged past their checkpoints is purged: one curve, no zig-zag.
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("time/fps")]
+    assert steps == sorted(set(steps)) and steps[-1] >= 6144, steps

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from stable_baselines3 import PPO
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from netgym_agent.checkpoints import read_directory
 from tests.agent.helpers import (
@@ -102,6 +103,17 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert steps == sorted(steps) and steps[-1] == 2048 and len(steps) == 4
     assert len(list((run_dir / "monitor").glob("*.monitor.csv"))) == 2
     assert "total_timesteps: 2048" in (run_dir / "config.yaml").read_text()
+    # Every evaluation reaches TensorBoard, the final one (after learn() returned) too.
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/mean_return")] == steps
+
+    # Stopped between its last checkpoint and its final model: a resume finishes it.
+    shutil.rmtree(run_dir / "final")
+    finished = run_train(envapi, "--run-dir", str(run_dir), "--resume")
+    assert finished.returncode == 0, finished.stdout
+    assert "training done at step 2,048" in finished.stdout
+    assert read_directory(run_dir / "final").info["step"] == 2048
 
     evaluated = subprocess.run(
         [
