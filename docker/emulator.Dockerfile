@@ -22,7 +22,7 @@ COPY agents /src/agents
 RUN pip install --no-deps /src
 # The games in the repository, with the ROMs they build from source.
 COPY games /games
-RUN for build in /games/*/build.sh; do bash "$build"; done
+RUN set -e; for build in /games/*/build.sh; do bash "$build"; done
 
 FROM debian:bookworm-slim
 ENV DEBIAN_FRONTEND=noninteractive

@@ -27,7 +27,13 @@ if ! docker info >/dev/null 2>&1; then
         echo "no Docker engine answers, and only root can start one here" >&2
         exit 1
     fi
-    command -v dockerd >/dev/null || install docker.io
+    if ! command -v dockerd >/dev/null; then
+        install docker.io
+        # Where systemd runs, the package has started its own engine: use that one.
+        command -v systemctl >/dev/null && systemctl start docker >/dev/null 2>&1 || true
+    fi
+fi
+if ! docker info >/dev/null 2>&1; then
     mkdir -p "$root"
     # No iptables and no default bridge: this sandbox allows neither; Compose
     # project networks still connect the containers.

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 extras="${1:-envapi,emulator,agent}"
 python="${PYTHON:-python3}"
 
+if ! command -v "$python" >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+fi
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     echo "netgym needs Python 3.11 or newer; $("$python" --version 2>&1) found (set PYTHON=...)" >&2
     exit 1

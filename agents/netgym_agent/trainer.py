@@ -186,7 +186,7 @@ class _Run:
             )
         logger = configure(str(self.run.tensorboard), ["tensorboard"])
         if checkpoint is not None:
-            _purge_tensorboard_from(logger, self.run.tensorboard, checkpoint.step)
+            _purge_tensorboard_from(logger, self.run.tensorboard, checkpoint.step + 1)
         model.set_logger(logger)
         return model
 
@@ -398,7 +398,8 @@ def _purge_tensorboard_from(logger: Logger, folder: Path, step: int) -> None:
     """Have TensorBoard drop what a run killed past its checkpoint logged from ``step`` on.
 
     The resumed run logs those steps again; without the purge each curve would
-    show them twice, zig-zagging back at the resume.
+    show them twice, zig-zagging back at the resume. What was logged at the
+    checkpoint's own step (its evaluation, say) stays.
     """
     for output in logger.output_formats:
         if isinstance(output, TensorBoardOutputFormat):

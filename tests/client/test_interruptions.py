@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 from typing import Any
 
 import httpx
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 
 import netgym
-from netgym.errors import ConnectionLostError, SessionStateError, UnsupportedSpaceError
+from netgym.client.rest import RestClient
+from netgym.errors import ConnectionLostError, ServerUnavailableError, UnsupportedSpaceError
 from netgym.protocol import MessageType
 from netgym.protocol.frames import FrameReader, send_frame
 from tests.servers import EnvApi
@@ -36,7 +39,7 @@ def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
     with pytest.raises(KeyboardInterrupt):
         envs.step(np.ones(2, np.int64))
     # The reply to that step is unread: no later call may take it for its own.
-    with pytest.raises(SessionStateError, match="closed"):
+    with pytest.raises(ConnectionLostError, match="make a new env"):
         envs.step(np.ones(2, np.int64))
     envs.close()
     assert envs.session_id not in live_sessions(tmp_envapi)
@@ -49,7 +52,7 @@ def test_a_reply_of_the_wrong_type_is_a_lost_connection(tmp_envapi: EnvApi) -> N
     send_frame(envs._connection.sock, MessageType.PING, [b""])
     with pytest.raises(ConnectionLostError, match="out of step: expected STEP_RESULT, got PONG"):
         envs.step(np.ones(2, np.int64))
-    with pytest.raises(SessionStateError, match="closed"):
+    with pytest.raises(ConnectionLostError, match="make a new env"):
         envs.step(np.ones(2, np.int64))
     envs.close()
     assert envs.session_id not in live_sessions(tmp_envapi)
@@ -68,3 +71,27 @@ def test_a_session_whose_spaces_the_client_cannot_read_is_closed(
     # The traceback keeps the half-made env alive: the session ended anyway.
     assert caught.traceback is not None
     assert live_sessions(tmp_envapi) == before
+
+
+def test_the_data_port_given_for_the_rest_url_is_named_as_such(tmp_envapi: EnvApi) -> None:
+    url = f"http://127.0.0.1:{tmp_envapi.data_port}"
+    with pytest.raises(ServerUnavailableError, match=r"not the envapi's REST API.*data port"):
+        netgym.make("CartPole-v1", url=url, token=tmp_envapi.token)
+
+
+def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>a web page</html>")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
+            RestClient(url, None).call("GET", "/v1/health")
+        server.shutdown()

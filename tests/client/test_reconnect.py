@@ -22,6 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from netgym import errors
 from netgym.client.rest import RestClient
+from netgym.protocol.frames import FrameReader
 from netgym.sb3 import (
     RECONNECTED_KEY,
     ReconnectAwareVecMonitor,
@@ -238,6 +239,29 @@ def test_session_process_killed(envapi: EnvApi) -> None:
         _, _, dones, infos = envs.step(ONES)
         assert dones.all() and infos[0][RECONNECTED_KEY]
         assert envs.reconnects == 1
+    finally:
+        envs.close()
+
+
+def test_a_step_interrupted_by_ctrl_c_reconnects_at_the_next_step(
+    envapi: EnvApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in ``learn()``, then ``learn()`` again, as in a notebook."""
+    envs = cartpole(envapi)
+    try:
+        envs.reset()
+        real_header = FrameReader.header
+
+        def interrupted(self: FrameReader) -> Any:
+            monkeypatch.setattr(FrameReader, "header", real_header)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(FrameReader, "header", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            envs.step(ONES)
+        _, _, dones, infos = envs.step(ONES)
+        assert dones.all() and infos[0][RECONNECTED_KEY] and envs.reconnects == 1
+        envs.step(ONES)
     finally:
         envs.close()
 

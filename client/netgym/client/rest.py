@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -72,9 +73,21 @@ class RestClient:
                     f"the {self.service} at {self.url} did not answer {method} {path} within "
                     f"{timeout:g} s: it is hung, stopped or overloaded"
                 ) from None
+            if isinstance(reason, ConnectionResetError):  # something listens, but no HTTP
+                raise ServerUnavailableError(
+                    f"what answers at {self.url} dropped the connection with no HTTP reply, "
+                    f"so it is not the {self.service}'s REST API (or it was restarting); "
+                    "is this its REST port, not the envapi's data port?"
+                ) from None
             raise ServerUnavailableError(
                 f"cannot reach the {self.service} at {self.url} ({reason}); is it running? "
                 f"{self.start_hint}"
+            ) from None
+        except (http.client.HTTPException, ValueError) as exc:  # no HTTP, or no JSON
+            raise ServerUnavailableError(
+                f"what answers at {self.url} is not the {self.service}'s REST API "
+                f"({type(exc).__name__}: {str(exc)[:80]}); is this its REST port, not the "
+                "envapi's data port?"
             ) from None
 
 

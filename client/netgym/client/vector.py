@@ -41,6 +41,7 @@ _WIRE_MODES = {
 class _State(enum.Enum):
     READY = "ready"
     WAITING_STEP = "waiting for a step result"
+    DROPPED = "dropped"  # the session ended, or a call broke off: the connection is gone
     CLOSED = "closed"
 
 
@@ -198,6 +199,12 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self._rest.call("DELETE", f"/v1/sessions/{self.session_id}", timeout_s=_CLOSE_TIMEOUT_S)
 
     def _check(self, wanted: _State, call: str) -> None:
+        if self._state == _State.DROPPED:
+            raise ConnectionLostError(
+                f"cannot call {call}(): an earlier call failed or was interrupted, and this "
+                "env's connection went with it; make a new env "
+                "(netgym.sb3.ReconnectingVecEnv does that itself)"
+            )
         if self._state != wanted:
             raise SessionStateError(
                 f"cannot call {call}() while the env is {self._state.value}"
@@ -210,11 +217,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         except ConnectionLostError as exc:
             # A reply may still be on its way (after our own timeout): the stream is
             # out of step for good. close() then DELETEs the session, unless it ended.
-            self._state = _State.CLOSED
+            self._state = _State.DROPPED
             self._connection.abort()
             raise self._explain(exc) from None
         except SessionEndedError:  # worker_crashed and worker_timeout too
-            self._state = _State.CLOSED
+            self._state = _State.DROPPED
             self._session_ended = True
             self._connection.abort()
             raise
@@ -223,7 +230,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         except BaseException:
             # Ctrl-C (or a bug) in the middle of a request: part of a frame may be
             # sent or left unread, so no later reply could be trusted.
-            self._state = _State.CLOSED
+            self._state = _State.DROPPED
             self._connection.abort()
             raise
 
