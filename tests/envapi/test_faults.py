@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.client.connection import DataConnection
@@ -164,6 +165,28 @@ def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi
         assert "fault_envs.py" in caught.value.details["traceback"]
         envs.reset(seed=0)
         envs.step(np.array([0, 0]))
+
+
+def test_envs_reset_after_their_episode_ended_are_not_done_when_a_later_step_fails(
+    tmp_envapi: EnvApi,
+) -> None:
+    """Autoreset disabled: a step that fails part-way must not bring back old done flags."""
+    with netgym.make_vec(
+        "netgym-test/Raise-v0",
+        4,
+        url=tmp_envapi.url,
+        token=tmp_envapi.token,
+        autoreset_mode=AutoresetMode.DISABLED,
+        wrappers=[{"name": "time_limit", "kwargs": {"max_episode_steps": 2}}],
+    ) as envs:
+        envs.reset(seed=0)
+        envs.step(np.zeros(4, np.int64))
+        assert envs.step(np.zeros(4, np.int64))[3].all()  # every episode truncated
+        envs.reset(seed=1)
+        # Env 0 raises; the envs stepped after it in its process never step.
+        with pytest.raises(EnvError, match="broke on purpose"):
+            envs.step(np.array([1, 0, 0, 0]))
+        envs.step(np.zeros(4, np.int64))  # none of them is done
 
 
 def test_out_of_space_action_is_refused_and_the_session_goes_on(envapi: EnvApi) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,6 +99,20 @@ def test_arrays_travel_as_raw_bytes_not_json() -> None:
 def test_malformed_is_a_protocol_error(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         unpack_value(data)
+
+
+def _with_blob(tree: dict[str, Any]) -> bytes:
+    text = json.dumps(tree).encode()
+    return struct.pack("<I", len(text)) + text + bytes(-(4 + len(text)) % 8) + bytes(64)
+
+
+@pytest.mark.parametrize("shape", [[1e999], [-2, -3], [10**30], [1.5], [True]], ids=str)
+def test_a_malformed_array_shape_is_a_protocol_error_every_time(shape: list[Any]) -> None:
+    # Twice: a dict of arrays is decoded through a cached plan the second time.
+    data = _with_blob({"info": {"$nd": [0, "<f4", shape]}})
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            unpack_value(data)
 
 
 def test_unknown_type_is_refused() -> None:

@@ -203,7 +203,7 @@ def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> 
         return _decode(tree, blob)
     except RecursionError:
         raise ProtocolError("a value is nested too deeply") from None
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise ProtocolError(f"a value's structure is malformed: {exc!r}") from None
 
 
@@ -218,9 +218,13 @@ def _remember_plan(text: bytes, tree: Any) -> None:
         try:
             offset, dtype_text, shape = node["$nd"]
             dtype = np.dtype(dtype_text)
-            shape = tuple(int(n) for n in shape)
         except (TypeError, ValueError):
             return
+        if not isinstance(shape, list) or not all(
+            type(n) is int and 0 < n < 2**62 for n in shape
+        ):
+            return  # for _decode to refuse, or to decode the general way
+        shape = tuple(shape)
         count = math.prod(shape)
         native = dtype.newbyteorder("=") == dtype
         if (

@@ -168,6 +168,10 @@ class DataPort:
             await self._refuse(client, ProtocolError(f"no HELLO within {HELLO_TIMEOUT_S:g} s"))
         except OSError:
             pass
+        except Exception as exc:  # a bug: this client is refused, the port goes on
+            log.exception("a HELLO could not be handled")
+            with contextlib.suppress(Exception):
+                await self._refuse(client, NetgymError(f"the envapi failed on HELLO: {exc!r}"))
         finally:
             client.close()
 

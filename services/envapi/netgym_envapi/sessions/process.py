@@ -492,6 +492,10 @@ class Session:
         self.needs_reset[selected] = False
         self.all_reset = not self.needs_reset.any()
         self.done[selected] = False
+        # A step that fails part-way leaves unstepped envs' flags as they were: a
+        # reset env's must not make it look done then.
+        self.terminations[selected] = False
+        self.truncations[selected] = False
         info = self._pack_info(infos)
         observations = self.result_buffer[: self.results.reset_nbytes]
         parts: list[Buffer] = [info] if self.shared else [observations, info]
