@@ -97,6 +97,25 @@ class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.array([reward], np.float32), reward, self.count >= 3, False, {"step": self.count}
 
 
+class FineBoundsEnv(gym.Env[np.ndarray, int]):
+    """A Box with bounds per element: its spaces take ~400 KB of JSON to describe."""
+
+    observation_space = spaces.Box(
+        np.zeros((84, 84, 3), np.float32),
+        np.random.default_rng(0).random((84, 84, 3), np.float32) + 1,
+    )
+    action_space = spaces.Discrete(2)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        return np.zeros((84, 84, 3), np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return np.zeros((84, 84, 3), np.float32), 0.0, False, False, {}
+
+
 for _name, _cls in [
     ("Hang", HangEnv),
     ("Crash", CrashEnv),
@@ -105,6 +124,7 @@ for _name, _cls in [
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),
     ("Buttons", ButtonsEnv),
+    ("FineBounds", FineBoundsEnv),
 ]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")

@@ -189,6 +189,17 @@ def test_envs_reset_after_their_episode_ended_are_not_done_when_a_later_step_fai
         envs.step(np.zeros(4, np.int64))  # none of them is done
 
 
+def test_spaces_too_long_for_one_control_packet_are_served(tmp_envapi: EnvApi) -> None:
+    from tests.fault_envs import FineBoundsEnv
+
+    with netgym.make_vec(
+        "netgym-test/FineBounds-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
+    ) as envs:
+        assert envs.single_observation_space == FineBoundsEnv.observation_space
+        envs.reset(seed=0)
+        envs.step(np.zeros(2, np.int64))
+
+
 def test_out_of_space_action_is_refused_and_the_session_goes_on(envapi: EnvApi) -> None:
     with netgym.make_vec("CartPole-v1", 3, url=envapi.url, token=envapi.token) as envs:
         envs.reset(seed=0)

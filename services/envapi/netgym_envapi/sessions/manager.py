@@ -44,7 +44,12 @@ from netgym_envapi.catalog import find_env, register_ale, serve_emulator, serve_
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
-from netgym_envapi.sessions.process import CONTROL_MESSAGE_BYTES, run_session, send_control
+from netgym_envapi.sessions.process import (
+    CONTROL_MESSAGE_BYTES,
+    ControlReader,
+    run_session,
+    send_control,
+)
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
 
@@ -295,14 +300,18 @@ class SessionManager:
     async def _watch(self, record: SessionRecord) -> None:
         """Read the session's control messages until the socket's end."""
         loop = asyncio.get_running_loop()
+        reader = ControlReader()
         try:
             while True:
                 try:
-                    data = await loop.sock_recv(record.control, CONTROL_MESSAGE_BYTES)
+                    packet = await loop.sock_recv(record.control, CONTROL_MESSAGE_BYTES)
                 except OSError:
                     break
-                if not data:
+                if not packet:
                     break
+                data = reader.message(packet)
+                if data is None:
+                    continue
                 try:
                     self._on_control(record, json.loads(data))
                 except (ValueError, KeyError, TypeError):
