@@ -97,6 +97,12 @@ class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.array([reward], np.float32), reward, self.count >= 3, False, {"step": self.count}
 
 
+class HangOnCloseEnv(_FaultEnv):
+    def close(self) -> None:
+        if hasattr(self, "count"):  # reset once: the envapi's own make-and-close passes
+            time.sleep(3600)
+
+
 class FineBoundsEnv(gym.Env[np.ndarray, int]):
     """A Box with bounds per element: its spaces take ~400 KB of JSON to describe."""
 
@@ -125,6 +131,7 @@ for _name, _cls in [
     ("BadInfo", BadInfoEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
+    ("HangOnClose", HangOnCloseEnv),
 ]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")

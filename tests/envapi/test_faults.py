@@ -484,13 +484,29 @@ def test_session_hung_in_c_code_is_killed_past_its_deadline(tmp_envapi: EnvApi) 
         envs.reset(seed=0)
         session_pid = session_status(tmp_envapi, envs.session_id)["pid"]
         started = time.monotonic()
-        with pytest.raises(WorkerTimeoutError, match=r"hung in a step for more than 2 s"):
+        with pytest.raises(WorkerTimeoutError, match=r"closing its envs, for more than 2 s"):
             envs.step(np.array([1]))
         assert time.monotonic() - started < 15
         wait_until_gone([session_pid])
         status = session_status(tmp_envapi, envs.session_id)
         assert status["end_error"]["code"] == "worker_timeout"
         assert status["end_reason"].endswith("killed")
+    assert_still_serving(tmp_envapi)
+
+
+def test_a_session_whose_env_hangs_in_close_is_killed_and_its_slot_freed(
+    tmp_envapi: EnvApi,
+) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    envs = netgym.make_vec("netgym-test/HangOnClose-v0", 1, **kwargs)
+    envs.reset(seed=0)
+    session_pid = session_status(tmp_envapi, envs.session_id)["pid"]
+    envs._connection.abort()  # the client vanishes: the session closes its envs, which hang
+    # 5 s for the workers, the 2 s step timeout, the watchdog's 5 s margin, and its period.
+    wait_until_gone([session_pid], timeout_s=20)
+    status = session_status(tmp_envapi, envs.session_id)
+    assert status["state"] == "ended" and status["end_reason"].endswith("killed")
+    envs.close()
     assert_still_serving(tmp_envapi)
 
 

@@ -48,6 +48,26 @@ def test_send_and_receive_large_frame_in_parts() -> None:
         assert message_type == MessageType.PING and received == body
 
 
+class _NoSendmsg:
+    """A socket as Windows has it: no ``sendmsg``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sendall = sock.sendall
+
+
+@pytest.mark.parametrize("parts", [[], [b"x" * 10], [b"a" * 100_000, b"b" * 100_000]], ids=len)
+def test_frames_go_out_where_sockets_have_no_sendmsg(parts: list[bytes]) -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        sender = threading.Thread(
+            target=send_frame, args=(_NoSendmsg(left), MessageType.PING, parts)
+        )
+        sender.start()
+        message_type, received = recv_frame(right, 1 << 20)
+        sender.join()
+        assert message_type == MessageType.PING and received == b"".join(parts)
+
+
 def test_reader_splits_frames_that_arrive_together_and_reads_past_its_buffer() -> None:
     left, right = socket.socketpair()
     with left, right:

@@ -21,6 +21,7 @@ from netgym.errors import (
     InvalidRequestError,
     NetgymError,
     SessionEndedError,
+    SessionNotFoundError,
     SessionStateError,
     error_from_dict,
 )
@@ -225,7 +226,12 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self._session_ended = True
             self._connection.abort()
             raise
-        except NetgymError:  # an answer, read whole: the stream is in step
+        except NetgymError as exc:  # an answer, read whole: the stream is in step
+            if type(exc) is NetgymError and exc.code == "internal":
+                # The session failed inside the service, which ended it.
+                self._state = _State.DROPPED
+                self._session_ended = True
+                self._connection.abort()
             raise
         except BaseException:
             # Ctrl-C (or a bug) in the middle of a request: part of a frame may be
@@ -244,6 +250,12 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                     "GET",
                     f"/v1/sessions/{self.session_id}",
                     timeout_s=max(deadline - time.monotonic(), 0.5),
+                )
+            except SessionNotFoundError:
+                self._session_ended = True
+                return ConnectionLostError(
+                    f"{exc.message}; the envapi at {self.url} no longer knows session "
+                    f"{self.session_id} (it restarted, or forgot the session long ago)"
                 )
             except NetgymError as rest_error:
                 self._server_silent = True

@@ -183,11 +183,17 @@ def send_frame(
     sock: socket.socket, message_type: MessageType, parts: Sequence[Buffer] = ()
 ) -> None:
     """Send a header and the body's parts with as few system calls as the kernel allows."""
+    if not parts:
+        sock.sendall(pack_header(message_type, 0))
+        return
     if len(parts) == 1 and isinstance(parts[0], bytes) and len(parts[0]) <= _JOIN_BYTES:
         sock.sendall(pack_header(message_type, len(parts[0])) + parts[0])  # an info, say
         return
     views = [memoryview(p).cast("B") for p in parts]
     length = sum(len(v) for v in views)
+    if not hasattr(sock, "sendmsg"):  # Windows
+        sock.sendall(b"".join([pack_header(message_type, length), *views]))
+        return
     pending = [memoryview(pack_header(message_type, length)), *[v for v in views if len(v)]]
     while pending:
         sent = sock.sendmsg(pending)

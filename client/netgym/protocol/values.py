@@ -220,9 +220,7 @@ def _remember_plan(text: bytes, tree: Any) -> None:
             dtype = np.dtype(dtype_text)
         except (TypeError, ValueError):
             return
-        if not isinstance(shape, list) or not all(
-            type(n) is int and 0 < n < 2**62 for n in shape
-        ):
+        if not isinstance(shape, list) or not all(type(n) is int and 0 < n < 2**62 for n in shape):
             return  # for _decode to refuse, or to decode the general way
         shape = tuple(shape)
         count = math.prod(shape)

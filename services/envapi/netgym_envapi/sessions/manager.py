@@ -411,7 +411,10 @@ class SessionManager:
     def _kill_hung(self, record: SessionRecord) -> None:
         """Kill a session stuck in a step where its own timeouts cannot reach (C code)."""
         timeout = record.config.step_timeout_s
-        reason = f"hung in a step for more than {timeout:g} s (step_timeout_s); killed"
+        reason = (
+            f"hung in a step, or closing its envs, for more than {timeout:g} s "
+            "(step_timeout_s); killed"
+        )
         log.warning("session %s %s", record.session_id, reason)
         record.end_reason = reason
         record.end_error = WorkerTimeoutError(

@@ -283,7 +283,12 @@ class Session:
         if self.pool is not None:
             # Ended by the service, which kills this process 5 s after asking:
             # give a worker busy in a step 1 s, not all of that.
-            self.pool.close(timeout_s=1.0 if self.terminated else 5.0)
+            timeout_s = 1.0 if self.terminated else 5.0
+            if self.deadline is not None:
+                # An env's close() may hang as a step can: past this, the main
+                # process kills the session, as it does a hung step.
+                self.deadline.set(time.monotonic() + timeout_s + self.config.step_timeout_s)
+            self.pool.close(timeout_s=timeout_s)
         with contextlib.suppress(OSError):
             send_control(
                 self.control, {"op": "ended", "reason": self.end_reason, "error": self.end_error}
