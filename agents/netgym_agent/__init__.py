@@ -8,4 +8,8 @@ docs/agent.md.
 
 from __future__ import annotations
 
+from netgym.extras import require_extra
+
+require_extra("agent", ("stable_baselines3", "yaml", "tensorboard"))
+
 __all__: list[str] = []

@@ -124,18 +124,22 @@ class _Loader(yaml.SafeLoader):
     """PyYAML, but ``1e-3`` and ``1e5`` are floats as in YAML 1.2, not strings."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
+class _Dumper(yaml.SafeDumper):
+    """Quotes the strings ``_Loader`` would read as floats (``"1e5"``), so they stay strings."""
+
+
+_YAML12_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
 )
+for _yaml_class in (_Loader, _Dumper):
+    _yaml_class.add_implicit_resolver(
+        "tag:yaml.org,2002:float", _YAML12_FLOAT, list("-+0123456789.")
+    )
 
 
 def parse_yaml(text: str, source: str) -> Any:
@@ -186,7 +190,7 @@ def config_from_dict(
 
 def config_to_yaml(config: TrainConfig, header: str = "") -> str:
     """The config as YAML that ``load_config`` reads back to an equal config."""
-    body = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    body = yaml.dump(config.model_dump(mode="json"), Dumper=_Dumper, sort_keys=False)
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + body
 

@@ -202,7 +202,7 @@ class _Run:
                 f"continue with: netgym-train train --run-dir {self.run.path} --resume"
             )
             return self.stop.exit_status
-        write_directory(self.run.path, "final", self._write_model, {"step": step})
+        write_directory(self.run.path, "final", self._write_policy, {"step": step})
         why = "goal reached: " if self.goal_reached else ""
         self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
         return 0
@@ -218,9 +218,14 @@ class _Run:
         return path
 
     def _write_model(self, directory: Path) -> None:
+        """A checkpoint's files: the replay buffer too, when the config keeps it."""
         algorithms.save_model_files(
             self._model_now(), directory, replay_buffer=self.config.checkpoint.save_replay_buffer
         )
+
+    def _write_policy(self, directory: Path) -> None:
+        """``best/`` and ``final/``: for evaluation and use, no replay buffer (GBs with DQN)."""
+        algorithms.save_model_files(self._model_now(), directory, replay_buffer=False)
 
     def _evaluate(self) -> None:
         model = self._model_now()
@@ -255,7 +260,7 @@ class _Run:
         )
         if best:
             self.best_return, self.best_step = result.mean_return, result.step
-            write_directory(self.run.path, "best", self._write_model, record)
+            write_directory(self.run.path, "best", self._write_policy, record)
         goal = settings.stop_at_mean_return
         if goal is not None and result.mean_return >= goal:
             self.goal_reached = True

@@ -63,6 +63,9 @@ def test_train_and_resume_keep_statistics(envapi: EnvApi, tmp_path: Path, name: 
     if name == "dqn":
         last = checkpoint_dirs(run_dir)[-1]
         assert (last / "replay_buffer.pkl").exists()
+        # The model to use carries none: with Atari a buffer is GBs at every new best.
+        assert not (final / "replay_buffer.pkl").exists()
+        assert not (run_dir / "best" / "replay_buffer.pkl").exists()
         model.load_replay_buffer(last / "replay_buffer.pkl")
         assert model.replay_buffer is not None
         assert model.replay_buffer.size() * 2 >= 1000

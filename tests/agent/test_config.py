@@ -160,6 +160,14 @@ def test_saved_config_reads_back_equal(tmp_path: Path) -> None:
     assert isinstance(config, TrainConfig)
 
 
+def test_strings_that_look_like_numbers_stay_strings_when_saved(tmp_path: Path) -> None:
+    kwargs = {"level": "1e5", "scale": 1e5, "name": ".5"}
+    config = config_from_dict(small(env={"id": "CartPole-v1", "kwargs": kwargs}), source="t")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_to_yaml(config))
+    assert load_config(path).env.kwargs == kwargs
+
+
 def test_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
     path = write_config(tmp_path / "c.yaml", small())
     run_dir = tmp_path / "run"

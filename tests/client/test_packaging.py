@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from netgym.extras import require_extra
+
 CHECK = """
 import sys
 import netgym, netgym.protocol, netgym.client.vector
@@ -30,3 +34,10 @@ def test_services_never_import_each_other_or_the_agent() -> None:
     for path in services.rglob("*.py"):
         text = path.read_text()
         assert "stable_baselines3" not in text, path
+
+
+def test_a_service_installed_without_its_extra_names_the_pip_command() -> None:
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'netgym\[envapi\]'") as caught:
+        require_extra("envapi", ("numpy", "no_such_module_for_netgym"))
+    assert "needs no_such_module_for_netgym," in str(caught.value)
+    require_extra("envapi", ("numpy",))  # all there: nothing to say

@@ -5,3 +5,9 @@ It reads the game folders (``games.py``), starts and supervises instances
 REST (``app.py``). Frames never pass through it: the env talks to the
 instance's Lua bridge (``bridge.lua``) directly.
 """
+
+from __future__ import annotations
+
+from netgym.extras import require_extra
+
+require_extra("emulator", ("fastapi", "uvicorn", "pydantic_settings", "pyvirtualdisplay"))
