@@ -54,6 +54,9 @@ class PeriodicTasks(BaseCallback):
         checkpoint_every: steps between checkpoints (0: none but the last).
         evaluate_every: steps between evaluations (0: none).
         start: the step the run starts (or resumes) at.
+        evaluated_at: the step of the run's last evaluation (``start`` if none), so a
+            resume evaluates at once when it stopped after a multiple of
+            ``evaluate_every`` and before that evaluation ran.
         checkpoint: writes a checkpoint of the model as it is now.
         evaluate: evaluates the model as it is now.
     """
@@ -64,12 +67,13 @@ class PeriodicTasks(BaseCallback):
         checkpoint_every: int,
         evaluate_every: int,
         start: int,
+        evaluated_at: int | None = None,
         checkpoint: Callable[[], object],
         evaluate: Callable[[], object],
     ) -> None:
         super().__init__()
         self.checkpoints = Every(checkpoint_every, start)
-        self.evaluations = Every(evaluate_every, start)
+        self.evaluations = Every(evaluate_every, start if evaluated_at is None else evaluated_at)
         self.checkpoint = checkpoint
         self.evaluate = evaluate
 

@@ -135,6 +135,7 @@ class _Run:
                         checkpoint_every=self.config.checkpoint.every_steps,
                         evaluate_every=self.config.eval.every_steps,
                         start=start,
+                        evaluated_at=min(start, max(_last_eval(self.run), 0)),
                         checkpoint=self._checkpoint,
                         evaluate=self._evaluate,
                     ),

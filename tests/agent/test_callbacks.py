@@ -1,0 +1,34 @@
+"""When the trainer's periodic tasks run, across a resume."""
+
+from __future__ import annotations
+
+from netgym_agent.callbacks import PeriodicTasks
+
+
+def evaluations_at(steps: list[int], *, start: int, evaluated_at: int | None) -> list[int]:
+    ran: list[int] = []
+    tasks = PeriodicTasks(
+        checkpoint_every=0,
+        evaluate_every=10_000,
+        start=start,
+        evaluated_at=evaluated_at,
+        checkpoint=lambda: None,
+        evaluate=lambda: ran.append(tasks.num_timesteps),
+    )
+    for step in steps:
+        tasks.num_timesteps = step
+        tasks._on_rollout_start()
+    return ran
+
+
+def test_a_resume_runs_the_evaluation_that_a_stop_came_before() -> None:
+    # Stopped at 20,100, past 20,000 but before its evaluation: the last one was at 10,000.
+    assert evaluations_at([20_100, 22_000, 30_050], start=20_100, evaluated_at=10_000) == [
+        20_100,
+        30_050,
+    ]
+
+
+def test_a_fresh_run_and_an_evaluated_resume_wait_for_the_next_multiple() -> None:
+    assert evaluations_at([0, 9_000, 10_100], start=0, evaluated_at=None) == [10_100]
+    assert evaluations_at([20_000, 25_000], start=20_000, evaluated_at=20_000) == []
