@@ -59,6 +59,14 @@ function game.step() return 0, false, {} end
 return game
 """
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
+# A callback on writes to the zero page.
+CALLBACK_SCRIPT = """\
+local game = {}
+local writes = 0
+memory.registerwrite(0x0000, 0x100, function() writes = writes + 1 end)
+function game.step() return 0, false, {} end
+return game
+"""
 
 
 @dataclass
@@ -84,6 +92,7 @@ def games_dir(root: Path) -> Path:
         ("NanReward", NAN_REWARD_SCRIPT),
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
+        ("Callbacks", CALLBACK_SCRIPT),
     ):
         folder = games / name.lower()
         folder.mkdir()

@@ -58,6 +58,25 @@ def test_button_names_in_a_start_press_are_read_as_in_a_combo(tmp_path: Path) ->
     assert load_game(make_game(tmp_path, manifest)).start_sequence == "w5,p8:1"
 
 
+def test_a_save_state_that_is_not_fceuxs_is_refused(tmp_path: Path) -> None:
+    manifest = MANIFEST.format(rom=EFP_ROM, extra_rom="").replace(
+        "[start]", '[start]\nsavestate = "start.fc0"'
+    )
+    folder = make_game(tmp_path, manifest)
+    (folder / "start.fc0").write_bytes(b"MST\x1a not an FCEUX state")
+    with pytest.raises(GameError, match=r"game.toml:\d+: the save state .* is no FCEUX save state"):
+        load_game(folder)
+    (folder / "start.fc0").write_bytes(b"FCSX" + bytes(100))
+    assert load_game(folder).savestate == (folder / "start.fc0").resolve()
+
+
+def test_an_fds_disk_is_refused_saying_why(tmp_path: Path) -> None:
+    disk = tmp_path / "game.fds"
+    disk.write_bytes(b"FDS\x1a" + bytes(100))
+    with pytest.raises(GameError, match="FDS disks need a BIOS"):
+        load_game(make_game(tmp_path, MANIFEST.format(rom=disk, extra_rom="")))
+
+
 def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
     manifest = MANIFEST.format(rom="nope.nes", extra_rom='source = "the homebrew page"')
     with pytest.raises(

@@ -196,6 +196,16 @@ def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
         env.reset(seed=0)
 
 
+def test_a_script_may_not_register_callbacks(stack: Stack) -> None:
+    # FCEUX does not call them while the bridge drives it, and an error in one
+    # would stop the bridge: the script fails as it loads, naming the line.
+    with (
+        pytest.raises(NetgymError, match=r"game\.lua:3: memory\.registerwrite\(\) is not avail"),
+        netgym.make("netgym/Callbacks-v0", **stack.kwargs) as env,
+    ):
+        env.reset(seed=0)
+
+
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])
 def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str) -> None:
     kwargs = stack.kwargs
@@ -414,11 +424,19 @@ emu.exit()
 """
 
 
+# FCEUX's own frame count, which a save state from a slot file carries.
+EMULATOR_FRAME_SCRIPT = """\
+local game = {}
+function game.step() return 0, false, {emulator_frame = emu.framecount()} end
+return game
+"""
+
+
 def test_start_from_a_save_state(tmp_path: Path) -> None:
     """A game may start from an FCEUX save state (slot 0) instead of power-on."""
     from pyvirtualdisplay import Display
 
-    from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT
+    from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
 
     home = tmp_path / "home"
     home.mkdir()
@@ -449,13 +467,14 @@ def test_start_from_a_save_state(tmp_path: Path) -> None:
         folder.mkdir(parents=True)
         manifest = FAULT_MANIFEST.format(name=name, rom=rom).replace("[start]", f"[start]\n{extra}")
         (folder / "game.toml").write_text(manifest)
-        (folder / "game.lua").write_text(PLAIN_SCRIPT)
+        (folder / "game.lua").write_text(EMULATOR_FRAME_SCRIPT)
         shutil.copyfile(state, folder / "start.fc0")
     with run_emulator(tmp_path, games) as (url, _):
         frames = {}
         for name, _, _ in cases:
             env = EmulatorEnv(name, url)
-            frames[name] = env.reset(seed=0)[1]["frame"]
+            env.reset(seed=0)
+            frames[name] = env.step(0)[4]["emulator_frame"]
             env.close()
     assert frames["FromState"] >= frames["FromPowerOn"] + 250
     assert frames["FromStateZipped"] == frames["FromState"]

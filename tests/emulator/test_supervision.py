@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,6 +76,16 @@ def test_screens_a_killed_service_left_in_a_named_folder_are_removed_at_start(
         assert {p.suffix for p in screens.iterdir()} == {".screen", ".txt", ""}  # "" : token
         assert not (screens / "0123abcd.screen").exists()
     assert (screens / "notes.txt").read_text() == "not ours"
+
+
+def test_a_killed_instance_leaves_no_temporary_file(tmp_path: Path) -> None:
+    # FCEUX keeps the bridge's start state in a temporary file it removes only on
+    # a clean exit; instances are killed.
+    before = set(Path(tempfile.gettempdir()).glob("snlua*"))
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+        instance = start(url).json()
+        assert httpx.delete(f"{url}/v1/instances/{instance['instance_id']}").status_code < 300
+    assert set(Path(tempfile.gettempdir()).glob("snlua*")) <= before
 
 
 def test_a_failed_start_leaves_no_file(tmp_path: Path) -> None:

@@ -105,6 +105,21 @@ end
 emu.registerafter = owned_by_bridge("registerafter")
 emu.registerbefore = owned_by_bridge("registerbefore")
 
+-- Nor may it register callbacks: FCEUX does not call memory hooks while the
+-- bridge drives it (seen with memory.registerwrite), and an error in one would
+-- stop every script, the bridge with it. A script reads RAM in game.step().
+local function not_for_game_scripts(name)
+  return function()
+    error(name .. "() is not available to a game script: its callbacks do not run "
+      .. "while the bridge drives FCEUX; read RAM in game.step()", 2)
+  end
+end
+for _, name in ipairs({"register", "registerwrite", "registerread", "registerexec",
+                       "registerexecute", "registerrun"}) do
+  if memory[name] ~= nil then memory[name] = not_for_game_scripts("memory." .. name) end
+end
+gui.register = not_for_game_scripts("gui.register")
+
 local ok, game = pcall(dofile, script_path)
 if not ok then
   report("error " .. tostring(game))
@@ -262,10 +277,14 @@ local function answer_step()
   end
 end
 
+local episode_start = 0  -- FCEUX's frame count when the episode's start state was loaded
+
 local function answer_reset()
   local called, message = true, nil
   if type(game.reset) == "function" then called, message = pcall(game.reset) end
-  if called then reply(0, false, {frame = emu.framecount()}) else fail(message) end
+  -- Frames since the start of play: the seeded no-ops, and the one that redraws.
+  local frame = emu.framecount() - episode_start
+  if called then reply(0, false, {frame = frame}) else fail(message) end
 end
 
 while true do
@@ -276,6 +295,7 @@ while true do
     advance_then(argument, frames_per_step, answer_step)
   elseif command == "R" then
     savestate.load(start_state)
+    episode_start = emu.framecount()
     -- One frame more than asked: a loaded state does not redraw the screen, so
     -- without it the first observation would show the previous episode.
     advance_then(0, argument + 1, answer_reset)

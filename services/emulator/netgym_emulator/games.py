@@ -24,20 +24,19 @@ from netgym.errors import NetgymError
 
 BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 MANIFEST = "game.toml"
-# The first bytes of the formats FCEUX loads: iNES, UNIF, FDS (with its header
-# or raw), NSF, and a zip or gzip of any of them.
+# The first bytes of the formats FCEUX loads: iNES, UNIF, NSF, and a zip or gzip
+# of any of them. Not FDS: FCEUX needs the Famicom Disk System's BIOS for it,
+# which no game folder can give an instance.
 _ROM_MAGICS = (
     b"NES\x1a",
     b"UNIF",
-    b"FDS\x1a",
-    b"\x01*NINTENDO-HVC*",
     b"NESM\x1a",
     b"PK\x03\x04",
     b"\x1f\x8b",
 )
-ROM_SUFFIXES = (".nes", ".unf", ".unif", ".fds", ".nsf")
+ROM_SUFFIXES = (".nes", ".unf", ".unif", ".nsf")
 # A folder with no manifest that holds one of these is listed as a game missing it.
-_GAME_FILE_SUFFIXES = (*ROM_SUFFIXES, ".zip", ".gz", ".lua", ".toml")
+_GAME_FILE_SUFFIXES = (*ROM_SUFFIXES, ".fds", ".zip", ".gz", ".lua", ".toml")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # The keys a manifest may set, by table (None: the top level). Any other key is
 # a typo that would otherwise be ignored without a word.
@@ -344,6 +343,15 @@ def load_game(folder: Path) -> Game:
                 "remove savestate",
                 _line_of(text, "savestate"),
             )
+        with savestate.open("rb") as state:
+            if state.read(3) != b"FCS":  # FCEUX would load nothing, and say nothing
+                raise _fail(
+                    path,
+                    f"the save state {savestate} is no FCEUX save state",
+                    "save one in FCEUX itself (other emulators' states do not load): slot 0, "
+                    "then copy ~/.fceux/fcs/<rom>.fc0 here",
+                    _line_of(text, "savestate"),
+                )
     noop_max = start.get("noop_max", 0)
     if not _natural(noop_max, 0, 100_000):
         raise _fail(
@@ -396,7 +404,8 @@ def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path
         raise _fail(
             path,
             f"the ROM {rom_path} is not an NES ROM FCEUX can load (it starts with {head[:4]!r})",
-            "use an iNES (.nes), UNIF, FDS or NSF file, or a zip or gzip of one",
+            "use an iNES (.nes), UNIF or NSF file, or a zip or gzip of one (FDS disks "
+            "need a BIOS that netgym does not give FCEUX)",
             _line_of(text, "file", "rom"),
         )
     expected = rom.get("sha256")

@@ -183,6 +183,9 @@ def _launch(
     env = {
         **os.environ,
         "HOME": str(home),
+        # FCEUX writes the bridge's start state to a temporary file it removes only
+        # on a clean exit; instances are killed, and their home goes with them.
+        "TMPDIR": str(home),
         "DISPLAY": display,
         "NETGYM_PORT_FILE": str(port_file),
         "NETGYM_GAME_SCRIPT": str(game.script),
