@@ -37,11 +37,16 @@ def remote_kwargs(envapi: EnvApi, request: pytest.FixtureRequest) -> dict[str, A
 
 @pytest.fixture
 def tmp_envapi(tmp_path: Path) -> Iterator[EnvApi]:
-    """A private envapi with short timeouts, for tests that break things."""
+    """A private envapi with a short step timeout and low limits, for tests that break things.
+
+    Its idle and attach timeouts are long: a bystander session idle while another
+    one's hung step times out must not end (the tests of those timeouts start an
+    envapi of their own).
+    """
     with run_envapi(
         tmp_path,
-        idle_timeout_s="4",
-        attach_timeout_s="3",
+        idle_timeout_s="60",
+        attach_timeout_s="60",
         step_timeout_s="2",
         max_sessions="3",
         max_envs_per_session="16",

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import gymnasium
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
 
 from netgym import errors
 from netgym.client.rest import RestClient
@@ -363,7 +365,12 @@ def test_ppo_keeps_learning_across_an_envapi_restart(restartable: EnvApi) -> Non
         assert envs.unwrapped.reconnects == 1 and envs.lost_episodes == 4
         returns = restart.returns
         assert len(returns) - restart.episodes_before_restart >= 10, returns
-        # Learning went on: the last episodes (after the restart) are much longer.
-        assert np.mean(returns[-10:]) > 1.5 * np.mean(returns[:10]), returns
+        # Learning went on: the trained policy, played greedily, does far better
+        # than the first (random) episodes. (Judged by greedy play rather than by
+        # the last training episodes, whose spread made that comparison flaky.)
+        evaluation = gymnasium.make("CartPole-v1")
+        evaluation.reset(seed=0)
+        mean_return, _ = evaluate_policy(model, evaluation, n_eval_episodes=10)
+        assert mean_return > 2 * np.mean(returns[:10]), (mean_return, returns)
     finally:
         envs.close()

@@ -342,7 +342,7 @@ def test_envapi_health_says_whether_its_emulator_service_answers(
         while time.monotonic() < until:
             started = time.monotonic()
             reply = httpx.get(f"{alone.url}/v1/health", timeout=30)
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 8  # not the 10 s of the hung call
             assert reply.status_code == 200
             assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
 

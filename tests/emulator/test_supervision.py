@@ -50,11 +50,11 @@ def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -
         os.kill(xvfb[0], signal.SIGKILL)
         # No instance start is needed: a client's first call may be GET /v1/health.
         deadline = time.monotonic() + 10
-        while (health := httpx.get(f"{url}/v1/health")).json()["display_restarts"] == 0:
+        while (health := httpx.get(f"{url}/v1/health", timeout=30)).json()["display_restarts"] == 0:
             assert time.monotonic() < deadline, health.text
             time.sleep(0.1)
         deadline = time.monotonic() + 10
-        while (health := httpx.get(f"{url}/v1/health")).status_code != 200:
+        while (health := httpx.get(f"{url}/v1/health", timeout=30)).status_code != 200:
             assert time.monotonic() < deadline, health.text
             time.sleep(0.1)
         assert health.json()["display"] and health.json()["display_restarts"] == 1

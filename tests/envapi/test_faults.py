@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,7 +39,7 @@ from netgym.errors import (
 )
 from netgym.protocol import MessageType, pack_value, unpack_value
 from netgym.protocol.frames import expect, pack_header, recv_frame, send_frame, unpack_error
-from tests.servers import EnvApi, alive, children, descendants
+from tests.servers import EnvApi, alive, children, descendants, run_envapi
 
 
 def wait_until_gone(pids: list[int], timeout_s: float = 5.0) -> None:
@@ -216,30 +217,32 @@ def test_out_of_space_action_is_refused_and_the_session_goes_on(envapi: EnvApi) 
 # --- timeouts and limits ------------------------------------------------------------------------
 
 
-def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_envapi: EnvApi) -> None:
-    envs = netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
-    envs.reset(seed=0)
-    session_pid = session_status(tmp_envapi, envs.session_id)["pid"]
-    processes = [session_pid, *descendants(session_pid)]
-    wait_until_gone(processes, timeout_s=8)
-    with pytest.raises(SessionEndedError, match="idle for 4 s"):
-        envs.step(np.array([0, 0]))
-    envs.close()
+def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) -> None:
+    with run_envapi(tmp_path, idle_timeout_s="4") as server:
+        envs = netgym.make_vec("CartPole-v1", 2, url=server.url, token=server.token)
+        envs.reset(seed=0)
+        session_pid = session_status(server, envs.session_id)["pid"]
+        processes = [session_pid, *descendants(session_pid)]
+        wait_until_gone(processes, timeout_s=8)
+        with pytest.raises(SessionEndedError, match="idle for 4 s"):
+            envs.step(np.array([0, 0]))
+        envs.close()
 
 
-def test_session_never_attached_ends_after_the_attach_timeout(tmp_envapi: EnvApi) -> None:
-    headers = {"Authorization": f"Bearer {tmp_envapi.token}"}
-    reply = httpx.post(
-        f"{tmp_envapi.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers
-    )
-    session_id = reply.json()["session_id"]
-    wait_until_gone([reply.json()["pid"]], timeout_s=8)
-    assert "no client attached within 3 s" in session_status(tmp_envapi, session_id)["end_reason"]
-    with raw_connection(tmp_envapi) as sock:  # a client too late hears why
-        message_type, body = hello(sock, session_id, tmp_envapi.token)
-        assert message_type == MessageType.ERROR
-        error = unpack_error(body)
-        assert isinstance(error, SessionEndedError) and "no client attached" in error.message
+def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) -> None:
+    with run_envapi(tmp_path, attach_timeout_s="3") as server:
+        headers = {"Authorization": f"Bearer {server.token}"}
+        reply = httpx.post(
+            f"{server.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers
+        )
+        session_id = reply.json()["session_id"]
+        wait_until_gone([reply.json()["pid"]], timeout_s=8)
+        assert "no client attached within 3 s" in session_status(server, session_id)["end_reason"]
+        with raw_connection(server) as sock:  # a client too late hears why
+            message_type, body = hello(sock, session_id, server.token)
+            assert message_type == MessageType.ERROR
+            error = unpack_error(body)
+            assert isinstance(error, SessionEndedError) and "no client attached" in error.message
 
 
 def test_session_limit(tmp_envapi: EnvApi) -> None:
@@ -382,12 +385,8 @@ def test_truncated_message_then_disconnect(envapi: EnvApi) -> None:
     assert_still_serving(envapi)
 
 
-def test_client_sees_the_server_going_away(tmp_path: object) -> None:
-    from pathlib import Path
-
-    from tests.servers import run_envapi
-
-    with run_envapi(Path(str(tmp_path))) as server:
+def test_client_sees_the_server_going_away(tmp_path: Path) -> None:
+    with run_envapi(tmp_path) as server:
         envs = netgym.make_vec("CartPole-v1", 2, url=server.url, token=server.token)
         envs.reset(seed=0)
         server.process.send_signal(signal.SIGINT)
@@ -467,10 +466,11 @@ def test_delete_ends_a_session_hung_in_python_at_once(envapi: EnvApi, num_envs: 
         processes = [session_pid, *descendants(session_pid)]
         envs.step_async(np.full(num_envs, 1))
         time.sleep(0.5)  # the step hangs (in time.sleep) in the session process or its worker
-        started = time.monotonic()
         headers = {"Authorization": f"Bearer {envapi.token}"}
-        reply = httpx.delete(f"{envapi.url}/v1/sessions/{envs.session_id}", headers=headers)
-        assert time.monotonic() - started < 3.5  # not the 5 s grace, then SIGKILL
+        with httpx.Client(headers=headers) as rest:
+            started = time.monotonic()
+            reply = rest.delete(f"{envapi.url}/v1/sessions/{envs.session_id}")
+            assert time.monotonic() - started < 4.0  # not the 5 s grace, then SIGKILL
         assert reply.json()["state"] == "ended"
         assert reply.json()["end_reason"] == "closed through the REST API"
         with pytest.raises(SessionEndedError, match="ended by the envapi"):

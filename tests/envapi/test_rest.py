@@ -258,7 +258,7 @@ def test_a_hung_emulator_service_does_not_stall_the_envapi(tmp_path: Path) -> No
         time.sleep(0.5)
         started = time.monotonic()
         assert client(envapi).get("/v1/sessions").status_code == 200
-        assert time.monotonic() - started < 2.0  # not held up by the call in flight
+        assert time.monotonic() - started < 5.0  # not held up by the call in flight (10 s)
         waiting.join(30)
         assert isinstance(results[0], ServerUnavailableError)
         assert "did not answer GET /v1/games within 10 s" in results[0].message
