@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from netgym.client.env import unbatch_info
-from netgym.client.vector import RemoteVectorEnv
+from netgym.client.vector import DEFAULT_TIMEOUT_S, RemoteVectorEnv
 from netgym.errors import (
     ConnectionLostError,
     InvalidRequestError,
@@ -95,6 +95,7 @@ class RemoteVecEnv(VecEnv):
         if within_s is not None:
             given = kwargs.get("open_timeout_s")
             kwargs["open_timeout_s"] = within_s if given is None else min(given, within_s)
+            kwargs["timeout_s"] = min(kwargs.get("timeout_s", DEFAULT_TIMEOUT_S), within_s)
         return RemoteVectorEnv(
             self.env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs
         )
@@ -385,8 +386,9 @@ class ReconnectingVecEnv(RemoteVecEnv):
     ) -> Any:
         """One attempt: a new session, checked and reset, replaces ``self.remote``.
 
-        Opening the session may take until ``deadline`` (``time.monotonic()``),
-        so that a hung envapi cannot hold the attempt past ``reconnect_timeout_s``.
+        Opening, attaching to and resetting the session may take until
+        ``deadline`` (``time.monotonic()``), so that a hung envapi cannot hold
+        the attempt past ``reconnect_timeout_s``.
         """
         remote = self._open_remote(self.num_envs, max(deadline - time.monotonic(), 0.1))
         try:
@@ -404,6 +406,8 @@ class ReconnectingVecEnv(RemoteVecEnv):
         except BaseException:
             remote.close()
             raise
+        # Bounded by the reconnect's deadline until now; the session's steps get their own.
+        remote.set_timeout(self._remote_kwargs.get("timeout_s", DEFAULT_TIMEOUT_S))
         self.remote = remote
         self.reset_infos = [unbatch_info(info, i) for i in range(self.num_envs)]
         logger.warning(

@@ -245,6 +245,24 @@ def test_session_process_killed(envapi: EnvApi) -> None:
         envs.close()
 
 
+def test_a_reconnect_bounds_every_wait_by_its_deadline_then_steps_with_timeout_s(
+    envapi: EnvApi,
+) -> None:
+    envs = cartpole(envapi, timeout_s=40.0)
+    try:
+        within = envs._open_remote(4, within_s=3.0)  # as one reconnect attempt opens
+        assert within._connection.timeout_s == 3.0  # HELLO and reset wait no longer
+        within.close()
+        envs.reset()
+        rest = RestClient(envapi.url, envapi.token)
+        rest.call("DELETE", f"/v1/sessions/{envs.remote.session_id}")
+        envs.step(ONES)
+        assert envs.reconnects == 1
+        assert envs.remote._connection.timeout_s == 40.0
+    finally:
+        envs.close()
+
+
 def test_a_step_interrupted_by_ctrl_c_reconnects_at_the_next_step(
     envapi: EnvApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -83,6 +83,11 @@ class DataConnection:
         """Whether the socket is closed (by ``close``, ``abort`` or a lost connection)."""
         return self.sock.fileno() == -1
 
+    def set_timeout(self, timeout_s: float) -> None:
+        """Wait this long for any one reply from now on."""
+        self.timeout_s = timeout_s
+        self.sock.settimeout(timeout_s)
+
     def abort(self) -> None:
         """Close the socket without a word: the stream is broken or out of step."""
         self.sock.close()

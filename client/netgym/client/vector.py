@@ -29,6 +29,7 @@ from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
 from netgym.protocol.frames import HEADER_SIZE, frame_buffer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_TIMEOUT_S = 120.0  # for any one reply on the data connection
 # The server stops a session's workers within 5 s; a DELETE waits a little longer.
 _CLOSE_TIMEOUT_S = 15.0
 
@@ -81,7 +82,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         env_kwargs: dict[str, Any] | None = None,
         wrappers: list[str | dict[str, Any]] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         open_timeout_s: float | None = None,
         shared_memory: bool = True,
     ) -> None:
@@ -176,6 +177,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         """Step every env once."""
         self.step_async(actions)
         return self.step_wait()
+
+    def set_timeout(self, timeout_s: float) -> None:
+        """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""
+        self._connection.set_timeout(timeout_s)
 
     def ping(self) -> None:
         """One empty round trip to the session process (for latency checks)."""
