@@ -62,7 +62,33 @@ class _Terminated(BaseException):
     """
 
 
+class _FrameGuard:
+    """Holds SIGTERM back while a frame goes out, so that none is cut in two.
+
+    A frame cut short, then the ERROR that ``end`` sends, would garble the
+    client's stream; held back, SIGTERM takes effect once the frame is out.
+    """
+
+    sending = False
+    pending = False
+
+    @classmethod
+    @contextlib.contextmanager
+    def whole(cls) -> Iterator[None]:
+        cls.sending = True
+        try:
+            yield
+        finally:
+            cls.sending = False
+            if cls.pending:  # the frame is out (or failed): now SIGTERM takes effect
+                cls.pending = False
+                raise _Terminated
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _FrameGuard.sending:
+        _FrameGuard.pending = True
+        return
     raise _Terminated
 
 
@@ -313,7 +339,8 @@ class Session:
                 body = pack_value(error.to_dict())
             except ProtocolError:  # details it cannot carry: the message still goes
                 body = pack_value({**error.to_dict(), "details": {}})
-            send_frame(client, MessageType.ERROR, [body])
+            with _FrameGuard.whole():
+                send_frame(client, MessageType.ERROR, [body])
         except OSError:
             self._client_gone()
             return False
@@ -413,7 +440,8 @@ class Session:
                     self.done = self.terminations | self.truncations
             info = self._pack_info(infos)
             parts: list[Buffer] = [info] if self.shared else [self.result_buffer, info]
-            send_frame(client, MessageType.STEP_RESULT, parts)
+            with _FrameGuard.whole():
+                send_frame(client, MessageType.STEP_RESULT, parts)
             return True
         body = bytearray(length)
         reader.body_into(memoryview(body))
@@ -533,7 +561,8 @@ class Session:
         info = self._pack_info(infos)
         observations = self.result_buffer[: self.results.reset_nbytes]
         parts: list[Buffer] = [info] if self.shared else [observations, info]
-        send_frame(client, MessageType.RESET_RESULT, parts)
+        with _FrameGuard.whole():
+            send_frame(client, MessageType.RESET_RESULT, parts)
 
 
 def _seeds(seed: Any, num_envs: int) -> list[int | None]:
