@@ -10,6 +10,7 @@ after an hour of training.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -242,12 +243,17 @@ def _explain(exc: ValidationError, source: str) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     """Pydantic names the member of a union it tried (``str``, ``NormalizeConfig``)."""
-    models = {
+    return isinstance(part, str) and (part in _model_names() or part in {"str", "dict[str,any]"})
+
+
+@functools.cache
+def _model_names() -> frozenset[str]:
+    """This module's config models, by name."""
+    return frozenset(
         name
         for name, value in globals().items()
         if isinstance(value, type) and issubclass(value, BaseModel)
-    }
-    return isinstance(part, str) and (part in models or part in {"str", "dict[str,any]"})
+    )
 
 
 def _dotted(loc: Iterable[Any]) -> str:

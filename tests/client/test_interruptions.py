@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import netgym
 from netgym.client.rest import RestClient
 from netgym.errors import ConnectionLostError, ServerUnavailableError, UnsupportedSpaceError
 from netgym.protocol import MessageType
-from netgym.protocol.frames import FrameReader, send_frame
+from netgym.protocol.frames import send_frame
 from tests.servers import EnvApi
 
 
@@ -25,17 +26,11 @@ def live_sessions(envapi: EnvApi) -> list[str]:
 
 
 def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
-    tmp_envapi: EnvApi, monkeypatch: pytest.MonkeyPatch
+    tmp_envapi: EnvApi, ctrl_c_at_next_reply: Callable[[], None]
 ) -> None:
     envs = netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
     envs.reset(seed=0)
-    real_header = FrameReader.header
-
-    def interrupted(self: FrameReader) -> Any:
-        monkeypatch.setattr(FrameReader, "header", real_header)
-        raise KeyboardInterrupt  # as if Ctrl-C came while the reply was on its way
-
-    monkeypatch.setattr(FrameReader, "header", interrupted)
+    ctrl_c_at_next_reply()
     with pytest.raises(KeyboardInterrupt):
         envs.step(np.ones(2, np.int64))
     # The reply to that step is unread: no later call may take it for its own.

@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +24,6 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from netgym import errors
 from netgym.client.rest import RestClient
-from netgym.protocol.frames import FrameReader
 from netgym.sb3 import (
     RECONNECTED_KEY,
     ReconnectAwareVecMonitor,
@@ -264,19 +263,13 @@ def test_a_reconnect_bounds_every_wait_by_its_deadline_then_steps_with_timeout_s
 
 
 def test_a_step_interrupted_by_ctrl_c_reconnects_at_the_next_step(
-    envapi: EnvApi, monkeypatch: pytest.MonkeyPatch
+    envapi: EnvApi, ctrl_c_at_next_reply: Callable[[], None]
 ) -> None:
     """Ctrl-C in ``learn()``, then ``learn()`` again, as in a notebook."""
     envs = cartpole(envapi)
     try:
         envs.reset()
-        real_header = FrameReader.header
-
-        def interrupted(self: FrameReader) -> Any:
-            monkeypatch.setattr(FrameReader, "header", real_header)
-            raise KeyboardInterrupt
-
-        monkeypatch.setattr(FrameReader, "header", interrupted)
+        ctrl_c_at_next_reply()
         with pytest.raises(KeyboardInterrupt):
             envs.step(ONES)
         _, _, dones, infos = envs.step(ONES)

@@ -6,16 +6,27 @@ import signal
 
 import pytest
 
-from netgym_envapi.sessions.process import _FrameGuard, _raise_terminated, _Terminated
+from netgym.protocol import MessageType
+from netgym_envapi.sessions.process import _FrameGuard, _raise_terminated, _send_whole, _Terminated
+
+
+class _SocketSignalledMidSend:
+    """Takes the frame in two writes, SIGTERM's handler running in between."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append("header")
+        _raise_terminated(signal.SIGTERM, None)  # as the handler runs mid-send
+        self.sent.append("the rest of the body")
 
 
 def test_sigterm_during_a_frame_takes_effect_once_the_frame_is_out() -> None:
-    sent: list[str] = []
-    with pytest.raises(_Terminated), _FrameGuard.whole():
-        sent.append("header")
-        _raise_terminated(signal.SIGTERM, None)  # as the handler runs mid-send
-        sent.append("the rest of the body")
-    assert sent == ["header", "the rest of the body"]
+    client = _SocketSignalledMidSend()
+    with pytest.raises(_Terminated):
+        _send_whole(client, MessageType.PONG, [b"x"])  # type: ignore[arg-type]
+    assert client.sent == ["header", "the rest of the body"]
     assert not _FrameGuard.pending
 
 

@@ -74,21 +74,20 @@ class RestClient:
                     f"{timeout:g} s: it is hung, stopped or overloaded"
                 ) from None
             if isinstance(reason, ConnectionResetError):  # something listens, but no HTTP
-                raise ServerUnavailableError(
-                    f"what answers at {self.url} dropped the connection with no HTTP reply, "
-                    f"so it is not the {self.service}'s REST API (or it was restarting); "
-                    "is this its REST port, not the envapi's data port?"
-                ) from None
+                why = "it dropped the connection with no HTTP reply, or was restarting"
+                raise self._not_the_api(why) from None
             raise ServerUnavailableError(
                 f"cannot reach the {self.service} at {self.url} ({reason}); is it running? "
                 f"{self.start_hint}"
             ) from None
         except (http.client.HTTPException, ValueError) as exc:  # no HTTP, or no JSON
-            raise ServerUnavailableError(
-                f"what answers at {self.url} is not the {self.service}'s REST API "
-                f"({type(exc).__name__}: {str(exc)[:80]}); is this its REST port, not the "
-                "envapi's data port?"
-            ) from None
+            raise self._not_the_api(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+
+    def _not_the_api(self, why: str) -> ServerUnavailableError:
+        return ServerUnavailableError(
+            f"what answers at {self.url} is not the {self.service}'s REST API ({why}); "
+            "is this its REST port, not the envapi's data port?"
+        )
 
 
 def _error_from_reply(exc: urllib.error.HTTPError, who: str) -> NetgymError:

@@ -94,31 +94,26 @@ local function run_start_sequence()
   end
 end
 
+-- What a game script may not call: an error, with the script's line, as it loads.
+local function forbidden(name, why)
+  return function() error(name .. "() " .. why, 2) end
+end
 -- The bridge answers from FCEUX's after-emulation hook (below); FCEUX keeps
 -- one function per hook, so a game script must not take it over.
 local register_after = emu.registerafter
-local function owned_by_bridge(name)
-  return function()
-    error("emu." .. name .. "() is the bridge's: a game script only reads RAM", 2)
-  end
-end
-emu.registerafter = owned_by_bridge("registerafter")
-emu.registerbefore = owned_by_bridge("registerbefore")
-
+local BRIDGES = "is the bridge's: a game script only reads RAM"
+emu.registerafter = forbidden("emu.registerafter", BRIDGES)
+emu.registerbefore = forbidden("emu.registerbefore", BRIDGES)
 -- Nor may it register callbacks: FCEUX does not call memory hooks while the
 -- bridge drives it (seen with memory.registerwrite), and an error in one would
 -- stop every script, the bridge with it. A script reads RAM in game.step().
-local function not_for_game_scripts(name)
-  return function()
-    error(name .. "() is not available to a game script: its callbacks do not run "
-      .. "while the bridge drives FCEUX; read RAM in game.step()", 2)
-  end
-end
+local NO_CALLBACKS = "is not available to a game script: its callbacks do not run "
+  .. "while the bridge drives FCEUX; read RAM in game.step()"
 for _, name in ipairs({"register", "registerwrite", "registerread", "registerexec",
                        "registerexecute", "registerrun"}) do
-  if memory[name] ~= nil then memory[name] = not_for_game_scripts("memory." .. name) end
+  if memory[name] ~= nil then memory[name] = forbidden("memory." .. name, NO_CALLBACKS) end
 end
-gui.register = not_for_game_scripts("gui.register")
+gui.register = forbidden("gui.register", NO_CALLBACKS)
 
 local ok, game = pcall(dofile, script_path)
 if not ok then

@@ -63,26 +63,26 @@ class _Terminated(BaseException):
 
 
 class _FrameGuard:
-    """Holds SIGTERM back while a frame goes out, so that none is cut in two.
-
-    A frame cut short, then the ERROR that ``end`` sends, would garble the
-    client's stream; held back, SIGTERM takes effect once the frame is out.
-    """
+    """Whether a reply frame is going out, and whether SIGTERM came meanwhile."""
 
     sending = False
     pending = False
 
-    @classmethod
-    @contextlib.contextmanager
-    def whole(cls) -> Iterator[None]:
-        cls.sending = True
-        try:
-            yield
-        finally:
-            cls.sending = False
-            if cls.pending:  # the frame is out (or failed): now SIGTERM takes effect
-                cls.pending = False
-                raise _Terminated
+
+def _send_whole(client: socket.socket, message_type: MessageType, parts: list[Buffer]) -> None:
+    """``send_frame``, with SIGTERM held back until the frame is out.
+
+    A frame cut short, then the ERROR that ``end`` sends, would garble the
+    client's stream.
+    """
+    _FrameGuard.sending = True
+    try:
+        send_frame(client, message_type, parts)
+    finally:
+        _FrameGuard.sending = False
+        if _FrameGuard.pending:  # the frame is out (or failed): now SIGTERM takes effect
+            _FrameGuard.pending = False
+            raise _Terminated
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -339,8 +339,7 @@ class Session:
                 body = pack_value(error.to_dict())
             except ProtocolError:  # details it cannot carry: the message still goes
                 body = pack_value({**error.to_dict(), "details": {}})
-            with _FrameGuard.whole():
-                send_frame(client, MessageType.ERROR, [body])
+            _send_whole(client, MessageType.ERROR, [body])
         except OSError:
             self._client_gone()
             return False
@@ -440,8 +439,7 @@ class Session:
                     self.done = self.terminations | self.truncations
             info = self._pack_info(infos)
             parts: list[Buffer] = [info] if self.shared else [self.result_buffer, info]
-            with _FrameGuard.whole():
-                send_frame(client, MessageType.STEP_RESULT, parts)
+            _send_whole(client, MessageType.STEP_RESULT, parts)
             return True
         body = bytearray(length)
         reader.body_into(memoryview(body))
@@ -561,8 +559,7 @@ class Session:
         info = self._pack_info(infos)
         observations = self.result_buffer[: self.results.reset_nbytes]
         parts: list[Buffer] = [info] if self.shared else [observations, info]
-        with _FrameGuard.whole():
-            send_frame(client, MessageType.RESET_RESULT, parts)
+        _send_whole(client, MessageType.RESET_RESULT, parts)
 
 
 def _seeds(seed: Any, num_envs: int) -> list[int | None]:
