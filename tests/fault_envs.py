@@ -16,6 +16,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from netgym.errors import NetgymError
+
 
 class _FaultEnv(gym.Env[np.ndarray, int]):
     observation_space = spaces.Box(0, 1000, (1,), np.float32)
@@ -57,6 +59,17 @@ class CHangEnv(_FaultEnv):
     def fault(self) -> None:
         # Hours inside one C call: no Python signal handler (SIGALRM) runs meanwhile.
         hashlib.pbkdf2_hmac("sha256", b"netgym", b"salt", 2**31 - 1)
+
+
+class ServiceOnlyError(NetgymError):
+    """An error class the client does not have, as a service's own are."""
+
+    code = "service_only"
+
+
+class PeerRaiseEnv(_FaultEnv):
+    def fault(self) -> None:
+        raise ServiceOnlyError("a service's own error, on purpose")
 
 
 class SlowRaiseEnv(_FaultEnv):
@@ -126,6 +139,7 @@ for _name, _cls in [
     ("Hang", HangEnv),
     ("Crash", CrashEnv),
     ("Raise", RaiseEnv),
+    ("PeerRaise", PeerRaiseEnv),
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),

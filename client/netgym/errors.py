@@ -144,10 +144,22 @@ class ServerUnavailableError(NetgymError):
     http_status = 503
 
 
+class PeerError(NetgymError):
+    """An error whose code this side does not know (a service's own, or a newer
+    version's). It keeps that code as its ``code``, so it travels on unchanged
+    and is never taken for an ``internal`` failure."""
+
+    def __init__(self, code: str, message: str, *, details: dict[str, Any] | None = None):
+        super().__init__(message, details=details)
+        self.__dict__["code"] = code  # this error's own, over the class's
+
+
 _BY_CODE: dict[str, type[NetgymError]] = {}
 
 
 def _register(cls: type[NetgymError]) -> None:
+    if cls is PeerError:  # it stands for codes this side does not know
+        return
     _BY_CODE[cls.code] = cls
     for sub in cls.__subclasses__():
         _register(sub)
@@ -157,9 +169,12 @@ _register(NetgymError)
 
 
 def error_from_dict(data: dict[str, Any]) -> NetgymError:
-    """Rebuild the error a peer sent; an unknown code becomes a plain ``NetgymError``."""
+    """Rebuild the error a peer sent; an unknown code becomes a ``PeerError``."""
     code = str(data.get("code", "internal"))
     message = str(data.get("message", "the server reported an error without a message"))
     details = data.get("details")
-    cls = _BY_CODE.get(code, NetgymError)
-    return cls(message, details=details if isinstance(details, dict) else None)
+    details = details if isinstance(details, dict) else None
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return PeerError(code, message, details=details)
+    return cls(message, details=details)

@@ -25,7 +25,6 @@ from netgym.emulator.env import EmulatorEnv
 from netgym.errors import (
     EnvError,
     InvalidRequestError,
-    NetgymError,
     ServerUnavailableError,
     UnknownEnvError,
 )
@@ -188,22 +187,34 @@ def test_fceux_emulates_as_a_batch_job_and_draws_its_window_on_idle_cpu(stack: S
 
 
 def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
-    # The instance does not start: its script fails as it loads.
-    with (
-        pytest.raises(NetgymError, match=r"game.lua:2: emu.registerafter\(\) is the bridge's"),
-        netgym.make("netgym/TakesHook-v0", **stack.kwargs) as env,
-    ):
-        env.reset(seed=0)
+    # The instance does not start: its script fails as it loads. That is the
+    # game's error, and the env lives on: the next reset tries again.
+    with netgym.make("netgym/TakesHook-v0", **stack.kwargs) as env:
+        for _ in range(2):
+            with pytest.raises(
+                EnvError, match=r"game.lua:2: emu.registerafter\(\) is the bridge's.* tries again"
+            ):
+                env.reset(seed=0)
 
 
 def test_a_script_may_not_register_callbacks(stack: Stack) -> None:
     # FCEUX does not call them while the bridge drives it, and an error in one
     # would stop the bridge: the script fails as it loads, naming the line.
     with (
-        pytest.raises(NetgymError, match=r"game\.lua:3: memory\.registerwrite\(\) is not avail"),
+        pytest.raises(EnvError, match=r"game\.lua:3: memory\.registerwrite\(\) is not avail"),
         netgym.make("netgym/Callbacks-v0", **stack.kwargs) as env,
     ):
         env.reset(seed=0)
+
+
+def test_a_script_that_fails_to_load_is_the_games_error_to_the_emulator_service(
+    stack: Stack,
+) -> None:
+    reply = httpx.post(f"{stack.emulator_url}/v1/instances", json={"game": "TakesHook"}, timeout=60)
+    assert reply.status_code == 422
+    error = reply.json()["error"]
+    assert error["code"] == "game_error"
+    assert error["details"]["file"].endswith("game.lua")
 
 
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"])

@@ -30,6 +30,7 @@ from netgym.errors import (
     LimitExceededError,
     MessageTooLargeError,
     NetgymError,
+    PeerError,
     ProtocolError,
     ProtocolVersionError,
     SessionEndedError,
@@ -164,6 +165,22 @@ def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi
         with pytest.raises(EnvError, match="RuntimeError: the env broke on purpose") as caught:
             envs.step(np.array([0, 1]))
         assert "fault_envs.py" in caught.value.details["traceback"]
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))
+
+
+def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(
+    tmp_envapi: EnvApi,
+) -> None:
+    # The emulator service's game_error, say: it is no failure of the session.
+    with netgym.make_vec(
+        "netgym-test/PeerRaise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
+    ) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(PeerError, match="a service's own error") as caught:
+            envs.step(np.array([0, 1]))
+        assert caught.value.code == "service_only"
+        assert caught.value.to_dict()["code"] == "service_only"
         envs.reset(seed=0)
         envs.step(np.array([0, 0]))
 

@@ -24,6 +24,7 @@ from netgym.errors import (
     EnvError,
     InvalidRequestError,
     NetgymError,
+    PeerError,
     SessionNotFoundError,
 )
 
@@ -124,11 +125,21 @@ class EmulatorEnv(gym.Env[Any, Any]):
     def _connect(self) -> BridgeConnection:
         if self._bridge is None:
             screen = self.observation_kind != "ram"
-            instance = self._rest.call(
-                "POST",
-                "/v1/instances",
-                {"game": self.game, "screen": screen, "screen_file": self._shares_screens},
-            )
+            try:
+                instance = self._rest.call(
+                    "POST",
+                    "/v1/instances",
+                    {"game": self.game, "screen": screen, "screen_file": self._shares_screens},
+                )
+            except NetgymError as exc:
+                if not isinstance(exc, PeerError) and type(exc) is not NetgymError:
+                    raise  # an unknown game, the limit of instances, no service: as they are
+                # The game's script did not load, or FCEUX did not start.
+                raise EnvError(
+                    f"{self.game}: no instance could start: {exc.message}; the next reset() "
+                    "tries again",
+                    details={**exc.details, "cause": exc.code},
+                ) from None
             self._instance = instance
             changed = [k for k in _SPEC_KEYS if instance["spec"].get(k) != self.spec_data.get(k)]
             if changed:

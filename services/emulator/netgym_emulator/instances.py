@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import NetgymError
-from netgym_emulator.games import Game
+from netgym_emulator.games import Game, GameError
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
 # How the bridge's own start-up errors begin, as opposed to the game script's.
@@ -129,8 +129,8 @@ async def start_instance(
     started it, so it must not be a short-lived worker thread.
 
     Raises:
-        InstanceStartError: with FCEUX's output when it fails to start, or with
-            the Lua error (file and line) when the game's script does not load.
+        InstanceStartError: with FCEUX's output when it fails to start.
+        GameError: with the Lua error (file and line) when the game's script does not load.
     """
     instance_id = secrets.token_hex(6)
     home = work_dir / instance_id
@@ -237,7 +237,8 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[
 
     Raises:
         InstanceStartError: FCEUX died or the bridge did not report in time, or
-            the bridge or the game's script failed to start.
+            the bridge failed to start.
+        GameError: the game's script failed to load (its file and line).
     """
     game = instance.game
     port_file = instance.home / "bridge-port"
@@ -265,7 +266,7 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[
             f"{value.removeprefix(BRIDGE_ERROR)}",
             details={"bridge_error": value},
         )
-    raise InstanceStartError(
+    raise GameError(
         f"{game.name}'s Lua script {game.script} failed to load: {value}; fix the script",
-        details={"lua_error": value},
+        details={"lua_error": value, "file": str(game.script)},
     )

@@ -127,7 +127,8 @@ class InstancePool:
         """A new instance of a game; ``screen_file``: screens go to a shared file.
 
         Raises:
-            UnknownGameError, LimitExceededError, InstanceStartError.
+            UnknownGameError, LimitExceededError, InstanceStartError, GameError (the
+            script does not load).
         """
         game = self.game(name)
         self.reap()
