@@ -73,6 +73,7 @@ return game
 class Stack:
     emulator_url: str
     envapi: EnvApi
+    games: Path
 
     @property
     def kwargs(self) -> dict[str, str | None]:
@@ -111,8 +112,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     if shutil.which("fceux") is None and not Path("/usr/games/fceux").exists():
         pytest.skip("FCEUX is not installed (scripts/setup.sh installs it)")
     root = tmp_path_factory.mktemp("emulator")
+    games = games_dir(root)
     with (
-        run_emulator(root, games_dir(root)) as (emulator_url, _),
+        run_emulator(root, games) as (emulator_url, _),
         run_envapi(root, emulator_url=emulator_url) as envapi,
     ):
-        yield Stack(emulator_url, envapi)
+        yield Stack(emulator_url, envapi, games)

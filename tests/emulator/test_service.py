@@ -28,7 +28,7 @@ from netgym.errors import (
     ServerUnavailableError,
     UnknownEnvError,
 )
-from tests.emulator.conftest import Stack, games_dir
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, Stack, games_dir
 from tests.servers import alive, descendants, free_port, run_emulator, run_envapi
 
 
@@ -56,6 +56,20 @@ def test_the_envapi_says_why_a_game_is_not_served(stack: Stack, tmp_path: Path) 
         netgym.make("netgym/Catch-v0", url=silent.url, token=silent.token)
     with run_envapi(tmp_path) as without, pytest.raises(UnknownEnvError, match="has none"):
         netgym.make("netgym/Catch-v0", url=without.url, token=without.token)
+
+
+def test_a_game_dropped_in_is_served_by_the_envapi_at_once(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.envapi.token}"}
+    httpx.get(f"{stack.envapi.url}/v1/envs", headers=headers)  # the envapi's list is fresh
+    folder = stack.games / "dropped-in"
+    folder.mkdir()
+    try:
+        (folder / "game.lua").write_text(PLAIN_SCRIPT)
+        (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="DroppedIn", rom=EFP_ROM))
+        with netgym.make("netgym/DroppedIn-v0", **stack.kwargs) as env:
+            env.reset(seed=0)
+    finally:
+        shutil.rmtree(folder)
 
 
 def test_plain_game_passes_check_env(stack: Stack) -> None:

@@ -47,7 +47,8 @@ class EmulatorGames:
 
 
 class _EmulatorCatalog:
-    """The emulator service's games, re-read at most every 5 s, by one thread at a time.
+    """The emulator service's games, re-read at most every 5 s (sooner for an id not
+    among them), by one thread at a time.
 
     REST handlers ask from worker threads; one read runs at a time, so a hung
     emulator service holds one thread, not one per request.
@@ -62,19 +63,25 @@ class _EmulatorCatalog:
         self.url = url.rstrip("/") if url else None
         self.last = EmulatorGames({}, None, 0.0)
 
-    def current(self, wait: bool = True) -> EmulatorGames:
-        """The games, read again when stale; without ``wait``, a read already under way
-        is not waited for (the previous answer is returned)."""
-        if self.url is not None and self._stale() and self._reading.acquire(blocking=wait):
+    def current(
+        self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S
+    ) -> EmulatorGames:
+        """The games, read again when older than ``max_age_s``; without ``wait``, a read
+        already under way is not waited for (the previous answer is returned)."""
+        if (
+            self.url is not None
+            and self._older_than(max_age_s)
+            and self._reading.acquire(blocking=wait)
+        ):
             try:
-                if self._stale():
+                if self._older_than(max_age_s):
                     self.last = self._read(self.url)
             finally:
                 self._reading.release()
         return self.last
 
-    def _stale(self) -> bool:
-        return time.monotonic() - self.last.read_at > EMULATOR_READ_EVERY_S
+    def _older_than(self, max_age_s: float) -> bool:
+        return time.monotonic() - self.last.read_at > max_age_s
 
     @staticmethod
     def _read(url: str) -> EmulatorGames:
@@ -188,7 +195,8 @@ def find_env(env_id: str) -> EnvEntry:
         UnknownEnvError: with close matches, when the id is not served.
     """
     if env_id.startswith(EMULATOR_PREFIX):
-        if env_id in _emulator_games():
+        # A game added or fixed since the last read is served at once.
+        if env_id in _emulator_games() or env_id in _emulator.current(max_age_s=0.5).games:
             return EnvEntry(env_id, "emulator")
         _explain_missing_game(env_id)
     register_ale()
