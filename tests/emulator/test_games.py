@@ -98,8 +98,30 @@ def test_a_file_that_is_no_nes_rom_is_refused_before_fceux_sees_it(tmp_path: Pat
 
 
 def test_wrong_hash(tmp_path: Path) -> None:
-    with pytest.raises(GameError, match=r"game.toml:4: .* has SHA-256 [0-9a-f]+, not abc"):
-        load_game(make_game(tmp_path, extra_rom='sha256 = "abc"'))
+    with pytest.raises(GameError, match=rf"game.toml:4: .* has SHA-256 [0-9a-f]+, not {'ab' * 32}"):
+        load_game(make_game(tmp_path, extra_rom=f'sha256 = "{"ab" * 32}"'))
+
+
+def test_a_missing_rom_says_how_to_build_it_when_its_build_script_is_there(
+    tmp_path: Path,
+) -> None:
+    manifest = MANIFEST.format(rom="game.nes", extra_rom='build = "build.sh"\nsource = "cc65"')
+    folder = make_game(tmp_path, manifest)
+    with pytest.raises(
+        GameError, match=r"game.nes is missing; put the ROM at .*; get it from: cc65"
+    ):
+        load_game(folder)
+    (folder / "build.sh").write_text("true\n")
+    with pytest.raises(GameError, match=r"game.nes is missing; build it: bash .*tiny/build.sh"):
+        load_game(folder)
+
+
+@pytest.mark.parametrize("written", ['"abc"', "123", '"d9c7566af670e6fc"'])
+def test_a_hash_that_is_no_sha256_says_how_to_get_one(tmp_path: Path, written: str) -> None:
+    with pytest.raises(
+        GameError, match=r"game.toml:4: \[rom\] sha256 = .* is not a SHA-256 .*`sha256sum /"
+    ):
+        load_game(make_game(tmp_path, extra_rom=f"sha256 = {written}"))
 
 
 @pytest.mark.skipif(shutil.which("luac5.1") is None, reason="luac5.1 (Debian lua5.1) not installed")
@@ -114,19 +136,28 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
     [
         (("frames_per_step = 2", "frames_per_step = 0"), r"game.toml:9: frames_per_step = 0"),
         (('buttons = ["a"]', 'buttons = ["turbo"]'), r"unknown buttons \['turbo'\]"),
-        (('name = "Tiny"', 'name = "my game"'), r"game.toml:1: name 'my game'"),
+        (
+            ('name = "Tiny"', 'name = "my game"'),
+            r'game.toml:1: name = "my game" is not a plain identifier',
+        ),
         (("[observation]", "[observation"), r"game.toml:10: not valid TOML"),
-        (("ram = { x = 0x10 }", "ram = { x = 0x900 }"), r"addresses 0x000-0x7FF"),
+        (
+            ("ram = { x = 0x10 }", "ram = { x = 0x900 }"),
+            r"game.toml:12: \[observation\] ram x = 0x900 is no address.*0x000-0x7FF",
+        ),
         (
             ('{ name = "noop", buttons = [] }', '"noop"'),
             r"game.toml:8: every entry of \[actions\] combos must be a table",
         ),
-        (("screen = true", 'screen = "false"'), r"game.toml:11: \[observation\] screen = 'false'"),
-        (("noop_max = 3", 'noop_max = "3"'), r"game.toml:15: \[start\] noop_max = '3'"),
+        (("screen = true", 'screen = "false"'), r'game.toml:11: \[observation\] screen = "false"'),
+        (
+            ("noop_max = 3", 'noop_max = "3"'),
+            r'game.toml:15: \[start\] noop_max = "3" is not a whole number of frames, 0 or more',
+        ),
         (("noop_max = 3", "noop_max = 3\n[episode]\nmax_steps = 0"), r"max_steps = 0 is not"),
-        (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{'wait': -5\}"),
+        (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{ wait = -5 \}"),
         (("frames = 1", "frames = 1.5"), r"start step .* \(N a whole number of frames\)"),
-        (("frames_per_step = 2", "frames_per_step = true"), r"game.toml:9: frames_per_step = True"),
+        (("frames_per_step = 2", "frames_per_step = true"), r"game.toml:9: frames_per_step = true"),
         (
             ("noop_max = 3", "noop_max = 3\n[episode]\nmax_step = 10"),
             r"game.toml:17: unknown key 'max_step' in \[episode\]; did you mean max_steps\?",
@@ -147,9 +178,24 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
             ("frames = 1", "frame = 1"),
             r"game.toml:14: start step .* has an unknown key 'frame'; did you mean frames\?",
         ),
-        (("{ wait = 5 }", "{ wait = 5, frames = 2 }"), r"game.toml:14: start step \{'wait': 5"),
+        (
+            ("{ wait = 5 }", "{ wait = 5, frames = 2 }"),
+            r"game.toml:14: start step \{ wait = 5, frames = 2 \} is neither",
+        ),
         (("frames_per_step = 2", 'type = "buttons"'), r"game.toml:9: \[actions\] sets both"),
         (('buttons = ["a"]', 'buttons = ["jump"]'), r"game.toml:8: combo 1 names unknown buttons"),
+        (('name = "Tiny"\n', ""), r"game.toml: the manifest has no name; set name = "),
+        (
+            (
+                'combos = [ { name = "noop", buttons = [] }, { name = "fire", buttons = ["a"] } ]',
+                'type = "button"',
+            ),
+            r'game.toml:8: \[actions\] type = "button" is no action type; write type = "buttons"',
+        ),
+        (
+            ('name = "fire"', 'name = "noop"'),
+            r"game.toml:8: \[actions\] combos name noop more than once; give each combo its own",
+        ),
     ],
     ids=[
         "frames",
@@ -172,6 +218,9 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "wait-with-frames",
         "combos-and-type",
         "combo-button-line",
+        "no-name",
+        "type-typo",
+        "combo-name-twice",
     ],
 )
 def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -203,6 +252,25 @@ def test_discover_lists_a_folder_with_a_game_but_no_manifest(tmp_path: Path) -> 
     assert list(games) == ["Tiny"]
     assert sorted(problems) == ["unnamed", "zipped"]
     assert "has no game.toml; add one" in problems["unnamed"]
+
+
+def test_two_folders_of_one_name_serve_one_and_name_it_in_the_others_problem(
+    tmp_path: Path,
+) -> None:
+    original = make_game(tmp_path)
+    copy = tmp_path / "a-copy"  # sorts first
+    shutil.copytree(original, copy)
+    games, problems = discover(tmp_path)
+    assert games["Tiny"].folder == copy
+    assert list(problems) == ["tiny"]
+    assert (
+        f"{original / 'game.toml'}:1: the name Tiny is already the game in {copy}"
+        in (problems["tiny"])
+    )
+    # The folder that served the name keeps it: a copy dropped in never takes over.
+    games, problems = discover(tmp_path, {"Tiny": load_game(original)})
+    assert games["Tiny"].folder == original
+    assert "a-copy/game.toml:1: the name Tiny is already the game in" in problems["a-copy"]
 
 
 def test_discover_lists_a_manifest_no_check_foresaw(

@@ -216,11 +216,12 @@ local function step_problem(reward, done, info)
   end
   for key, value in pairs(info) do
     if type(key) ~= "string" or string.find(key, "[%s=]") then
-      return where .. "returned the info key " .. tostring(key)
+      return where .. "returned the info key " .. string.format("%q", tostring(key))
         .. ": keys are names, without spaces or '='"
     end
     if type(value) ~= "number" and type(value) ~= "boolean" then
-      return where .. "returned info " .. key .. " = " .. tostring(value)
+      local shown = type(value) == "string" and string.format("%q", value) or tostring(value)
+      return where .. "returned info " .. key .. " = " .. shown
         .. ": info values are numbers or booleans"
     end
   end

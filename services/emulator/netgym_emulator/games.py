@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -157,6 +158,21 @@ def _line_of(text: str, key: str, section: str | None = None) -> int | None:
     return None
 
 
+def _toml(value: Any, hex_ints: bool = False) -> str:
+    """A manifest value written as in TOML (``"a"``, ``true``, ``{ wait = 5 }``), for messages."""
+    if hex_ints and isinstance(value, int) and not isinstance(value, bool):
+        return hex(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
+
+
 def _unknown_key(table: dict[str, Any], allowed: tuple[str, ...]) -> tuple[str, str] | None:
     """The first key of ``table`` not in ``allowed``, and what to write instead."""
     for key in table:
@@ -218,7 +234,9 @@ def load_game(folder: Path) -> Game:
     if not isinstance(name, str) or not _NAME.match(name):
         raise _fail(
             path,
-            f"name {name!r} is missing or not a plain identifier",
+            "the manifest has no name"
+            if name is None
+            else f"name = {_toml(name)} is not a plain identifier",
             'set name = "MyGame" (letters, digits, _)',
             _line_of(text, "name"),
         )
@@ -254,6 +272,15 @@ def load_game(folder: Path) -> Game:
             if unknown := _unknown_key(combo, _COMBO_KEYS):
                 key, fix = unknown
                 raise _fail(path, f"combo {i} has an unknown key {key!r}", fix, combos_line)
+        names = [str(c.get("name", i)) for i, c in enumerate(raw)]
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise _fail(
+                path,
+                f"[actions] combos name {', '.join(twice)} more than once",
+                "give each combo its own name (the agent tells actions apart by index; "
+                "a user, by name)",
+                combos_line,
+            )
         combos = tuple(
             Combo(
                 str(c.get("name", i)),
@@ -261,7 +288,15 @@ def load_game(folder: Path) -> Game:
             )
             for i, c in enumerate(raw)
         )
-    elif actions.get("type", "combos") != "buttons":
+    elif "type" in actions and actions["type"] != "buttons":
+        raise _fail(
+            path,
+            f"[actions] type = {_toml(actions['type'])} is no action type",
+            'write type = "buttons" (the 8 buttons as MultiBinary) or list combos = [...] '
+            "(a Discrete space) instead",
+            _line_of(text, "type", "actions"),
+        )
+    elif "type" not in actions:
         raise _fail(
             path,
             '[actions] needs combos = [...] or type = "buttons"',
@@ -272,24 +307,33 @@ def load_game(folder: Path) -> Game:
     if not _natural(frames, 1, 60):
         raise _fail(
             path,
-            f"frames_per_step = {frames!r} is not an integer in 1..60",
+            f"frames_per_step = {_toml(frames)} is not an integer in 1..60",
             "set it to the frames each action is held",
             _line_of(text, "frames_per_step"),
         )
     observation = section("observation")
     ram = observation.get("ram", {})
-    if not isinstance(ram, dict) or not all(_natural(a, 0, 0x7FF) for a in ram.values()):
+    if not isinstance(ram, dict):
         raise _fail(
             path,
             "[observation] ram must map names to addresses 0x000-0x7FF",
             "write ram = { player_x = 0x86 }",
             _line_of(text, "ram"),
         )
+    for key, address in ram.items():
+        if not _natural(address, 0, 0x7FF):
+            raise _fail(
+                path,
+                f"[observation] ram {key} = {_toml(address, hex_ints=True)} is no address "
+                "in the NES's 2 KiB of RAM",
+                "give an address 0x000-0x7FF, e.g. player_x = 0x86",
+                _line_of(text, key) or _line_of(text, "ram"),
+            )
     screen = observation.get("screen", True)
     if not isinstance(screen, bool):
         raise _fail(
             path,
-            f"[observation] screen = {screen!r} is not true or false",
+            f"[observation] screen = {_toml(screen)} is not true or false",
             "write screen = true or screen = false (no quotes)",
             _line_of(text, "screen"),
         )
@@ -313,7 +357,9 @@ def load_game(folder: Path) -> Game:
     for step in sequence:
         if isinstance(step, dict) and (unknown := _unknown_key(step, _START_STEP_KEYS)):
             key, fix = unknown
-            raise _fail(path, f"start step {step!r} has an unknown key {key!r}", fix, start_line)
+            raise _fail(
+                path, f"start step {_toml(step)} has an unknown key {key!r}", fix, start_line
+            )
         well_formed = (
             isinstance(step, dict)
             and ("wait" in step) != ("press" in step)
@@ -325,7 +371,7 @@ def load_game(folder: Path) -> Game:
         if not well_formed:
             raise _fail(
                 path,
-                f"start step {step!r} is neither {{ wait = N }} nor "
+                f"start step {_toml(step)} is neither {{ wait = N }} nor "
                 "{ press = [...], frames = N } (N a whole number of frames)",
                 "see docs/games.md",
                 start_line,
@@ -356,7 +402,7 @@ def load_game(folder: Path) -> Game:
     if not _natural(noop_max, 0, 100_000):
         raise _fail(
             path,
-            f"[start] noop_max = {noop_max!r} is not a whole number of frames",
+            f"[start] noop_max = {_toml(noop_max)} is not a whole number of frames, 0 or more",
             "write noop_max = 30, say, or leave it out (0)",
             _line_of(text, "noop_max"),
         )
@@ -364,7 +410,7 @@ def load_game(folder: Path) -> Game:
     if max_steps is not None and not _natural(max_steps, 1, 10**9):
         raise _fail(
             path,
-            f"[episode] max_steps = {max_steps!r} is not a whole number of steps above 0",
+            f"[episode] max_steps = {_toml(max_steps)} is not a whole number of steps above 0",
             "write max_steps = 4500, say, or leave it out (no limit)",
             _line_of(text, "max_steps"),
         )
@@ -391,8 +437,9 @@ def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path
         raise _fail(path, "[rom] has no file", 'set file = "game.nes"', _line_of(text, "rom"))
     rom_path = (folder / file).resolve()
     if not rom_path.is_file():
-        if rom.get("build"):
-            fix = f"build it: {folder / str(rom['build'])} (scripts/setup.sh builds every game)"
+        build = folder / str(rom["build"]) if rom.get("build") else None
+        if build is not None and build.is_file():
+            fix = f"build it: bash {build} (scripts/setup.sh builds the repository's games)"
         else:
             fix = f"put the ROM at {rom_path}" + (
                 f"; get it from: {rom['source']}" if rom.get("source") else ""
@@ -403,15 +450,23 @@ def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path
     if not head.startswith(_ROM_MAGICS):
         raise _fail(
             path,
-            f"the ROM {rom_path} is not an NES ROM FCEUX can load (it starts with {head[:4]!r})",
+            f"the ROM {rom_path} is not an NES ROM FCEUX can load (its first bytes are "
+            f"{head[:4].hex(' ') or 'none: it is empty'})",
             "use an iNES (.nes), UNIF or NSF file, or a zip or gzip of one (FDS disks "
             "need a BIOS that netgym does not give FCEUX)",
             _line_of(text, "file", "rom"),
         )
     expected = rom.get("sha256")
-    if expected:
+    if expected is not None:
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9A-Fa-f]{64}", expected):
+            raise _fail(
+                path,
+                f"[rom] sha256 = {_toml(expected)} is not a SHA-256 (64 hex digits, in quotes)",
+                f"write the ROM's: `sha256sum {rom_path}` prints it, or leave sha256 out",
+                _line_of(text, "sha256"),
+            )
         actual = hashlib.sha256(rom_path.read_bytes()).hexdigest()
-        if actual != str(expected).lower():
+        if actual != expected.lower():
             raise _fail(
                 path,
                 f"the ROM {rom_path} has SHA-256 {actual}, not {expected}",
@@ -447,13 +502,21 @@ def _check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -
     return script_path
 
 
-def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
-    """Every game folder under ``games_dir``: the good ones by name, and the problems by folder."""
-    games: dict[str, Game] = {}
+def discover(
+    games_dir: Path, served: dict[str, Game] | None = None
+) -> tuple[dict[str, Game], dict[str, str]]:
+    """Every game folder under ``games_dir``: the good ones by name, and the problems by folder.
+
+    Two folders may not give one name. The folder ``served`` had under that
+    name keeps it (a copy dropped in never takes over a game in use); among
+    new folders, the first in alphabetical order does. The others are
+    problems that name it.
+    """
+    by_name: dict[str, list[Game]] = {}
     problems: dict[str, str] = {}
     if not games_dir.is_dir():
         problem = f"{games_dir} is not a folder; set NETGYM_EMULATOR_GAMES_DIR or --games-dir"
-        return games, {str(games_dir): problem}
+        return {}, {str(games_dir): problem}
     for folder in sorted(p for p in games_dir.iterdir() if p.is_dir()):
         if not (folder / MANIFEST).is_file():
             if _looks_like_a_game(folder):
@@ -472,12 +535,21 @@ def discover(games_dir: Path) -> tuple[dict[str, Game], dict[str, str]]:
                 "compare it with docs/games.md"
             )
             continue
-        if game.name in games:
-            problems[folder.name] = (
-                f"{folder / MANIFEST}: the name {game.name} is taken by another folder"
-            )
-            continue
-        games[game.name] = game
+        by_name.setdefault(game.name, []).append(game)
+    games: dict[str, Game] = {}
+    for name, candidates in by_name.items():
+        before = (served or {}).get(name)
+        kept = next((g for g in candidates if before and g.folder == before.folder), candidates[0])
+        games[name] = kept
+        for other in candidates:
+            if other is not kept:
+                path = other.folder / MANIFEST
+                problems[other.folder.name] = _fail(
+                    path,
+                    f"the name {name} is already the game in {kept.folder}",
+                    "give this game another name (names are unique among game folders)",
+                    _line_of(path.read_text(), "name"),
+                ).message
     return games, problems
 
 

@@ -70,7 +70,7 @@ class InstancePool:
         signature = folder_signature(self.settings.games_dir, self.games.values())
         # A folder with a problem may be fixed outside it (a ROM installed elsewhere).
         if signature != self._signature or self.problems:
-            self.games, self.problems = discover(self.settings.games_dir)
+            self.games, self.problems = discover(self.settings.games_dir, self.games)
             self.problem_folders = {
                 name: folder
                 for folder in self.problems

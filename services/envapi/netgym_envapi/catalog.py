@@ -63,9 +63,7 @@ class _EmulatorCatalog:
         self.url = url.rstrip("/") if url else None
         self.last = EmulatorGames({}, None, 0.0)
 
-    def current(
-        self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S
-    ) -> EmulatorGames:
+    def current(self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S) -> EmulatorGames:
         """The games, read again when older than ``max_age_s``; without ``wait``, a read
         already under way is not waited for (the previous answer is returned)."""
         if (
