@@ -251,7 +251,7 @@ class _Run:
             model.logger.record(f"eval/{key}", record[key])
         # Written now: the final evaluation, and one that reaches the goal, come
         # after the last dump that learn() makes.
-        model.logger.dump(step=result.step)
+        _dump_only(model.logger, "eval/", result.step)
         best = self.best_return is None or result.mean_return > self.best_return
         self._say(
             f"eval at step {result.step:,}: return {result.mean_return:.2f} "
@@ -398,6 +398,23 @@ def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         keys = list(dict.fromkeys([*a, *b]))
         return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def _dump_only(logger: Logger, prefix: str, step: int) -> None:
+    """Write the values under ``prefix`` at ``step``, keeping the others (``train/*``)
+    for learn()'s own next dump: written now, they would land at this step as a
+    second point beside the last dump's, and the next dump would have none. (After
+    learn()'s last dump, its last update's values are never written, as in SB3.)"""
+    others = [key for key in logger.name_to_value if not key.startswith(prefix)]
+    kept = [
+        (key, logger.name_to_value.pop(key), logger.name_to_count.pop(key, 0)) for key in others
+    ]
+    excluded = {k: logger.name_to_excluded.pop(k) for k in others if k in logger.name_to_excluded}
+    logger.dump(step=step)
+    for key, value, count in kept:
+        logger.name_to_value[key] = value
+        logger.name_to_count[key] = count
+    logger.name_to_excluded.update(excluded)
 
 
 def _purge_tensorboard_from(logger: Logger, folder: Path, step: int) -> None:

@@ -107,6 +107,10 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("eval/mean_return")] == steps
+    # An evaluation inside learn() writes only its own values: each train/* value
+    # lands once, at the step learn() dumps it.
+    learning_rates = [e.step for e in events.Scalars("train/learning_rate")]
+    assert len(learning_rates) == len(set(learning_rates)) > 1
 
     # Stopped between its last checkpoint and its final model: a resume finishes it.
     shutil.rmtree(run_dir / "final")
