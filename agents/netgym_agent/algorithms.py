@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import torch
 from stable_baselines3 import A2C, DQN, PPO
@@ -90,14 +91,15 @@ def check_hyperparams(algo: AlgoConfig, source: str = "config") -> None:
                 f"{did_you_mean(key, accepted)}; it takes {', '.join(sorted(accepted))}"
             )
         try:
-            _convert(key, value)
+            _convert(cls, key, value)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
 
 def model_kwargs(algo: AlgoConfig) -> dict[str, Any]:
     """The config's hyperparameters as keyword arguments of the SB3 class."""
-    return {key: _convert(key, value) for key, value in algo.hyperparams.items()}
+    cls = ALGORITHMS[algo.name]
+    return {key: _convert(cls, key, value) for key, value in algo.hyperparams.items()}
 
 
 def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlgorithm:
@@ -162,13 +164,39 @@ def _init_parameters(cls: type[BaseAlgorithm]) -> set[str]:
     )
 
 
-def _convert(key: str, value: Any) -> Any:
+def _convert(cls: type[BaseAlgorithm], key: str, value: Any) -> Any:
     """A hyperparameter as SB3 wants it; ``ValueError`` says what was expected."""
     if key in SCHEDULE_KEYS:
         return _schedule(value)
     if key == "policy_kwargs":
         return _policy_kwargs(value)
-    return value
+    plain = _plain_type(inspect.signature(cls.__init__).parameters[key].annotation)
+    if plain is None:
+        return value
+    kind, optional = plain
+    if value is None and optional:
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is float and number:
+        return float(value)
+    if kind is int and number and float(value).is_integer():
+        return int(value)  # 1e5 in YAML is a float
+    expected = {bool: "true or false", float: "a number", int: "a whole number"}[kind]
+    raise ValueError(f"expected {expected}{' or null' if optional else ''}, got {value!r}")
+
+
+def _plain_type(annotation: Any) -> tuple[type, bool] | None:
+    """``(int, float or bool, whether None is allowed)`` when the annotation is one of
+    those (``float | None`` too); None for anything else, left to SB3 to check."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    members = args or (annotation,)
+    optional = type(None) in members
+    rest = [member for member in members if member is not type(None)]
+    if len(rest) == 1 and rest[0] in (int, float, bool):
+        return rest[0], optional
+    return None
 
 
 def _schedule(value: Any) -> Any:

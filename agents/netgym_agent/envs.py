@@ -14,7 +14,7 @@ from pathlib import Path
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from netgym import sb3
-from netgym.errors import InvalidRequestError
+from netgym.errors import AuthenticationError, InvalidRequestError, UnknownEnvError
 from netgym_agent.config import TrainConfig
 from netgym_agent.errors import ConfigError
 
@@ -53,6 +53,12 @@ def make_env(
         raise ConfigError(
             f"the envapi rejected env {config.env.id!r} with env.kwargs {config.env.kwargs} "
             f"and env.wrappers {config.env.wrappers}: {exc.message}"
+        ) from None
+    except UnknownEnvError as exc:
+        raise ConfigError(f"env.id: {exc.message}") from None
+    except AuthenticationError as exc:
+        raise AuthenticationError(
+            f"{exc.message}; netgym-train sends --token, else $NETGYM_TOKEN"
         ) from None
     return sb3.ReconnectAwareVecMonitor(
         remote, filename=str(monitor_file) if monitor_file else None

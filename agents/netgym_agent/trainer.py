@@ -36,7 +36,7 @@ from netgym_agent.checkpoints import (
 from netgym_agent.config import TrainConfig, load_config
 from netgym_agent.device import announce, resolve_device
 from netgym_agent.envs import make_env, normalize_env, reconnect_count
-from netgym_agent.errors import AgentError, CheckpointError, ConfigError, RunDirError
+from netgym_agent.errors import AgentError, CheckpointError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
 from netgym_agent.signals import StopRequested
@@ -79,9 +79,10 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     try:
         with StopRequested() as stop:
             return _Run(config, run, store, options, stop, out).go(checkpoint, device)
-    except ConfigError:
-        # SB3 refused the config before anything was learned: the folder holds no
-        # run, so that the same command works once the config is fixed.
+    except NetgymError:
+        # A bad config, the envapi unreachable or refusing the env, before any
+        # checkpoint: the folder holds no run, so that the same command works
+        # once the cause is fixed.
         if not options.resume and not store.steps():
             if made_folder:
                 shutil.rmtree(run.path, ignore_errors=True)

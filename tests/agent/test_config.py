@@ -109,8 +109,23 @@ def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
         ({"n_envs": 8}, ["algo.hyperparams.n_envs", "env.num_envs"]),
         ({"learning_rate": "lin_fast"}, ["algo.hyperparams.learning_rate", "lin_<number>"]),
         ({"policy_kwargs": {"activation_fn": "tanhh"}}, ["policy_kwargs", "did you mean 'tanh'"]),
+        ({"gamma": "high"}, ["algo.hyperparams.gamma: expected a number, got 'high'"]),
+        ({"batch_size": "256"}, ["algo.hyperparams.batch_size: expected a whole number"]),
+        ({"n_epochs": 2.5}, ["algo.hyperparams.n_epochs: expected a whole number, got 2.5"]),
+        ({"normalize_advantage": 1}, ["normalize_advantage: expected true or false, got 1"]),
+        ({"target_kl": "off"}, ["algo.hyperparams.target_kl: expected a number or null"]),
     ],
-    ids=["typo", "zoo-key-elsewhere", "bad-schedule", "bad-activation"],
+    ids=[
+        "typo",
+        "zoo-key-elsewhere",
+        "bad-schedule",
+        "bad-activation",
+        "float-string",
+        "int-string",
+        "int-fraction",
+        "bool-number",
+        "optional-float",
+    ],
 )
 def test_bad_hyperparameter_names_the_key(hyperparams: dict, words: list[str]) -> None:
     config = small()
@@ -119,6 +134,15 @@ def test_bad_hyperparameter_names_the_key(hyperparams: dict, words: list[str]) -
         config_from_dict(config)
     for word in words:
         assert word in str(info.value), str(info.value)
+
+
+def test_hyperparameters_are_given_to_sb3_as_the_types_it_takes() -> None:
+    config = small()
+    config["algo"]["hyperparams"] = {"n_steps": 64.0, "gamma": 1, "target_kl": None}
+    kwargs = model_kwargs(config_from_dict(config).algo)
+    assert kwargs["n_steps"] == 64 and isinstance(kwargs["n_steps"], int)  # YAML's 64.0, 1e5
+    assert kwargs["gamma"] == 1.0 and isinstance(kwargs["gamma"], float)
+    assert kwargs["target_kl"] is None
 
 
 def test_bad_policy_names_the_key() -> None:

@@ -199,6 +199,24 @@ def _stop_at_512(run_dir: Path) -> None:
         shutil.rmtree(late)
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    typo = write_config(
+        tmp_path / "typo.yaml", {**SMALL_CARTPOLE, "env": {"id": "CartPol-v1", "num_envs": 2}}
+    )
+    result = run_train(envapi, str(typo), "--run-dir", str(run_dir))
+    assert result.returncode == 2, result.stdout
+    assert "env.id: no env 'CartPol-v1' is served here; did you mean CartPole-v1" in result.stdout
+    assert not run_dir.exists()  # the same command works once the config is fixed
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    no_token = run_train(None, str(config), "--run-dir", str(run_dir), "--url", envapi.url)
+    assert no_token.returncode == 1
+    assert "netgym-train sends --token, else $NETGYM_TOKEN" in no_token.stdout
+    assert not run_dir.exists()
+
+
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
     hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": {"net_arc": [8]}}
     config = write_config(
