@@ -41,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("netgym-train: interrupted", file=sys.stderr, flush=True)
         return 130
     except NetgymError as exc:
-        print(f"netgym-train: error: {exc}", file=sys.stderr, flush=True)
+        notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
+        print(f"netgym-train: error: {exc}{notes}", file=sys.stderr, flush=True)
         return 1
     except OSError as exc:  # the run folder or a config file cannot be read or written
         where = f" ({exc.filename})" if exc.filename else ""
@@ -76,6 +77,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         num_envs=args.num_envs,
         deterministic=not args.stochastic,
+        device=args.device,
     )
     print(
         f"{args.model} model at step {result.step:,}: return {result.mean_return:.2f} "
@@ -124,10 +126,17 @@ def _parser() -> argparse.ArgumentParser:
         default="best",
         help="best, final, latest (checkpoint) or a checkpoint folder (default: best)",
     )
-    evaluate.add_argument("--episodes", type=_positive, default=10, help="episodes to play")
-    evaluate.add_argument("--num-envs", type=_positive, default=5, help="envs in the session")
+    evaluate.add_argument(
+        "--episodes", type=_positive, default=10, help="episodes to play (default: 10)"
+    )
+    evaluate.add_argument(
+        "--num-envs", type=_positive, default=5, help="envs in the session (default: 5)"
+    )
     evaluate.add_argument(
         "--stochastic", action="store_true", help="sample actions instead of the most likely"
+    )
+    evaluate.add_argument(
+        "--device", help="auto, cpu, cuda or cuda:N instead of the run's (default: the run's)"
     )
     _server_arguments(evaluate)
     return parser

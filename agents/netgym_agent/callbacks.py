@@ -144,7 +144,7 @@ class ProgressLine(BaseCallback):
         recent = [float(info["r"]) for info in buffer] if buffer else []
         mean = f"{np.mean(recent):.2f} (last {len(recent)})" if recent else "n/a"
         parts = [
-            f"step {step:,}/{self.total:,} ({100 * step / self.total:.0f}%)",
+            f"step {step:,}/{self.total:,} ({min(100, 100 * step // self.total)}%)",
             f"{speed:,.0f} steps/s",
             f"{self.episodes:,} episodes",
             f"return {mean}",

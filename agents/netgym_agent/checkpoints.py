@@ -65,9 +65,14 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: {name} is missing")
             size, digest = _size_and_hash(path)
             if size != expected.get("bytes") or digest != expected.get("sha256"):
+                what = (
+                    f"{size} bytes, expected {expected.get('bytes')}"
+                    if size != expected.get("bytes")
+                    else "its SHA-256 differs: its bytes changed"
+                )
                 raise CheckpointError(
-                    f"{self.path}: {name} does not match the manifest "
-                    f"({size} bytes, expected {expected.get('bytes')}): the checkpoint is damaged"
+                    f"{self.path}: {name} does not match the manifest ({what}): "
+                    "the checkpoint is damaged"
                 )
 
 

@@ -34,6 +34,8 @@ class EnvConfig(_Section):
     num_envs: int = Field(default=8, ge=1)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     wrappers: list[str | dict[str, Any]] = Field(default_factory=list)
+    # How long a lost session is tried again before the run stops with a checkpoint.
+    reconnect_timeout_s: float = Field(default=120.0, gt=0)
 
     @field_validator("wrappers")
     @classmethod
@@ -117,7 +119,7 @@ class TrainConfig(_Section):
     @classmethod
     def _device_name(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+            raise ValueError("must be auto, cpu, cuda or cuda:N")
         return value
 
 
@@ -181,6 +183,8 @@ def config_from_dict(
     data = _deep_copy(raw)
     for override in overrides:
         apply_override(data, override)
+    if overrides:  # the key at fault may be one they set
+        source += "".join(f" --set {override}" for override in overrides)
     try:
         config = TrainConfig.model_validate(data)
     except ValidationError as exc:

@@ -90,7 +90,8 @@ def describe(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(index)
         return f"CUDA cuda:{index} ({props.name}, {props.total_memory / 2**30:.0f} GiB)"
     why = "PyTorch sees no CUDA device" if not torch.cuda.is_available() else "device: cpu"
-    return f"the CPU, {torch.get_num_threads()} torch threads ({why})"
+    threads = torch.get_num_threads()
+    return f"the CPU, {threads} torch thread{'s' if threads > 1 else ''} ({why})"
 
 
 def announce(device: torch.device, out: TextIO = sys.stdout) -> None:

@@ -48,6 +48,7 @@ def make_env(
             token=token,
             env_kwargs=config.env.kwargs,
             wrappers=config.env.wrappers,
+            reconnect_timeout_s=config.env.reconnect_timeout_s,
         )
     except InvalidRequestError as exc:
         raise ConfigError(

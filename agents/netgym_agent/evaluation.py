@@ -136,6 +136,7 @@ def evaluate_saved(
     episodes: int,
     num_envs: int,
     deterministic: bool = True,
+    device: str | None = None,
 ) -> EvalResult:
     """Evaluate a model saved in a run folder, with the run's own config.
 
@@ -147,12 +148,15 @@ def evaluate_saved(
         episodes: how many episodes.
         num_envs: envs in the evaluation session.
         deterministic: take the policy's most likely action.
+        device: instead of the run's (a GPU run evaluated on a CPU machine, say).
 
     Raises:
         CheckpointError: there is no such model, or it is damaged.
     """
     run = RunDir(run_dir)
     config = run.load_config([])
+    if device is not None:
+        config = run.load_config([f"device={device}", "require_gpu=false"])
     directory = _saved_model(run, which, config.checkpoint.keep)
     device = resolve_device(config)
     model = ALGORITHMS[config.algo.name].load(

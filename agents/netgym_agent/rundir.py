@@ -73,9 +73,14 @@ class RunDir:
 
     @staticmethod
     def default_path(config_file: Path | None, root: Path = Path("runs")) -> Path:
-        """``runs/<config name>-<date>-<time>``, under the current directory."""
+        """``runs/<config name>-<date>-<time>``, under the current directory; ``-2``,
+        ``-3``... added when runs of that config started in the same second."""
         stem = config_file.stem if config_file else "run"
-        return root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path = root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        taken = 1
+        while (free := path.with_name(f"{path.name}-{taken}" if taken > 1 else path.name)).exists():
+            taken += 1
+        return free
 
     @staticmethod
     def newest_of(config_file: Path, root: Path = Path("runs")) -> RunDir | None:
@@ -84,7 +89,7 @@ class RunDir:
         Only folders named as ``default_path`` names them count; the last used
         is the one whose ``config.yaml`` was written last (a resume rewrites it).
         """
-        name = re.compile(rf"{re.escape(config_file.stem)}-\d{{8}}-\d{{6}}")
+        name = re.compile(rf"{re.escape(config_file.stem)}-\d{{8}}-\d{{6}}(-\d+)?")
         runs = [
             RunDir(path)
             for path in root.glob(f"{config_file.stem}-*")
@@ -148,7 +153,8 @@ class RunDir:
         """
         if not self.config_file.is_file():
             raise RunDirError(
-                f"--resume: {self.path} holds no run (no config.yaml); check --run-dir"
+                f"{self.path} holds no run (no config.yaml): give a run folder, such as "
+                "runs/<config>-<date>-<time>"
             )
         return load_config(self.config_file, overrides)
 

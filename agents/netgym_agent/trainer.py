@@ -23,7 +23,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
-from netgym.errors import NetgymError
+from netgym.errors import NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
 from netgym_agent.checkpoints import (
@@ -149,10 +149,11 @@ class _Run:
                     model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
                 except NetgymError as exc:
                     path = self._checkpoint()
-                    self._say(
-                        f"training stopped at step {model.num_timesteps:,}: {exc.message}\n"
-                        f"checkpoint {path}; continue with: "
-                        f"netgym-train train --run-dir {self.run.path} --resume"
+                    if isinstance(exc, ReconnectFailedError):
+                        exc.add_note("netgym-train: set env.reconnect_timeout_s to wait longer")
+                    self._say(  # the error itself follows, from the command
+                        f"training stopped at step {model.num_timesteps:,}; checkpoint {path}; "
+                        f"continue with: netgym-train train --run-dir {self.run.path} --resume"
                     )
                     raise
                 self.progress.print_line()  # its numbers come from the model learn() ran

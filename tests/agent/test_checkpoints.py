@@ -50,6 +50,16 @@ def test_a_failing_writer_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_checkpoint_changed_in_place_is_damaged_by_its_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = CheckpointStore(tmp_path, keep=5)
+    store.save(100, writer("a"), {})
+    (store.path(100) / "model.zip").write_text("z")  # the same size
+    assert store.latest() is None
+    assert "model.zip does not match the manifest (its SHA-256 differs" in capsys.readouterr().err
+
+
 def test_latest_skips_damaged_checkpoints_and_leftovers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -242,3 +242,23 @@ def test_a_run_folder_that_cannot_be_written_is_a_run_dir_error(tmp_path: Path) 
     # Only a question of permissions gets the hint about the user the container runs as.
     denied = explain(PermissionError(errno.EACCES, "Permission denied"))
     assert denied.startswith("Permission denied (this runs as user") and "NETGYM_UID" in denied
+
+
+def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(
+    tmp_path: Path,
+) -> None:
+    first = RunDir.default_path(Path("small.yaml"), root=tmp_path)
+    first.mkdir()
+    (first / "config.yaml").write_text("")
+    second = RunDir.default_path(Path("small.yaml"), root=tmp_path)
+    if second.name.startswith(first.name):  # not a second later
+        assert second.name == f"{first.name}-2"
+    second.mkdir()
+    (second / "config.yaml").write_text("")
+    newest = RunDir.newest_of(Path("small.yaml"), root=tmp_path)
+    assert newest is not None and newest.path in (first, second)
+
+
+def test_a_folder_with_no_run_says_what_to_give(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match=r"holds no run \(no config.yaml\): give a run folder"):
+        RunDir(tmp_path).load_config([])

@@ -87,3 +87,45 @@ def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Pat
     assert "lost session" in output and f"reconnected to {server.url}" in output, output
     assert re.search(r"\| \d+ reconnects?\b", output), output  # in the progress line
     assert (run_dir / "final").is_dir(), output
+
+
+def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
+    server: EnvApi, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "gone.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "env": {**SMALL_CARTPOLE["env"], "reconnect_timeout_s": 2},
+            "total_timesteps": 10**6,
+            "eval": {"every_steps": 0},
+        },
+    )
+    run_dir = tmp_path / "run"
+    log = tmp_path / "train.log"
+    with log.open("wb") as out:
+        trainer = subprocess.Popen(
+            train_command(server, str(config), "--run-dir", str(run_dir)),
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while monitor_rows(run_dir) < 5:
+            assert trainer.poll() is None, f"training ended early:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no episodes logged:\n{log.read_text()}"
+            time.sleep(0.1)
+        kill_tree(server.process)
+        status = trainer.wait(120)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    output = log.read_text()
+    assert status == 1, output
+    assert re.search(r"training stopped at step [\d,]+; checkpoint \S+step_", output), output
+    assert output.count("could not open a new one") == 1, output
+    assert "within reconnect_timeout_s=2 s" in output, output
+    assert "netgym-train: set env.reconnect_timeout_s to wait longer" in output, output

@@ -143,6 +143,32 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert mismatch.returncode == 2 and "differs" in mismatch.stdout
     assert "seed" in mismatch.stdout
 
+    # A GPU run evaluated on a machine without one: --device says where.
+    gpu_run = tmp_path / "gpu-run"
+    shutil.copytree(run_dir, gpu_run, ignore=shutil.ignore_patterns(".lock"))
+    saved = gpu_run / "config.yaml"
+    saved.write_text(re.sub(r"(?m)^device: \w+$", "device: cuda", saved.read_text()))
+    on_cpu = [
+        *train_command(None)[:3],
+        "evaluate",
+        str(gpu_run),
+        *("--model", "final", "--episodes", "1", "--num-envs", "1"),
+        *("--url", envapi.url, "--token", str(envapi.token)),
+    ]
+    refused = subprocess.run(
+        on_cpu, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode != 0 and "cuda" in refused.stderr
+    moved = subprocess.run(
+        [*on_cpu, "--device", "cpu"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert moved.returncode == 0, moved.stderr
+
 
 def test_resume_latest_continues_an_unfinished_run_of_the_same_config(
     envapi: EnvApi, tmp_path: Path
