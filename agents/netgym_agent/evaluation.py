@@ -154,13 +154,10 @@ def evaluate_saved(
         CheckpointError: there is no such model, or it is damaged.
     """
     run = RunDir(run_dir)
-    config = run.load_config([])
-    if device is not None:
-        config = run.load_config([f"device={device}", "require_gpu=false"])
+    config = run.load_config([] if device is None else [f"device={device}", "require_gpu=false"])
     directory = _saved_model(run, which, config.checkpoint.keep)
-    device = resolve_device(config)
     model = ALGORITHMS[config.algo.name].load(
-        directory / MODEL_FILE, device=device, print_system_info=False
+        directory / MODEL_FILE, device=resolve_device(config), print_system_info=False
     )
     statistics = directory / VECNORMALIZE_FILE
     return evaluate(
