@@ -4,6 +4,11 @@
 # Ctrl-C stops both. Settings come from NETGYM_* variables (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for argument in "$@"; do
+    if [[ "$argument" == -h || "$argument" == --help ]]; then
+        exec .venv/bin/netgym-envapi --help
+    fi
+done
 emulator_port="${NETGYM_EMULATOR_PORT:-8002}"
 .venv/bin/netgym-emulator --port "$emulator_port" --games-dir "${NETGYM_EMULATOR_GAMES_DIR:-games}" &
 emulator=$!
