@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
         "--stochastic", action="store_true", help="sample actions instead of the most likely"
     )
     evaluate.add_argument(
-        "--device", help="auto, cpu, cuda or cuda:N instead of the run's (default: the run's)"
+        "--device",
+        type=_device,
+        help="auto, cpu, cuda or cuda:N instead of the run's (default: the run's)",
     )
     _server_arguments(evaluate)
     return parser
@@ -150,6 +153,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
 
 
 def _server_arguments(parser: argparse.ArgumentParser) -> None:

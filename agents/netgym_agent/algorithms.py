@@ -92,7 +92,7 @@ def check_hyperparams(algo: AlgoConfig, source: str = "config") -> None:
             )
         try:
             _convert(cls, key, value)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
 
 
@@ -181,7 +181,9 @@ def _convert(cls: type[BaseAlgorithm], key: str, value: Any) -> Any:
         return value
     if kind is float and number:
         return float(value)
-    if kind is int and number and float(value).is_integer():
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, float) and value.is_integer():
         return int(value)  # 1e5 in YAML is a float
     expected = {bool: "true or false", float: "a number", int: "a whole number"}[kind]
     raise ValueError(f"expected {expected}{' or null' if optional else ''}, got {value!r}")

@@ -59,7 +59,8 @@ def make_env(
         raise ConfigError(f"env.id: {exc.message}") from None
     except AuthenticationError as exc:
         raise AuthenticationError(
-            f"{exc.message}; netgym-train sends --token, else $NETGYM_TOKEN"
+            f"{exc.message}; netgym-train sends --token, else $NETGYM_TOKEN",
+            details=exc.details,
         ) from None
     return sb3.ReconnectAwareVecMonitor(
         remote, filename=str(monitor_file) if monitor_file else None

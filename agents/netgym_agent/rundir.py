@@ -72,21 +72,28 @@ class RunDir:
         return self.path / "monitor" / f"{CheckpointStore.name(step)}.monitor.csv"
 
     @staticmethod
-    def default_path(config_file: Path | None, root: Path = Path("runs")) -> Path:
-        """``runs/<config name>-<date>-<time>``, under the current directory; ``-2``,
-        ``-3``... added when runs of that config started in the same second."""
+    def claim_default(config_file: Path | None, root: Path = Path("runs")) -> Path:
+        """Make and return ``runs/<config name>-<date>-<time>``, under the current
+        directory; ``-2``, ``-3``... when runs of that config start in the same second
+        (each process gets its own, however many start at once)."""
         stem = config_file.stem if config_file else "run"
         path = root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        root.mkdir(parents=True, exist_ok=True)
         taken = 1
-        while (free := path.with_name(f"{path.name}-{taken}" if taken > 1 else path.name)).exists():
-            taken += 1
-        return free
+        while True:
+            free = path.with_name(f"{path.name}-{taken}" if taken > 1 else path.name)
+            try:
+                free.mkdir()
+            except FileExistsError:
+                taken += 1
+                continue
+            return free
 
     @staticmethod
     def newest_of(config_file: Path, root: Path = Path("runs")) -> RunDir | None:
         """The run in ``root`` made from a config file of this name that was used last.
 
-        Only folders named as ``default_path`` names them count; the last used
+        Only folders named as ``claim_default`` names them count; the last used
         is the one whose ``config.yaml`` was written last (a resume rewrites it).
         """
         name = re.compile(rf"{re.escape(config_file.stem)}-\d{{8}}-\d{{6}}(-\d+)?")

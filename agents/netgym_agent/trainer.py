@@ -68,13 +68,14 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         netgym.errors.NetgymError: the server failed (after a checkpoint was saved).
     """
     options = _resolve_latest(options, out)
-    config, run = _config_and_run_dir(options)
+    config, given = _config_and_run_dir(options)
     device = resolve_device(config)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     announce(device, out)
+    run = given or RunDir(RunDir.claim_default(options.config_file))
     store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
-    made_folder = not options.resume and not run.path.exists()
+    made_folder = not options.resume and (given is None or not run.path.exists())
     checkpoint = _prepare_run_dir(run, config, options, store, out)
     try:
         with StopRequested() as stop:
@@ -319,13 +320,13 @@ def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
     return replace(new, resume=True, run_dir=latest.path)
 
 
-def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir]:
+def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | None]:
+    """The config, and the run folder given (None: a new one of the default name)."""
     if not options.resume:
         if options.config_file is None:
             raise RunDirError("train needs a CONFIG file (or --run-dir D --resume)")
         config = load_config(options.config_file, options.overrides)
-        path = options.run_dir or RunDir.default_path(options.config_file)
-        return config, RunDir(path)
+        return config, RunDir(options.run_dir) if options.run_dir else None
     if options.run_dir is None:
         raise RunDirError("--resume needs --run-dir: the run folder to continue")
     run = RunDir(options.run_dir)

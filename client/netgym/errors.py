@@ -153,6 +153,13 @@ class PeerError(NetgymError):
         super().__init__(message, details=details)
         self.__dict__["code"] = code  # this error's own, over the class's
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled (AsyncVectorEnv) and copied whole
+        return (_peer_error, (self.code, self.message, self.details))
+
+
+def _peer_error(code: str, message: str, details: dict[str, Any]) -> PeerError:
+    return PeerError(code, message, details=details)
+
 
 _BY_CODE: dict[str, type[NetgymError]] = {}
 

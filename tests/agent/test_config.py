@@ -244,19 +244,15 @@ def test_a_run_folder_that_cannot_be_written_is_a_run_dir_error(tmp_path: Path) 
     assert denied.startswith("Permission denied (this runs as user") and "NETGYM_UID" in denied
 
 
-def test_runs_of_one_config_started_in_the_same_second_get_their_own_folders(
-    tmp_path: Path,
-) -> None:
-    first = RunDir.default_path(Path("small.yaml"), root=tmp_path)
-    first.mkdir()
-    (first / "config.yaml").write_text("")
-    second = RunDir.default_path(Path("small.yaml"), root=tmp_path)
-    if second.name.startswith(first.name):  # not a second later
-        assert second.name == f"{first.name}-2"
-    second.mkdir()
-    (second / "config.yaml").write_text("")
+def test_runs_of_one_config_started_at_once_get_their_own_folders(tmp_path: Path) -> None:
+    claims = [RunDir.claim_default(Path("small.yaml"), root=tmp_path) for _ in range(3)]
+    assert len(set(claims)) == 3 and all(claim.is_dir() for claim in claims)
+    for claim in claims:
+        (claim / "config.yaml").write_text("")
+    if claims[2].name.startswith(claims[0].name):  # within one second
+        assert claims[2].name == f"{claims[0].name}-3"
     newest = RunDir.newest_of(Path("small.yaml"), root=tmp_path)
-    assert newest is not None and newest.path in (first, second)
+    assert newest is not None and newest.path in claims
 
 
 def test_a_folder_with_no_run_says_what_to_give(tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ def load_game(folder: Path) -> Game:
             if unknown := _unknown_key(combo, _COMBO_KEYS):
                 key, fix = unknown
                 raise _fail(path, f"combo {i} has an unknown key {key!r}", fix, combos_line)
-        names = [str(c.get("name", i)) for i, c in enumerate(raw)]
+        names = [str(c["name"]) for c in raw if "name" in c]
         if twice := sorted({n for n in names if names.count(n) > 1}):
             raise _fail(
                 path,
@@ -327,7 +327,9 @@ def load_game(folder: Path) -> Game:
                 f"[observation] ram {key} = {_toml(address, hex_ints=True)} is no address "
                 "in the NES's 2 KiB of RAM",
                 "give an address 0x000-0x7FF, e.g. player_x = 0x86",
-                _line_of(text, key) or _line_of(text, "ram"),
+                _line_of(text, key, "observation.ram")
+                or _line_of(text, "ram", "observation")
+                or _line_of(text, "ram"),
             )
     screen = observation.get("screen", True)
     if not isinstance(screen, bool):
@@ -544,11 +546,15 @@ def discover(
         for other in candidates:
             if other is not kept:
                 path = other.folder / MANIFEST
+                try:
+                    line = _line_of(path.read_text(), "name")
+                except (OSError, UnicodeDecodeError):  # changed meanwhile
+                    line = None
                 problems[other.folder.name] = _fail(
                     path,
                     f"the name {name} is already the game in {kept.folder}",
                     "give this game another name (names are unique among game folders)",
-                    _line_of(path.read_text(), "name"),
+                    line,
                 ).message
     return games, problems
 

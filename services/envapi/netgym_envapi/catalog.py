@@ -111,6 +111,15 @@ def _emulator_games() -> dict[str, str]:
     return _emulator.current().games
 
 
+def _recent_games() -> dict[str, str]:
+    """The games read again now (at most every 0.5 s), so that one added or fixed
+    since the last read is served at once; not while the service fails to answer,
+    and never waiting for a read already under way."""
+    if _emulator.last.error is not None:
+        return {}
+    return _emulator.current(wait=False, max_age_s=0.5).games
+
+
 def emulator_status() -> str | None:
     """Whether the emulator service answers, for /v1/health; None when none is configured.
 
@@ -193,8 +202,7 @@ def find_env(env_id: str) -> EnvEntry:
         UnknownEnvError: with close matches, when the id is not served.
     """
     if env_id.startswith(EMULATOR_PREFIX):
-        # A game added or fixed since the last read is served at once.
-        if env_id in _emulator_games() or env_id in _emulator.current(max_age_s=0.5).games:
+        if env_id in _emulator_games() or env_id in _recent_games():
             return EnvEntry(env_id, "emulator")
         _explain_missing_game(env_id)
     register_ale()
