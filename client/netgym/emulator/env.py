@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -202,19 +203,32 @@ class EmulatorEnv(gym.Env[Any, Any]):
         instance_id = self.instance_id
         cause = exc.message
         if isinstance(exc, ConnectionLostError):
-            try:
-                status = self._rest.call("GET", f"/v1/instances/{instance_id}")
-                cause += f" (the instance {status['state']})"
-            except SessionNotFoundError as ended:  # it has ended: the service says how
-                cause += f" ({ended.message})"
-            except NetgymError:
-                pass
+            cause += self._how_it_ended(instance_id)
         self._release()
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
             "next reset() starts a new one",
             details={**exc.details, "instance_id": instance_id},
         ) from None
+
+    def _how_it_ended(self, instance_id: str | None) -> str:
+        """What the service says of an instance whose connection broke, e.g.
+        ``" (the instance ended: it was killed by SIGKILL)"``.
+
+        A dying FCEUX closes its socket before it has quite exited: the service
+        is asked again for up to a second while it still sees it running.
+        """
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                status = self._rest.call("GET", f"/v1/instances/{instance_id}")
+            except SessionNotFoundError as ended:  # it has ended: the service says how
+                return f" ({ended.message})"
+            except NetgymError:
+                return ""
+            if status.get("state") != "running" or time.monotonic() > deadline:
+                return f" (the instance {status.get('state')})"
+            time.sleep(0.05)
 
     def _observation(self, reply: BridgeReply) -> Any:
         self._last_screen = reply.screen
