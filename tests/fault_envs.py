@@ -149,3 +149,5 @@ for _name, _cls in [
 ]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")
+if "netgym-test/ByClass-v0" not in gym.registry:  # registered with the class itself
+    gym.register("netgym-test/ByClass-v0", entry_point=ButtonsEnv)

@@ -10,7 +10,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from netgym.errors import AuthenticationError, LimitExceededError, NetgymError
+from netgym.errors import (
+    AuthenticationError,
+    LimitExceededError,
+    MessageTooLargeError,
+    NetgymError,
+)
 from netgym.protocol import PROTOCOL_VERSION, MessageType, pack_value
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_error, unpack_header
 from netgym_envapi import dataport
@@ -171,3 +176,20 @@ def test_a_token_that_is_no_text_is_a_wrong_token() -> None:
             await port.stop()
 
     asyncio.run(main())
+
+
+def test_a_frame_too_large_before_hello_is_refused_with_an_error_the_peer_gets() -> None:
+    """The peer's unread bytes are drained, so closing does not reset the ERROR away."""
+
+    async def scenario(port: DataPort) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+        writer.write(pack_header(MessageType.HELLO, 1 << 20) + bytes(200_000))
+        message_type, body = await asyncio.wait_for(read_frame(reader), 5)
+        assert message_type == MessageType.ERROR
+        error = unpack_error(body)
+        assert isinstance(error, MessageTooLargeError)
+        assert "a frame before HELLO, HELLO included, is at most 65536 bytes" in error.message
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, not reset
+        writer.close()
+
+    run_with_dataport(scenario)

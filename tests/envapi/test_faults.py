@@ -27,6 +27,7 @@ from netgym.errors import (
     ConnectionLostError,
     EnvError,
     InvalidActionError,
+    InvalidRequestError,
     LimitExceededError,
     MessageTooLargeError,
     NetgymError,
@@ -373,6 +374,9 @@ def test_malformed_reset_body_is_refused_and_the_session_goes_on(envapi: EnvApi)
         assert isinstance(error_of(sock), ProtocolError)
         send_frame(sock, MessageType.RESET, [pack_value({"seed": "not a seed"})])
         assert "seed must be" in error_of(sock).message
+        send_frame(sock, MessageType.RESET, [pack_value({"seed": -1})])  # NumPy refuses it
+        refused = error_of(sock)
+        assert isinstance(refused, InvalidRequestError) and "0 or more" in refused.message
         send_frame(sock, MessageType.PING, [b"still there?"])
         assert recv_frame(sock, 1024) == (MessageType.PONG, bytearray(b"still there?"))
 

@@ -47,6 +47,8 @@ def test_lists_atari_and_classic_envs(envapi: EnvApi) -> None:
     assert ids["CartPole-v1"] == "classic_control"
     assert len([i for i in ids if i.startswith("ALE/")]) > 100
     assert "atari" in body["wrappers"]
+    # NETGYM_ENV_MODULES' envs, registered with an entry point string or a class.
+    assert ids["netgym-test/Buttons-v0"] == ids["netgym-test/ByClass-v0"] == "custom"
 
 
 def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
@@ -88,6 +90,7 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
             "invalid_request",
         ),
         ("/v1/sessions", {"num_envs": 2}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_env": 2}, 422, "invalid_request"),
         (
             "/v1/sessions",
             {"env_id": "CartPole-v1", "autoreset_mode": "sometimes"},
@@ -108,6 +111,7 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         "wrapper-kwarg",
         "bad-env-kwarg",
         "no-env-id",
+        "unknown-key",
         "bad-autoreset",
         "no-such-session",
         "no-such-path",

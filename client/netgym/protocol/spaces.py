@@ -255,7 +255,7 @@ class BatchLayout:
             if not ok.all():
                 env = int(np.flatnonzero(ok.reshape(self.num_envs, -1).all(axis=1) == 0)[0])
                 raise InvalidActionError(
-                    f"{what} {leaf.path} for env {env} is {array[env].tolist()!r}, "
+                    f"{leaf.path} for env {env} is {array[env].tolist()!r}, "
                     f"which is not in {leaf.space}",
                     details={"env_index": env, "path": leaf.path},
                 )

@@ -159,6 +159,8 @@ class EnvEntry:
 
 
 def _family(entry_point: Any) -> str | None:
+    if callable(entry_point):  # gym.register(id, entry_point=MyEnv): where it lives
+        entry_point = f"{entry_point.__module__}:{getattr(entry_point, '__qualname__', '')}"
     if not isinstance(entry_point, str):
         return None
     if any(

@@ -23,6 +23,7 @@ from typing import Any
 from netgym.errors import (
     AuthenticationError,
     LimitExceededError,
+    MessageTooLargeError,
     NetgymError,
     ProtocolError,
     ProtocolVersionError,
@@ -43,8 +44,10 @@ MAX_PENDING_HANDSHAKES = 256
 # ...and from any one address but loopback (the health probe's), so that one
 # peer cannot take every slot.
 MAX_PENDING_PER_PEER = 32
-# How long an ERROR to a refused connection may take to go out.
+# How long an ERROR to a refused connection may take to go out, with what the peer
+# sent after it read and dropped (at most REFUSE_DRAIN_BYTES).
 REFUSE_TIMEOUT_S = 1.0
+REFUSE_DRAIN_BYTES = 1 << 22
 # How long to pause accepting after accept() fails (out of file descriptors...).
 ACCEPT_RETRY_S = 0.1
 
@@ -148,7 +151,14 @@ class DataPort:
             async with asyncio.timeout(HELLO_TIMEOUT_S):
                 while True:
                     header = await _recv_exact(loop, client, HEADER_SIZE)
-                    message_type, length = unpack_header(header, HELLO_MAX_BYTES)
+                    try:
+                        message_type, length = unpack_header(header, HELLO_MAX_BYTES)
+                    except MessageTooLargeError as exc:
+                        raise MessageTooLargeError(
+                            f"{exc.details['length']} bytes: a frame before HELLO, HELLO "
+                            f"included, is at most {HELLO_MAX_BYTES} bytes",
+                            details=exc.details,
+                        ) from None
                     body = await _recv_exact(loop, client, length)
                     if message_type == MessageType.PING:
                         await loop.sock_sendall(
@@ -206,11 +216,19 @@ class DataPort:
         log.info("refused a data connection: %s", error.message)
         body = pack_error(error)
         # A peer that reads nothing must not hold this connection (and its slot) for ever.
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(REFUSE_TIMEOUT_S):
-                await asyncio.get_running_loop().sock_sendall(
-                    client, pack_header(MessageType.ERROR, len(body)) + body
-                )
+                await loop.sock_sendall(client, pack_header(MessageType.ERROR, len(body)) + body)
+                # Closed with bytes unread, the connection would be reset, and the
+                # peer could lose the ERROR: what it sent is read and dropped first.
+                client.shutdown(socket.SHUT_WR)
+                dropped = 0
+                while dropped < REFUSE_DRAIN_BYTES:
+                    chunk = await loop.sock_recv(client, 65536)
+                    if not chunk:
+                        break
+                    dropped += len(chunk)
 
 
 def _is_loopback(address: str) -> bool:

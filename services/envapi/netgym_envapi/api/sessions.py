@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
 from netgym_envapi.sessions.config import AutoresetMode
@@ -15,7 +15,9 @@ router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
 
 
 class OpenSession(BaseModel):
-    """The body of POST /v1/sessions."""
+    """The body of POST /v1/sessions; a key it does not know (``num_env``) is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
     env_id: str = Field(description="a Gymnasium env id, e.g. 'ALE/Pong-v5'")
     num_envs: int = Field(1, description="copies of the env stepped as one batch")

@@ -566,16 +566,17 @@ def _seeds(seed: Any, num_envs: int) -> list[int | None]:
     """Gymnasium's vector convention: None, one int (env i gets seed + i), or a list."""
     if seed is None:
         return [None] * num_envs
-    if _is_int(seed):
+    if _is_int(seed) and seed >= 0:
         return [int(seed) + i for i in range(num_envs)]
     if (
         isinstance(seed, list)
         and len(seed) == num_envs
-        and all(s is None or _is_int(s) for s in seed)
+        and all(s is None or (_is_int(s) and s >= 0) for s in seed)
     ):
         return [None if s is None else int(s) for s in seed]
     raise InvalidRequestError(
-        f"seed must be None, an int, or a list of {num_envs} ints or None; got {seed!r}"
+        f"seed must be None, an int 0 or more, or a list of {num_envs} such ints or None; "
+        f"got {seed!r}"
     )
 
 
