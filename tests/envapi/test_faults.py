@@ -416,6 +416,20 @@ def test_client_sees_the_server_going_away(tmp_path: Path) -> None:
         envs.step(np.array([0, 0]))
 
 
+def test_an_envapi_killed_outright_takes_its_sessions_with_it(tmp_path: Path) -> None:
+    # SIGKILL: no clean stop ends them, and their parent, the forkserver, lives on.
+    with run_envapi(tmp_path) as server:
+        envs = netgym.make_vec("CartPole-v1", 2, url=server.url, token=server.token)
+        envs.reset(seed=0)
+        session_pid = session_status(server, envs.session_id)["pid"]
+        processes = [session_pid, *descendants(session_pid)]
+        server.process.kill()
+        server.process.wait(15)
+        wait_until_gone(processes)
+        with pytest.raises(SessionEndedError, match="the envapi that served it is gone"):
+            envs.step(np.array([0, 0]))
+
+
 def test_welcome_describes_the_session(envapi: EnvApi) -> None:
     with raw_connection(envapi) as sock:
         _message_type, body = hello(sock, open_session(envapi, "ALE/Pong-v5"), envapi.token)

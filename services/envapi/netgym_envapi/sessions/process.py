@@ -18,8 +18,10 @@ import json
 import logging
 import mmap
 import os
+import select
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -136,14 +138,42 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     die_with_parent()
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_end_when_the_envapi_is_gone, args=(control.fileno(),), daemon=True
+    ).start()
     session = Session(config, control)
     try:
         session.run()
     except _Terminated:
         session.terminated = True
-        session.end("was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)")
+        session.end(
+            "ended: the envapi that served it is gone (killed?)"
+            if _envapi_gone.is_set()
+            else "was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)"
+        )
     finally:
         session.shutdown()
+
+
+_envapi_gone = threading.Event()
+
+
+def _end_when_the_envapi_is_gone(control_fd: int) -> None:
+    """A thread: SIGTERM this process once the envapi's end of the control socket closes.
+
+    A killed envapi sends its sessions no signal: their parent is the forkserver,
+    which outlives it (every session holds its "alive" pipe).
+    """
+    poller = select.poll()
+    poller.register(control_fd, select.POLLRDHUP)
+    while True:
+        for _fd, events in poller.poll():
+            if events & select.POLLNVAL:  # the session closed it itself: it is ending
+                return
+            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                _envapi_gone.set()
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
 
 
 class Session:
