@@ -138,9 +138,6 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     die_with_parent()
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(
-        target=_end_when_the_envapi_is_gone, args=(control.fileno(),), daemon=True
-    ).start()
     session = Session(config, control)
     try:
         session.run()
@@ -216,6 +213,10 @@ class Session:
             send_control(self.control, {"op": "failed", "error": error.to_dict()})
             self.end_reason = f"could not start: {error.message}"
             return
+        # Started once the workers are forked: they need not be forked beside a thread.
+        threading.Thread(
+            target=_end_when_the_envapi_is_gone, args=(self.control.fileno(),), daemon=True
+        ).start()
         send_control(
             self.control,
             {
