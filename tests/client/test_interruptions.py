@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.client.rest import RestClient
-from netgym.errors import ConnectionLostError, ServerUnavailableError, UnsupportedSpaceError
+from netgym.errors import (
+    ConnectionLostError,
+    InvalidActionError,
+    InvalidRequestError,
+    ServerUnavailableError,
+    SessionStateError,
+    UnsupportedSpaceError,
+    WorkerTimeoutError,
+)
 from netgym.protocol import MessageType
 from netgym.protocol.frames import send_frame
 from tests.servers import EnvApi
@@ -90,3 +100,47 @@ def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
         with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
             RestClient(url, None).call("GET", "/v1/health")
         server.shutdown()
+
+
+def test_a_second_thread_in_a_call_is_refused_not_given_the_other_ones_reply(
+    tmp_envapi: EnvApi,
+) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs) as envs:
+        envs.reset(seed=0)
+        outcome: list[BaseException] = []
+
+        def hang() -> None:  # env 1 hangs until the step timeout (2 s)
+            try:
+                envs.step(np.array([0, 1]))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        other = threading.Thread(target=hang)
+        other.start()
+        deadline = time.monotonic() + 5
+        while not envs._in_call.locked() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(SessionStateError, match="another thread is in a call on this env"):
+            envs.step(np.array([0, 0]))
+        other.join(10)
+        assert outcome and isinstance(outcome[0], WorkerTimeoutError)
+
+
+def test_misuses_of_one_env_say_what_to_do(tmp_envapi: EnvApi) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with pytest.raises(InvalidRequestError, match="render_mode: the envapi's envs run on"):
+        netgym.make("CartPole-v1", render_mode="rgb_array", **kwargs)
+    with pytest.raises(InvalidRequestError, match="autoreset_mode='sometimes': use"):
+        netgym.make_vec("CartPole-v1", 2, autoreset_mode="sometimes", **kwargs)
+    with netgym.make_vec("CartPole-v1", 2, autoreset_mode="next_step", **kwargs) as envs:
+        assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    env = netgym.make("CartPole-v1", **kwargs)
+    env.reset(seed=0)
+    with pytest.raises(InvalidActionError, match=r"action has shape \(2,\), expected \(\)"):
+        env.step(np.array([0, 1]))
+    with pytest.raises(NotImplementedError, match="a remote env does not render"):
+        env.render()
+    env.close()
+    with pytest.raises(SessionStateError, match="this env is closed; make a new one"):
+        env.step(0)

@@ -12,6 +12,7 @@ from gymnasium.error import Error as GymnasiumError
 from gymnasium.vector import AutoresetMode
 
 from netgym.client.vector import RemoteVectorEnv
+from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
 
@@ -51,6 +52,12 @@ class RemoteEnv(gym.Env[Any, Any]):
     """
 
     def __init__(self, env_id: str, **kwargs: Any) -> None:
+        if kwargs.pop("render_mode", None) is not None:
+            raise InvalidRequestError(
+                "render_mode: the envapi's envs run on a server with no screen and send "
+                "observations, not renderings; leave render_mode out (the observations of "
+                "Atari and NES games are their screens)"
+            )
         self._vector = RemoteVectorEnv(env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         token = kwargs.pop("token", None)
         try:
@@ -64,7 +71,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         self.observation_space = self._vector.single_observation_space
         self.action_space = self._vector.single_action_space
         self._observations = BatchLayout(self.observation_space, 1)
-        self._actions = BatchLayout(self.action_space, 1)
+        self._actions = BatchLayout(self.action_space, 1, "action")
         self.env_id = env_id
         self.session_id = self._vector.session_id
 
@@ -81,9 +88,13 @@ class RemoteEnv(gym.Env[Any, Any]):
         return self._single(observations), unbatch_info(info, 0)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        batch = self._actions.assemble(
-            [np.expand_dims(np.asarray(leaf), 0) for leaf in self._actions.flatten(action)]
-        )
+        values = [np.asarray(value) for value in self._actions.flatten(action)]
+        for leaf, value in zip(self._actions.leaves, values, strict=True):
+            if value.shape != leaf.shape[1:]:  # said of this env, not of a batch of one
+                raise InvalidActionError(
+                    f"{leaf.path} has shape {value.shape}, expected {leaf.shape[1:]} ({leaf.space})"
+                )
+        batch = self._actions.assemble([np.expand_dims(value, 0) for value in values])
         observations, rewards, terminations, truncations, info = self._vector.step(batch)
         return (
             self._single(observations),
@@ -91,6 +102,12 @@ class RemoteEnv(gym.Env[Any, Any]):
             bool(terminations[0]),
             bool(truncations[0]),
             unbatch_info(info, 0),
+        )
+
+    def render(self) -> None:
+        raise NotImplementedError(
+            "a remote env does not render: the envapi's envs run on a server with no screen; "
+            "the observations of Atari and NES games are their screens"
         )
 
     def ping(self) -> None:

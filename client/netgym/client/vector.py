@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -88,7 +89,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
     ) -> None:
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
-        mode = AutoresetMode(autoreset_mode)
+        mode = _autoreset_mode(autoreset_mode)
         self._rest = RestClient(self.url, token, timeout_s=max(timeout_s, 180.0))
         reply = self._rest.call(
             "POST",
@@ -119,6 +120,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self.closed = True
             raise
         self._state = _State.READY
+        self._in_call = threading.Lock()  # one thread in a call at a time
         self._session_ended = False  # known to have ended on the server
         self._server_silent = False  # it did not answer when asked why the connection broke
         self._closed = False
@@ -151,25 +153,34 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         ``seed`` is None, an int (Python or numpy: env ``i`` gets ``seed + i``)
         or a sequence of ``num_envs`` ints or Nones (a list, a tuple, an array).
         """
-        self._check(_State.READY, "reset")
-        seeds = _wire_seed(seed)
-        if isinstance(seeds, int):
-            super().reset(seed=seeds)
-        leaves, info = self._call(self._connection.reset, seeds, options, self._results)
-        return self._results.observations.assemble(leaves), info
+        self._enter(_State.READY, "reset")
+        try:
+            seeds = _wire_seed(seed)
+            if isinstance(seeds, int):
+                super().reset(seed=seeds)
+            leaves, info = self._call(self._connection.reset, seeds, options, self._results)
+            return self._results.observations.assemble(leaves), info
+        finally:
+            self._in_call.release()
 
     def step_async(self, actions: Any) -> None:
         """Send the actions; ``step_wait`` collects the results."""
-        self._check(_State.READY, "step_async")
-        self._actions.write(self._step_actions, actions)
-        self._call(self._connection.send_prepared, self._step_frame)
-        self._state = _State.WAITING_STEP
+        self._enter(_State.READY, "step_async")
+        try:
+            self._actions.write(self._step_actions, actions)
+            self._call(self._connection.send_prepared, self._step_frame)
+            self._state = _State.WAITING_STEP
+        finally:
+            self._in_call.release()
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """The results of the actions ``step_async`` sent."""
-        self._check(_State.WAITING_STEP, "step_wait")
-        self._state = _State.READY
-        arrays, info = self._call(self._connection.receive_step, self._results)
+        self._enter(_State.WAITING_STEP, "step_wait")
+        try:
+            self._state = _State.READY
+            arrays, info = self._call(self._connection.receive_step, self._results)
+        finally:
+            self._in_call.release()
         observations = self._results.observations.assemble(arrays.observations)
         return observations, arrays.rewards, arrays.terminations, arrays.truncations, info
 
@@ -184,8 +195,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def ping(self) -> None:
         """One empty round trip to the session process (for latency checks)."""
-        self._check(_State.READY, "ping")
-        self._call(self._connection.ping)
+        self._enter(_State.READY, "ping")
+        try:
+            self._call(self._connection.ping)
+        finally:
+            self._in_call.release()
 
     def close_extras(self, **kwargs: Any) -> None:
         """End the session on the server: CLOSE on the data connection, else DELETE."""
@@ -204,7 +218,27 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         with contextlib.suppress(NetgymError):
             self._rest.call("DELETE", f"/v1/sessions/{self.session_id}", timeout_s=_CLOSE_TIMEOUT_S)
 
+    def _enter(self, wanted: _State, call: str) -> None:
+        """Start a call: this thread holds ``_in_call`` when it returns.
+
+        Raises:
+            SessionStateError: another thread is in a call on this env, or the
+                env is not in the state ``call`` needs.
+        """
+        if not self._in_call.acquire(blocking=False):
+            raise SessionStateError(
+                f"cannot call {call}(): another thread is in a call on this env; an env "
+                "serves one thread at a time (make one env per thread)"
+            )
+        try:
+            self._check(wanted, call)
+        except BaseException:
+            self._in_call.release()
+            raise
+
     def _check(self, wanted: _State, call: str) -> None:
+        if self._state == _State.CLOSED:
+            raise SessionStateError(f"cannot call {call}(): this env is closed; make a new one")
         if self._state == _State.DROPPED:
             raise ConnectionLostError(
                 f"cannot call {call}(): an earlier call failed or was interrupted, and this "
@@ -288,6 +322,20 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
+
+
+def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
+    """Gymnasium's mode, from itself, its value (``"SameStep"``) or the wire's name."""
+    by_name = {name: mode for mode, name in _WIRE_MODES.items()}
+    if isinstance(value, str) and value in by_name:
+        return by_name[value]
+    try:
+        return AutoresetMode(value)
+    except ValueError:
+        raise InvalidRequestError(
+            f"autoreset_mode={value!r}: use gymnasium.vector.AutoresetMode, or one of "
+            f"{', '.join(repr(name) for name in by_name)}"
+        ) from None
 
 
 def _wire_seed(seed: Any) -> int | list[int | None] | None:

@@ -230,12 +230,12 @@ class BatchLayout:
             array = np.asarray(value)
             if array.shape != leaf.shape:
                 raise InvalidActionError(
-                    f"{what} {leaf.path} has shape {array.shape}, expected {leaf.shape} "
+                    f"{leaf.path} has shape {array.shape}, expected {leaf.shape} "
                     f"(num_envs={self.num_envs}, space {leaf.space})"
                 )
             if not np.can_cast(array.dtype, leaf.dtype, casting="same_kind"):
                 raise InvalidActionError(
-                    f"{what} {leaf.path} has dtype {array.dtype}, which cannot be cast to "
+                    f"{leaf.path} has dtype {array.dtype}, which cannot be cast to "
                     f"{leaf.dtype} of {leaf.space}"
                 )
             view[...] = array
