@@ -102,6 +102,18 @@ def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
         server.shutdown()
 
 
+def test_another_netgym_service_or_a_url_without_scheme_is_named_as_such(
+    tmp_envapi: EnvApi,
+) -> None:
+    # The emulator service's port, say: a netgym service, without the envapi's paths.
+    with pytest.raises(
+        ServerUnavailableError, match=r"is not the envapi's REST API \(it has no POST /v2/"
+    ):
+        RestClient(tmp_envapi.url, tmp_envapi.token).call("POST", "/v2/sessions", {})
+    with pytest.raises(ServerUnavailableError, match=r"write it with its scheme, e\.g\. http://"):
+        netgym.make("CartPole-v1", url=tmp_envapi.url.removeprefix("http://"))
+
+
 def test_a_second_thread_in_a_call_is_refused_not_given_the_other_ones_reply(
     tmp_envapi: EnvApi,
 ) -> None:

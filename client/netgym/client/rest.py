@@ -31,6 +31,10 @@ class RestClient:
         timeout_s: float = 180.0,
         service: tuple[str, str] = ENVAPI,
     ) -> None:
+        if "://" not in url:
+            raise ServerUnavailableError(
+                f"{url!r} is no URL: write it with its scheme, e.g. http://{url}"
+            )
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
@@ -65,7 +69,10 @@ class RestClient:
             with urllib.request.urlopen(request, timeout=timeout) as reply:
                 return json.loads(reply.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise _error_from_reply(exc, f"the {self.service} at {self.url}") from None
+            error = _error_from_reply(exc, f"the {self.service} at {self.url}")
+            if error.code in ("not_found", "method_not_allowed"):  # a netgym service, not this
+                raise self._not_the_api(f"it has no {method} {path}") from None
+            raise error from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, TimeoutError):
@@ -86,7 +93,7 @@ class RestClient:
     def _not_the_api(self, why: str) -> ServerUnavailableError:
         return ServerUnavailableError(
             f"what answers at {self.url} is not the {self.service}'s REST API ({why}); "
-            "is this its REST port, not the envapi's data port?"
+            "is this its REST port, not the envapi's data port or another service's?"
         )
 
 
