@@ -41,6 +41,7 @@ from netgym.errors import (
 )
 from netgym.protocol import MessageType, pack_value, unpack_value
 from netgym.protocol.frames import expect, pack_header, recv_frame, send_frame, unpack_error
+from netgym_envapi.sessions import process
 from tests.servers import EnvApi, alive, children, descendants, run_envapi
 
 
@@ -428,6 +429,21 @@ def test_an_envapi_killed_outright_takes_its_sessions_with_it(tmp_path: Path) ->
         wait_until_gone(processes)
         with pytest.raises(SessionEndedError, match="the envapi that served it is gone"):
             envs.step(np.array([0, 0]))
+
+
+def test_a_session_stuck_in_native_code_goes_too_when_the_envapi_is_killed(
+    tmp_path: Path,
+) -> None:
+    with run_envapi(tmp_path, step_timeout_s="1") as server:
+        envs = netgym.make_vec("netgym-test/CHang-v0", 1, url=server.url, token=server.token)
+        envs.reset(seed=0)
+        session_pid = session_status(server, envs.session_id)["pid"]
+        envs.step_async(np.array([1]))  # env 0, in the session process: hours in C
+        time.sleep(0.5)
+        server.process.kill()
+        server.process.wait(15)
+        wait_until_gone([session_pid], timeout_s=1 + process.STUCK_GRACE_S + 5)
+        envs.close()
 
 
 def test_welcome_describes_the_session(envapi: EnvApi) -> None:

@@ -221,7 +221,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         deadline = time.monotonic() + 1.0
         while True:
             try:
-                status = self._rest.call("GET", f"/v1/instances/{instance_id}")
+                status = self._rest.call("GET", f"/v1/instances/{instance_id}", timeout_s=2.0)
             except SessionNotFoundError as ended:  # it has ended: the service says how
                 return f" ({ended.message})"
             except NetgymError:

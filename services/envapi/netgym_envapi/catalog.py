@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 import gymnasium as gym
 
@@ -245,7 +246,7 @@ def _explain_missing_game(env_id: str) -> None:
 
     name = env_id.removeprefix(EMULATOR_PREFIX).rsplit("-v", 1)[0]
     try:  # the service finds the game's folder and its problem, if it has one
-        RestClient(url, None, 10, EMULATOR).call("GET", f"/v1/games/{name}")
+        RestClient(url, None, 10, EMULATOR).call("GET", f"/v1/games/{quote(name, safe='')}")
     except NetgymError as exc:
         if exc.details.get("problem"):
             raise UnknownEnvError(

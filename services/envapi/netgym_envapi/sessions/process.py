@@ -53,6 +53,9 @@ from netgym_envapi.sessions.workers import WorkerPool
 
 CONTROL_MESSAGE_BYTES = 1 << 20
 CONTROL_PIECE_BYTES = 64 << 10  # well within a SOCK_SEQPACKET's send buffer
+# With the envapi gone, how long past a step's deadline a session that does not
+# end (stuck in an env's native code) lives before it kills itself.
+STUCK_GRACE_S = 10.0
 log = logging.getLogger("netgym.envapi.session")
 
 
@@ -149,28 +152,34 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
             else "was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)"
         )
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the shutdown
         session.shutdown()
 
 
 _envapi_gone = threading.Event()
 
 
-def _end_when_the_envapi_is_gone(control_fd: int) -> None:
-    """A thread: SIGTERM this process once the envapi's end of the control socket closes.
+def _end_when_the_envapi_is_gone(control_fd: int, step_timeout_s: float) -> None:
+    """A thread: end this process once the envapi's end of the control socket closes.
 
     A killed envapi sends its sessions no signal: their parent is the forkserver,
-    which outlives it (every session holds its "alive" pipe).
+    which outlives it (every session holds its "alive" pipe). SIGTERM ends the
+    session in order; a main thread stuck in an env's native code, which the
+    envapi would have killed, is killed from here past the step's deadline.
     """
     poller = select.poll()
-    poller.register(control_fd, select.POLLRDHUP)
+    poller.register(control_fd, getattr(select, "POLLRDHUP", 0))  # a close gives POLLHUP too
     while True:
         for _fd, events in poller.poll():
             if events & select.POLLNVAL:  # the session closed it itself: it is ending
                 return
-            if events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+            if events & (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR):
                 _envapi_gone.set()
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+                main = threading.main_thread().ident
+                assert main is not None
+                signal.pthread_kill(main, signal.SIGTERM)
+                time.sleep(step_timeout_s + STUCK_GRACE_S)
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Session:
@@ -215,7 +224,9 @@ class Session:
             return
         # Started once the workers are forked: they need not be forked beside a thread.
         threading.Thread(
-            target=_end_when_the_envapi_is_gone, args=(self.control.fileno(),), daemon=True
+            target=_end_when_the_envapi_is_gone,
+            args=(self.control.fileno(), self.config.step_timeout_s),
+            daemon=True,
         ).start()
         send_control(
             self.control,
