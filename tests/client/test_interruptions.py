@@ -143,6 +143,8 @@ def test_misuses_of_one_env_say_what_to_do(tmp_envapi: EnvApi) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
     with pytest.raises(InvalidRequestError, match="render_mode: the envapi's envs run on"):
         netgym.make("CartPole-v1", render_mode="rgb_array", **kwargs)
+    with pytest.raises(InvalidRequestError, match="render_mode: the envapi's envs run on"):
+        netgym.make_vec("CartPole-v1", 2, render_mode="rgb_array", **kwargs)
     with pytest.raises(InvalidRequestError, match="autoreset_mode='sometimes': use"):
         netgym.make_vec("CartPole-v1", 2, autoreset_mode="sometimes", **kwargs)
     with netgym.make_vec("CartPole-v1", 2, autoreset_mode="next_step", **kwargs) as envs:

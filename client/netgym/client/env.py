@@ -11,7 +11,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.error import Error as GymnasiumError
 from gymnasium.vector import AutoresetMode
 
-from netgym.client.vector import RemoteVectorEnv
+from netgym.client.vector import NO_RENDERING, RemoteVectorEnv
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
@@ -53,11 +53,7 @@ class RemoteEnv(gym.Env[Any, Any]):
 
     def __init__(self, env_id: str, **kwargs: Any) -> None:
         if kwargs.pop("render_mode", None) is not None:
-            raise InvalidRequestError(
-                "render_mode: the envapi's envs run on a server with no screen and send "
-                "observations, not renderings; leave render_mode out (the observations of "
-                "Atari and NES games are their screens)"
-            )
+            raise InvalidRequestError(NO_RENDERING)
         self._vector = RemoteVectorEnv(env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         token = kwargs.pop("token", None)
         try:

@@ -34,6 +34,12 @@ DEFAULT_TIMEOUT_S = 120.0  # for any one reply on the data connection
 # The server stops a session's workers within 5 s; a DELETE waits a little longer.
 _CLOSE_TIMEOUT_S = 15.0
 
+NO_RENDERING = (
+    "render_mode: the envapi's envs run on a server with no screen and send observations, "
+    "not renderings; leave render_mode out (the observations of Atari and NES games are "
+    "their screens)"
+)
+
 _WIRE_MODES = {
     AutoresetMode.NEXT_STEP: "next_step",
     AutoresetMode.SAME_STEP: "same_step",
@@ -71,6 +77,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         shared_memory: on the envapi's host, read results from the session's
             shared memory rather than the socket (faster); elsewhere results
             come through the socket whatever this says.
+        render_mode: refused with a reason: the envs run on a server with no screen.
     """
 
     def __init__(
@@ -86,7 +93,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         open_timeout_s: float | None = None,
         shared_memory: bool = True,
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None:
+            raise InvalidRequestError(NO_RENDERING)
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
         mode = _autoreset_mode(autoreset_mode)
