@@ -68,6 +68,36 @@ def run_train(
     )
 
 
+def start_train(server: EnvApi | None, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """Start the training command in the background, stdout and stderr into ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            train_command(server, *args),
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def run_evaluate(server: EnvApi, run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``netgym_agent evaluate RUN_DIR ARGS`` against ``server`` to the end."""
+    return subprocess.run(
+        [
+            *train_command(None)[:3],
+            "evaluate",
+            str(run_dir),
+            *args,
+            *("--url", server.url, "--token", str(server.token)),
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def evaluations(run_dir: Path) -> list[dict[str, Any]]:
     """The run's ``evaluations.jsonl`` records."""
     path = run_dir / "evaluations.jsonl"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent.helpers import ROOT, SMALL_CARTPOLE, clean_env, train_command, write_config
+from tests.agent.helpers import SMALL_CARTPOLE, start_train, write_config
 from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
 
 TOTAL_STEPS = 20_000
@@ -39,6 +39,17 @@ def monitor_rows(run_dir: Path) -> int:
     )
 
 
+def wait_for_episodes(
+    trainer: subprocess.Popen[bytes], run_dir: Path, log: Path, count: int
+) -> None:
+    """Until the run's monitor logs hold ``count`` episodes: training is under way."""
+    deadline = time.monotonic() + 120
+    while monitor_rows(run_dir) < count:
+        assert trainer.poll() is None, f"training ended early:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no episodes logged:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Path) -> None:
     config = write_config(
@@ -57,20 +68,9 @@ def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Pat
     )
     run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
-    with log.open("wb") as out:
-        trainer = subprocess.Popen(
-            train_command(server, str(config), "--run-dir", str(run_dir)),
-            cwd=ROOT,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    trainer = start_train(server, log, str(config), "--run-dir", str(run_dir))
     try:
-        deadline = time.monotonic() + 120
-        while monitor_rows(run_dir) < 10:  # training is under way
-            assert trainer.poll() is None, f"training ended early:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"no episodes logged:\n{log.read_text()}"
-            time.sleep(0.1)
+        wait_for_episodes(trainer, run_dir, log, 10)
         kill_tree(server.process)
         time.sleep(1.0)  # the trainer meets a dead envapi, then a starting one
         restart_envapi(server)
@@ -103,20 +103,9 @@ def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
     )
     run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
-    with log.open("wb") as out:
-        trainer = subprocess.Popen(
-            train_command(server, str(config), "--run-dir", str(run_dir)),
-            cwd=ROOT,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    trainer = start_train(server, log, str(config), "--run-dir", str(run_dir))
     try:
-        deadline = time.monotonic() + 120
-        while monitor_rows(run_dir) < 5:
-            assert trainer.poll() is None, f"training ended early:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"no episodes logged:\n{log.read_text()}"
-            time.sleep(0.1)
+        wait_for_episodes(trainer, run_dir, log, 5)
         kill_tree(server.process)
         status = trainer.wait(120)
     finally:

@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -19,13 +18,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from netgym_agent.checkpoints import read_directory
 from tests.agent.helpers import (
     CONFIGS,
-    ROOT,
     SMALL_CARTPOLE,
     checkpoint_dirs,
-    clean_env,
     evaluations,
+    run_evaluate,
     run_train,
-    train_command,
+    start_train,
     write_config,
 )
 from tests.servers import EnvApi
@@ -119,19 +117,8 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert "training done at step 2,048" in finished.stdout
     assert read_directory(run_dir / "final").info["step"] == 2048
 
-    evaluated = subprocess.run(
-        [
-            *train_command(None)[:3],
-            "evaluate",
-            str(run_dir),
-            *("--model", "final", "--episodes", "2", "--num-envs", "2"),
-            *("--url", envapi.url, "--token", str(envapi.token)),
-        ],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    evaluated = run_evaluate(
+        envapi, run_dir, "--model", "final", "--episodes", "2", "--num-envs", "2"
     )
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout.splitlines()[-1])["step"] == 2048
@@ -148,25 +135,10 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     shutil.copytree(run_dir, gpu_run, ignore=shutil.ignore_patterns(".lock"))
     saved = gpu_run / "config.yaml"
     saved.write_text(re.sub(r"(?m)^device: \w+$", "device: cuda", saved.read_text()))
-    on_cpu = [
-        *train_command(None)[:3],
-        "evaluate",
-        str(gpu_run),
-        *("--model", "final", "--episodes", "1", "--num-envs", "1"),
-        *("--url", envapi.url, "--token", str(envapi.token)),
-    ]
-    refused = subprocess.run(
-        on_cpu, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120
-    )
+    one_episode = ("--model", "final", "--episodes", "1", "--num-envs", "1")
+    refused = run_evaluate(envapi, gpu_run, *one_episode)
     assert refused.returncode != 0 and "cuda" in refused.stderr
-    moved = subprocess.run(
-        [*on_cpu, "--device", "cpu"],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    moved = run_evaluate(envapi, gpu_run, *one_episode, "--device", "cpu")
     assert moved.returncode == 0, moved.stderr
 
 
@@ -267,14 +239,7 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     )
     run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
-    with log.open("w") as out:
-        trainer = subprocess.Popen(
-            train_command(envapi, str(config), "--run-dir", str(run_dir)),
-            cwd=ROOT,
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    trainer = start_train(envapi, log, str(config), "--run-dir", str(run_dir))
     try:
         deadline = time.monotonic() + 60
         while not re.search(r"^step [\d,]+/", log.read_text(), re.M):
