@@ -139,6 +139,35 @@ def test_a_second_thread_in_a_call_is_refused_not_given_the_other_ones_reply(
         assert outcome and isinstance(outcome[0], WorkerTimeoutError)
 
 
+def test_close_from_another_thread_wakes_the_call_and_ends_the_session(
+    tmp_envapi: EnvApi,
+) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    envs = netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs)
+    envs.reset(seed=0)
+    outcome: list[BaseException] = []
+
+    def hang() -> None:  # env 1 hangs until the step timeout (2 s)
+        try:
+            envs.step(np.array([0, 1]))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=hang)
+    other.start()
+    deadline = time.monotonic() + 5
+    while not envs._in_call.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    envs.close()
+    other.join(10)
+    # Woken at once: not the WorkerTimeoutError of the step's 2 s timeout.
+    assert outcome and isinstance(outcome[0], SessionStateError)
+    assert "closed by another thread during the call" in str(outcome[0])
+    assert envs.session_id not in live_sessions(tmp_envapi)
+    with pytest.raises(SessionStateError, match="this env is closed; make a new one"):
+        envs.step(np.array([0, 0]))
+
+
 def test_misuses_of_one_env_say_what_to_do(tmp_envapi: EnvApi) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
     with pytest.raises(InvalidRequestError, match="render_mode: the envapi's envs run on"):

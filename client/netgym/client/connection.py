@@ -88,6 +88,11 @@ class DataConnection:
         self.timeout_s = timeout_s
         self.sock.settimeout(timeout_s)
 
+    def shutdown(self) -> None:
+        """Wake a thread blocked on this connection: its read or write fails at once."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
     def abort(self) -> None:
         """Close the socket without a word: the stream is broken or out of step."""
         self.sock.close()

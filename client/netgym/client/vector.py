@@ -212,15 +212,29 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self._in_call.release()
 
     def close_extras(self, **kwargs: Any) -> None:
-        """End the session on the server: CLOSE on the data connection, else DELETE."""
+        """End the session on the server: CLOSE on the data connection, else DELETE.
+
+        Called from another thread during a call, it wakes that call, which
+        raises ``SessionStateError``, and ends the session by DELETE.
+        """
         if self._closed:
             return
         self._closed = True
-        self._state = _State.CLOSED
-        if not self._connection.closed and self._connection.close():
-            return  # the server answered CLOSED: the session has ended
-        if not self._session_ended and not self._server_silent:
-            self._close_session()
+        if not self._in_call.acquire(blocking=False):
+            self._connection.shutdown()
+            if not self._in_call.acquire(timeout=_CLOSE_TIMEOUT_S):
+                self._state = _State.CLOSED
+                self._close_session()
+                return
+            self._connection.abort()  # the call was cut short: the stream is out of step
+        try:
+            self._state = _State.CLOSED
+            if not self._connection.closed and self._connection.close():
+                return  # the server answered CLOSED: the session has ended
+            if not self._session_ended and not self._server_silent:
+                self._close_session()
+        finally:
+            self._in_call.release()
 
     def _close_session(self) -> None:
         # It may have ended already, or the server is gone: nothing is left to free then.
@@ -263,8 +277,20 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def _call(self, function: Any, *args: Any) -> Any:
         try:
+            return self._call_once(function, *args)
+        except Exception:
+            if self._closed:  # close() from another thread woke this call
+                raise SessionStateError(
+                    "this env was closed by another thread during the call; make a new one"
+                ) from None
+            raise
+
+    def _call_once(self, function: Any, *args: Any) -> Any:
+        try:
             return function(*args)
         except ConnectionLostError as exc:
+            if self._closed:
+                raise  # no need to ask the server why: _call says
             # A reply may still be on its way (after our own timeout): the stream is
             # out of step for good. close() then DELETEs the session, unless it ended.
             self._state = _State.DROPPED
