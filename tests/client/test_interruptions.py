@@ -114,25 +114,37 @@ def test_another_netgym_service_or_a_url_without_scheme_is_named_as_such(
         netgym.make("CartPole-v1", url=tmp_envapi.url.removeprefix("http://"))
 
 
+def step_hanging_env_in_a_thread(
+    envs: netgym.RemoteVectorEnv,
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Reset ``netgym-test/Hang-v0`` envs and, in a thread, a step on which env 1 hangs.
+
+    It hangs until the step timeout (2 s); returns once the thread is in the call,
+    with the list the thread's exception goes into.
+    """
+    envs.reset(seed=0)
+    outcome: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            envs.step(np.array([0, 1]))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    other = threading.Thread(target=hang)
+    other.start()
+    deadline = time.monotonic() + 5
+    while not envs._in_call.locked() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return other, outcome
+
+
 def test_a_second_thread_in_a_call_is_refused_not_given_the_other_ones_reply(
     tmp_envapi: EnvApi,
 ) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
     with netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs) as envs:
-        envs.reset(seed=0)
-        outcome: list[BaseException] = []
-
-        def hang() -> None:  # env 1 hangs until the step timeout (2 s)
-            try:
-                envs.step(np.array([0, 1]))
-            except BaseException as exc:
-                outcome.append(exc)
-
-        other = threading.Thread(target=hang)
-        other.start()
-        deadline = time.monotonic() + 5
-        while not envs._in_call.locked() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        other, outcome = step_hanging_env_in_a_thread(envs)
         with pytest.raises(SessionStateError, match="another thread is in a call on this env"):
             envs.step(np.array([0, 0]))
         other.join(10)
@@ -144,20 +156,7 @@ def test_close_from_another_thread_wakes_the_call_and_ends_the_session(
 ) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
     envs = netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs)
-    envs.reset(seed=0)
-    outcome: list[BaseException] = []
-
-    def hang() -> None:  # env 1 hangs until the step timeout (2 s)
-        try:
-            envs.step(np.array([0, 1]))
-        except BaseException as exc:
-            outcome.append(exc)
-
-    other = threading.Thread(target=hang)
-    other.start()
-    deadline = time.monotonic() + 5
-    while not envs._in_call.locked() and time.monotonic() < deadline:
-        time.sleep(0.01)
+    other, outcome = step_hanging_env_in_a_thread(envs)
     envs.close()
     other.join(10)
     # Woken at once: not the WorkerTimeoutError of the step's 2 s timeout.
