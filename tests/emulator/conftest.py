@@ -58,6 +58,17 @@ emu.registerafter(function() end)  -- the bridge answers from this hook
 function game.step() return 0, false, {} end
 return game
 """
+ENDLESS_LOOP_SCRIPT = """\
+local game = {}
+local steps = 0
+function game.reset() steps = 0 end
+function game.step()
+  steps = steps + 1
+  while steps >= 2 do end
+  return 0, false, {}
+end
+return game
+"""
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
 # A callback on writes to the zero page.
 CALLBACK_SCRIPT = """\
@@ -93,6 +104,7 @@ def games_dir(root: Path) -> Path:
         ("NanReward", NAN_REWARD_SCRIPT),
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
+        ("EndlessLoop", ENDLESS_LOOP_SCRIPT),
         ("Callbacks", CALLBACK_SCRIPT),
     ):
         folder = games / name.lower()

@@ -167,17 +167,38 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
     [
         ({"observation": "pixels"}, r"observation must be 'screen', 'ram' or 'both', not 'pixels'"),
         ({"observation": "ram"}, r"observation='ram': Plain's manifest names no RAM values"),
-        ({"timeout_s": -1}, r"timeout_s=-1: give the seconds a step may take, a number above 0"),
+        ({"timeout_s": -1}, r"timeout_s=-1: give the seconds a step may take, a number from"),
+        ({"timeout_s": 1e-7}, r"timeout_s=1e-07: give the seconds .* from 0\.001 to 3600"),
+        ({"timeout_s": 1e20}, r"timeout_s=1e\+20: give the seconds"),
         ({"timeout_s": "10"}, r"timeout_s='10': give the seconds"),
         ({"max_episode_steps": 0}, r"max_episode_steps=0: give a whole number of steps above 0"),
+        (
+            {"observaton": "ram"},
+            r"netgym/Plain-v0 takes no env_kwargs 'observaton'; it takes observation, timeout_s, "
+            r"max_episode_steps$",
+        ),
     ],
-    ids=["observation-unknown", "observation-no-ram", "timeout-negative", "timeout-text", "max-0"],
+    ids=[
+        "observation-unknown",
+        "observation-no-ram",
+        "timeout-negative",
+        "timeout-tiny",
+        "timeout-huge",
+        "timeout-text",
+        "max-0",
+        "unknown",
+    ],
 )
 def test_bad_game_arguments_are_refused_when_the_session_opens(
     stack: Stack, env_kwargs: dict[str, object], message: str
 ) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         netgym.make("netgym/Plain-v0", env_kwargs=env_kwargs, **stack.kwargs)
+
+
+def test_the_atari_wrapper_on_an_nes_game_says_it_is_for_ale_games(stack: Stack) -> None:
+    with pytest.raises(InvalidRequestError, match="wrapper 'atari' is for ALE games; netgym/"):
+        netgym.make("netgym/Plain-v0", wrappers=["atari"], **stack.kwargs)
 
 
 def test_a_reward_that_is_not_finite_is_a_clear_error(stack: Stack) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from netgym.emulator.bridge import BridgeConnection
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
@@ -122,6 +123,26 @@ def test_an_instance_whose_client_went_silent_exits(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, state.text
                 time.sleep(0.2)
         assert "has ended: FCEUX exited" in state.json()["error"]["message"]
+
+
+def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, service):
+        instance = start(url, "EndlessLoop").json()
+        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0)
+        bridge.request(b"R")
+        bridge.request(b"S")
+        bridge.send(b"S")  # the script loops for ever in this step
+        bridge.close()  # the client goes (a killed session, say)
+        deadline = time.monotonic() + 15
+        while True:
+            state = httpx.get(f"{url}/v1/instances/{instance['instance_id']}")
+            if state.status_code == 404:
+                break
+            assert time.monotonic() < deadline, state.text
+            time.sleep(0.2)
+        assert "its client had gone, and FCEUX did not answer" in state.json()["error"]["message"]
+        assert instance["pid"] not in descendants(service.pid)
+        assert start(url).status_code == 201  # still serving
 
 
 def test_an_env_refuses_an_instance_of_its_game_changed_since_it_was_made(tmp_path: Path) -> None:

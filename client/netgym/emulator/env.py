@@ -9,7 +9,6 @@ cause, the instance is given back, and the next ``reset`` starts a fresh one.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -31,6 +30,9 @@ from netgym.errors import (
 
 # What an instance started from the manifest as it is now must share with the env:
 # its spaces, and how much of the game one step plays.
+# A step's timeout: a socket timeout under 1 ms reads as none at all.
+MIN_TIMEOUT_S = 0.001
+MAX_TIMEOUT_S = 3600.0
 _SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram")
 
 
@@ -56,9 +58,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if not _positive(timeout_s) or not math.isfinite(timeout_s):
+        if not _positive(timeout_s) or not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
             raise InvalidRequestError(
-                f"timeout_s={timeout_s!r}: give the seconds a step may take, a number above 0"
+                f"timeout_s={timeout_s!r}: give the seconds a step may take, a number from "
+                f"{MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g}"
             )
         if max_episode_steps is not None and not (
             _positive(max_episode_steps) and isinstance(max_episode_steps, int)

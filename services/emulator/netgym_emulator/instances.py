@@ -32,6 +32,7 @@ BRIDGE_ERROR = "bridge: "
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
 FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n"
 _PR_SET_PDEATHSIG = 1
+_TCP_CLOSE_WAIT = "08"  # /proc/net/tcp's state of a socket whose peer has closed
 
 
 class InstanceStartError(NetgymError):
@@ -65,6 +66,7 @@ class Instance:
     port: int
     screen_file: Path | None = None
     started_at: float = field(default_factory=time.time)
+    client_gone_since: float | None = None  # when its client was first seen gone
 
     @property
     def alive(self) -> bool:
@@ -77,6 +79,22 @@ class Instance:
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         return f"exited with code {code}"
+
+    def client_gone(self, tcp_states: dict[int, str]) -> bool:
+        """Whether a client of its bridge has closed its end and FCEUX has not noticed.
+
+        The bridge exits as soon as it reads that; one that does not is busy or
+        stopped: a game script in an endless loop, or a SIGSTOP.
+        """
+        fds = Path(f"/proc/{self.process.pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    inode = target[8:-1] if target.startswith("socket:[") else ""
+                    if inode and tcp_states.get(int(inode)) == _TCP_CLOSE_WAIT:
+                        return True
+        return False
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -106,6 +124,17 @@ class Instance:
         shutil.rmtree(self.home, ignore_errors=True)
         if self.screen_file is not None:
             self.screen_file.unlink(missing_ok=True)
+
+
+def tcp_states() -> dict[int, str]:
+    """The state of every TCP socket of this network namespace, by inode (Linux)."""
+    states: dict[int, str] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                states[int(fields[9])] = fields[3]
+    return states
 
 
 async def start_instance(

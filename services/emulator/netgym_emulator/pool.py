@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -12,12 +13,14 @@ from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError,
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import Game, discover, folder_signature, manifest_name
-from netgym_emulator.instances import Instance, start_instance
+from netgym_emulator.instances import Instance, start_instance, tcp_states
 from netgym_emulator.settings import EmulatorSettings
 
 log = logging.getLogger("netgym.emulator")
 
 ENDED_KEPT = 1000  # ended instances whose end a client may still ask about
+# How long an instance may go on after its client has gone (a bridge notices at once).
+CLIENT_GONE_GRACE_S = 3.0
 
 
 class UnknownGameError(UnknownEnvError):
@@ -114,12 +117,37 @@ class InstancePool:
         )
 
     def reap(self) -> None:
-        """Forget instances whose FCEUX has exited, keeping why."""
+        """Forget instances whose FCEUX has exited, keeping why; kill those whose client left.
+
+        A client that goes (a killed session) while its instance is busy in an
+        endless loop of the game script, or stopped, would leave it holding a
+        slot, and a core, for good.
+        """
+        states = tcp_states() if self.instances else {}
+        now = time.monotonic()
         for instance_id, instance in list(self.instances.items()):
             if not instance.alive:
                 self._ended(instance_id, f"FCEUX {instance.describe_exit()}")
                 instance.kill()
                 del self.instances[instance_id]
+            elif not instance.client_gone(states):
+                instance.client_gone_since = None
+            elif instance.client_gone_since is None:
+                instance.client_gone_since = now
+            elif now - instance.client_gone_since > CLIENT_GONE_GRACE_S:
+                log.warning(
+                    "instance %s of %s: its client has gone and FCEUX does not notice "
+                    "(the game script in an endless loop, or FCEUX stopped); killed",
+                    instance_id,
+                    instance.game.name,
+                )
+                instance.kill()
+                del self.instances[instance_id]
+                self._ended(
+                    instance_id,
+                    "killed: its client had gone, and FCEUX did not answer (the game "
+                    "script in an endless loop, or FCEUX stopped)",
+                )
 
     async def start(
         self, name: str, screen: bool | None = None, screen_file: bool = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import threading
 import time
@@ -277,12 +278,21 @@ def make_env(
     if find_env(env_id).family == "emulator":
         from netgym.emulator.env import EmulatorEnv
 
-        try:
-            game: gym.Env[Any, Any] = EmulatorEnv(
-                _emulator_games()[env_id], _emulator.url or "", **env_kwargs
+        if any(spec.name == "atari" for spec in wrappers):
+            raise InvalidRequestError(
+                f"wrapper 'atari' is for ALE games; {env_id} is an NES game, whose frames "
+                "per step its manifest sets (the other wrappers work with it)"
             )
-        except TypeError as exc:
-            raise InvalidRequestError(f"{env_id} rejected env_kwargs {env_kwargs}: {exc}") from exc
+        taken = [p for p in inspect.signature(EmulatorEnv).parameters if p != "render_mode"][2:]
+        unknown = sorted(set(env_kwargs) - set(taken))
+        if unknown:
+            raise InvalidRequestError(
+                f"{env_id} takes no env_kwargs {', '.join(map(repr, unknown))}; it takes "
+                + ", ".join(taken)
+            )
+        game: gym.Env[Any, Any] = EmulatorEnv(
+            _emulator_games()[env_id], _emulator.url or "", **env_kwargs
+        )
         return apply_wrappers(game, wrappers)
     kwargs = {**make_kwargs_for(wrappers), **env_kwargs}
     try:
