@@ -33,6 +33,17 @@ def process_names(pid: int) -> dict[int, str]:
     return names
 
 
+def wait_for_the_end(url: str, instance_id: str, timeout_s: float) -> httpx.Response:
+    """The service's 404 for an instance, once it has ended."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = httpx.get(f"{url}/v1/instances/{instance_id}")
+        if state.status_code == 404:
+            return state
+        assert time.monotonic() < deadline, state.text
+        time.sleep(0.2)
+
+
 def test_starts_at_once_cannot_pass_the_limit(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path), max_instances="2") as (url, _):
         with ThreadPoolExecutor(4) as pool:
@@ -115,13 +126,7 @@ def test_an_instance_whose_client_went_silent_exits(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path), idle_timeout_s="1") as (url, _):
         instance = start(url).json()
         with socket.create_connection((instance["host"], instance["port"])):
-            deadline = time.monotonic() + 10
-            while True:
-                state = httpx.get(f"{url}/v1/instances/{instance['instance_id']}")
-                if state.status_code == 404:
-                    break
-                assert time.monotonic() < deadline, state.text
-                time.sleep(0.2)
+            state = wait_for_the_end(url, instance["instance_id"], 10)
         assert "has ended: FCEUX exited" in state.json()["error"]["message"]
 
 
@@ -133,13 +138,7 @@ def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Pa
         bridge.request(b"S")
         bridge.send(b"S")  # the script loops for ever in this step
         bridge.close()  # the client goes (a killed session, say)
-        deadline = time.monotonic() + 15
-        while True:
-            state = httpx.get(f"{url}/v1/instances/{instance['instance_id']}")
-            if state.status_code == 404:
-                break
-            assert time.monotonic() < deadline, state.text
-            time.sleep(0.2)
+        state = wait_for_the_end(url, instance["instance_id"], 15)
         assert "its client had gone, and FCEUX did not answer" in state.json()["error"]["message"]
         assert instance["pid"] not in descendants(service.pid)
         assert start(url).status_code == 201  # still serving
