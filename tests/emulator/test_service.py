@@ -150,6 +150,21 @@ def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack)
         env.step(0)
 
 
+def test_a_lua_error_in_a_vector_env_names_the_env(stack: Stack) -> None:
+    with netgym.make_vec("netgym/LuaError-v0", 2, **stack.kwargs) as envs:
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))
+        envs.reset(options={"reset_mask": np.array([True, False])})
+        envs.step(np.array([0, 0]))
+        with pytest.raises(
+            EnvError,
+            match=r"^env 1: LuaError instance \w+ failed: the game.s Lua script failed: .*boom",
+        ) as caught:
+            envs.step(np.array([0, 0]))  # env 1's third step
+        assert caught.value.details["env_index"] == 1
+        assert "game.lua:6" in caught.value.details["lua_error"]
+
+
 def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: Stack) -> None:
     with netgym.make("netgym/BadReturn-v0", **stack.kwargs) as env:
         env.reset(seed=0)

@@ -164,9 +164,12 @@ def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi
         "netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
     ) as envs:
         envs.reset(seed=0)
-        with pytest.raises(EnvError, match="RuntimeError: the env broke on purpose") as caught:
+        with pytest.raises(
+            EnvError, match=r"^env 1: the env raised RuntimeError: the env broke on purpose"
+        ) as caught:
             envs.step(np.array([0, 1]))
         assert "fault_envs.py" in caught.value.details["traceback"]
+        assert caught.value.details["env_index"] == 1  # to reset it alone (reset_mask)
         envs.reset(seed=0)
         envs.step(np.array([0, 0]))
 

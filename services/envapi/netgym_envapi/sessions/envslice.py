@@ -10,6 +10,7 @@ once for all slices before any of them steps.
 from __future__ import annotations
 
 import contextlib
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, SupportsFloat, runtime_checkable
 
@@ -17,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Box
 
+from netgym.errors import EnvError, NetgymError
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -41,6 +43,23 @@ class SplitStepEnv(Protocol):
         ...
 
 
+def as_netgym_error(exc: BaseException, env_index: int | None = None) -> NetgymError:
+    """An env's exception as the error the client gets (call it where it is caught).
+
+    With ``env_index``, the message and ``details["env_index"]`` say which env raised.
+    """
+    if not isinstance(exc, NetgymError):
+        exc = EnvError(
+            f"the env raised {type(exc).__name__}: {exc}",
+            details={"traceback": traceback.format_exc()},
+        )
+    if env_index is not None and "env_index" not in exc.details:
+        exc.details["env_index"] = env_index
+        exc.message = f"env {env_index}: {exc.message}"
+        exc.args = (exc.message,)
+    return exc
+
+
 class EnvSlice:
     """Envs ``start`` to ``stop - 1`` of a session, over its shared buffers."""
 
@@ -56,6 +75,7 @@ class EnvSlice:
         autoreset_mode: AutoresetMode,
     ) -> None:
         self.start, self.stop = start, stop
+        self.num_envs = results.num_envs
         self.autoreset_mode = autoreset_mode
         self._obs_layout = results.observations
         self._actions = actions
@@ -94,7 +114,10 @@ class EnvSlice:
             index = self.start + offset
             if mask is not None and not mask[index]:
                 continue
-            obs, info = env.reset(seed=seeds[index], options=options)
+            try:
+                obs, info = env.reset(seed=seeds[index], options=options)
+            except Exception as exc:
+                raise self._of_env(exc, index) from None
             self._write_obs(index, obs)
             self._done[offset] = False
             infos.append((index, info))
@@ -137,10 +160,10 @@ class EnvSlice:
                         info = {**info, **final}
             except Exception as exc:
                 if not split:
-                    raise
+                    raise self._of_env(exc, index) from None
                 # Collect every other env's reply first: one left unread would
                 # answer that env's next step.
-                failure = failure or exc
+                failure = failure or self._of_env(exc, index)
                 continue
             if not in_place:
                 self._write_obs(index, obs)
@@ -156,6 +179,10 @@ class EnvSlice:
             raise failure
         return infos
 
+    def _of_env(self, exc: Exception, index: int) -> NetgymError:
+        """The error an env raised, naming the env when the session has several."""
+        return as_netgym_error(exc, index if self.num_envs > 1 else None)
+
     def _action(self, index: int) -> Any:
         return self._actions.assemble([leaf[index] for leaf in self._action_leaves])
 
@@ -170,7 +197,7 @@ class EnvSlice:
             try:
                 env.step_send(actions[offset])  # type: ignore[attr-defined]
             except Exception as exc:
-                self._send_failure = self._send_failure or exc
+                self._send_failure = self._send_failure or self._of_env(exc, self.start + offset)
                 continue
             self._sent.add(offset)
 

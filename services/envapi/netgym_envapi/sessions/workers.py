@@ -16,7 +16,6 @@ import itertools
 import multiprocessing
 import signal
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from multiprocessing.connection import Connection, wait
@@ -27,7 +26,6 @@ import gymnasium as gym
 import numpy as np
 
 from netgym.errors import (
-    EnvError,
     NetgymError,
     WorkerCrashedError,
     WorkerTimeoutError,
@@ -35,19 +33,14 @@ from netgym.errors import (
 )
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
-from netgym_envapi.sessions.envslice import EnvInfos, EnvSlice
+from netgym_envapi.sessions.envslice import EnvInfos, EnvSlice, as_netgym_error
 from netgym_envapi.sessions.lifetime import describe_exit, die_with_parent
 
 _fork = multiprocessing.get_context("fork")
 
 
 def _error_dict(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, NetgymError):
-        return exc.to_dict()
-    trace = traceback.format_exc()
-    return EnvError(
-        f"the env raised {type(exc).__name__}: {exc}", details={"traceback": trace}
-    ).to_dict()
+    return as_netgym_error(exc).to_dict()
 
 
 def _worker_main(connection: Connection, make_slice: Callable[[], EnvSlice]) -> None:
