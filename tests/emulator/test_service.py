@@ -298,6 +298,20 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
         assert not alive(victim)
 
 
+def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: Stack) -> None:
+    with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        env.step(0)
+        victim = env_instance_pid(stack, env)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 5  # reaped by the service: every thread has exited
+        while Path(f"/proc/{victim}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env.reset(seed=0)  # no error first
+        env.step(0)
+        assert env_instance_pid(stack, env) != victim
+
+
 def test_one_failed_instance_in_a_vector_session_leaves_the_others_in_step(stack: Stack) -> None:
     """The session steps its instances together; one that dies must not desync the others."""
     actions = np.random.default_rng(0).integers(0, 3, (15, 2))

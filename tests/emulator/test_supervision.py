@@ -14,11 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+import netgym
 from netgym.emulator.bridge import BridgeConnection
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError
+from netgym.errors import EnvError, LimitExceededError
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
-from tests.servers import descendants, run_emulator
+from tests.servers import descendants, run_emulator, run_envapi
 
 
 def start(url: str, game: str = "Plain", **body: object) -> httpx.Response:
@@ -52,6 +53,22 @@ def test_starts_at_once_cannot_pass_the_limit(tmp_path: Path) -> None:
         assert codes == [201, 201, 429, 429], [r.text for r in replies]
         refused = next(r for r in replies if r.status_code == 429).json()["error"]["message"]
         assert "MAX_INSTANCES=2" in refused
+
+
+def test_a_session_over_the_limit_gives_back_what_its_failed_reset_started(
+    tmp_path: Path,
+) -> None:
+    with (
+        run_emulator(tmp_path, games_dir(tmp_path), max_instances="2") as (url, _),
+        run_envapi(tmp_path, emulator_url=url) as envapi,
+    ):
+        kwargs = {"url": envapi.url, "token": envapi.token}
+        with netgym.make_vec("netgym/Plain-v0", 3, **kwargs) as envs:
+            with pytest.raises(LimitExceededError, match=r"^env 2: .*close envs you no longer"):
+                envs.reset(seed=0)
+            with netgym.make("netgym/Plain-v0", **kwargs) as other:  # not starved
+                other.reset(seed=0)
+                other.step(0)
 
 
 def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -> None:

@@ -155,6 +155,16 @@ class BridgeConnection:
             have += count
         return have
 
+    def peer_closed(self) -> bool:
+        """Whether the bridge has closed the connection (FCEUX quit or died) since the
+        last reply; between requests nothing else can be waiting to be read."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
     def request(self, command: bytes, argument: int = 0) -> BridgeReply:
         """Send one request and read its reply (``send`` then ``receive``)."""
         self.send(command, argument)

@@ -147,7 +147,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
             self._instance = instance
             changed = [k for k in _SPEC_KEYS if instance["spec"].get(k) != self.spec_data.get(k)]
             if changed:
-                self._release()
+                self.release()
                 raise EnvError(
                     f"{self.game}'s game.toml has changed since this env was made "
                     f"({', '.join(changed)}): make the env again to play the game as it is now",
@@ -162,12 +162,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     instance.get("screen_file"),
                 )
             except NetgymError:
-                self._release()
+                self.release()
                 raise
         return self._bridge
 
-    def _release(self) -> None:
-        """Give the instance back: quit its bridge and ask the service to kill it."""
+    def release(self) -> None:
+        """Give the instance back (its bridge quits, the service kills it); the next
+        ``reset()`` starts a new one."""
         if self._bridge is not None:
             self._bridge.close()
             self._bridge = None
@@ -207,7 +208,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         cause = exc.message
         if isinstance(exc, ConnectionLostError):
             cause += self._how_it_ended(instance_id)
-        self._release()
+        self.release()
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
             "next reset() starts a new one",
@@ -246,6 +247,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
     ) -> tuple[Any, dict[str, Any]]:
         """Back to the start of play, then a seeded number of no-op frames."""
         super().reset(seed=seed)
+        if self._bridge is not None and self._bridge.peer_closed():
+            self.release()  # it died since the last step: a reset needs nothing of it
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
         reply = self._request(b"R", noops)
         self._steps = 0
@@ -300,7 +303,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         return None if self._last_screen is None else self._last_screen.copy()
 
     def close(self) -> None:
-        self._release()
+        self.release()
 
 
 def _shares_screen_folder(screen_files: dict[str, str] | None) -> bool:

@@ -163,7 +163,8 @@ class InstancePool:
         if len(self.instances) + self._starting >= self.settings.max_instances:
             raise LimitExceededError(
                 f"{len(self.instances)} instances run and {self._starting} are starting, the "
-                f"limit (NETGYM_EMULATOR_MAX_INSTANCES={self.settings.max_instances})"
+                f"limit (NETGYM_EMULATOR_MAX_INSTANCES={self.settings.max_instances}): close "
+                "envs you no longer use, or raise the limit"
             )
         self._starting += 1
         try:

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Box
 
-from netgym.errors import EnvError, NetgymError
+from netgym.errors import EnvError, LimitExceededError, NetgymError
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -110,6 +110,7 @@ class EnvSlice:
     ) -> EnvInfos:
         """Reset the envs ``mask`` selects (all when None); return their infos."""
         infos: EnvInfos = []
+        reset: list[gym.Env[Any, Any]] = []
         for offset, env in enumerate(self.envs):
             index = self.start + offset
             if mask is not None and not mask[index]:
@@ -117,7 +118,14 @@ class EnvSlice:
             try:
                 obs, info = env.reset(seed=seeds[index], options=options)
             except Exception as exc:
+                if isinstance(exc, LimitExceededError):
+                    # Emulator instances this failed reset started would starve others.
+                    for done in reset:
+                        release = getattr(done.unwrapped, "release", None)
+                        if release is not None:
+                            release()
                 raise self._of_env(exc, index) from None
+            reset.append(env)
             self._write_obs(index, obs)
             self._done[offset] = False
             infos.append((index, info))
