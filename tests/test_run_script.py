@@ -1,0 +1,66 @@
+"""``scripts/run.sh``: both services up, and both gone however the script is stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.servers import alive, descendants, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("stop", ["Ctrl-C", "SIGTERM"])
+def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
+    port, data_port, emulator_port = free_port(), free_port(), free_port()
+    environ = {
+        **os.environ,
+        "NETGYM_PORT": str(port),
+        "NETGYM_DATA_PORT": str(data_port),
+        "NETGYM_EMULATOR_PORT": str(emulator_port),
+        "NETGYM_EMULATOR_GAMES_DIR": str(tmp_path),
+    }
+    environ.pop("NETGYM_TOKEN", None)
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        script = subprocess.Popen(
+            ["scripts/run.sh"],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(f"http://127.0.0.1:{port}/v1/health"):
+            assert script.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert answers(f"http://127.0.0.1:{emulator_port}/v1/health")
+        services = descendants(script.pid)
+        if stop == "Ctrl-C":
+            os.killpg(script.pid, signal.SIGINT)  # what a terminal sends its foreground job
+        else:
+            script.terminate()
+        script.wait(30)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+    assert not [pid for pid in services if alive(pid)], log.read_text()
+    assert not answers(f"http://127.0.0.1:{port}/v1/health")
+    # The emulator service outlived the envapi, which never found it gone.
+    assert "does not answer" not in log.read_text()
