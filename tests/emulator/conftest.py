@@ -47,6 +47,7 @@ function game.step()
 end
 return game
 """
+STRING_REWARD_SCRIPT = 'local game = {}\nfunction game.step() return "1", false end\nreturn game\n'
 NAN_REWARD_SCRIPT = """\
 local game = {}
 function game.step() return 0 / 0, false, {} end
@@ -67,6 +68,16 @@ function game.step()
   while steps >= 2 do end
   return 0, false, {}
 end
+return game
+"""
+# A script that uses a module of its own folder, and a file in it.
+REQUIRE_SCRIPT = """\
+local helper = require("helper")
+local game = {}
+local file = io.open(GAME_DIR .. "/data.txt")
+local data = tonumber(file:read("*l"))
+file:close()
+function game.step() return helper.reward(), false, {data = data} end
 return game
 """
 PLAIN_SCRIPT = "local game = {}\nfunction game.step() return 0, false, {} end\nreturn game\n"
@@ -102,6 +113,7 @@ def games_dir(root: Path) -> Path:
         ("LuaError", LUA_ERROR_SCRIPT),
         ("BadReturn", BAD_RETURN_SCRIPT),
         ("NanReward", NAN_REWARD_SCRIPT),
+        ("StringReward", STRING_REWARD_SCRIPT),
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),
@@ -111,6 +123,13 @@ def games_dir(root: Path) -> Path:
         folder.mkdir()
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
         (folder / "game.lua").write_text(script)
+    (games / "requires").mkdir()
+    (games / "requires" / "game.toml").write_text(
+        FAULT_MANIFEST.format(name="Requires", rom=EFP_ROM)
+    )
+    (games / "requires" / "game.lua").write_text(REQUIRE_SCRIPT)
+    (games / "requires" / "helper.lua").write_text("return { reward = function() return 7 end }\n")
+    (games / "requires" / "data.txt").write_text("42\n")
     broken = games / "unnamed-folder"  # a game folder with a problem: its ROM is missing
     broken.mkdir()
     (broken / "game.toml").write_text(FAULT_MANIFEST.format(name="Broken", rom="missing.nes"))

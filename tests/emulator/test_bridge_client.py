@@ -31,4 +31,6 @@ def test_a_reply_header_too_long_to_be_true_is_a_broken_stream_not_a_huge_alloca
         finally:
             bridge.close()
         thread.join(5)
-    assert f"over {MAX_HEADER_BYTES}" in caught.value.message
+    assert f"over {MAX_HEADER_BYTES:,}: the game script returns too large an info" in (
+        caught.value.message
+    )

@@ -152,7 +152,15 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (("screen = true", 'screen = "false"'), r'game.toml:11: \[observation\] screen = "false"'),
         (
             ("noop_max = 3", 'noop_max = "3"'),
-            r'game.toml:15: \[start\] noop_max = "3" is not a whole number of frames, 0 or more',
+            r'game.toml:15: \[start\] noop_max = "3" is not a whole number of frames from 0 to',
+        ),
+        (
+            ("noop_max = 3", "noop_max = 100000"),
+            r"game.toml:15: \[start\] noop_max = 100000 is not .* from 0 to 1,000 \(every reset",
+        ),
+        (
+            ("{ wait = 5 }", "{ wait = 15000 }, { wait = 15000 }"),
+            r"game.toml:14: \[start\] buttons play 30001 frames, over 20,000: .*save state",
         ),
         (("noop_max = 3", "noop_max = 3\n[episode]\nmax_steps = 0"), r"max_steps = 0 is not"),
         (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{ wait = -5 \}"),
@@ -206,6 +214,8 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "combo-not-table",
         "screen-string",
         "noop-max-string",
+        "noop-max-huge",
+        "start-too-long",
         "max-steps-zero",
         "wait-negative",
         "press-frames-float",

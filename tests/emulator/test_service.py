@@ -150,6 +150,13 @@ def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack)
         env.step(0)
 
 
+def test_a_game_script_requires_modules_and_reads_files_of_its_folder(stack: Stack) -> None:
+    with netgym.make("netgym/Requires-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        _, reward, _, _, info = env.step(0)
+        assert (reward, info["data"]) == (7.0, 42.0)
+
+
 def test_a_lua_error_in_a_vector_env_names_the_env(stack: Stack) -> None:
     with netgym.make_vec("netgym/LuaError-v0", 2, **stack.kwargs) as envs:
         envs.reset(seed=0)
@@ -175,6 +182,10 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         assert "game.lua: game.step() must return true or false as done, not 0" in str(caught.value)
         env.reset(seed=0)  # a new instance
         env.step(0)
+    with netgym.make("netgym/StringReward-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r'must return a number as its reward, not "1"'):
+            env.step(0)
 
 
 @pytest.mark.parametrize(

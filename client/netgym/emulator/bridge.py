@@ -197,8 +197,9 @@ class BridgeConnection:
             (header_bytes,) = _U32.unpack_from(self._reply)
             if header_bytes > MAX_HEADER_BYTES:
                 raise ConnectionLostError(
-                    f"the bridge sent a reply header of {header_bytes} bytes, over "
-                    f"{MAX_HEADER_BYTES}: the stream is out of step"
+                    f"the bridge sent a reply header of {header_bytes:,} bytes, over "
+                    f"{MAX_HEADER_BYTES:,}: the game script returns too large an info (keep "
+                    "it to a few values), or the stream is out of step"
                 )
             screen_at = 4 + header_bytes + 4
             have = self._recv_at_least(have, screen_at)

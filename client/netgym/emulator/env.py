@@ -230,8 +230,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 return f" ({ended.message})"
             except NetgymError:
                 return ""
-            if status.get("state") != "running" or time.monotonic() > deadline:
+            if status.get("state") != "running":
                 return f" (the instance {status.get('state')})"
+            if time.monotonic() > deadline:
+                return ""  # it runs on: hung or stopped, as the error says
             time.sleep(0.05)
 
     def _observation(self, reply: BridgeReply) -> Any:

@@ -115,6 +115,10 @@ for _, name in ipairs({"register", "registerwrite", "registerread", "registerexe
 end
 gui.register = forbidden("gui.register", NO_CALLBACKS)
 
+-- FCEUX runs in the bridge's folder: GAME_DIR names the game's, for the
+-- script's own files, and require() looks there first.
+GAME_DIR = script_path:match("^(.*)/[^/]*$") or "."
+package.path = GAME_DIR .. "/?.lua;" .. package.path
 local ok, game = pcall(dofile, script_path)
 if not ok then
   report("error " .. tostring(game))
@@ -197,22 +201,27 @@ local function number_text(value)
 end
 
 -- What game.step() returned, checked: nil when it is well formed, else what is wrong.
+-- A value as the script wrote it: a string in quotes, so that "1" is not taken for 1.
+local function shown(value)
+  return type(value) == "string" and string.format("%q", value) or tostring(value)
+end
+
 local function step_problem(reward, done, info)
   local where = script_path .. ": game.step() "
   if type(reward) ~= "number" then
-    return where .. "must return a number as its reward, not " .. tostring(reward)
+    return where .. "must return a number as its reward, not " .. shown(reward)
   end
   if reward ~= reward or reward == math.huge or reward == -math.huge then
     return where .. "must return a finite reward, not " .. tostring(reward)
       .. " (a division by zero?): one would spoil every value the agent learns"
   end
   if type(done) ~= "boolean" then
-    return where .. "must return true or false as done, not " .. tostring(done)
+    return where .. "must return true or false as done, not " .. shown(done)
       .. " (in Lua, 0 counts as true: write `count == 0`, say)"
   end
   if info == nil then return nil end
   if type(info) ~= "table" then
-    return where .. "must return a table as its info (or nothing), not " .. tostring(info)
+    return where .. "must return a table as its info (or nothing), not " .. shown(info)
   end
   for key, value in pairs(info) do
     if type(key) ~= "string" or string.find(key, "[%s=]") then
@@ -220,8 +229,7 @@ local function step_problem(reward, done, info)
         .. ": keys are names, without spaces or '='"
     end
     if type(value) ~= "number" and type(value) ~= "boolean" then
-      local shown = type(value) == "string" and string.format("%q", value) or tostring(value)
-      return where .. "returned info " .. key .. " = " .. shown
+      return where .. "returned info " .. key .. " = " .. shown(value)
         .. ": info values are numbers or booleans"
     end
   end

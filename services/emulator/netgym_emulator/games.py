@@ -52,6 +52,11 @@ _KEYS: dict[str | None, tuple[str, ...]] = {
 }
 _COMBO_KEYS = ("name", "buttons")
 _START_STEP_KEYS = ("wait", "press", "frames")
+# A reset plays the no-ops within the env's step timeout (10 s by default), and an
+# instance plays its start sequence within the service's start timeout (30 s):
+# FCEUX plays a few thousand frames a second.
+MAX_NOOPS = 1_000
+MAX_START_FRAMES = 20_000
 
 
 class GameError(NetgymError):
@@ -380,6 +385,15 @@ def load_game(folder: Path) -> Game:
             )
         if "press" in step:
             step["press"] = list(_buttons(path, step["press"], "a start press", start_line))
+    start_frames = sum(step.get("wait", step.get("frames", 1)) for step in sequence)
+    if start_frames > MAX_START_FRAMES:
+        raise _fail(
+            path,
+            f"[start] buttons play {start_frames} frames, over {MAX_START_FRAMES:,}: "
+            "every new instance plays them, within the service's start timeout",
+            "shorten the waits, or start from a save state (savestate)",
+            start_line,
+        )
     savestate = None
     if "savestate" in start:
         savestate = (folder / str(start["savestate"])).resolve()
@@ -401,10 +415,11 @@ def load_game(folder: Path) -> Game:
                     _line_of(text, "savestate"),
                 )
     noop_max = start.get("noop_max", 0)
-    if not _natural(noop_max, 0, 100_000):
+    if not _natural(noop_max, 0, MAX_NOOPS):
         raise _fail(
             path,
-            f"[start] noop_max = {_toml(noop_max)} is not a whole number of frames, 0 or more",
+            f"[start] noop_max = {_toml(noop_max)} is not a whole number of frames from 0 "
+            f"to {MAX_NOOPS:,} (every reset plays up to that many)",
             "write noop_max = 30, say, or leave it out (0)",
             _line_of(text, "noop_max"),
         )

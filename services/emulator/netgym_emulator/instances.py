@@ -277,7 +277,8 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[
             reason = (
                 f"FCEUX {instance.describe_exit()}"
                 if not instance.alive
-                else f"its bridge did not report within {start_timeout_s:g} s"
+                else f"its bridge did not report within {start_timeout_s:g} s (does the game "
+                "script's top level loop for ever, or its [start] sequence play too long?)"
             )
             tail = instance.log_tail()
             raise InstanceStartError(

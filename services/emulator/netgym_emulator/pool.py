@@ -104,7 +104,7 @@ class InstancePool:
         if name in self.games:
             return self.games[name]
         folder = self.problem_folders.get(name) or next(
-            (f for f in self.problems if name.lower() in f.lower()), None
+            (f for f in self.problems if _plain(f) == _plain(name)), None
         )
         problem = self.problems.get(folder) if folder else None
         if problem:
@@ -221,6 +221,11 @@ class InstancePool:
             self._own_screen_dir.remove()
         else:
             (self.screen_dir / "token").unlink(missing_ok=True)
+
+
+def _plain(name: str) -> str:
+    """A name as a folder might be named for it: ``My_Game`` and ``mygame`` alike."""
+    return "".join(c for c in name.lower() if c.isalnum())
 
 
 __all__ = ["InstancePool", "NetgymError", "UnknownGameError"]
