@@ -2,14 +2,16 @@
 
 Action 0 is a normal step; action 1 makes the env hang, crash, raise or return an
 info that cannot be sent. ``ButtonsEnv`` has MultiBinary actions and infos that
-tell a reset's from a step's.
+tell a reset's from a step's; ``ResizingEnv`` changes its spaces between sessions.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -135,7 +137,31 @@ class FineBoundsEnv(gym.Env[np.ndarray, int]):
         return np.zeros((84, 84, 3), np.float32), 0.0, False, False, {}
 
 
+class ResizingEnv(gym.Env[np.ndarray, int]):
+    """Observations of the size the file ``$NETGYM_TEST_SIZE_FILE`` holds when it is made:
+    an env that changes between runs, as an edited game does."""
+
+    action_space = spaces.Discrete(2)
+
+    def __init__(self) -> None:
+        size = int(Path(os.environ["NETGYM_TEST_SIZE_FILE"]).read_text())
+        self.observation_space = spaces.Box(0, 1, (size,), np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.count = 0
+        return np.zeros(self.observation_space.shape, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self.count += 1
+        obs = np.zeros(self.observation_space.shape, np.float32)
+        return obs, float(action), False, self.count >= 20, {}
+
+
 for _name, _cls in [
+    ("Resizing", ResizingEnv),
     ("Hang", HangEnv),
     ("Crash", CrashEnv),
     ("Raise", RaiseEnv),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -45,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = "".join(f"\n{note}" for note in getattr(exc, "__notes__", ()))
         print(f"netgym-train: error: {exc}{notes}", file=sys.stderr, flush=True)
         return 1
+    except BrokenPipeError:  # the output went to a pipe closed early (`| head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a command killed by SIGPIPE
     except OSError as exc:  # the run folder or a config file cannot be read or written
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"netgym-train: error{where}: {explain(exc)}", file=sys.stderr, flush=True)
@@ -125,13 +129,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--model",
         default="best",
+        type=_model,
         help="best, final, latest (checkpoint) or a checkpoint folder (default: best)",
     )
     evaluate.add_argument(
-        "--episodes", type=_positive, default=10, help="episodes to play (default: 10)"
+        "--episodes", type=_positive, help="episodes to play (default: the run's eval.episodes)"
     )
     evaluate.add_argument(
-        "--num-envs", type=_positive, default=5, help="envs in the session (default: 5)"
+        "--num-envs", type=_positive, help="envs in the session (default: the run's eval.num_envs)"
     )
     evaluate.add_argument(
         "--stochastic", action="store_true", help="sample actions instead of the most likely"
@@ -153,6 +158,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _model(text: str) -> str:
+    if text not in ("best", "final", "latest") and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"expected best, final, latest or a checkpoint folder, got {text!r}"
+        )
+    return text
 
 
 def _device(text: str) -> str:

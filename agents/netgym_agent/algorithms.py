@@ -18,6 +18,7 @@ import torch
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
@@ -145,6 +146,13 @@ def load_model(
         assert model.replay_buffer is not None
         model.replay_buffer.device = model.device  # it was saved with the old run's device
     return model
+
+
+def saved_spaces(directory: Path) -> tuple[Any, Any]:
+    """The observation and action spaces of the model saved in ``directory``."""
+    data, _, _ = load_from_zip_file(directory / MODEL_FILE, device="cpu")
+    assert data is not None
+    return data["observation_space"], data["action_space"]
 
 
 def save_model_files(model: BaseAlgorithm, directory: Path, *, replay_buffer: bool) -> None:

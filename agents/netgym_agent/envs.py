@@ -10,13 +10,16 @@ dies (the episodes in flight are lost, logged, and left out of the monitor).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from netgym import sb3
 from netgym.errors import AuthenticationError, InvalidRequestError, UnknownEnvError
 from netgym_agent.config import TrainConfig
-from netgym_agent.errors import ConfigError
+from netgym_agent.errors import ConfigError, EnvChangedError
 
 
 def make_env(
@@ -65,6 +68,31 @@ def make_env(
     return sb3.ReconnectAwareVecMonitor(
         remote, filename=str(monitor_file) if monitor_file else None
     )
+
+
+def check_env_fits(
+    env: VecEnv,
+    observation_space: spaces.Space[Any],
+    action_space: spaces.Space[Any],
+    env_id: str,
+) -> None:
+    """Check that ``env`` has the spaces a model was trained on (images as the model sees
+    them, channels first).
+
+    Raises:
+        EnvChangedError: naming the space that differs.
+    """
+    seen = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)
+    for what, served, trained in (
+        ("observation", seen.observation_space, observation_space),
+        ("action", seen.action_space, action_space),
+    ):
+        if served != trained:
+            raise EnvChangedError(
+                f"{env_id} now has the {what} space {served}, but this run's model was "
+                f"trained on {trained}: the env has changed since the run started (an "
+                "edited game.toml, say); put it back as it was, or start a new run"
+            )
 
 
 def normalize_env(

@@ -39,6 +39,12 @@ class CheckpointError(AgentError):
     code = "agent_checkpoint"
 
 
+class EnvChangedError(AgentError):
+    """The env served now has other spaces than those the run's model was trained on."""
+
+    code = "agent_env_changed"
+
+
 class RunDirError(AgentError):
     """The run folder cannot be used as asked (exists without --resume, and so on)."""
 

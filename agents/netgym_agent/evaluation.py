@@ -23,7 +23,7 @@ from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
 from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
 from netgym_agent.device import resolve_device
-from netgym_agent.envs import make_env, normalize_env
+from netgym_agent.envs import check_env_fits, make_env, normalize_env
 from netgym_agent.errors import CheckpointError
 from netgym_agent.rundir import RunDir
 
@@ -98,6 +98,7 @@ def evaluate(
     started = time.monotonic()
     env = make_env(config, num_envs=min(num_envs, episodes), url=url, token=token)
     try:
+        check_env_fits(env, model.observation_space, model.action_space, config.env.id)
         saved = statistics if isinstance(statistics, Path) else None
         env = normalize_env(env, config, statistics=saved, training=False)
         if isinstance(statistics, VecNormalize) and isinstance(env, VecNormalize):
@@ -133,8 +134,8 @@ def evaluate_saved(
     *,
     url: str | None,
     token: str | None,
-    episodes: int,
-    num_envs: int,
+    episodes: int | None = None,
+    num_envs: int | None = None,
     deterministic: bool = True,
     device: str | None = None,
 ) -> EvalResult:
@@ -145,8 +146,8 @@ def evaluate_saved(
         which: ``best``, ``final``, ``latest`` (the newest checkpoint) or a checkpoint folder.
         url: the envapi (None: ``$NETGYM_URL``).
         token: its token (None: ``$NETGYM_TOKEN``).
-        episodes: how many episodes.
-        num_envs: envs in the evaluation session.
+        episodes: how many episodes (None: the run's ``eval.episodes``).
+        num_envs: envs in the evaluation session (None: the run's ``eval.num_envs``).
         deterministic: take the policy's most likely action.
         device: instead of the run's (a GPU run evaluated on a CPU machine, say).
 
@@ -165,8 +166,8 @@ def evaluate_saved(
         config,
         url=url,
         token=token,
-        episodes=episodes,
-        num_envs=num_envs,
+        episodes=episodes or config.eval.episodes,
+        num_envs=num_envs or config.eval.num_envs,
         deterministic=deterministic,
         statistics=statistics if statistics.exists() else None,
     )

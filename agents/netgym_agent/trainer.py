@@ -35,7 +35,7 @@ from netgym_agent.checkpoints import (
 )
 from netgym_agent.config import TrainConfig, load_config
 from netgym_agent.device import announce, resolve_device
-from netgym_agent.envs import make_env, normalize_env, reconnect_count
+from netgym_agent.envs import check_env_fits, make_env, normalize_env, reconnect_count
 from netgym_agent.errors import AgentError, CheckpointError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
@@ -150,8 +150,11 @@ class _Run:
                     model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
                 except NetgymError as exc:
                     path = self._checkpoint()
-                    if isinstance(exc, ReconnectFailedError):
-                        exc.add_note("netgym-train: set env.reconnect_timeout_s to wait longer")
+                    if isinstance(exc, ReconnectFailedError):  # the config's key for it
+                        exc.message = exc.message.replace(
+                            "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
+                        )
+                        exc.args = (exc.message,)
                     self._say(  # the error itself follows, from the command
                         f"training stopped at step {model.num_timesteps:,}; checkpoint {path}; "
                         f"continue with: netgym-train train --run-dir {self.run.path} --resume"
@@ -171,6 +174,12 @@ class _Run:
             token=self.options.token,
             monitor_file=self.run.monitor_file(start),
         )
+        if checkpoint is not None:
+            try:
+                check_env_fits(env, *algorithms.saved_spaces(checkpoint.path), self.config.env.id)
+            except BaseException:
+                env.close()
+                raise
         statistics = checkpoint.path / algorithms.VECNORMALIZE_FILE if checkpoint else None
         if statistics is not None and not statistics.exists():
             statistics = None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from netgym_agent.algorithms import model_kwargs
 from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
 from netgym_agent.errors import ConfigError, RunDirError, explain
 from netgym_agent.rundir import RunDir
-from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, run_train, write_config
+from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, clean_env, run_train, write_config
 
 
 def small(**changes: object) -> dict:
@@ -258,3 +260,14 @@ def test_runs_of_one_config_started_at_once_get_their_own_folders(tmp_path: Path
 def test_a_folder_with_no_run_says_what_to_give(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match=r"holds no run \(no config.yaml\): give a run folder"):
         RunDir(tmp_path).load_config([])
+
+
+def test_evaluate_of_a_model_that_is_no_name_or_folder_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "netgym_agent", "evaluate", str(tmp_path), "--model", "bset"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "expected best, final, latest or a checkpoint folder, got 'bset'" in result.stderr

@@ -117,4 +117,5 @@ def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
     assert re.search(r"training stopped at step [\d,]+; checkpoint \S+step_", output), output
     assert output.count("could not open a new one") == 1, output
     assert "within reconnect_timeout_s=2 s" in output, output
-    assert "netgym-train: set env.reconnect_timeout_s to wait longer" in output, output
+    assert output.count("reconnect_timeout_s to wait longer") == 1, output
+    assert "Raise env.reconnect_timeout_s to wait longer" in output, output

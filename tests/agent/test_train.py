@@ -117,11 +117,12 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert "training done at step 2,048" in finished.stdout
     assert read_directory(run_dir / "final").info["step"] == 2048
 
-    evaluated = run_evaluate(
-        envapi, run_dir, "--model", "final", "--episodes", "2", "--num-envs", "2"
-    )
+    # The run's eval settings and seeds: the return of its evaluation at that step.
+    evaluated = run_evaluate(envapi, run_dir, "--model", "final")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout.splitlines()[-1])["step"] == 2048
+    record = json.loads(evaluated.stdout.splitlines()[-1])
+    assert (record["step"], record["episodes"]) == (2048, 2)
+    assert record["returns"] == evaluations(run_dir)[-1]["returns"]
 
     again = run_train(envapi, str(config), "--run-dir", str(run_dir))
     assert again.returncode == 2 and "--resume" in again.stdout

@@ -10,7 +10,11 @@ from typing import Any
 
 from netgym.errors import NetgymError, ServerUnavailableError, error_from_dict
 
-ENVAPI = ("envapi", "Start it with `netgym-envapi` or `docker compose up`, or set NETGYM_URL")
+ENVAPI = (
+    "envapi",
+    "Start it with `scripts/run.sh` (it starts the emulator service for NES games too), "
+    "`netgym-envapi` or `docker compose up`, or set NETGYM_URL",
+)
 EMULATOR = (
     "emulator service",
     "Start it with `netgym-emulator` or `docker compose up`, or set NETGYM_EMULATOR_URL",
