@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from netgym_emulator.games import GameError, discover, load_game
-from netgym_emulator.pool import InstancePool, UnknownGameError
+from netgym_emulator.pool import PROBLEMS_REREAD_S, InstancePool, UnknownGameError
 from netgym_emulator.settings import EmulatorSettings
 
 EFP_ROM = Path("/usr/share/nes/efp.nes")
@@ -339,6 +340,7 @@ def test_a_game_fixed_outside_its_folder_is_served_without_a_restart(tmp_path: P
             pool.game("Tiny")
         rom.parent.mkdir()
         shutil.copyfile(EFP_ROM, rom)
+        time.sleep(PROBLEMS_REREAD_S)  # folders with problems are read again this often
         assert pool.game("Tiny").rom == rom
         assert not pool.problems
     finally:

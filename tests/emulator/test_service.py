@@ -547,6 +547,7 @@ def test_start_from_a_save_state(tmp_path: Path) -> None:
         ("FromPowerOn", "", EFP_ROM),
         ("FromState", 'savestate = "start.fc0"', EFP_ROM),
         ("FromStateZipped", 'savestate = "start.fc0"', zipped),
+        ("FromDamagedState", 'savestate = "start.fc0"', EFP_ROM),
     )
     for name, extra, rom in cases:
         folder = games / name.lower()
@@ -555,12 +556,18 @@ def test_start_from_a_save_state(tmp_path: Path) -> None:
         (folder / "game.toml").write_text(manifest)
         (folder / "game.lua").write_text(EMULATOR_FRAME_SCRIPT)
         shutil.copyfile(state, folder / "start.fc0")
+    damaged = games / "fromdamagedstate" / "start.fc0"
+    damaged.write_bytes(b"FCS" + bytes(range(256)) * 12)
     with run_emulator(tmp_path, games) as (url, _):
         frames = {}
-        for name, _, _ in cases:
+        for name, _, _ in cases[:3]:
             env = EmulatorEnv(name, url)
             env.reset(seed=0)
             frames[name] = env.step(0)[4]["emulator_frame"]
             env.close()
+        env = EmulatorEnv("FromDamagedState", url)
+        with pytest.raises(EnvError, match=rf"save state {damaged} did not load: it is damaged"):
+            env.reset(seed=0)
+        env.close()
     assert frames["FromState"] >= frames["FromPowerOn"] + 250
     assert frames["FromStateZipped"] == frames["FromState"]

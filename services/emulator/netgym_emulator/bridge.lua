@@ -142,6 +142,13 @@ local _, port = server:getsockname()
 emu.speedmode("maximum")
 if from_savestate then
   savestate.load(savestate.create(1))  -- slot 0: ~/.fceux/fcs/<rom>.fc0
+  -- A state that does not load leaves FCEUX at power-on, silently.
+  if emu.framecount() == 0 then
+    report("error savestate: did not load: it is damaged, was saved by another emulator "
+      .. "or FCEUX version, or holds no frame yet")
+    emu.exit()
+    return
+  end
 end
 run_start_sequence()
 local start_state = savestate.create()

@@ -27,6 +27,7 @@ from netgym_emulator.games import Game, GameError
 BRIDGE = Path(__file__).with_name("bridge.lua")
 # How the bridge's own start-up errors begin, as opposed to the game script's.
 BRIDGE_ERROR = "bridge: "
+SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
@@ -295,6 +296,12 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[
             f"the bridge of an instance of {game.name} could not start: "
             f"{value.removeprefix(BRIDGE_ERROR)}",
             details={"bridge_error": value},
+        )
+    if value.startswith(SAVESTATE_ERROR):
+        raise GameError(
+            f"{game.name}'s save state {game.savestate} {value.removeprefix(SAVESTATE_ERROR)}; "
+            "save it again in FCEUX with this ROM (docs/games.md, 'Starting from a save state')",
+            details={"file": str(game.savestate)},
         )
     raise GameError(
         f"{game.name}'s Lua script {game.script} failed to load: {value}; fix the script",

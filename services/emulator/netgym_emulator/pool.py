@@ -21,6 +21,9 @@ log = logging.getLogger("netgym.emulator")
 ENDED_KEPT = 1000  # ended instances whose end a client may still ask about
 # How long an instance may go on after its client has gone (a bridge notices at once).
 CLIENT_GONE_GRACE_S = 3.0
+# How often folders with problems are read again when nothing in the games folder
+# changed (their fix may lie outside it); reading every folder takes a while.
+PROBLEMS_REREAD_S = 1.0
 
 
 class UnknownGameError(UnknownEnvError):
@@ -37,6 +40,7 @@ class InstancePool:
         self._starting = 0  # instances being started, counted against the limit
         self.games: dict[str, Game] = {}
         self._signature: tuple[Any, ...] = ()
+        self._read_at = 0.0  # when the folder was read last
         self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
         self.problems: dict[str, str] = {}
         self._told: dict[str, str] = {}  # what the log last said of each folder
@@ -72,7 +76,9 @@ class InstancePool:
         """Read the games folder again if a file in it changed (no restart needed)."""
         signature = folder_signature(self.settings.games_dir, self.games.values())
         # A folder with a problem may be fixed outside it (a ROM installed elsewhere).
-        if signature != self._signature or self.problems:
+        problems_due = self.problems and time.monotonic() - self._read_at > PROBLEMS_REREAD_S
+        if signature != self._signature or problems_due:
+            self._read_at = time.monotonic()
             self.games, self.problems = discover(self.settings.games_dir, self.games)
             self.problem_folders = {
                 name: folder
