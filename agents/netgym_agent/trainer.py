@@ -87,6 +87,7 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         if not options.resume and not store.steps():
             if made_folder:
                 shutil.rmtree(run.path, ignore_errors=True)
+                print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
             else:
                 run.config_file.unlink(missing_ok=True)
         raise

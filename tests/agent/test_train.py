@@ -209,6 +209,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
     assert result.returncode == 2, result.stdout
     assert "env.id: no env 'CartPol-v1' is served here; did you mean CartPole-v1" in result.stdout
     assert not run_dir.exists()  # the same command works once the config is fixed
+    assert f"run folder removed (nothing saved yet): {run_dir}" in result.stdout
     config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
     no_token = run_train(None, str(config), "--run-dir", str(run_dir), "--url", envapi.url)
     assert no_token.returncode == 1

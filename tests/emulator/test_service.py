@@ -444,11 +444,13 @@ def test_the_emulator_service_answers_every_error_with_netgyms_error_body(stack:
     url = stack.emulator_url
     unknown_game = httpx.post(f"{url}/v1/instances", json={"game": "NoSuchGame"})
     malformed = httpx.post(f"{url}/v1/instances", json={"screen": "sideways"})
+    unknown_key = httpx.post(f"{url}/v1/instances", json={"game": "Plain", "sreen": False})
     unknown_path = httpx.get(f"{url}/v1/no-such-thing")
     wrong_method = httpx.put(f"{url}/v1/games")
     assert unknown_game.json()["error"]["code"] == "unknown_env"
     assert (malformed.status_code, malformed.json()["error"]["code"]) == (422, "invalid_request")
     assert "body.game: Field required" in malformed.json()["error"]["message"]
+    assert unknown_key.status_code == 422 and "sreen" in unknown_key.json()["error"]["message"]
     assert (unknown_path.status_code, unknown_path.json()["error"]["code"]) == (404, "not_found")
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     with pytest.raises(InvalidRequestError, match=r"body\.game"):  # the client's exception

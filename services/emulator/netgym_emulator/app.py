@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from netgym.errors import NetgymError
 from netgym_emulator.display import VirtualDisplay
@@ -33,6 +33,8 @@ PoolDep = Annotated[InstancePool, Depends(get_pool)]
 
 class StartInstance(BaseModel):
     """The body of POST /v1/instances."""
+
+    model_config = ConfigDict(extra="forbid")
 
     game: str
     screen: bool | None = None  # False: no screen in replies (faster when only RAM is observed)
