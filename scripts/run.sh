@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the stack on this machine without Docker: the emulator service and the
 # envapi (which serves Atari, the Gymnasium classics and every game in games/).
-# Ctrl-C stops both. Settings come from NETGYM_* variables (see README.md).
+# Ctrl-C or SIGTERM stops both; the envapi goes on serving Atari and the
+# classics if the emulator service fails. Settings come from NETGYM_* variables
+# (see README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for argument in "$@"; do
@@ -9,29 +11,43 @@ for argument in "$@"; do
         exec .venv/bin/netgym-envapi --help
     fi
 done
+emulator=""
+envapi=""
+# The envapi first, then the emulator service it uses; a second signal meanwhile
+# does not cut this short (the emulator would be left running).
+stop() {
+    trap '' INT TERM HUP
+    if [[ -n "$envapi" ]] && kill -TERM "$envapi" 2>/dev/null; then
+        for _ in $(seq 100); do
+            kill -0 "$envapi" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -KILL "$envapi" 2>/dev/null || true
+        wait "$envapi" 2>/dev/null || true
+    fi
+    if [[ -n "$emulator" ]]; then
+        kill -TERM "$emulator" 2>/dev/null || true
+        wait "$emulator" 2>/dev/null || true
+    fi
+}
+die_of() {  # stop, then end as killed by the signal, so that a calling script stops too
+    stop
+    trap - EXIT "$1"
+    kill -"$1" $$
+}
+trap 'die_of INT' INT
+trap 'die_of TERM' TERM
+trap 'die_of HUP' HUP
+trap stop EXIT
 emulator_port="${NETGYM_EMULATOR_PORT:-8002}"
-# In a session of its own, so that Ctrl-C reaches the envapi first: the
+# In a session of its own, so that Ctrl-C reaches the envapi alone: the
 # emulator service is stopped once the envapi, which uses it, has stopped.
 setsid .venv/bin/netgym-emulator --port "$emulator_port" \
     --games-dir "${NETGYM_EMULATOR_GAMES_DIR:-games}" &
 emulator=$!
-envapi=""
-stop() {
-    trap - INT TERM HUP EXIT
-    if [[ -n "$envapi" ]]; then
-        kill -TERM "$envapi" 2>/dev/null || true
-        wait "$envapi" 2>/dev/null || true
-    fi
-    kill -TERM "$emulator" 2>/dev/null || true
-    wait "$emulator" 2>/dev/null || true
-}
-trap 'stop; exit 130' INT
-trap 'stop; exit 143' TERM
-trap 'stop; exit 129' HUP
-trap stop EXIT
 export NETGYM_EMULATOR_URL="${NETGYM_EMULATOR_URL:-http://127.0.0.1:$emulator_port}"
 .venv/bin/netgym-envapi "$@" &
 envapi=$!
 status=0
-wait -n "$emulator" "$envapi" || status=$?  # one has stopped: stop the other
+wait "$envapi" || status=$?
 exit "$status"

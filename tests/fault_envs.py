@@ -138,25 +138,30 @@ class FineBoundsEnv(gym.Env[np.ndarray, int]):
 
 
 class ResizingEnv(gym.Env[np.ndarray, int]):
-    """Observations of the size the file ``$NETGYM_TEST_SIZE_FILE`` holds when it is made:
-    an env that changes between runs, as an edited game does."""
+    """Observations of the shape the file ``$NETGYM_TEST_SIZE_FILE`` holds when it is made
+    (``4``: floats, ``8 8 3``: an image): an env that changes between runs, as an edited
+    game does."""
 
     action_space = spaces.Discrete(2)
 
     def __init__(self) -> None:
-        size = int(Path(os.environ["NETGYM_TEST_SIZE_FILE"]).read_text())
-        self.observation_space = spaces.Box(0, 1, (size,), np.float32)
+        shape = tuple(int(n) for n in Path(os.environ["NETGYM_TEST_SIZE_FILE"]).read_text().split())
+        self.observation_space = (
+            spaces.Box(0, 255, shape, np.uint8)
+            if len(shape) == 3
+            else spaces.Box(0, 1, shape, np.float32)
+        )
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.count = 0
-        return np.zeros(self.observation_space.shape, np.float32), {}
+        return np.zeros(self.observation_space.shape, self.observation_space.dtype), {}
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.count += 1
-        obs = np.zeros(self.observation_space.shape, np.float32)
+        obs = np.zeros(self.observation_space.shape, self.observation_space.dtype)
         return obs, float(action), False, self.count >= 20, {}
 
 

@@ -24,7 +24,7 @@ def answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stop", ["Ctrl-C", "SIGTERM"])
+@pytest.mark.parametrize("stop", ["Ctrl-C", "Ctrl-C twice", "SIGTERM"])
 def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
     port, data_port, emulator_port = free_port(), free_port(), free_port()
     environ = {
@@ -52,14 +52,22 @@ def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
             time.sleep(0.2)
         assert answers(f"http://127.0.0.1:{emulator_port}/v1/health")
         services = descendants(script.pid)
-        if stop == "Ctrl-C":
+        if stop.startswith("Ctrl-C"):
             os.killpg(script.pid, signal.SIGINT)  # what a terminal sends its foreground job
+            if stop == "Ctrl-C twice":  # impatient: while the envapi shuts down
+                time.sleep(0.1)
+                os.killpg(script.pid, signal.SIGINT)
         else:
             script.terminate()
         script.wait(30)
     finally:
         if script.poll() is None:
             os.killpg(script.pid, signal.SIGKILL)
+    # The envapi's helpers (its forkserver, multiprocessing's resource tracker) exit
+    # as they find it gone, a moment after it.
+    deadline = time.monotonic() + 10
+    while [pid for pid in services if alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not [pid for pid in services if alive(pid)], log.read_text()
     assert not answers(f"http://127.0.0.1:{port}/v1/health")
     # The emulator service outlived the envapi, which never found it gone.

@@ -9,9 +9,11 @@ dies (the episodes in flight are lost, logged, and left out of the monitor).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -70,27 +72,61 @@ def make_env(
     )
 
 
+class _SpacesOnly(VecEnv):
+    """A VecEnv that has spaces and nothing else: wrapped as a model's env is, it
+    shows the spaces the model sees (VecNormalize and SB3 change image spaces)."""
+
+    def __init__(self, env: VecEnv) -> None:
+        observation_space = copy.deepcopy(env.observation_space)  # VecNormalize edits a Dict
+        super().__init__(env.num_envs, observation_space, env.action_space)
+
+    def reset(self) -> Any:
+        raise NotImplementedError
+
+    def step_async(self, actions: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def step_wait(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [None] * self.num_envs  # render_mode, which VecEnv asks for
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise NotImplementedError
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * self.num_envs
+
+
 def check_env_fits(
     env: VecEnv,
+    config: TrainConfig,
     observation_space: spaces.Space[Any],
     action_space: spaces.Space[Any],
-    env_id: str,
 ) -> None:
-    """Check that ``env`` has the spaces a model was trained on (images as the model sees
-    them, channels first).
+    """Check that ``env`` (monitored, not yet normalised) has the spaces a model of
+    ``config`` was trained on, as the model sees them.
 
     Raises:
         EnvChangedError: naming the space that differs.
     """
-    seen = BaseAlgorithm._wrap_env(env, verbose=0, monitor_wrapper=False)
+    wrapped = normalize_env(_SpacesOnly(env), config, statistics=None, training=False)
+    seen = BaseAlgorithm._wrap_env(wrapped, verbose=0, monitor_wrapper=False)
     for what, served, trained in (
         ("observation", seen.observation_space, observation_space),
         ("action", seen.action_space, action_space),
     ):
         if served != trained:
             raise EnvChangedError(
-                f"{env_id} now has the {what} space {served}, but this run's model was "
-                f"trained on {trained}: the env has changed since the run started (an "
+                f"{config.env.id} now has the {what} space {served}, but this run's model "
+                f"was trained on {trained}: the env has changed since the run started (an "
                 "edited game.toml, say); put it back as it was, or start a new run"
             )
 

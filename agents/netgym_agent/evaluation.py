@@ -98,7 +98,7 @@ def evaluate(
     started = time.monotonic()
     env = make_env(config, num_envs=min(num_envs, episodes), url=url, token=token)
     try:
-        check_env_fits(env, model.observation_space, model.action_space, config.env.id)
+        check_env_fits(env, config, model.observation_space, model.action_space)
         saved = statistics if isinstance(statistics, Path) else None
         env = normalize_env(env, config, statistics=saved, training=False)
         if isinstance(statistics, VecNormalize) and isinstance(env, VecNormalize):

@@ -177,7 +177,7 @@ class _Run:
         )
         if checkpoint is not None:
             try:
-                check_env_fits(env, *algorithms.saved_spaces(checkpoint.path), self.config.env.id)
+                check_env_fits(env, self.config, *algorithms.saved_spaces(checkpoint.path))
             except BaseException:
                 env.close()
                 raise

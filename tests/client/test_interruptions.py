@@ -136,6 +136,7 @@ def step_hanging_env_in_a_thread(
     deadline = time.monotonic() + 5
     while not envs._in_call.locked() and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.3)  # past step_async, into step_wait's wait for the reply
     return other, outcome
 
 
@@ -159,9 +160,10 @@ def test_close_from_another_thread_wakes_the_call_and_ends_the_session(
     other, outcome = step_hanging_env_in_a_thread(envs)
     envs.close()
     other.join(10)
-    # Woken at once: not the WorkerTimeoutError of the step's 2 s timeout.
     assert outcome and isinstance(outcome[0], SessionStateError)
     assert "closed by another thread during the call" in str(outcome[0])
+    # Woken by the closed socket, not by the WorkerTimeoutError of the step's 2 s timeout.
+    assert isinstance(outcome[0].__cause__, ConnectionLostError)
     assert envs.session_id not in live_sessions(tmp_envapi)
     with pytest.raises(SessionStateError, match="this env is closed; make a new one"):
         envs.step(np.array([0, 0]))

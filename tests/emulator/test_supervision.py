@@ -55,17 +55,23 @@ def test_starts_at_once_cannot_pass_the_limit(tmp_path: Path) -> None:
         assert "MAX_INSTANCES=2" in refused
 
 
+@pytest.mark.parametrize(
+    "wrappers",
+    [[], [{"name": "frame_stack", "kwargs": {"stack_size": 2}}]],
+    ids=["stepped-together", "wrapped-in-workers"],  # wrapped, the envs split over processes
+)
 def test_a_session_over_the_limit_gives_back_what_its_failed_reset_started(
-    tmp_path: Path,
+    tmp_path: Path, wrappers: list[object]
 ) -> None:
     with (
         run_emulator(tmp_path, games_dir(tmp_path), max_instances="2") as (url, _),
         run_envapi(tmp_path, emulator_url=url) as envapi,
     ):
         kwargs = {"url": envapi.url, "token": envapi.token}
-        with netgym.make_vec("netgym/Plain-v0", 3, **kwargs) as envs:
-            with pytest.raises(LimitExceededError, match=r"^env 2: .*close envs you no longer"):
+        with netgym.make_vec("netgym/Plain-v0", 3, wrappers=wrappers, **kwargs) as envs:
+            with pytest.raises(LimitExceededError, match=r"^env \d: .*close envs you no longer"):
                 envs.reset(seed=0)
+            assert httpx.get(f"{url}/v1/instances").json()["instances"] == []
             with netgym.make("netgym/Plain-v0", **kwargs) as other:  # not starved
                 other.reset(seed=0)
                 other.step(0)

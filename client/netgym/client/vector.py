@@ -131,6 +131,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             raise
         self._state = _State.READY
         self._in_call = threading.Lock()  # one thread in a call at a time
+        self._caller = 0  # the thread that took _in_call last
         self._session_ended = False  # known to have ended on the server
         self._server_silent = False  # it did not answer when asked why the connection broke
         self._closed = False
@@ -222,8 +223,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._closed = True
         if not self._in_call.acquire(blocking=False):
             self._connection.shutdown()
-            if not self._in_call.acquire(timeout=_CLOSE_TIMEOUT_S):
+            # From a signal handler in the calling thread, the call goes on once it returns.
+            same_thread = self._caller == threading.get_ident()
+            if same_thread or not self._in_call.acquire(timeout=_CLOSE_TIMEOUT_S):
                 self._state = _State.CLOSED
+                self._connection.abort()
                 self._close_session()
                 return
             self._connection.abort()  # the call was cut short: the stream is out of step
@@ -254,6 +258,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 f"cannot call {call}(): another thread is in a call on this env; an env "
                 "serves one thread at a time (make one env per thread)"
             )
+        self._caller = threading.get_ident()
         try:
             self._check(wanted, call)
         except BaseException:
@@ -278,11 +283,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
     def _call(self, function: Any, *args: Any) -> Any:
         try:
             return self._call_once(function, *args)
-        except Exception:
+        except Exception as exc:
             if self._closed:  # close() from another thread woke this call
                 raise SessionStateError(
                     "this env was closed by another thread during the call; make a new one"
-                ) from None
+                ) from exc
             raise
 
     def _call_once(self, function: Any, *args: Any) -> Any:

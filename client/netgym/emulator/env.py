@@ -43,7 +43,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
         game: the game's name in its manifest (``Catch`` for ``netgym/Catch-v0``).
         emulator_url: the emulator service, e.g. ``http://127.0.0.1:8002``.
         observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
-        timeout_s: how long a step may take before the instance counts as hung.
+        timeout_s: how long a step may take before the instance counts as hung
+            (0.001 to 3600 s).
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
     """
 

@@ -120,7 +120,7 @@ async def _supervise_forever(pool: InstancePool, display: VirtualDisplay) -> Non
     display_failed = False
     while True:
         await asyncio.sleep(1.0)
-        pool.reap()
+        pool.reap(check_clients=True)
         try:
             display.live_name()
             display_failed = False

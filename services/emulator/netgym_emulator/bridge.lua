@@ -115,8 +115,8 @@ for _, name in ipairs({"register", "registerwrite", "registerread", "registerexe
 end
 gui.register = forbidden("gui.register", NO_CALLBACKS)
 
--- FCEUX runs in the bridge's folder: GAME_DIR names the game's, for the
--- script's own files, and require() looks there first.
+-- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,
+-- for the script's own files, and require() looks there first.
 GAME_DIR = script_path:match("^(.*)/[^/]*$") or "."
 package.path = GAME_DIR .. "/?.lua;" .. package.path
 local ok, game = pcall(dofile, script_path)

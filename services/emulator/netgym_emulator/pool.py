@@ -122,20 +122,23 @@ class InstancePool:
             f"plugged in: {', '.join(sorted(self.games)) or 'none'}"
         )
 
-    def reap(self) -> None:
-        """Forget instances whose FCEUX has exited, keeping why; kill those whose client left.
+    def reap(self, check_clients: bool = False) -> None:
+        """Forget instances whose FCEUX has exited, keeping why; with ``check_clients``
+        (the supervisor's call, every second), also kill those whose client left.
 
         A client that goes (a killed session) while its instance is busy in an
         endless loop of the game script, or stopped, would leave it holding a
         slot, and a core, for good.
         """
-        states = tcp_states() if self.instances else {}
+        states = tcp_states() if check_clients and self.instances else {}
         now = time.monotonic()
         for instance_id, instance in list(self.instances.items()):
             if not instance.alive:
                 self._ended(instance_id, f"FCEUX {instance.describe_exit()}")
                 instance.kill()
                 del self.instances[instance_id]
+            elif not check_clients:
+                continue
             elif not instance.client_gone(states):
                 instance.client_gone_since = None
             elif instance.client_gone_since is None:

@@ -18,7 +18,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.spaces import Box
 
-from netgym.errors import EnvError, LimitExceededError, NetgymError
+from netgym.emulator.env import EmulatorEnv
+from netgym.errors import EnvError, NetgymError
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -110,7 +111,6 @@ class EnvSlice:
     ) -> EnvInfos:
         """Reset the envs ``mask`` selects (all when None); return their infos."""
         infos: EnvInfos = []
-        reset: list[gym.Env[Any, Any]] = []
         for offset, env in enumerate(self.envs):
             index = self.start + offset
             if mask is not None and not mask[index]:
@@ -118,14 +118,7 @@ class EnvSlice:
             try:
                 obs, info = env.reset(seed=seeds[index], options=options)
             except Exception as exc:
-                if isinstance(exc, LimitExceededError):
-                    # Emulator instances this failed reset started would starve others.
-                    for done in reset:
-                        release = getattr(done.unwrapped, "release", None)
-                        if release is not None:
-                            release()
                 raise self._of_env(exc, index) from None
-            reset.append(env)
             self._write_obs(index, obs)
             self._done[offset] = False
             infos.append((index, info))
@@ -186,6 +179,16 @@ class EnvSlice:
         if failure is not None:
             raise failure
         return infos
+
+    def release(self, mask: np.ndarray | None) -> EnvInfos:
+        """Give back the emulator instances of the envs ``mask`` selects (all when None);
+        their next reset starts new ones."""
+        for offset, env in enumerate(self.envs):
+            if (mask is None or mask[self.start + offset]) and isinstance(
+                env.unwrapped, EmulatorEnv
+            ):
+                env.unwrapped.release()
+        return []
 
     def _of_env(self, exc: Exception, index: int) -> NetgymError:
         """The error an env raised, naming the env when the session has several."""

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from netgym.errors import (
+    LimitExceededError,
     NetgymError,
     WorkerCrashedError,
     WorkerTimeoutError,
@@ -58,7 +59,12 @@ def _worker_main(connection: Connection, make_slice: Callable[[], EnvSlice]) -> 
             if command == "close":
                 break
             try:
-                result = envs.step() if command == "step" else envs.reset(*args)
+                if command == "step":
+                    result = envs.step()
+                elif command == "release":
+                    result = envs.release(*args)
+                else:
+                    result = envs.reset(*args)
                 connection.send((True, result))
             except Exception as exc:
                 connection.send((False, _error_dict(exc)))
@@ -149,7 +155,14 @@ class WorkerPool:
         assert self._local is not None
         local = self._local
         self._send_all(("reset", seeds, options, mask), "reset")
-        return self._combine(lambda: local.reset(seeds, options, mask), timeout_s, "reset")
+        try:
+            return self._combine(lambda: local.reset(seeds, options, mask), timeout_s, "reset")
+        except LimitExceededError:
+            # The emulator instances this failed reset started would starve other clients.
+            with contextlib.suppress(NetgymError):
+                self._send_all(("release", mask), "release")
+                self._combine(lambda: local.release(mask), timeout_s, "release")
+            raise
 
     def step(self, timeout_s: float) -> EnvInfos:
         """Step every env with the actions in shared memory."""
