@@ -59,6 +59,8 @@ class PeriodicTasks(BaseCallback):
             ``evaluate_every`` and before that evaluation ran.
         checkpoint: writes a checkpoint of the model as it is now.
         evaluate: evaluates the model as it is now.
+        stopping: whether a stop was requested (during an evaluation, say): the
+            checkpoint is left to the stop's own, a step later.
     """
 
     def __init__(
@@ -70,19 +72,21 @@ class PeriodicTasks(BaseCallback):
         evaluated_at: int | None = None,
         checkpoint: Callable[[], object],
         evaluate: Callable[[], object],
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__()
         self.checkpoints = Every(checkpoint_every, start)
         self.evaluations = Every(evaluate_every, start if evaluated_at is None else evaluated_at)
         self.checkpoint = checkpoint
         self.evaluate = evaluate
+        self.stopping = stopping
 
     def _on_rollout_start(self) -> None:
         step = self.num_timesteps
         if self.evaluations.due(step):
             self.evaluations.mark(step)
             self.evaluate()
-        if self.checkpoints.due(step):
+        if self.checkpoints.due(step) and not self.stopping():
             self.checkpoints.mark(step)
             self.checkpoint()
 

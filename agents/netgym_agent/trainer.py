@@ -141,6 +141,7 @@ class _Run:
                         evaluated_at=min(start, max(_last_eval(self.run), 0)),
                         checkpoint=self._checkpoint,
                         evaluate=self._evaluate,
+                        stopping=lambda: bool(self.stop),
                     ),
                     StopOnRequest(self.stop, lambda: self.goal_reached),
                 ]

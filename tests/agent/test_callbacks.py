@@ -32,3 +32,23 @@ def test_a_resume_runs_the_evaluation_that_a_stop_came_before() -> None:
 def test_a_fresh_run_and_an_evaluated_resume_wait_for_the_next_multiple() -> None:
     assert evaluations_at([0, 9_000, 10_100], start=0, evaluated_at=None) == [10_100]
     assert evaluations_at([20_000, 25_000], start=20_000, evaluated_at=20_000) == []
+
+
+def test_a_stop_during_an_evaluation_leaves_the_checkpoint_to_the_stop() -> None:
+    checkpoints: list[int] = []
+    stop = [False]
+
+    def evaluate() -> None:
+        stop[0] = True  # SIGINT while it plays
+
+    tasks = PeriodicTasks(
+        checkpoint_every=1_000,
+        evaluate_every=1_000,
+        start=0,
+        checkpoint=lambda: checkpoints.append(tasks.num_timesteps),
+        evaluate=evaluate,
+        stopping=lambda: stop[0],
+    )
+    tasks.num_timesteps = 1_000
+    tasks._on_rollout_start()
+    assert checkpoints == []  # the stop writes its own, one step later: not two
