@@ -28,11 +28,11 @@ from netgym.errors import (
     SessionNotFoundError,
 )
 
-# What an instance started from the manifest as it is now must share with the env:
-# its spaces, and how much of the game one step plays.
 # A step's timeout: a socket timeout under 1 ms reads as none at all.
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
+# What an instance started from the manifest as it is now must share with the env:
+# its spaces, and how much of the game one step plays.
 _SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram")
 
 
