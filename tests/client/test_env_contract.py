@@ -24,6 +24,10 @@ ENVS = {
     ),
     "frozenlake": ("FrozenLake-v1", []),
     "blackjack-tuple-obs": ("Blackjack-v1", []),
+    "cartpole-time-limit": (
+        "CartPole-v1",
+        [{"name": "time_limit", "kwargs": {"max_episode_steps": 50}}],
+    ),
 }
 
 
@@ -77,6 +81,22 @@ def test_gymnasium_check_env(backend: Callable[..., gym.Env], name: str) -> None
 def test_sb3_check_env(backend: Callable[..., gym.Env], name: str) -> None:
     env = backend(*ENVS[name])
     sb3_check_env(env, warn=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "max_episode_steps", "reward_threshold"),
+    [("cartpole", 500, 475.0), ("cartpole-time-limit", 50, 475.0), ("pong", None, None)],
+)
+def test_spec_gives_the_episode_limit(
+    backend: Callable[..., gym.Env],
+    name: str,
+    max_episode_steps: int | None,
+    reward_threshold: float | None,
+) -> None:
+    env = backend(*ENVS[name])
+    assert env.spec is not None
+    assert env.spec.max_episode_steps == max_episode_steps
+    assert env.spec.reward_threshold == reward_threshold
 
 
 @pytest.mark.parametrize("name", ["cartpole", "pong", "pong-atari-stack"])

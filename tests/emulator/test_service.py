@@ -100,6 +100,14 @@ def test_catch_passes_check_env(stack: Stack) -> None:
         check_env(env, skip_render_check=True)
 
 
+def test_the_spec_gives_the_game_limit_or_a_shorter_time_limit(stack: Stack) -> None:
+    with netgym.make("netgym/Catch-v0", **stack.kwargs) as env:
+        assert env.spec is not None and env.spec.max_episode_steps == 250  # game.toml's
+    time_limit = {"name": "time_limit", "kwargs": {"max_episode_steps": 3}}
+    with netgym.make("netgym/Catch-v0", wrappers=[time_limit], **stack.kwargs) as env:
+        assert env.spec is not None and env.spec.max_episode_steps == 3
+
+
 def test_same_seed_and_actions_give_the_same_frames(stack: Stack) -> None:
     with netgym.make_vec("netgym/Catch-v0", 2, **stack.kwargs) as envs:
         traces = []

@@ -61,6 +61,7 @@ class RemoteEnv(gym.Env[Any, Any]):
                 id=env_id,
                 entry_point=_NewSession(env_id, token),
                 kwargs={**kwargs, "url": self._vector.url},
+                **self._vector.episode_spec,
             )
         except GymnasiumError:  # an id outside Gymnasium's pattern: no spec, as before
             self.spec = None

@@ -147,6 +147,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.metadata = {"autoreset_mode": mode}
+        # What the server's env.spec says of the episodes (absent from older servers).
+        self.episode_spec: dict[str, Any] = {
+            key: reply.get(key) for key in ("max_episode_steps", "reward_threshold")
+        }
         self._results = ResultLayout(self.single_observation_space, num_envs)
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
         # A STEP frame, sent as is once the actions are written into it.

@@ -256,6 +256,29 @@ def _explain_missing_game(env_id: str) -> None:
             ) from None
 
 
+def episode_spec(env: gym.Env[Any, Any]) -> dict[str, Any]:
+    """What a local ``env.spec`` would say of the episodes, its wrappers included.
+
+    An NES game has no Gymnasium spec: its limit is the game's own, or a
+    ``time_limit`` wrapper's where that is shorter.
+    """
+    if env.spec is not None:
+        return {
+            "max_episode_steps": env.spec.max_episode_steps,
+            "reward_threshold": env.spec.reward_threshold,
+        }
+    limits = []
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            limits.append(layer.get_wrapper_attr("_max_episode_steps"))
+        layer = layer.env
+    own = getattr(layer, "max_episode_steps", None)
+    if isinstance(own, int):
+        limits.append(own)
+    return {"max_episode_steps": min(limits, default=None), "reward_threshold": None}
+
+
 def make_env(
     env_id: str, env_kwargs: dict[str, Any], wrappers: list[WrapperSpec]
 ) -> gym.Env[Any, Any]:

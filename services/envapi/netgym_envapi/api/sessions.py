@@ -48,6 +48,7 @@ async def open_session(
         **record.public(),
         "observation_space": record.observation_space,
         "action_space": record.action_space,
+        **record.episode,
         "data_port": settings.public_data_port or dataport.port,
         "attach_timeout_s": settings.attach_timeout_s,
     }

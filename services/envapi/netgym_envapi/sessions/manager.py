@@ -91,6 +91,7 @@ class SessionRecord:
     state: SessionState = SessionState.STARTING
     observation_space: dict[str, Any] | None = None
     action_space: dict[str, Any] | None = None
+    episode: dict[str, Any] = field(default_factory=dict)  # max_episode_steps, reward_threshold
     end_reason: str | None = None
     end_error: dict[str, Any] | None = None
     ready: asyncio.Future[None] = field(
@@ -294,6 +295,7 @@ class SessionManager:
                 "env_id": env_id,
                 "observation_space": record.observation_space,
                 "action_space": record.action_space,
+                **record.episode,
             }
         return self._spec_cache[env_id]
 
@@ -323,6 +325,7 @@ class SessionManager:
         if message["op"] == "ready":
             record.observation_space = message["observation_space"]
             record.action_space = message["action_space"]
+            record.episode = message["episode"]
             record.state = SessionState.READY
             if not record.ready.done():
                 record.ready.set_result(None)
