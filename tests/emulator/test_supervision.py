@@ -79,10 +79,13 @@ def test_a_session_over_the_limit_gives_back_what_its_failed_reset_started(
 
 def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
-        assert start(url).status_code == 201
+        instance = start(url)
+        assert instance.status_code == 201
         xvfb = [pid for pid, name in process_names(process.pid).items() if name == "Xvfb"]
         assert len(xvfb) == 1
         os.kill(xvfb[0], signal.SIGKILL)
+        ended = wait_for_the_end(url, instance.json()["instance_id"], 10).json()["error"]
+        assert "it lost its virtual display (Xvfb died" in ended["message"], ended
         # No instance start is needed: a client's first call may be GET /v1/health.
         deadline = time.monotonic() + 10
         while (health := httpx.get(f"{url}/v1/health", timeout=30)).json()["display_restarts"] == 0:
@@ -145,12 +148,24 @@ def test_a_bridge_that_cannot_listen_says_so(tmp_path: Path) -> None:
         assert "NETGYM_EMULATOR_BRIDGE_HOST" in message
 
 
-def test_an_instance_whose_client_went_silent_exits(tmp_path: Path) -> None:
+def test_an_instance_whose_client_went_silent_exits_and_says_why(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path), idle_timeout_s="1") as (url, _):
         instance = start(url).json()
         with socket.create_connection((instance["host"], instance["port"])):
             state = wait_for_the_end(url, instance["instance_id"], 10)
-        assert "has ended: FCEUX exited" in state.json()["error"]["message"]
+        message = state.json()["error"]["message"]
+        assert "its client sent nothing for 1 s (the idle timeout, NETGYM_EMULATOR_IDLE" in message
+
+
+def test_an_unclaimed_or_garbled_instance_exits_and_says_why(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path), attach_timeout_s="1") as (url, _):
+        unclaimed, garbled = start(url).json(), start(url).json()
+        with socket.create_connection((garbled["host"], garbled["port"])) as bridge:
+            bridge.sendall(b"Xabcd")
+            message = wait_for_the_end(url, garbled["instance_id"], 10).json()["error"]["message"]
+        assert 'its client sent an unknown request "Xabcd"' in message, message
+        message = wait_for_the_end(url, unclaimed["instance_id"], 10).json()["error"]["message"]
+        assert "no client connected within 1 s of the start (the attach timeout" in message
 
 
 def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Path) -> None:

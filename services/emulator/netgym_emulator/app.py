@@ -122,7 +122,7 @@ async def _supervise_forever(pool: InstancePool, display: VirtualDisplay) -> Non
         await asyncio.sleep(1.0)
         pool.reap(check_clients=True)
         try:
-            display.live_name()
+            await asyncio.to_thread(display.live_name)
             display_failed = False
         except Exception:  # tried again every second; /v1/health answers 503 meanwhile
             if not display_failed:

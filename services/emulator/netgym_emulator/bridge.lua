@@ -28,6 +28,8 @@ local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 -- client shares) and replies carry only their length: one write of 245 KB
 -- instead of thirty 8 KB socket sends, which cost FCEUX more than a frame.
 local screen_path = env("NETGYM_SCREEN_FILE", nil)
+-- Why the bridge ended FCEUX of its own accord, for the service to report.
+local exit_file = env("NETGYM_EXIT_FILE", nil)
 
 local ram_addresses = {}
 for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
@@ -42,6 +44,15 @@ local function report(text)
   file:write(text)
   file:close()
   os.rename(tmp, port_file)
+end
+
+local function note_exit(why)
+  if exit_file == nil then return end
+  local file = io.open(exit_file, "w")
+  if file ~= nil then
+    file:write(why)
+    file:close()
+  end
 end
 
 -- The bridge's own start-up errors say "bridge: " (instances.py tells them
@@ -173,6 +184,8 @@ server:settimeout(attach_timeout)
 local client = server:accept()
 server:close()
 if client == nil then
+  note_exit("no client connected within " .. attach_timeout .. " s of the start (the attach "
+    .. "timeout, NETGYM_EMULATOR_ATTACH_TIMEOUT_S)")
   emu.exit()
   return
 end
@@ -299,8 +312,14 @@ local function answer_reset()
 end
 
 while true do
-  local request = client:receive(5)
-  if request == nil then break end
+  local request, problem = client:receive(5)
+  if request == nil then
+    if problem == "timeout" then
+      note_exit("its client sent nothing for " .. idle_timeout .. " s (the idle timeout, "
+        .. "NETGYM_EMULATOR_IDLE_TIMEOUT_S)")
+    end
+    break
+  end
   local command, argument = string.sub(request, 1, 1), read_u32(request, 2)
   if command == "S" then
     advance_then(argument, frames_per_step, answer_step)
@@ -313,6 +332,7 @@ while true do
   elseif command == "P" then
     client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
   else
+    note_exit("its client sent an unknown request " .. string.format("%q", request))
     break
   end
 end

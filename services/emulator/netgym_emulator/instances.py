@@ -28,11 +28,13 @@ BRIDGE = Path(__file__).with_name("bridge.lua")
 # How the bridge's own start-up errors begin, as opposed to the game script's.
 BRIDGE_ERROR = "bridge: "
 SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
+EXIT_FILE = "bridge-exit"  # why the bridge ended FCEUX itself, when it did
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
 FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n"
 _PR_SET_PDEATHSIG = 1
+_DISPLAY_LOST = "X11 connection broke"  # what FCEUX (Qt) logs when Xvfb dies
 _TCP_CLOSE_WAIT = "08"  # /proc/net/tcp's state of a socket whose peer has closed
 
 
@@ -79,6 +81,13 @@ class Instance:
             return "is running"
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
+        with contextlib.suppress(OSError):  # the bridge's own reason: a timeout, say
+            return f"was ended by its bridge: {(self.home / EXIT_FILE).read_text()}"
+        if _DISPLAY_LOST in self.log_tail():
+            return (
+                f"exited with code {code}: it lost its virtual display (Xvfb died; the "
+                "service starts a new one)"
+            )
         return f"exited with code {code}"
 
     def client_gone(self, tcp_states: dict[int, str]) -> bool:
@@ -227,6 +236,7 @@ def _launch(
         "NETGYM_BIND": bridge_host,
         "NETGYM_ATTACH_TIMEOUT": str(timeouts[0]),
         "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
+        "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
     }
     if screen_file is not None:
         with screen_file.open("wb") as file:

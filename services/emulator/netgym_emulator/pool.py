@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -180,7 +181,7 @@ class InstancePool:
             instance = await start_instance(
                 game,
                 self.settings.fceux,
-                self.display(),
+                await asyncio.to_thread(self.display),
                 self.work_dir,
                 self.settings.bridge_host,
                 self.settings.start_timeout_s,
