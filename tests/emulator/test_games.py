@@ -240,6 +240,22 @@ def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> 
         load_game(make_game(tmp_path, manifest))
 
 
+def test_every_problem_of_a_manifest_is_said_at_once(tmp_path: Path) -> None:
+    manifest = (
+        MANIFEST.format(rom=tmp_path / "missing.nes", extra_rom="")
+        .replace("frames_per_step = 2", "frames_per_step = 0")
+        .replace("noop_max = 3", "noop_max = -1")
+    )
+    with pytest.raises(GameError) as raised:
+        load_game(make_game(tmp_path, manifest))
+    lines = raised.value.message.splitlines()
+    assert lines[0] == f"{tmp_path / 'tiny' / 'game.toml'} has 3 problems:"
+    assert lines[1].startswith("- ") and "game.toml:3: the ROM" in lines[1]
+    assert "game.toml:9: frames_per_step = 0 is not an integer in 1..60" in lines[2]
+    assert "game.toml:15: [start] noop_max = -1 is not a whole number" in lines[3]
+    assert raised.value.details["line"] == 3 and len(raised.value.details["problems"]) == 3
+
+
 def test_discover_keeps_going_past_broken_folders(tmp_path: Path) -> None:
     make_game(tmp_path)
     broken = tmp_path / "broken"

@@ -16,10 +16,10 @@ import shutil
 import subprocess
 import tomllib
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from netgym.errors import NetgymError
 
@@ -57,6 +57,7 @@ _START_STEP_KEYS = ("wait", "press", "frames")
 # FCEUX plays a few thousand frames a second.
 MAX_NOOPS = 1_000
 MAX_START_FRAMES = 20_000
+_T = TypeVar("_T")
 
 
 class GameError(NetgymError):
@@ -205,7 +206,8 @@ def load_game(folder: Path) -> Game:
     """Read and check one game folder.
 
     Raises:
-        GameError: for a missing or bad manifest, ROM or script.
+        GameError: for a missing or bad manifest, ROM or script; every problem
+            found at once, one to a line, where there are several.
     """
     path = folder / MANIFEST
     if not path.is_file():
@@ -230,11 +232,67 @@ def load_game(folder: Path) -> Game:
             raise _fail(path, f"unknown key {key!r} in [{name}]", fix, _line_of(text, key, name))
         return value
 
+    problems = _Problems()
+    problems.check(lambda: _check_top_level(path, text, data))
+    name = problems.check(lambda: _check_name(path, text, data))
+    rom = problems.check(lambda: _check_rom(folder, path, text, section("rom")))
+    script = problems.check(lambda: _check_script(folder, path, text, section("script")))
+    actions = problems.check(lambda: _check_actions(path, text, section("actions")))
+    observation = problems.check(lambda: _check_observation(path, text, section("observation")))
+    start = problems.check(lambda: _check_start(folder, path, text, section("start")))
+    max_steps = problems.check(lambda: _check_episode(path, text, section("episode")))
+    problems.raise_them(path)
+    assert name and rom and script and actions and observation and start
+    (combos, frames), (screen, ram), (sequence, savestate, noop_max) = actions, observation, start
+    return Game(
+        name=name,
+        folder=folder,
+        description=str(data.get("description", "")),
+        rom=rom,
+        script=script,
+        combos=combos,
+        frames_per_step=frames,
+        screen=screen,
+        ram=ram,
+        start=sequence,
+        savestate=savestate,
+        noop_max=noop_max,
+        max_steps=max_steps,
+    )
+
+
+class _Problems:
+    """The problems of one manifest, collected so that a user sees them all at once."""
+
+    def __init__(self) -> None:
+        self.found: list[GameError] = []
+
+    def check(self, check: Callable[[], _T]) -> _T | None:
+        try:
+            return check()
+        except GameError as exc:
+            self.found.append(exc)
+            return None
+
+    def raise_them(self, path: Path) -> None:
+        if len(self.found) == 1:
+            raise self.found[0]
+        if self.found:
+            messages = [exc.message for exc in self.found]
+            raise GameError(
+                f"{path} has {len(messages)} problems:\n" + "\n".join(f"- {m}" for m in messages),
+                details={**self.found[0].details, "problems": messages},
+            )
+
+
+def _check_top_level(path: Path, text: str, data: dict[str, Any]) -> None:
     if unknown := _unknown_key(data, _KEYS[None]):
         key, fix = unknown
         what = f"table [{key}]" if isinstance(data[key], dict) else f"top-level key {key!r}"
         raise _fail(path, f"unknown {what}", fix, _line_of(text, key))
 
+
+def _check_name(path: Path, text: str, data: dict[str, Any]) -> str:
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
         raise _fail(
@@ -245,9 +303,12 @@ def load_game(folder: Path) -> Game:
             'set name = "MyGame" (letters, digits, _)',
             _line_of(text, "name"),
         )
-    rom = _check_rom(folder, path, text, section("rom"))
-    script = _check_script(folder, path, text, section("script"))
-    actions = section("actions")
+    return name
+
+
+def _check_actions(
+    path: Path, text: str, actions: dict[str, Any]
+) -> tuple[tuple[Combo, ...] | None, int]:
     combos: tuple[Combo, ...] | None = None
     combos_line = _line_of(text, "combos", "actions")
     if "combos" in actions and "type" in actions:
@@ -316,7 +377,12 @@ def load_game(folder: Path) -> Game:
             "set it to the frames each action is held",
             _line_of(text, "frames_per_step"),
         )
-    observation = section("observation")
+    return combos, frames
+
+
+def _check_observation(
+    path: Path, text: str, observation: dict[str, Any]
+) -> tuple[bool, dict[str, int]]:
     ram = observation.get("ram", {})
     if not isinstance(ram, dict):
         raise _fail(
@@ -351,7 +417,12 @@ def load_game(folder: Path) -> Game:
             "set screen = true or list ram addresses",
             _line_of(text, "observation"),
         )
-    start = section("start")
+    return screen, {str(k): int(v) for k, v in ram.items()}
+
+
+def _check_start(
+    folder: Path, path: Path, text: str, start: dict[str, Any]
+) -> tuple[tuple[dict[str, Any], ...], Path | None, int]:
     start_line = _line_of(text, "buttons", "start")
     sequence = start.get("buttons", [])
     if not isinstance(sequence, list):
@@ -423,7 +494,11 @@ def load_game(folder: Path) -> Game:
             "write noop_max = 30, say, or leave it out (0)",
             _line_of(text, "noop_max"),
         )
-    max_steps = section("episode").get("max_steps")
+    return tuple(sequence), savestate, noop_max
+
+
+def _check_episode(path: Path, text: str, episode: dict[str, Any]) -> int | None:
+    max_steps = episode.get("max_steps")
     if max_steps is not None and not _natural(max_steps, 1, 10**9):
         raise _fail(
             path,
@@ -431,21 +506,7 @@ def load_game(folder: Path) -> Game:
             "write max_steps = 4500, say, or leave it out (no limit)",
             _line_of(text, "max_steps"),
         )
-    return Game(
-        name=name,
-        folder=folder,
-        description=str(data.get("description", "")),
-        rom=rom,
-        script=script,
-        combos=combos,
-        frames_per_step=frames,
-        screen=screen,
-        ram={str(k): int(v) for k, v in ram.items()},
-        start=tuple(sequence),
-        savestate=savestate,
-        noop_max=noop_max,
-        max_steps=max_steps,
-    )
+    return max_steps
 
 
 def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
