@@ -88,6 +88,14 @@ class BadInfoEnv(_FaultEnv):
         return obs, reward, terminated, truncated, info
 
 
+class BadObsEnv(_FaultEnv):
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(0)
+        if action == 1:
+            obs = np.zeros(2, np.float32)  # its space holds one value
+        return obs, reward, terminated, truncated, info
+
+
 class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
     """Three buttons (MultiBinary); the reward counts the pressed ones; 3 steps an episode."""
 
@@ -174,6 +182,7 @@ for _name, _cls in [
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),
+    ("BadObs", BadObsEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),

@@ -511,6 +511,18 @@ def test_info_that_cannot_be_sent_is_an_error_and_the_session_goes_on(envapi: En
         assert obs.ravel().tolist() == [2.0, 2.0]
 
 
+def test_an_observation_out_of_its_space_names_the_env_and_the_space(envapi: EnvApi) -> None:
+    with netgym.make_vec("netgym-test/BadObs-v0", 3, url=envapi.url, token=envapi.token) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(EnvError) as raised:
+            envs.step(np.array([0, 0, 1]))
+        assert raised.value.message.startswith(
+            "env 2: the env returned an observation that does not fit its observation space "
+            "Box(0.0, 1000.0, (1,), float32)"
+        ), raised.value.message
+        assert raised.value.details["env_index"] == 2
+
+
 @pytest.mark.parametrize("num_envs", [1, 2], ids=["in-session-process", "in-worker"])
 def test_delete_ends_a_session_hung_in_python_at_once(envapi: EnvApi, num_envs: int) -> None:
     envs = netgym.make_vec("netgym-test/Hang-v0", num_envs, url=envapi.url, token=envapi.token)

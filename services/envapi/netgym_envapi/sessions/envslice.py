@@ -100,11 +100,17 @@ class EnvSlice:
         self._send_failure: Exception | None = None
 
     def _write_obs(self, index: int, obs: Any) -> None:
-        if self._one_array:
-            self._obs[0][index] = obs
-            return
-        for leaf, value in zip(self._obs, self._obs_layout.flatten(obs), strict=True):
-            leaf[index] = value
+        try:
+            if self._one_array:
+                self._obs[0][index] = obs
+                return
+            for leaf, value in zip(self._obs, self._obs_layout.flatten(obs), strict=True):
+                leaf[index] = value
+        except (ValueError, TypeError, KeyError) as exc:
+            raise EnvError(
+                f"the env returned an observation that does not fit its observation space "
+                f"{self._obs_layout.space}: {type(exc).__name__}: {exc}"
+            ) from None
 
     def reset(
         self, seeds: Sequence[int | None], options: dict[str, Any] | None, mask: np.ndarray | None
@@ -117,9 +123,9 @@ class EnvSlice:
                 continue
             try:
                 obs, info = env.reset(seed=seeds[index], options=options)
+                self._write_obs(index, obs)
             except Exception as exc:
                 raise self._of_env(exc, index) from None
-            self._write_obs(index, obs)
             self._done[offset] = False
             infos.append((index, info))
         return infos
@@ -159,6 +165,9 @@ class EnvSlice:
                         in_place = False
                         obs, info = env.reset()
                         info = {**info, **final}
+                if not in_place:
+                    self._write_obs(index, obs)
+                self._rewards[index] = float(reward)
             except Exception as exc:
                 if not split:
                     raise self._of_env(exc, index) from None
@@ -166,9 +175,6 @@ class EnvSlice:
                 # answer that env's next step.
                 failure = failure or self._of_env(exc, index)
                 continue
-            if not in_place:
-                self._write_obs(index, obs)
-            self._rewards[index] = float(reward)
             self._terminations[index] = terminated
             self._truncations[index] = truncated
             self._done[offset] = terminated or truncated
