@@ -231,7 +231,9 @@ def test_bad_game_arguments_are_refused_when_the_session_opens(
 
 
 def test_the_atari_wrapper_on_an_nes_game_says_it_is_for_ale_games(stack: Stack) -> None:
-    with pytest.raises(InvalidRequestError, match="wrapper 'atari' is for ALE games; netgym/"):
+    with pytest.raises(
+        InvalidRequestError, match=r"wrapper 'atari' is for ALE games \(ALE/\.\.\.\); netgym/"
+    ):
         netgym.make("netgym/Plain-v0", wrappers=["atari"], **stack.kwargs)
 
 

@@ -178,6 +178,28 @@ def test_a_token_that_is_no_text_is_a_wrong_token() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.parametrize(
+    ("hello", "message"),
+    [
+        ({"session_id": "x"}, 'HELLO has no "protocol": send {"protocol": 1,'),
+        ({"protocol": PROTOCOL_VERSION, "session_id": 5}, "HELLO's session_id is 5: send the"),
+        ({"protocol": PROTOCOL_VERSION}, "HELLO has no session_id: open a session"),
+    ],
+    ids=["no-protocol", "session-id-not-text", "no-session-id"],
+)
+def test_a_malformed_hello_says_what_is_wrong(hello: dict[str, object], message: str) -> None:
+    async def scenario(port: DataPort) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+        body = pack_value(hello)
+        writer.write(pack_header(MessageType.HELLO, len(body)) + body)
+        message_type, reply = await asyncio.wait_for(read_frame(reader), 5)
+        assert message_type == MessageType.ERROR
+        assert unpack_error(reply).message.startswith(message), unpack_error(reply).message
+        writer.close()
+
+    run_with_dataport(scenario)
+
+
 def test_a_frame_too_large_before_hello_is_refused_with_an_error_the_peer_gets() -> None:
     """The peer's unread bytes are drained, so closing does not reset the ERROR away."""
 

@@ -248,6 +248,8 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         wait_until_gone(processes, timeout_s=8)
         with pytest.raises(SessionEndedError, match="idle for 4 s"):
             envs.step(np.array([0, 0]))
+        end_error = session_status(server, envs.session_id)["end_error"]
+        assert end_error["code"] == "session_ended" and "idle for 4 s" in end_error["message"]
         envs.close()
 
 
@@ -259,7 +261,9 @@ def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) ->
         )
         session_id = reply.json()["session_id"]
         wait_until_gone([reply.json()["pid"]], timeout_s=8)
-        assert "no client attached within 3 s" in session_status(server, session_id)["end_reason"]
+        status = session_status(server, session_id)
+        assert "no client attached within 3 s" in status["end_reason"]
+        assert status["end_error"]["code"] == "session_ended"
         with raw_connection(server) as sock:  # a client too late hears why
             message_type, body = hello(sock, session_id, server.token)
             assert message_type == MessageType.ERROR

@@ -129,6 +129,34 @@ def test_bad_requests_get_typed_errors(
         assert http.get("/v1/health").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "message"),
+    [
+        (b'{"env_id": "CartPole-v1"}', "text/plain", "with Content-Type: application/json"),
+        (b'{"env_id": "CartPole-v1"}', None, "with Content-Type: application/json"),
+        (b'{"env_id": "CartPole-v1", "x": "\xff"}', "application/json", "parsing the body"),
+        (b'{"env_id": ', "application/json", "JSON decode error"),
+    ],
+    ids=["text-plain", "no-content-type", "not-utf-8", "not-json"],
+)
+def test_a_body_that_is_not_json_is_an_invalid_request(
+    envapi: EnvApi, content: bytes, content_type: str | None, message: str
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    with client(envapi) as http:
+        reply = http.post("/v1/sessions", content=content, headers=headers)
+        assert reply.status_code in (400, 422), reply.text
+        error = reply.json()["error"]
+        assert error["code"] == "invalid_request" and message in error["message"], error
+
+
+def test_the_atari_wrapper_on_another_env_says_what_it_is_for(envapi: EnvApi) -> None:
+    with pytest.raises(
+        InvalidRequestError, match=r"for ALE games \(ALE/\.\.\.\); CartPole-v1 is a"
+    ):
+        netgym.make("CartPole-v1", wrappers=["atari"], url=envapi.url, token=envapi.token)
+
+
 def test_unknown_env_suggests_close_ids(envapi: EnvApi) -> None:
     with pytest.raises(UnknownEnvError, match="CartPole-v1"):
         netgym.make("CartPol-v1", url=envapi.url, token=envapi.token)

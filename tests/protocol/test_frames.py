@@ -101,6 +101,15 @@ def test_reader_reports_a_connection_closed_inside_a_header() -> None:
             FrameReader(right, 100).header()
 
 
+def test_reader_counts_the_buffered_bytes_of_a_body_cut_short() -> None:
+    left, right = socket.socketpair()
+    with right:
+        left.sendall(pack_header(MessageType.STEP, 16) + b"12345")
+        left.close()
+        with pytest.raises(ConnectionLostError, match="after 5 of 16 expected bytes"):
+            FrameReader(right, 100).frame()
+
+
 def test_frame_buffer_is_a_frame_to_fill_in() -> None:
     frame = frame_buffer(MessageType.STEP, 4)
     frame[8:] = b"\x01\x02\x03\x04"

@@ -93,8 +93,8 @@ def unpack_header(header: Buffer, max_body: int) -> tuple[MessageType, int]:
     return message_type, length
 
 
-def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
-    """Fill ``view`` from the socket.
+def recv_exact_into(sock: socket.socket, view: memoryview, had: int = 0) -> None:
+    """Fill ``view`` from the socket; ``had``: bytes of the same body already read.
 
     Raises:
         ConnectionLostError: when the peer closes before the view is full.
@@ -105,7 +105,7 @@ def recv_exact_into(sock: socket.socket, view: memoryview) -> None:
         count = sock.recv_into(view[received:], total - received)
         if count == 0:
             raise ConnectionLostError(
-                f"the connection closed after {received} of {total} expected bytes"
+                f"the connection closed after {had + received} of {had + total} expected bytes"
             )
         received += count
 
@@ -156,7 +156,7 @@ class FrameReader:
             view[:buffered] = self._view[self._start : self._start + buffered]
             self._start += buffered
         if buffered < len(view):
-            recv_exact_into(self.sock, view[buffered:])
+            recv_exact_into(self.sock, view[buffered:], buffered)
 
     def frame(self) -> tuple[MessageType, bytearray]:
         """Read one whole frame."""

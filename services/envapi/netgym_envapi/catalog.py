@@ -298,14 +298,20 @@ def make_env(
             "render_mode out (the observations of Atari and NES games are their screens)",
             details={"render_mode": env_kwargs["render_mode"]},
         )
-    if find_env(env_id).family == "emulator":
+    family = find_env(env_id).family
+    if family != "atari" and any(spec.name == "atari" for spec in wrappers):
+        raise InvalidRequestError(
+            f"wrapper 'atari' is for ALE games (ALE/...); {env_id} is "
+            + (
+                "an NES game, whose frames per step its manifest sets"
+                if family == "emulator"
+                else f"a {family} env"
+            )
+            + " (the other wrappers work with it)"
+        )
+    if family == "emulator":
         from netgym.emulator.env import EmulatorEnv
 
-        if any(spec.name == "atari" for spec in wrappers):
-            raise InvalidRequestError(
-                f"wrapper 'atari' is for ALE games; {env_id} is an NES game, whose frames "
-                "per step its manifest sets (the other wrappers work with it)"
-            )
         taken = [p for p in inspect.signature(EmulatorEnv).parameters if p != "render_mode"][2:]
         unknown = sorted(set(env_kwargs) - set(taken))
         if unknown:

@@ -189,6 +189,11 @@ class DataPort:
         if not isinstance(hello, dict):
             raise ProtocolError(f"a HELLO body is a dict, got {type(hello).__name__}")
         version = hello.get("protocol")
+        if "protocol" not in hello:
+            raise ProtocolError(
+                f'HELLO has no "protocol": send {{"protocol": {PROTOCOL_VERSION}, "session_id", '
+                '"token"}'
+            )
         if version != PROTOCOL_VERSION:
             raise ProtocolVersionError(
                 f"the client speaks protocol {version!r}, this server speaks {PROTOCOL_VERSION}; "
@@ -205,9 +210,13 @@ class DataPort:
                     "wrong or missing token in HELLO: pass token=... or set NETGYM_TOKEN"
                 )
         session_id = hello.get("session_id")
-        if not isinstance(session_id, str):
+        if session_id is None:
             raise ProtocolError(
                 "HELLO has no session_id: open a session with POST /v1/sessions first"
+            )
+        if not isinstance(session_id, str):
+            raise ProtocolError(
+                f"HELLO's session_id is {session_id!r}: send the string POST /v1/sessions gave"
             )
         self.sessions.attach(session_id, client)
         client.close()  # the session process holds its own copy now

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netgym.errors import InvalidRequestError, NetgymError
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+# 400 is a body that is not JSON at all (invalid UTF-8, say).
+_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
 
 
 def _body(code: str, message: str) -> dict[str, dict[str, object]]:
@@ -39,12 +40,15 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        error = InvalidRequestError(
-            f"invalid request: {problems}", details={"errors": exc.errors()}
-        )
+        # An error's "input" may be anything the client sent, bytes included: not JSON.
+        errors = [
+            {"loc": [str(p) for p in e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        problems = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
+        if "json" not in request.headers.get("content-type", ""):
+            problems += " (send the body as JSON, with Content-Type: application/json)"
+        error = InvalidRequestError(f"invalid request: {problems}", details={"errors": errors})
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 
     @app.exception_handler(Exception)

@@ -331,15 +331,14 @@ class Session:
     def end(self, reason: str, error: NetgymError | None = None) -> None:
         """Record why the session ends, and tell the client when it can still hear."""
         self.end_reason = reason
-        if error is not None:
-            self.end_error = error.to_dict()
+        notice = error or SessionEndedError(f"session {self.config.session_id} {reason}")
+        self.end_error = notice.to_dict()  # what a client that asks is told, as this one is
         # Now, not after the workers stop (seconds, maybe): a HELLO meanwhile is
         # refused with this reason instead of being handed to a process that
         # no longer reads them.
         with contextlib.suppress(OSError):
             send_control(self.control, {"op": "ended", "reason": reason, "error": self.end_error})
         if self.client is not None:
-            notice = error or SessionEndedError(f"session {self.config.session_id} {reason}")
             try:
                 self.client.settimeout(1.0)
                 send_value(self.client, MessageType.ERROR, notice.to_dict())
