@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnv,
@@ -30,6 +31,7 @@ from netgym.client.env import unbatch_info
 from netgym.client.vector import DEFAULT_TIMEOUT_S, RemoteVectorEnv
 from netgym.errors import (
     ConnectionLostError,
+    EnvError,
     InvalidRequestError,
     LimitExceededError,
     NetgymError,
@@ -52,10 +54,14 @@ RETRYABLE_ERRORS: tuple[type[NetgymError], ...] = (
 )
 """Errors that mean the session is gone while the request itself was fine.
 
+Besides these, an ``EnvError`` whose ``details["instance_lost"]`` is true: an
+NES game's emulator instance crashed, was killed or hung, as a worker may.
+
 Everything else is raised at once: a bad action, bad arguments, a wrong token,
 an unknown env, a protocol mismatch, a call out of order (the caller's bug),
-and ``EnvError`` (the env's own code raised: the session is still usable, and
-a new session would hide a bug that would only come back).
+and any other ``EnvError`` (the env's own code raised, a game's Lua script
+say: the session is still usable, and a new session would hide a bug that
+would only come back).
 """
 
 _RETRYABLE_WHILE_RECONNECTING: tuple[type[NetgymError], ...] = (
@@ -70,6 +76,8 @@ _MAX_BACKOFF_S = 5.0
 
 def is_retryable(exc: BaseException) -> bool:
     """Whether a ``ReconnectingVecEnv`` opens a new session after this error."""
+    if isinstance(exc, EnvError):
+        return exc.details.get("instance_lost") is True
     return isinstance(exc, RETRYABLE_ERRORS) and not isinstance(exc, ReconnectFailedError)
 
 
@@ -173,7 +181,20 @@ class RemoteVecEnv(VecEnv):
         raise AttributeError(f"cannot call {method_name!r} on remote envs")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
+        """True for SB3's ``Monitor`` when the server records episode statistics.
+
+        The ``episode_statistics`` wrapper puts ``info["episode"]`` (``r``, ``l``,
+        ``t``) in a finished episode's info, as ``Monitor`` does: ``evaluate_policy``
+        then counts whole episodes, not what ``clip_reward`` or a life lost make
+        of them.
+        """
+        names = [w if isinstance(w, str) else w.get("name") for w in self._wrappers()]
+        wrapped = issubclass(wrapper_class, Monitor) and "episode_statistics" in names
+        return [wrapped for _ in self._get_indices(indices)]
+
+    def _wrappers(self) -> list[Any]:
+        wrappers = self._remote_kwargs.get("wrappers") or []
+        return [w for w in wrappers if isinstance(w, str | dict)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]

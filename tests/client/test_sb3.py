@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from stable_baselines3 import PPO
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
 from netgym.errors import InvalidRequestError
@@ -83,3 +87,24 @@ def test_different_reset_options_per_env_are_refused(remote_kwargs: dict) -> Non
         assert envs.reset().shape == (2, 4)
     finally:
         envs.close()
+
+
+def test_evaluate_policy_counts_the_servers_episode_statistics(remote_kwargs: dict) -> None:
+    """Clipped rewards sum to -200 an episode of Pendulum; its true returns are far lower."""
+    wrappers = ["episode_statistics", "clip_reward"]
+    env = RemoteVecEnv("Pendulum-v1", 2, wrappers=wrappers, **remote_kwargs)
+    bare = RemoteVecEnv("Pendulum-v1", 1, **remote_kwargs)
+    try:
+        assert env.env_is_wrapped(Monitor) == [True, True]
+        assert bare.env_is_wrapped(Monitor) == [False]
+        model = PPO("MlpPolicy", env, seed=0, device="cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "not wrapped with a Monitor" warning
+            returns, lengths = evaluate_policy(
+                model, env, n_eval_episodes=2, return_episode_rewards=True
+            )
+        assert lengths == [200, 200]
+        assert all(r < -400 for r in returns), returns
+    finally:
+        env.close()
+        bare.close()

@@ -319,6 +319,35 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
         assert not alive(victim)
 
 
+def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_error(
+    stack: Stack,
+) -> None:
+    from netgym.sb3 import RECONNECTED_KEY, ReconnectingVecEnv
+
+    envs = ReconnectingVecEnv("netgym/Plain-v0", 2, **stack.kwargs)
+    try:
+        envs.reset()
+        envs.step(np.array([0, 0]))
+        os.kill(env_instance_pid(stack, envs.remote), signal.SIGKILL)
+        for _ in range(5):
+            _, _, dones, infos = envs.step(np.array([0, 0]))
+            if envs.reconnects:
+                break
+        assert envs.reconnects == 1 and dones.all() and infos[1][RECONNECTED_KEY]
+        envs.step(np.array([0, 0]))
+    finally:
+        envs.close()
+    failing = ReconnectingVecEnv("netgym/LuaError-v0", 1, **stack.kwargs)  # a bug of the game
+    try:
+        failing.reset()
+        with pytest.raises(EnvError, match=r"game.lua:6: boom on purpose"):
+            for _ in range(3):
+                failing.step(np.array([0]))
+        assert failing.reconnects == 0
+    finally:
+        failing.close()
+
+
 def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: Stack) -> None:
     with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
         env.reset(seed=0)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import netgym
@@ -21,6 +22,7 @@ from netgym.errors import (
     ServerUnavailableError,
     UnknownEnvError,
 )
+from netgym_envapi.settings import Settings
 from tests.servers import EnvApi, run_envapi
 
 
@@ -155,6 +157,24 @@ def test_the_atari_wrapper_on_another_env_says_what_it_is_for(envapi: EnvApi) ->
         InvalidRequestError, match=r"for ALE games \(ALE/\.\.\.\); CartPole-v1 is a"
     ):
         netgym.make("CartPole-v1", wrappers=["atari"], url=envapi.url, token=envapi.token)
+
+
+def test_a_token_read_with_its_line_end_still_works(envapi: EnvApi) -> None:
+    assert Settings(token=" secret\n").token.get_secret_value() == "secret"  # type: ignore[union-attr]
+    for token in (f"{envapi.token}\n", f"{envapi.token} "):  # the REST call and HELLO alike
+        with netgym.make("CartPole-v1", url=envapi.url, token=token) as env:
+            env.reset(seed=0)
+
+
+def test_what_cannot_be_sent_is_refused_before_anything_is_opened(envapi: EnvApi) -> None:
+    with pytest.raises(InvalidRequestError, match="an HTTP header cannot carry"):
+        netgym.make("CartPole-v1", url=envapi.url, token="sec\nret")
+    with pytest.raises(
+        InvalidRequestError, match=r"cannot be sent as JSON \(Object of type bool is not"
+    ):
+        netgym.make(
+            "CartPole-v1", url=envapi.url, token=envapi.token, env_kwargs={"sutton": np.bool_(1)}
+        )
 
 
 def test_unknown_env_suggests_close_ids(envapi: EnvApi) -> None:

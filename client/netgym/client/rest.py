@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
 
-from netgym.errors import NetgymError, ServerUnavailableError, error_from_dict
+from netgym.errors import (
+    InvalidRequestError,
+    NetgymError,
+    ServerUnavailableError,
+    error_from_dict,
+)
 
 ENVAPI = (
     "envapi",
@@ -19,6 +25,8 @@ EMULATOR = (
     "emulator service",
     "Start it with `netgym-emulator` or `docker compose up`, or set NETGYM_EMULATOR_URL",
 )
+
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what a header carries as is
 
 
 class RestClient:
@@ -63,9 +71,21 @@ class RestClient:
         headers = {"Accept": "application/json"}
         data = None
         if body is not None:
-            data = json.dumps(body).encode()
+            try:
+                data = json.dumps(body).encode()
+            except (TypeError, ValueError) as exc:
+                raise InvalidRequestError(
+                    f"{method} {path}: the request cannot be sent as JSON ({exc}); give plain "
+                    "numbers, strings, bools, lists and dicts (int(x), not a numpy value; "
+                    "a wrapper by its name, not its class)"
+                ) from None
             headers["Content-Type"] = "application/json"
         if self.token:
+            if not _HEADER_TEXT.fullmatch(self.token):
+                raise InvalidRequestError(
+                    "the token holds characters an HTTP header cannot carry (a line end, "
+                    "say): check token=... or NETGYM_TOKEN"
+                )
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         timeout = self.timeout_s if timeout_s is None else timeout_s

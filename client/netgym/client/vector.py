@@ -99,6 +99,8 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             raise InvalidRequestError(NO_RENDERING)
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
+        if isinstance(token, str):  # read from a file, say: its line end is no part of it
+            token = token.strip() or None
         mode = _autoreset_mode(autoreset_mode)
         self._rest = RestClient(self.url, token, timeout_s=max(timeout_s, 180.0))
         reply = self._rest.call(

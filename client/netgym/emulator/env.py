@@ -210,10 +210,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
         if isinstance(exc, ConnectionLostError):
             cause += self._how_it_ended(instance_id)
         self.release()
+        # Lost (crashed, killed, hung) rather than failed in the game's script: the
+        # emulator's fault, which a new instance puts right (as a new worker would).
+        lost = isinstance(exc, ConnectionLostError)
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
             "next reset() starts a new one",
-            details={**exc.details, "instance_id": instance_id},
+            details={**exc.details, "instance_id": instance_id, "instance_lost": lost},
         ) from None
 
     def _how_it_ended(self, instance_id: str | None) -> str:

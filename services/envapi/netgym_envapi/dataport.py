@@ -204,7 +204,8 @@ class DataPort:
         if expected is not None:
             given = hello.get("token")
             if not isinstance(given, str) or not hmac.compare_digest(
-                given.encode(errors="surrogatepass"), expected.get_secret_value().encode()
+                given.strip().encode(errors="surrogatepass"),
+                expected.get_secret_value().encode(),
             ):
                 raise AuthenticationError(
                     "wrong or missing token in HELLO: pass token=... or set NETGYM_TOKEN"

@@ -71,10 +71,14 @@ class Settings(BaseSettings):
     @field_validator("token", mode="before")
     @classmethod
     def _blank_token_is_none(cls, value: Any) -> Any:
-        """``NETGYM_TOKEN=""`` (or spaces) means no token, not a token anyone can send."""
+        """``NETGYM_TOKEN=""`` (or spaces) means no token, not a token anyone can send.
+
+        Spaces and line ends around it are dropped (a token read from a file ends
+        in one), as HTTP drops them around the header that carries it.
+        """
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(raw, str) and not raw.strip():
-            return None
+        if isinstance(raw, str):
+            return raw.strip() or None
         return value
 
     @property

@@ -6,6 +6,7 @@ unwrapped env (``env.unwrapped``) keeps the raw frames for recording.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,9 +70,17 @@ _WRAPPERS: dict[str, tuple[Callable[..., gym.Env[Any, Any]], frozenset[str], str
         ),
         "AtariPreprocessing: no-op starts, frame skip 4 with max-pooling, 84x84 gray",
     ),
-    "frame_stack": (_frame_stack, frozenset({"stack_size"}), "stack the last N observations"),
+    "frame_stack": (
+        _frame_stack,
+        frozenset({"stack_size"}),
+        "stack the last stack_size observations (4 by default) on a new first axis",
+    ),
     "clip_reward": (_clip_reward, frozenset(), "rewards become their sign: -1, 0 or 1"),
-    "time_limit": (_time_limit, frozenset({"max_episode_steps"}), "truncate long episodes"),
+    "time_limit": (
+        _time_limit,
+        frozenset({"max_episode_steps"}),
+        "truncate episodes at max_episode_steps steps (required)",
+    ),
     "episode_statistics": (
         _episode_statistics,
         frozenset(),
@@ -99,6 +108,12 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
         if isinstance(item, str):
             spec = WrapperSpec(item)
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            if extra := sorted(set(item) - {"name", "kwargs"}):
+                raise InvalidRequestError(
+                    f"wrapper {item['name']!r}: unknown key(s) {extra}; a wrapper is a name or "
+                    "{'name': ..., 'kwargs': {...}}, e.g. "
+                    "{'name': 'frame_stack', 'kwargs': {'stack_size': 4}}"
+                )
             kwargs = item.get("kwargs") or {}
             if not isinstance(kwargs, dict):
                 raise InvalidRequestError(f"wrapper {item['name']!r}: kwargs must be an object")
@@ -109,11 +124,23 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
             raise InvalidRequestError(
                 f"unknown wrapper {spec.name!r}; known: {', '.join(sorted(_WRAPPERS))}"
             )
-        unknown = set(spec.kwargs) - _WRAPPERS[spec.name][1]
+        factory, taken, _ = _WRAPPERS[spec.name]
+        unknown = set(spec.kwargs) - taken
         if unknown:
             raise InvalidRequestError(
                 f"wrapper {spec.name!r} takes no {sorted(unknown)}; "
-                f"it takes {sorted(_WRAPPERS[spec.name][1]) or 'no arguments'}"
+                f"it takes {sorted(taken) or 'no arguments'}"
+            )
+        needed = [
+            name
+            for name, parameter in list(inspect.signature(factory).parameters.items())[1:]
+            if parameter.default is parameter.empty
+            and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        ]
+        if missing := [name for name in needed if name not in spec.kwargs]:
+            raise InvalidRequestError(
+                f"wrapper {spec.name!r} needs kwargs {missing}, e.g. "
+                f"{{'name': {spec.name!r}, 'kwargs': {{{missing[0]!r}: ...}}}}"
             )
         specs.append(spec)
     return specs
