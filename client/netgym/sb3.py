@@ -15,6 +15,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from netgym.extras import require_extra
+
+require_extra("sb3", ("stable_baselines3",))
+
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode

@@ -188,3 +188,56 @@ def test_misuses_of_one_env_say_what_to_do(tmp_envapi: EnvApi) -> None:
     env.close()
     with pytest.raises(SessionStateError, match="this env is closed; make a new one"):
         env.step(0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_envs": 2.0}, r"num_envs=2\.0: give a whole number of envs, 1 or more"),
+        ({"num_envs": "2"}, r"num_envs='2': give a whole number"),
+        ({"num_envs": 0}, r"num_envs=0: give a whole number"),
+        ({"timeout_s": -1}, r"timeout_s=-1: give a number of seconds from 0\.001 to 1,000,000"),
+        ({"timeout_s": 0}, r"timeout_s=0: give a number of seconds"),
+        ({"timeout_s": None}, r"timeout_s=None: give a number of seconds"),
+        ({"open_timeout_s": float("nan")}, r"open_timeout_s=nan: give a number of seconds"),
+    ],
+    ids=["float", "str", "zero", "negative-timeout", "zero-timeout", "no-timeout", "nan-timeout"],
+)
+def test_bad_arguments_are_refused_before_a_session_opens(
+    tmp_envapi: EnvApi, kwargs: dict[str, Any], message: str
+) -> None:
+    kwargs = {"num_envs": 1, **kwargs}
+    with pytest.raises(InvalidRequestError, match=message):
+        netgym.make_vec("CartPole-v1", url=tmp_envapi.url, token=tmp_envapi.token, **kwargs)
+    assert live_sessions(tmp_envapi) == []
+
+
+def test_one_env_says_what_to_do_in_its_own_terms(tmp_envapi: EnvApi) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with pytest.raises(InvalidRequestError, match=r"netgym\.make makes one env: .*make_vec"):
+        netgym.make("CartPole-v1", num_envs=2, **kwargs)
+    with pytest.raises(InvalidRequestError, match="one env does not reset itself"):
+        netgym.make("CartPole-v1", autoreset_mode="next_step", **kwargs)
+    wrappers = [{"name": "time_limit", "kwargs": {"max_episode_steps": 1}}]
+    with netgym.make("CartPole-v1", wrappers=wrappers, **kwargs) as env:
+        env.reset(seed=0)
+        assert env.step(0)[3]  # truncated
+        with pytest.raises(SessionStateError, match=r"^the episode has ended .*call reset\(\)"):
+            env.step(0)
+    with pytest.raises(SessionStateError, match=r"^cannot call step\(\): this env is closed"):
+        env.step(0)
+    with (
+        netgym.make_vec("CartPole-v1", 2, **kwargs) as envs,
+        pytest.raises(NotImplementedError, match="a remote env does not render"),
+    ):
+        envs.render()
+
+
+def test_a_reply_that_never_comes_says_the_session_is_busy_or_hung(tmp_envapi: EnvApi) -> None:
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token, "timeout_s": 1.0}
+    with netgym.make_vec("netgym-test/Hang-v0", 1, **kwargs) as envs:
+        envs.reset(seed=0)
+        started = time.monotonic()
+        with pytest.raises(ConnectionLostError, match="it is still attached on the server, busy"):
+            envs.step(np.array([1]))
+        assert time.monotonic() - started < 2.5  # not the 3 s more of a broken connection

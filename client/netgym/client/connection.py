@@ -110,7 +110,8 @@ class DataConnection:
             raise ConnectionLostError(f"the data stream is broken: {exc.message}") from None
         except TimeoutError:
             raise ConnectionLostError(
-                f"the envapi sent no reply within {self.timeout_s:g} s (timeout_s)"
+                f"the envapi sent no reply within {self.timeout_s:g} s (timeout_s)",
+                details={"timed_out": True},
             ) from None
         except OSError as exc:
             raise ConnectionLostError(f"the data connection broke: {exc}") from None

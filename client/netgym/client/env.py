@@ -11,7 +11,7 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.error import Error as GymnasiumError
 from gymnasium.vector import AutoresetMode
 
-from netgym.client.vector import NO_RENDERING, RemoteVectorEnv
+from netgym.client.vector import NO_RENDERING, NOT_RENDERED, RemoteVectorEnv
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
@@ -54,6 +54,16 @@ class RemoteEnv(gym.Env[Any, Any]):
     def __init__(self, env_id: str, **kwargs: Any) -> None:
         if kwargs.pop("render_mode", None) is not None:
             raise InvalidRequestError(NO_RENDERING)
+        if "num_envs" in kwargs:
+            raise InvalidRequestError(
+                "netgym.make makes one env: for several stepped together, use "
+                "netgym.make_vec(env_id, num_envs)"
+            )
+        if "autoreset_mode" in kwargs:
+            raise InvalidRequestError(
+                "one env does not reset itself (Gymnasium's Env API): call reset() when an "
+                "episode ends; autoreset_mode is for netgym.make_vec"
+            )
         self._vector = RemoteVectorEnv(env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
         token = kwargs.pop("token", None)
         try:
@@ -102,10 +112,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         )
 
     def render(self) -> None:
-        raise NotImplementedError(
-            "a remote env does not render: the envapi's envs run on a server with no screen; "
-            "the observations of Atari and NES games are their screens"
-        )
+        raise NotImplementedError(NOT_RENDERED)
 
     def ping(self) -> None:
         """One empty round trip to the session process."""

@@ -33,11 +33,17 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 120.0  # for any one reply on the data connection
 # The server stops a session's workers within 5 s; a DELETE waits a little longer.
 _CLOSE_TIMEOUT_S = 15.0
+_MIN_TIMEOUT_S, _MAX_TIMEOUT_S = 0.001, 1e6  # a socket's timeout; 1e6 s is 11 days
 
 NO_RENDERING = (
     "render_mode: the envapi's envs run on a server with no screen and send observations, "
     "not renderings; leave render_mode out (the observations of Atari and NES games are "
     "their screens)"
+)
+
+NOT_RENDERED = (
+    "a remote env does not render: the envapi's envs run on a server with no screen; "
+    "the observations of Atari and NES games are their screens"
 )
 
 _WIRE_MODES = {
@@ -97,6 +103,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
     ) -> None:
         if render_mode is not None:
             raise InvalidRequestError(NO_RENDERING)
+        if not _is_int(num_envs) or num_envs < 1:
+            raise InvalidRequestError(
+                f"num_envs={num_envs!r}: give a whole number of envs, 1 or more"
+            )
+        num_envs = int(num_envs)
+        _check_seconds("timeout_s", timeout_s)
+        if open_timeout_s is not None:
+            _check_seconds("open_timeout_s", open_timeout_s)
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
         if isinstance(token, str):  # read from a file, say: its line end is no part of it
@@ -182,7 +196,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def step_async(self, actions: Any) -> None:
         """Send the actions; ``step_wait`` collects the results."""
-        self._enter(_State.READY, "step_async")
+        self._send_step(actions, "step_async")
+
+    def _send_step(self, actions: Any, call: str) -> None:
+        self._enter(_State.READY, call)
         try:
             self._actions.write(self._step_actions, actions)
             self._call(self._connection.send_prepared, self._step_frame)
@@ -192,7 +209,12 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """The results of the actions ``step_async`` sent."""
-        self._enter(_State.WAITING_STEP, "step_wait")
+        return self._wait_step("step_wait")
+
+    def _wait_step(
+        self, call: str
+    ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        self._enter(_State.WAITING_STEP, call)
         try:
             self._state = _State.READY
             arrays, info = self._call(self._connection.receive_step, self._results)
@@ -203,11 +225,15 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every env once."""
-        self.step_async(actions)
-        return self.step_wait()
+        self._send_step(actions, "step")
+        return self._wait_step("step")
+
+    def render(self) -> None:
+        raise NotImplementedError(NOT_RENDERED)
 
     def set_timeout(self, timeout_s: float) -> None:
         """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""
+        _check_seconds("timeout_s", timeout_s)
         self._connection.set_timeout(timeout_s)
 
     def ping(self) -> None:
@@ -328,7 +354,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def _explain(self, exc: ConnectionLostError) -> NetgymError:
         """Ask the server why the connection broke; the answer is the error to raise."""
-        deadline = time.monotonic() + 3.0
+        # A broken connection: the session may be ending, and its end says why. A
+        # reply that never came: it is still running, hung or slow; ask once.
+        timed_out = exc.details.get("timed_out") is True
+        deadline = time.monotonic() + (0.0 if timed_out else 3.0)
         while True:
             try:
                 # A hung envapi must not hold the error up for the REST timeout.
@@ -358,7 +387,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             time.sleep(0.05)
         if status.get("end_error"):
             return error_from_dict(status["end_error"])
-        reason = status.get("end_reason") or f"it is {status.get('state')}"
+        if status.get("state") != "ended" and timed_out:
+            reason = (
+                f"it is still {status.get('state')} on the server, busy or hung (an env "
+                "stepping slowly?): raise timeout_s for a slow env, or the envapi ends a hung "
+                "step after its step_timeout_s"
+            )
+        else:
+            reason = status.get("end_reason") or f"it is {status.get('state')}"
         return ConnectionLostError(f"{exc.message}; session {self.session_id}: {reason}")
 
     def __enter__(self) -> RemoteVectorEnv:
@@ -404,6 +440,19 @@ def _wire_seed(seed: Any) -> int | list[int | None] | None:
     raise InvalidRequestError(
         f"seed must be None, an int, or a sequence of ints or None; got {seed!r}"
     )
+
+
+def _check_seconds(name: str, value: Any) -> None:
+    """Raise ``InvalidRequestError`` unless ``value`` is a timeout a socket takes."""
+    if not (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and _MIN_TIMEOUT_S <= value <= _MAX_TIMEOUT_S
+    ):
+        raise InvalidRequestError(
+            f"{name}={value!r}: give a number of seconds from {_MIN_TIMEOUT_S:g} to "
+            f"{_MAX_TIMEOUT_S:,.0f}"
+        )
 
 
 def _is_int(value: Any) -> bool:

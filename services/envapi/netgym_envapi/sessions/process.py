@@ -527,7 +527,9 @@ class Session:
         if self.config.autoreset_mode == AutoresetMode.DISABLED and self.done.any():
             index = int(np.flatnonzero(self.done)[0])
             raise SessionStateError(
-                f"env {index} is done and autoreset is disabled: reset it first "
+                "the episode has ended (terminated or truncated): call reset() before step()"
+                if self.config.num_envs == 1
+                else f"env {index} is done and autoreset is disabled: reset it first "
                 "(options={'reset_mask': mask})",
                 details={"env_index": index},
             )
