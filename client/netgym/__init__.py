@@ -12,10 +12,12 @@ server. ``netgym.sb3`` adapts a remote vector env to stable-baselines3.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from netgym.client.env import RemoteEnv
-from netgym.client.vector import RemoteVectorEnv
+from netgym.client.rest import RestClient
+from netgym.client.vector import DEFAULT_URL, RemoteVectorEnv
 from netgym.errors import NetgymError
 
 
@@ -29,4 +31,15 @@ def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> RemoteVectorEnv:
     return RemoteVectorEnv(env_id, num_envs, **kwargs)
 
 
-__all__ = ["NetgymError", "RemoteEnv", "RemoteVectorEnv", "make", "make_vec"]
+def list_envs(url: str | None = None, token: str | None = None) -> list[str]:
+    """The ids of every env the envapi serves (``GET /v1/envs``), NES games included.
+
+    ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
+    """
+    url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
+    token = token if token is not None else os.environ.get("NETGYM_TOKEN")
+    reply = RestClient(url, token.strip() if token else None, 60.0).call("GET", "/v1/envs")
+    return [entry["env_id"] for entry in reply["envs"]]
+
+
+__all__ = ["NetgymError", "RemoteEnv", "RemoteVectorEnv", "list_envs", "make", "make_vec"]

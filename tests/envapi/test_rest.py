@@ -53,6 +53,11 @@ def test_lists_atari_and_classic_envs(envapi: EnvApi) -> None:
     assert ids["netgym-test/Buttons-v0"] == ids["netgym-test/ByClass-v0"] == "custom"
 
 
+def test_the_client_lists_the_envs(envapi: EnvApi) -> None:
+    ids = netgym.list_envs(url=envapi.url, token=envapi.token)
+    assert "CartPole-v1" in ids and "ALE/Pong-v5" in ids
+
+
 def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
     body = client(envapi).get("/v1/envs/ALE/Pong-v5").json()
     assert body["observation_space"] == {

@@ -112,7 +112,10 @@ class RestClient:
                 f"{self.start_hint}"
             ) from None
         except (http.client.HTTPException, ValueError) as exc:  # no HTTP, or no JSON
-            raise self._not_the_api(f"{type(exc).__name__}: {str(exc)[:80]}") from None
+            text = str(exc)[:80]
+            if not text.isprintable():  # bytes of a binary protocol, as the data port sends
+                raise self._not_the_api("it answered in binary, not HTTP") from None
+            raise self._not_the_api(f"{type(exc).__name__}: {text}") from None
 
     def _not_the_api(self, why: str) -> ServerUnavailableError:
         return ServerUnavailableError(

@@ -135,7 +135,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self._connection = DataConnection(
                 host, int(reply["data_port"]), self.session_id, token, timeout_s, shared_memory
             )
-        except NetgymError:
+        except BaseException:  # Ctrl-C too: the session would wait for its attach timeout
             self._close_session()
             raise
         try:

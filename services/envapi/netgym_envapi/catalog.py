@@ -216,7 +216,11 @@ def find_env(env_id: str) -> EnvEntry:
         import difflib
 
         close = difflib.get_close_matches(env_id, [e.env_id for e in list_envs()], n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; GET /v1/envs lists them"
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else "; netgym.list_envs() (GET /v1/envs) lists them"
+        )
         raise UnknownEnvError(f"no env {env_id!r} is served here{hint}", details={"env_id": env_id})
     return EnvEntry(env_id, family)
 
