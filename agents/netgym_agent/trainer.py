@@ -45,6 +45,7 @@ from netgym_agent.signals import StopRequested
 # hyperparameters and the normalisation statistics come from the checkpoint,
 # and its spaces from the env.
 FIXED_ON_RESUME = ("env", "algo", "normalize")
+_EVENT_FILES = "events.out.tfevents.*"  # what a TensorBoard writer names its files
 
 
 @dataclass(frozen=True)
@@ -199,9 +200,14 @@ class _Run:
                 f"resumed from {checkpoint.path} at step {model.num_timesteps:,} "
                 f"of {self.config.total_timesteps:,}"
             )
+        before = set(self.run.tensorboard.glob(_EVENT_FILES))
         logger = configure(str(self.run.tensorboard), ["tensorboard"])
         if checkpoint is not None:
+            # The purge opens a writer of its own: the one configure made stays empty.
+            unused = set(self.run.tensorboard.glob(_EVENT_FILES)) - before
             _purge_tensorboard_from(logger, self.run.tensorboard, checkpoint.step + 1)
+            for path in unused:
+                path.unlink(missing_ok=True)
         model.set_logger(logger)
         return model
 

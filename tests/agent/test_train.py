@@ -101,6 +101,8 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert steps == sorted(steps) and steps[-1] == 2048 and len(steps) == 4
     assert len(list((run_dir / "monitor").glob("*.monitor.csv"))) == 2
     assert "total_timesteps: 2048" in (run_dir / "config.yaml").read_text()
+    # One event file a run, none left empty by the resume.
+    assert len(list((run_dir / "tensorboard").glob("events.out.tfevents.*"))) == 2
     # Every evaluation reaches TensorBoard, the final one (after learn() returned) too.
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
