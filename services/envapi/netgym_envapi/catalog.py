@@ -208,7 +208,9 @@ def find_env(env_id: str) -> EnvEntry:
     if env_id.startswith(EMULATOR_PREFIX):
         if env_id in _emulator_games() or env_id in _recent_games():
             return EnvEntry(env_id, "emulator")
-        _explain_missing_game(env_id)
+        # Added since a read too recent for _recent_games to repeat: read them again.
+        if _has_game(env_id) and env_id in _emulator.current(max_age_s=0.0).games:
+            return EnvEntry(env_id, "emulator")
     register_ale()
     spec = gym.registry.get(env_id)
     family = _family(spec.entry_point) if spec is not None else None
@@ -225,8 +227,9 @@ def find_env(env_id: str) -> EnvEntry:
     return EnvEntry(env_id, family)
 
 
-def _explain_missing_game(env_id: str) -> None:
-    """Raise why a ``netgym/`` id is not served, when the emulator service can say.
+def _has_game(env_id: str) -> bool:
+    """Whether the emulator service has the game of a ``netgym/`` id; if not, raise why,
+    when it can say.
 
     Raises:
         ServerUnavailableError: the emulator service does not answer (a retry may help).
@@ -258,6 +261,8 @@ def _explain_missing_game(env_id: str) -> None:
                 f"{env_id} cannot be served: {exc.details['problem']}",
                 details={"env_id": env_id},
             ) from None
+        return False
+    return True
 
 
 def episode_spec(env: gym.Env[Any, Any]) -> dict[str, Any]:
