@@ -240,4 +240,4 @@ def test_a_reply_that_never_comes_says_the_session_is_busy_or_hung(tmp_envapi: E
         started = time.monotonic()
         with pytest.raises(ConnectionLostError, match="it is still attached on the server, busy"):
             envs.step(np.array([1]))
-        assert time.monotonic() - started < 2.5  # not the 3 s more of a broken connection
+        assert time.monotonic() - started < 3.9  # not 3 s more, as for a broken connection
