@@ -96,6 +96,12 @@ class BadObsEnv(_FaultEnv):
         return obs, reward, terminated, truncated, info
 
 
+class BadRewardEnv(_FaultEnv):
+    def step(self, action: int) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = super().step(0)
+        return obs, (None if action == 1 else reward), terminated, truncated, info
+
+
 class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
     """Three buttons (MultiBinary); the reward counts the pressed ones; 3 steps an episode."""
 
@@ -183,6 +189,7 @@ for _name, _cls in [
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),
     ("BadObs", BadObsEnv),
+    ("BadReward", BadRewardEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),

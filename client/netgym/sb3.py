@@ -59,7 +59,8 @@ RETRYABLE_ERRORS: tuple[type[NetgymError], ...] = (
 """Errors that mean the session is gone while the request itself was fine.
 
 Besides these, an ``EnvError`` whose ``details["instance_lost"]`` is true: an
-NES game's emulator instance crashed, was killed or hung, as a worker may.
+NES game's emulator instance crashed or was killed, as a worker may. One that
+hung is raised: a game script in an endless loop would hang the next one too.
 
 Everything else is raised at once: a bad action, bad arguments, a wrong token,
 an unknown env, a protocol mismatch, a call out of order (the caller's bug),
@@ -209,8 +210,9 @@ class ReconnectingVecEnv(RemoteVecEnv):
 
     When a step or reset fails with an error of ``RETRYABLE_ERRORS`` (the
     envapi died or restarted, the session was closed, timed out or its worker
-    crashed), it logs a warning on the ``"netgym"`` logger, opens a new session
-    with the same arguments, retrying with exponential backoff for up to
+    crashed), or because an NES game's emulator instance died (``is_retryable``),
+    it logs a warning on the ``"netgym"`` logger, opens a new session with the
+    same arguments, retrying with exponential backoff for up to
     ``reconnect_timeout_s``, and resets it. Any other error is raised as is.
 
     What SB3 sees when a *step* reconnects: the new session's reset

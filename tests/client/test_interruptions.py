@@ -227,7 +227,7 @@ def test_one_env_says_what_to_do_in_its_own_terms(tmp_envapi: EnvApi) -> None:
     with pytest.raises(SessionStateError, match=r"^cannot call step\(\): this env is closed"):
         env.step(0)
     with (
-        netgym.make_vec("CartPole-v1", 2, **kwargs) as envs,
+        netgym.make_vec("CartPole-v1", 2, timeout_s=np.int64(30), **kwargs) as envs,
         pytest.raises(NotImplementedError, match="a remote env does not render"),
     ):
         envs.render()

@@ -253,7 +253,21 @@ def test_every_problem_of_a_manifest_is_said_at_once(tmp_path: Path) -> None:
     assert lines[1].startswith("- ") and "game.toml:3: the ROM" in lines[1]
     assert "game.toml:9: frames_per_step = 0 is not an integer in 1..60" in lines[2]
     assert "game.toml:15: [start] noop_max = -1 is not a whole number" in lines[3]
-    assert raised.value.details["line"] == 3 and len(raised.value.details["problems"]) == 3
+    assert len(raised.value.details["problems"]) == 3
+
+
+def test_a_misspelled_table_is_one_problem_each_not_two(tmp_path: Path) -> None:
+    manifest = (
+        MANIFEST.format(rom=EFP_ROM, extra_rom="")
+        .replace("[actions]", "[action]")
+        .replace("[observation]", "[observaton]")
+    )
+    with pytest.raises(GameError) as raised:
+        load_game(make_game(tmp_path, manifest))
+    problems = raised.value.details["problems"]
+    assert len(problems) == 2, problems
+    assert "unknown table [action]; did you mean actions?" in problems[0]
+    assert "unknown table [observaton]; did you mean observation?" in problems[1]
 
 
 def test_discover_keeps_going_past_broken_folders(tmp_path: Path) -> None:

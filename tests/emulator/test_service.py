@@ -337,15 +337,20 @@ def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_e
         envs.step(np.array([0, 0]))
     finally:
         envs.close()
-    failing = ReconnectingVecEnv("netgym/LuaError-v0", 1, **stack.kwargs)  # a bug of the game
-    try:
-        failing.reset()
-        with pytest.raises(EnvError, match=r"game.lua:6: boom on purpose"):
-            for _ in range(3):
-                failing.step(np.array([0]))
-        assert failing.reconnects == 0
-    finally:
-        failing.close()
+    # Bugs of the game, which a new instance would meet again: an error, an endless loop.
+    for game, kwargs, error in [
+        ("LuaError", {}, r"game.lua:6: boom on purpose"),
+        ("EndlessLoop", {"env_kwargs": {"timeout_s": 1}}, r"no reply within 1 s"),
+    ]:
+        failing = ReconnectingVecEnv(f"netgym/{game}-v0", 1, **kwargs, **stack.kwargs)
+        try:
+            failing.reset()
+            with pytest.raises(EnvError, match=error):
+                for _ in range(3):
+                    failing.step(np.array([0]))
+            assert failing.reconnects == 0
+        finally:
+            failing.close()
 
 
 def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: Stack) -> None:

@@ -161,9 +161,10 @@ def test_an_unclaimed_or_garbled_instance_exits_and_says_why(tmp_path: Path) -> 
     with run_emulator(tmp_path, games_dir(tmp_path), attach_timeout_s="2") as (url, _):
         unclaimed, garbled = start(url).json(), start(url).json()
         with socket.create_connection((garbled["host"], garbled["port"])) as bridge:
-            bridge.sendall(b"Xabcd")
+            bridge.sendall(b"X\xff\xfe\xfd\xfc")  # no UTF-8 either
             message = wait_for_the_end(url, garbled["instance_id"], 10).json()["error"]["message"]
-        assert 'its client sent an unknown request "Xabcd"' in message, message
+        assert "its client sent an unknown request (hex) 58fffefdfc" in message, message
+        assert start(url).status_code == 201  # still serving
         message = wait_for_the_end(url, unclaimed["instance_id"], 10).json()["error"]["message"]
         assert "no client connected within 2 s of the start (the attach timeout" in message
 

@@ -515,7 +515,7 @@ def test_info_that_cannot_be_sent_is_an_error_and_the_session_goes_on(envapi: En
         assert obs.ravel().tolist() == [2.0, 2.0]
 
 
-def test_an_observation_out_of_its_space_names_the_env_and_the_space(envapi: EnvApi) -> None:
+def test_an_observation_or_reward_an_env_cannot_give_names_the_env(envapi: EnvApi) -> None:
     with netgym.make_vec("netgym-test/BadObs-v0", 3, url=envapi.url, token=envapi.token) as envs:
         envs.reset(seed=0)
         with pytest.raises(EnvError) as raised:
@@ -525,6 +525,11 @@ def test_an_observation_out_of_its_space_names_the_env_and_the_space(envapi: Env
             "Box(0.0, 1000.0, (1,), float32)"
         ), raised.value.message
         assert raised.value.details["env_index"] == 2
+    with netgym.make_vec("netgym-test/BadReward-v0", 2, url=envapi.url, token=envapi.token) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(EnvError, match=r"^env 0: the env raised TypeError: float\(\) arg"):
+            envs.step(np.array([1, 0]))
+        envs.step(np.array([0, 0]))  # the session goes on
 
 
 @pytest.mark.parametrize("num_envs", [1, 2], ids=["in-session-process", "in-worker"])

@@ -26,7 +26,7 @@ EMULATOR = (
     "Start it with `netgym-emulator` or `docker compose up`, or set NETGYM_EMULATOR_URL",
 )
 
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what a header carries as is
+_HEADER_TEXT = re.compile(r"[\x20-\x7e\xa0-\xff]+")  # printable Latin-1: what a header carries
 
 
 class RestClient:
@@ -84,7 +84,7 @@ class RestClient:
             if not _HEADER_TEXT.fullmatch(self.token):
                 raise InvalidRequestError(
                     "the token holds characters an HTTP header cannot carry (a line end, "
-                    "say): check token=... or NETGYM_TOKEN"
+                    "or one outside Latin-1): check token=... or NETGYM_TOKEN"
                 )
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)

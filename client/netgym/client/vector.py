@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import numbers
 import os
 import threading
 import time
@@ -108,9 +109,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 f"num_envs={num_envs!r}: give a whole number of envs, 1 or more"
             )
         num_envs = int(num_envs)
-        _check_seconds("timeout_s", timeout_s)
+        timeout_s = _seconds("timeout_s", timeout_s)
         if open_timeout_s is not None:
-            _check_seconds("open_timeout_s", open_timeout_s)
+            open_timeout_s = _seconds("open_timeout_s", open_timeout_s)
         self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
         token = token if token is not None else os.environ.get("NETGYM_TOKEN")
         if isinstance(token, str):  # read from a file, say: its line end is no part of it
@@ -233,8 +234,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def set_timeout(self, timeout_s: float) -> None:
         """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""
-        _check_seconds("timeout_s", timeout_s)
-        self._connection.set_timeout(timeout_s)
+        self._connection.set_timeout(_seconds("timeout_s", timeout_s))
 
     def ping(self) -> None:
         """One empty round trip to the session process (for latency checks)."""
@@ -364,7 +364,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 status = self._rest.call(
                     "GET",
                     f"/v1/sessions/{self.session_id}",
-                    timeout_s=max(deadline - time.monotonic(), 0.5),
+                    timeout_s=3.0 if timed_out else max(deadline - time.monotonic(), 0.5),
                 )
             except SessionNotFoundError:
                 self._session_ended = True
@@ -442,17 +442,22 @@ def _wire_seed(seed: Any) -> int | list[int | None] | None:
     )
 
 
-def _check_seconds(name: str, value: Any) -> None:
-    """Raise ``InvalidRequestError`` unless ``value`` is a timeout a socket takes."""
+def _seconds(name: str, value: Any) -> float:
+    """``value`` as a timeout a socket takes.
+
+    Raises:
+        InvalidRequestError: for anything else (0, a negative, NaN, None, a string).
+    """
     if not (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and _MIN_TIMEOUT_S <= value <= _MAX_TIMEOUT_S
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool | np.bool_)
+        and _MIN_TIMEOUT_S <= float(value) <= _MAX_TIMEOUT_S
     ):
         raise InvalidRequestError(
             f"{name}={value!r}: give a number of seconds from {_MIN_TIMEOUT_S:g} to "
             f"{_MAX_TIMEOUT_S:,.0f}"
         )
+    return float(value)
 
 
 def _is_int(value: Any) -> bool:

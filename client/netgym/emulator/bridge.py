@@ -135,7 +135,9 @@ class BridgeConnection:
             except BlockingIOError:  # SO_RCVTIMEO expired
                 raise TimeoutError from None
             if count == 0:
-                raise ConnectionLostError("the emulator closed the connection")
+                raise ConnectionLostError(
+                    "the emulator closed the connection", details={"closed": True}
+                )
             received += count
 
     def _recv_at_least(self, have: int, wanted: int) -> int:
@@ -151,7 +153,9 @@ class BridgeConnection:
             except BlockingIOError:  # SO_RCVTIMEO expired
                 raise TimeoutError from None
             if count == 0:
-                raise ConnectionLostError("the emulator closed the connection")
+                raise ConnectionLostError(
+                    "the emulator closed the connection", details={"closed": True}
+                )
             have += count
         return have
 
@@ -183,7 +187,9 @@ class BridgeConnection:
                 f"the emulator took no request within {self.timeout_s:g} s: it hangs or is stopped"
             ) from None
         except OSError as exc:
-            raise ConnectionLostError(f"the connection to the emulator broke: {exc}") from None
+            raise ConnectionLostError(
+                f"the connection to the emulator broke: {exc}", details={"closed": True}
+            ) from None
 
     def receive(self, screen_out: np.ndarray | None = None) -> BridgeReply:
         """Read the reply to the request sent last (its screen into ``screen_out`` if given).
@@ -236,7 +242,11 @@ class BridgeConnection:
                 f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped"
             ) from None
         except (OSError, ConnectionLostError) as exc:
-            raise ConnectionLostError(f"the connection to the emulator broke: {exc}") from None
+            closed = isinstance(exc, OSError) or exc.details.get("closed") is True
+            raise ConnectionLostError(
+                f"the connection to the emulator broke: {exc}",
+                details={"closed": closed},
+            ) from None
         status, _, rest = header.partition(" ")
         if status != "ok":
             raise EnvError(f"the game's Lua script failed: {rest}", details={"lua_error": rest})

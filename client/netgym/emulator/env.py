@@ -210,9 +210,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
         if isinstance(exc, ConnectionLostError):
             cause += self._how_it_ended(instance_id)
         self.release()
-        # Lost (crashed, killed, hung) rather than failed in the game's script: the
-        # emulator's fault, which a new instance puts right (as a new worker would).
-        lost = isinstance(exc, ConnectionLostError)
+        # FCEUX closed the connection (it crashed, or was killed): the emulator's fault,
+        # which a new instance puts right, as a new worker would. Not a hang or a bad
+        # reply: the game's script may cause those, and would again.
+        lost = isinstance(exc, ConnectionLostError) and exc.details.get("closed") is True
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
             "next reset() starts a new one",

@@ -120,9 +120,12 @@ async def _supervise_forever(pool: InstancePool, display: VirtualDisplay) -> Non
     display_failed = False
     while True:
         await asyncio.sleep(1.0)
-        pool.reap(check_clients=True)
         try:
-            await asyncio.to_thread(display.live_name)
+            pool.reap(check_clients=True)
+        except Exception:  # a bug: logged, and the supervisor goes on
+            log.exception("reaping the instances failed")
+        try:
+            display.live_name()
             display_failed = False
         except Exception:  # tried again every second; /v1/health answers 503 meanwhile
             if not display_failed:

@@ -332,7 +332,9 @@ while true do
   elseif command == "P" then
     client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
   else
-    note_exit("its client sent an unknown request " .. string.format("%q", request))
+    -- As hex: the request may be any bytes, and the service reads the note as text.
+    note_exit("its client sent an unknown request (hex) "
+      .. string.gsub(request, ".", function(c) return string.format("%02x", string.byte(c)) end))
     break
   end
 end

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from pyvirtualdisplay.xvfb import XvfbDisplay
@@ -40,7 +39,6 @@ class VirtualDisplay:
     def __init__(self) -> None:
         self._xvfb: OwnedXvfb | None = None
         self.restarts = 0
-        self._restarting = threading.Lock()  # the supervisor and instance starts, in threads
 
     def start(self) -> None:
         self._xvfb = OwnedXvfb()
@@ -55,15 +53,11 @@ class VirtualDisplay:
         return self._xvfb is not None and bool(self._xvfb.is_alive())  # type: ignore[no-untyped-call]
 
     def live_name(self) -> str:
-        """The display's name (``:N``), after starting a new Xvfb if the last one died.
-
-        It blocks while Xvfb starts: call it in a thread from the event loop.
-        """
-        with self._restarting:
-            if not self.is_alive():
-                log.warning("Xvfb is gone; starting a new one (its instances went with it)")
-                self.stop()
-                self.start()
-                self.restarts += 1
-            assert self._xvfb is not None
-            return self._xvfb.display_name
+        """The display's name (``:N``), after starting a new Xvfb if the last one died."""
+        if not self.is_alive():
+            log.warning("Xvfb is gone; starting a new one (its instances went with it)")
+            self.stop()
+            self.start()
+            self.restarts += 1
+        assert self._xvfb is not None
+        return self._xvfb.display_name

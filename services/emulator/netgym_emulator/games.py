@@ -18,6 +18,7 @@ import tomllib
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,16 +233,30 @@ def load_game(folder: Path) -> Game:
             raise _fail(path, f"unknown key {key!r} in [{name}]", fix, _line_of(text, key, name))
         return value
 
-    problems = _Problems()
-    problems.check(lambda: _check_top_level(path, text, data))
+    problems = _Problems(path)
+    for key in data:
+        problems.check(partial(_check_top_level_key, path, text, data, key))
+    # A table whose name is misspelled ([action]) is that one problem, not two.
+    misspelled = {
+        close[0]
+        for key in data
+        if key not in _KEYS[None]
+        and (close := difflib.get_close_matches(key, _KEYS[None], n=1, cutoff=0.6))
+    }
+
+    def table(name: str) -> dict[str, Any]:
+        if name in misspelled:
+            raise _Skipped
+        return section(name)
+
     name = problems.check(lambda: _check_name(path, text, data))
-    rom = problems.check(lambda: _check_rom(folder, path, text, section("rom")))
-    script = problems.check(lambda: _check_script(folder, path, text, section("script")))
-    actions = problems.check(lambda: _check_actions(path, text, section("actions")))
-    observation = problems.check(lambda: _check_observation(path, text, section("observation")))
-    start = problems.check(lambda: _check_start(folder, path, text, section("start")))
-    max_steps = problems.check(lambda: _check_episode(path, text, section("episode")))
-    problems.raise_them(path)
+    rom = problems.check(lambda: _check_rom(folder, path, text, table("rom")))
+    script = problems.check(lambda: _check_script(folder, path, text, table("script")))
+    actions = problems.check(lambda: _check_actions(path, text, table("actions")))
+    observation = problems.check(lambda: _check_observation(path, text, table("observation")))
+    start = problems.check(lambda: _check_start(folder, path, text, table("start")))
+    max_steps = problems.check(lambda: _check_episode(path, text, table("episode")))
+    problems.raise_them()
     assert name and rom and script and actions and observation and start
     (combos, frames), (screen, ram), (sequence, savestate, noop_max) = actions, observation, start
     return Game(
@@ -261,10 +276,15 @@ def load_game(folder: Path) -> Game:
     )
 
 
+class _Skipped(Exception):
+    """A table not checked: the problem of its misspelled name says all."""
+
+
 class _Problems:
     """The problems of one manifest, collected so that a user sees them all at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.found: list[GameError] = []
 
     def check(self, check: Callable[[], _T]) -> _T | None:
@@ -272,22 +292,29 @@ class _Problems:
             return check()
         except GameError as exc:
             self.found.append(exc)
-            return None
+        except _Skipped:
+            pass
+        except Exception as exc:  # a mistake no check foresaw: one more problem
+            self.found.append(
+                _fail(self.path, f"{type(exc).__name__}: {exc}", "compare it with docs/games.md")
+            )
+        return None
 
-    def raise_them(self, path: Path) -> None:
+    def raise_them(self) -> None:
         if len(self.found) == 1:
             raise self.found[0]
         if self.found:
             messages = [exc.message for exc in self.found]
             raise GameError(
-                f"{path} has {len(messages)} problems:\n" + "\n".join(f"- {m}" for m in messages),
-                details={**self.found[0].details, "problems": messages},
+                f"{self.path} has {len(messages)} problems:\n"
+                + "\n".join(f"- {m}" for m in messages),
+                details={"file": str(self.path), "line": None, "problems": messages},
             )
 
 
-def _check_top_level(path: Path, text: str, data: dict[str, Any]) -> None:
-    if unknown := _unknown_key(data, _KEYS[None]):
-        key, fix = unknown
+def _check_top_level_key(path: Path, text: str, data: dict[str, Any], key: str) -> None:
+    if unknown := _unknown_key({key: data[key]}, _KEYS[None]):
+        _, fix = unknown
         what = f"table [{key}]" if isinstance(data[key], dict) else f"top-level key {key!r}"
         raise _fail(path, f"unknown {what}", fix, _line_of(text, key))
 

@@ -82,7 +82,8 @@ class Instance:
         if code < 0:
             return f"was killed by {signal.Signals(-code).name}"
         with contextlib.suppress(OSError):  # the bridge's own reason: a timeout, say
-            return f"was ended by its bridge: {(self.home / EXIT_FILE).read_text()}"
+            note = (self.home / EXIT_FILE).read_text(errors="backslashreplace")
+            return f"was ended by its bridge: {note}"
         if _DISPLAY_LOST in self.log_tail():
             return (
                 f"exited with code {code}: it lost its virtual display (Xvfb died; the "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -181,7 +180,7 @@ class InstancePool:
             instance = await start_instance(
                 game,
                 self.settings.fceux,
-                await asyncio.to_thread(self.display),
+                self.display(),
                 self.work_dir,
                 self.settings.bridge_host,
                 self.settings.start_timeout_s,

@@ -308,7 +308,8 @@ def make_env(
             details={"render_mode": env_kwargs["render_mode"]},
         )
     family = find_env(env_id).family
-    if family != "atari" and any(spec.name == "atari" for spec in wrappers):
+    # An env of NETGYM_ENV_MODULES may be an ALE game: AtariPreprocessing says if not.
+    if family not in ("atari", "custom") and any(spec.name == "atari" for spec in wrappers):
         raise InvalidRequestError(
             f"wrapper 'atari' is for ALE games (ALE/...); {env_id} is "
             + (

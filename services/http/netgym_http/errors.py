@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from netgym.errors import InvalidRequestError, NetgymError
 
-# 400 is a body that is not JSON at all (invalid UTF-8, say).
-_HTTP_CODES = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_SEND_JSON = "send the body as JSON in UTF-8, with Content-Type: application/json"
 
 
 def _body(code: str, message: str) -> dict[str, dict[str, object]]:
@@ -34,6 +34,11 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that is not JSON at all (invalid UTF-8, say)
+            error = InvalidRequestError(
+                f"{request.method} {request.url.path}: {exc.detail} ({_SEND_JSON})"
+            )
+            return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
         return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
@@ -47,7 +52,7 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
         ]
         problems = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
         if "json" not in request.headers.get("content-type", ""):
-            problems += " (send the body as JSON, with Content-Type: application/json)"
+            problems += f" ({_SEND_JSON})"
         error = InvalidRequestError(f"invalid request: {problems}", details={"errors": errors})
         return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
 

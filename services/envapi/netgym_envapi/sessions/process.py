@@ -331,7 +331,9 @@ class Session:
     def end(self, reason: str, error: NetgymError | None = None) -> None:
         """Record why the session ends, and tell the client when it can still hear."""
         self.end_reason = reason
-        notice = error or SessionEndedError(f"session {self.config.session_id} {reason}")
+        # Reasons read "was idle for ... and has ended", or say what happened.
+        joint = " " if reason.startswith("was ") else " has ended: "
+        notice = error or SessionEndedError(f"session {self.config.session_id}{joint}{reason}")
         self.end_error = notice.to_dict()  # what a client that asks is told, as this one is
         # Now, not after the workers stop (seconds, maybe): a HELLO meanwhile is
         # refused with this reason instead of being handed to a process that
