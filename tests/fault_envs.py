@@ -102,6 +102,13 @@ class BadRewardEnv(_FaultEnv):
         return obs, (None if action == 1 else reward), terminated, truncated, info
 
 
+class RaiseOnResetEnv(_FaultEnv):
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        raise RuntimeError("this env never starts, on purpose")
+
+
 class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
     """Three buttons (MultiBinary); the reward counts the pressed ones; 3 steps an episode."""
 
@@ -190,6 +197,7 @@ for _name, _cls in [
     ("BadInfo", BadInfoEnv),
     ("BadObs", BadObsEnv),
     ("BadReward", BadRewardEnv),
+    ("RaiseOnReset", RaiseOnResetEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),

@@ -26,6 +26,8 @@ from netgym.errors import NetgymError
 from netgym_agent.errors import ConfigError, RunDirError, explain
 from netgym_agent.threads import limit_openmp_spinning
 
+SIGPIPE_EXIT = 141  # as a command killed by SIGPIPE: its output was gone
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command ``argv`` asks for; returns the exit status."""
@@ -47,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"netgym-train: error: {exc}{notes}", file=sys.stderr, flush=True)
         return 1
     except BrokenPipeError:  # the output went to a pipe closed early (`| head -1`)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # as a command killed by SIGPIPE
+        _drop_output()
+        return SIGPIPE_EXIT
     except OSError as exc:  # the run folder or a config file cannot be read or written
         where = f" ({exc.filename})" if exc.filename else ""
         print(f"netgym-train: error{where}: {explain(exc)}", file=sys.stderr, flush=True)
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     from netgym_agent.trainer import TrainOptions, train
 
-    return train(
+    status = train(
         TrainOptions(
             config_file=args.config,
             run_dir=args.run_dir,
@@ -69,6 +71,14 @@ def _train(args: argparse.Namespace) -> int:
             overrides=list(args.set),
         )
     )
+    if status == SIGPIPE_EXIT:  # stopped because its output was gone (checkpoint saved)
+        _drop_output()
+    return status
+
+
+def _drop_output() -> None:
+    """Send what is left to /dev/null: flushing a closed pipe at exit would complain."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _evaluate(args: argparse.Namespace) -> int:

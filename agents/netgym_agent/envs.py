@@ -10,6 +10,7 @@ dies (the episodes in flight are lost, logged, and left out of the monitor).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ def make_env(
     url: str | None,
     token: str | None,
     monitor_file: Path | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> VecEnv:
     """One envapi session of ``num_envs`` copies of the config's env, episode-monitored.
 
@@ -40,6 +42,7 @@ def make_env(
         url: the envapi; None means ``$NETGYM_URL`` or the default.
         token: its access token; None means ``$NETGYM_TOKEN``.
         monitor_file: where SB3's ``VecMonitor`` writes one CSV row per episode.
+        stopping: once it returns True, a reconnect under way gives up at once.
 
     Raises:
         ConfigError: when the server rejects ``env.kwargs`` or ``env.wrappers``.
@@ -54,6 +57,7 @@ def make_env(
             env_kwargs=config.env.kwargs,
             wrappers=config.env.wrappers,
             reconnect_timeout_s=config.env.reconnect_timeout_s,
+            stopping=stopping,
         )
     except InvalidRequestError as exc:
         raise ConfigError(

@@ -19,6 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
+from netgym.errors import ReconnectFailedError
 from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
 from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
@@ -96,7 +97,9 @@ def evaluate(
         should_stop: polled every step; True aborts with ``EvaluationInterrupted``.
     """
     started = time.monotonic()
-    env = make_env(config, num_envs=min(num_envs, episodes), url=url, token=token)
+    env = make_env(
+        config, num_envs=min(num_envs, episodes), url=url, token=token, stopping=should_stop
+    )
     try:
         check_env_fits(env, config, model.observation_space, model.action_space)
         saved = statistics if isinstance(statistics, Path) else None
@@ -109,14 +112,19 @@ def evaluate(
             if should_stop():
                 raise EvaluationInterrupted
 
-        returns, lengths = evaluate_policy(
-            model,
-            env,
-            n_eval_episodes=episodes,
-            deterministic=deterministic,
-            return_episode_rewards=True,
-            callback=poll,
-        )
+        try:
+            returns, lengths = evaluate_policy(
+                model,
+                env,
+                n_eval_episodes=episodes,
+                deterministic=deterministic,
+                return_episode_rewards=True,
+                callback=poll,
+            )
+        except ReconnectFailedError as exc:
+            if exc.details.get("stopped"):  # the stop cut a reconnect short
+                raise EvaluationInterrupted from exc
+            raise
     finally:
         env.close()
     return EvalResult(

@@ -1,19 +1,23 @@
-"""SIGINT and SIGTERM as a polite request: finish the step, checkpoint, close, exit.
+"""SIGINT, SIGTERM and SIGHUP as a polite request: finish the step, checkpoint,
+close, exit.
 
 The handler only records the signal; the training loop polls it between env
 steps, so a checkpoint being written is never cut short. A second signal
 exits at once, with the sessions closed by the ``finally`` blocks on the way
-out (but no new checkpoint).
+out (but no new checkpoint). Output that can no longer be written (a closed
+pipe, the terminal of a closed ssh session) is a request to stop as well
+(``StoppingOutput``): as SIGPIPE, exit status 141.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TextIO
 
-WATCHED = (signal.SIGINT, signal.SIGTERM)
+WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class StopRequested:
@@ -50,18 +54,52 @@ class StopRequested:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 
+    def request(self, signum: int) -> None:
+        """Stop as if ``signum`` had come (the first request counts)."""
+        if self.signum is None:
+            self.signum = signum
+
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if self.signum is not None:
-            print(
-                f"\n{signal.Signals(signum).name} again: exiting without a new checkpoint",
-                file=sys.stderr,
-                flush=True,
-            )
+            _tell(f"\n{signal.Signals(signum).name} again: exiting without a new checkpoint")
             raise SystemExit(128 + signum)
         self.signum = signum
-        print(
+        _tell(
             f"\n{signal.Signals(signum).name}: finishing the current step, saving a checkpoint "
-            "and closing the sessions (send it again to exit at once)",
-            file=sys.stderr,
-            flush=True,
+            "and closing the sessions (send it again to exit at once)"
         )
+
+
+def _tell(text: str) -> None:
+    """Print to stderr, unless it is gone (SIGHUP: the terminal closed)."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
+class StoppingOutput:
+    """A text stream that, once writing to it fails, drops what follows and asks
+    ``stop`` to stop: training would otherwise die mid-step without a checkpoint."""
+
+    def __init__(self, stream: TextIO, stop: StopRequested) -> None:
+        self.stream = stream
+        self.stop = stop
+        self.lost = False
+
+    def write(self, text: str) -> int:
+        if not self.lost:
+            try:
+                return self.stream.write(text)
+            except OSError:  # BrokenPipeError, or EIO from a hung-up terminal
+                self._lose()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except OSError:
+                self._lose()
+
+    def _lose(self) -> None:
+        self.lost = True
+        self.stop.request(signal.SIGPIPE)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -39,7 +39,7 @@ from netgym_agent.envs import check_env_fits, make_env, normalize_env, reconnect
 from netgym_agent.errors import AgentError, CheckpointError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
-from netgym_agent.signals import StopRequested
+from netgym_agent.signals import StoppingOutput, StopRequested
 
 # Config sections a resumed run keeps as it was made with: the model's
 # hyperparameters and the normalisation statistics come from the checkpoint,
@@ -80,8 +80,9 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     checkpoint = _prepare_run_dir(run, config, options, store, out)
     try:
         with StopRequested() as stop:
-            return _Run(config, run, store, options, stop, out).go(checkpoint, device)
-    except NetgymError:
+            output = cast(TextIO, StoppingOutput(out, stop))
+            return _Run(config, run, store, options, stop, output).go(checkpoint, device)
+    except (NetgymError, _StoppedBeforeTraining) as exc:
         # A bad config, the envapi unreachable or refusing the env, before any
         # checkpoint: the folder holds no run, so that the same command works
         # once the cause is fixed.
@@ -91,7 +92,18 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
                 print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
             else:
                 run.config_file.unlink(missing_ok=True)
+        if isinstance(exc, _StoppedBeforeTraining):
+            print(f"stopped by {exc.stop.name} before the first step", file=out, flush=True)
+            return exc.stop.exit_status
         raise
+
+
+class _StoppedBeforeTraining(Exception):
+    """A stop came while the envs could not be reached, before anything was learned."""
+
+    def __init__(self, stop: StopRequested) -> None:
+        super().__init__(stop.name)
+        self.stop = stop
 
 
 class _Run:
@@ -152,7 +164,14 @@ class _Run:
                 try:
                     model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
                 except NetgymError as exc:
+                    if checkpoint is None and model.num_timesteps == 0:
+                        # Nothing learned (the first reset failed, say): nothing to save.
+                        if self.stop:
+                            raise _StoppedBeforeTraining(self.stop) from exc
+                        raise
                     path = self._checkpoint()
+                    if self.stop:  # a stop cut a reconnect short: it is the stop's exit
+                        return self._stopped(model.num_timesteps, path)
                     if isinstance(exc, ReconnectFailedError):  # the config's key for it
                         exc.message = exc.message.replace(
                             "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
@@ -176,6 +195,7 @@ class _Run:
             url=self.options.url,
             token=self.options.token,
             monitor_file=self.run.monitor_file(start),
+            stopping=lambda: bool(self.stop),
         )
         if checkpoint is not None:
             try:
@@ -218,15 +238,18 @@ class _Run:
         if not self.stop and self.config.eval.every_steps and not evaluated:
             self._evaluate()
         if self.stop:
-            self._say(
-                f"stopped by {self.stop.name} at step {step:,}; checkpoint {path}\n"
-                f"continue with: netgym-train train --run-dir {self.run.path} --resume"
-            )
-            return self.stop.exit_status
+            return self._stopped(step, path)
         write_directory(self.run.path, "final", self._write_policy, {"step": step})
         why = "goal reached: " if self.goal_reached else ""
         self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
         return 0
+
+    def _stopped(self, step: int, path: Path) -> int:
+        self._say(
+            f"stopped by {self.stop.name} at step {step:,}; checkpoint {path}\n"
+            f"continue with: netgym-train train --run-dir {self.run.path} --resume"
+        )
+        return self.stop.exit_status
 
     def _checkpoint(self) -> Path:
         model = self._model_now()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from netgym.extras import require_extra
@@ -77,6 +77,7 @@ _RETRYABLE_WHILE_RECONNECTING: tuple[type[NetgymError], ...] = (
 
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 5.0
+_STOP_POLL_S = 0.1  # how soon a wait between attempts notices a stop
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -241,6 +242,10 @@ class ReconnectingVecEnv(RemoteVecEnv):
         max_reconnects: raise ``ReconnectFailedError`` instead of a reconnect
             beyond this many (None: no limit); guards against an env that kills
             its session again and again.
+        stopping: checked between reconnect attempts and while waiting for the
+            next; once it returns True, the reconnect gives up at once with a
+            ``ReconnectFailedError`` whose ``details["stopped"]`` is True (a
+            trainer asked to stop must not wait out ``reconnect_timeout_s``).
         **kwargs: ``RemoteVectorEnv``'s other arguments (url, token, wrappers...).
 
     Attributes:
@@ -255,6 +260,7 @@ class ReconnectingVecEnv(RemoteVecEnv):
         *,
         reconnect_timeout_s: float = 120.0,
         max_reconnects: int | None = None,
+        stopping: Callable[[], bool] | None = None,
         **kwargs: Any,
     ) -> None:
         if not reconnect_timeout_s > 0:
@@ -269,6 +275,7 @@ class ReconnectingVecEnv(RemoteVecEnv):
         super().__init__(env_id, num_envs, **kwargs)
         self.reconnect_timeout_s = reconnect_timeout_s
         self.max_reconnects = max_reconnects
+        self._stopping = stopping or (lambda: False)
         self.reconnects = 0
         self.lost_episodes = 0
         self._base_seed: int | None = None
@@ -374,7 +381,14 @@ class ReconnectingVecEnv(RemoteVecEnv):
         deadline = started + self.reconnect_timeout_s
         delay = _FIRST_BACKOFF_S
         attempts = 0
+        last_error: NetgymError = failure
         while True:
+            if self._stopping():
+                raise ReconnectFailedError(
+                    f"lost session {lost_session} of {self.env_id} ({failure.message}), and "
+                    f"gave up reconnecting after {attempts} attempts: a stop was asked for",
+                    details={"stopped": True},
+                ) from last_error
             attempts += 1
             try:
                 return self._open_and_reset(seeds, started, attempts, deadline)
@@ -401,7 +415,9 @@ class ReconnectingVecEnv(RemoteVecEnv):
                 last_error.message,
                 min(delay, remaining),
             )
-            time.sleep(min(delay, remaining))
+            wake_at = time.monotonic() + min(delay, remaining)
+            while not self._stopping() and (left := wake_at - time.monotonic()) > 0:
+                time.sleep(min(left, _STOP_POLL_S))
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
     def _open_and_reset(

@@ -11,6 +11,7 @@ the ``"netgym"`` logger).
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -119,3 +120,37 @@ def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
     assert "within reconnect_timeout_s=2 s" in output, output
     assert output.count("reconnect_timeout_s to wait longer") == 1, output
     assert "Raise env.reconnect_timeout_s to wait longer" in output, output
+
+
+def test_a_stop_while_reconnecting_does_not_wait_for_the_envapi(
+    server: EnvApi, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "outage.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "env": {**SMALL_CARTPOLE["env"], "reconnect_timeout_s": 120},
+            "total_timesteps": 10**6,
+            "eval": {"every_steps": 0},
+        },
+    )
+    run_dir = tmp_path / "run"
+    log = tmp_path / "train.log"
+    trainer = start_train(server, log, str(config), "--run-dir", str(run_dir))
+    try:
+        wait_for_episodes(trainer, run_dir, log, 5)
+        kill_tree(server.process)
+        deadline = time.monotonic() + 60
+        while "lost session" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        trainer.send_signal(signal.SIGINT)
+        status = trainer.wait(30)  # not the 120 s of reconnect_timeout_s
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    output = log.read_text()
+    assert status == 130, output
+    assert re.search(r"stopped by SIGINT at step [\d,]+; checkpoint \S+step_", output), output
+    assert "error" not in output.split("SIGINT:")[-1], output

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -18,12 +19,15 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from netgym_agent.checkpoints import read_directory
 from tests.agent.helpers import (
     CONFIGS,
+    ROOT,
     SMALL_CARTPOLE,
     checkpoint_dirs,
+    clean_env,
     evaluations,
     run_evaluate,
     run_train,
     start_train,
+    train_command,
     write_config,
 )
 from tests.servers import EnvApi
@@ -217,6 +221,16 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
     assert no_token.returncode == 1
     assert "netgym-train sends --token, else $NETGYM_TOKEN" in no_token.stdout
     assert not run_dir.exists()
+    # An env that fails at its first reset: no step-0 checkpoint, no folder.
+    never = write_config(
+        tmp_path / "never.yaml",
+        {**SMALL_CARTPOLE, "env": {"id": "netgym-test/RaiseOnReset-v0", "num_envs": 2}},
+    )
+    failed = run_train(envapi, str(never), "--run-dir", str(run_dir))
+    assert failed.returncode == 1, failed.stdout
+    assert "this env never starts, on purpose" in failed.stdout
+    assert "checkpoint" not in failed.stdout.split("this env never starts")[0], failed.stdout
+    assert not run_dir.exists()
 
 
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
@@ -267,3 +281,40 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     assert not (run_dir / "final").exists()
     assert "Traceback" not in output
     wait_for_no_sessions(envapi)
+
+
+@pytest.mark.parametrize("how", ["closed-pipe", "SIGHUP"])
+def test_output_gone_or_a_hangup_stops_with_a_checkpoint(
+    envapi: EnvApi, tmp_path: Path, how: str
+) -> None:
+    """`netgym-train ... | head`, or the ssh session closed: what was learned is kept."""
+    config = write_config(
+        tmp_path / "long.yaml",
+        {**SMALL_CARTPOLE, "total_timesteps": 10**6, "checkpoint": {"every_steps": 0}},
+    )  # the only checkpoint is the stop's
+    run_dir = tmp_path / "run"
+    errors = tmp_path / "stderr.log"
+    with errors.open("wb") as stderr:
+        trainer = subprocess.Popen(
+            train_command(envapi, str(config), "--run-dir", str(run_dir)),
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert trainer.stdout is not None
+        while b"steps/s" not in trainer.stdout.readline():  # a progress line: training
+            assert trainer.poll() is None, errors.read_text()
+        if how == "closed-pipe":
+            trainer.stdout.close()
+        else:
+            trainer.send_signal(signal.SIGHUP)
+        status = trainer.wait(60)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+    assert status == (141 if how == "closed-pipe" else 129), errors.read_text()
+    assert checkpoint_dirs(run_dir), errors.read_text()
+    assert "Traceback" not in errors.read_text()
