@@ -67,7 +67,7 @@ def resolve_device(config: TrainConfig) -> torch.device:
         if required:
             raise ConfigError(
                 f"device: cpu contradicts {by}: drop one of them "
-                f"(unset {REQUIRE_GPU_VARIABLE} to train on the CPU on purpose)"
+                f"({_cpu_on_purpose(by)} to train on the CPU on purpose)"
             )
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -129,7 +129,15 @@ def _no_gpu_message(by: str) -> str:
             "  - the Compose service reserves the GPU:",
             _COMPOSE_BLOCK,
             "  - CUDA_VISIBLE_DEVICES does not hide the GPU.",
-            f"To train on the CPU on purpose, unset {REQUIRE_GPU_VARIABLE} and set "
-            "require_gpu: false (or device: cpu).",
+            f"To train on the CPU on purpose, {_cpu_on_purpose(by)}.",
         ]
     )
+
+
+def _cpu_on_purpose(by: str) -> str:
+    """What undoes the requirement ``by`` names."""
+    if by.startswith(REQUIRE_GPU_VARIABLE):
+        return f"unset {REQUIRE_GPU_VARIABLE} (in Compose: run the agent-cpu service)"
+    if "require_gpu" in by:
+        return "set require_gpu: false in the config"
+    return "use device: auto (the GPU when there is one) or device: cpu (--device cpu to evaluate)"

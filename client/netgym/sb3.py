@@ -406,7 +406,9 @@ class ReconnectingVecEnv(RemoteVecEnv):
                     f"lost session {lost_session} of {self.env_id} ({failure.message}) and "
                     f"could not open a new one at {self.remote.url} within "
                     f"reconnect_timeout_s={self.reconnect_timeout_s:g} s ({attempts} attempts; "
-                    f"last error: {last_error.message}); is the envapi running? "
+                    f"last error: {last_error.message}); is the envapi running"
+                    + (", and its emulator service?" if self.env_id.startswith("netgym/") else "?")
+                    + " "
                     "Raise reconnect_timeout_s to wait longer"
                 ) from last_error
             logger.info(

@@ -43,6 +43,7 @@ def test_config_requiring_a_gpu_stops_with_what_to_check() -> None:
         resolve_device(config(require_gpu=True))
     message = str(info.value)
     assert "require_gpu: true" in message
+    assert message.endswith("on purpose, set require_gpu: false in the config."), message
     for words in GPU_HELP:
         assert words in message, message
 
@@ -51,8 +52,9 @@ def test_config_requiring_a_gpu_stops_with_what_to_check() -> None:
 @pytest.mark.parametrize("value", ["1", "true", "YES"])
 def test_environment_requiring_a_gpu_stops(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(REQUIRE_GPU_VARIABLE, value)
-    with pytest.raises(DeviceError, match=f"{REQUIRE_GPU_VARIABLE}={value}"):
+    with pytest.raises(DeviceError, match=f"{REQUIRE_GPU_VARIABLE}={value}") as info:
         resolve_device(config())
+    assert f"on purpose, unset {REQUIRE_GPU_VARIABLE} (in Compose" in str(info.value)
 
 
 @pytest.mark.usefixtures("no_cuda")
@@ -66,15 +68,21 @@ def test_environment_can_say_no(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_cuda")
 def test_explicit_cuda_without_a_gpu_stops() -> None:
-    with pytest.raises(DeviceError, match="device: cuda"):
+    with pytest.raises(DeviceError, match="device: cuda") as info:
         resolve_device(config(device="cuda"))
+    assert "on purpose, use device: auto (the GPU when there is one) or device: cpu" in str(
+        info.value
+    )
 
 
 @pytest.mark.usefixtures("no_cuda")
 def test_cpu_and_gpu_required_contradict(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(REQUIRE_GPU_VARIABLE, "1")
-    with pytest.raises(ConfigError, match="contradicts"):
+    with pytest.raises(ConfigError, match=f"contradicts .*unset {REQUIRE_GPU_VARIABLE}"):
         resolve_device(config(device="cpu"))
+    monkeypatch.delenv(REQUIRE_GPU_VARIABLE)
+    with pytest.raises(ConfigError, match=r"contradicts .*set require_gpu: false"):
+        resolve_device(config(device="cpu", require_gpu=True))
 
 
 @pytest.mark.parametrize("how", ["config", "environment"])

@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,30 +90,42 @@ def test_training_goes_on_across_an_envapi_restart(server: EnvApi, tmp_path: Pat
     assert (run_dir / "final").is_dir(), output
 
 
-def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
-    server: EnvApi, tmp_path: Path
-) -> None:
+def run_into_an_outage(
+    server: EnvApi,
+    tmp_path: Path,
+    reconnect_timeout_s: float,
+    during: Callable[[subprocess.Popen[bytes], Path], None] = lambda trainer, log: None,
+    wait_s: float = 120,
+) -> tuple[int, str]:
+    """Train until episodes are logged, kill the envapi for good, call ``during``, and
+    wait up to ``wait_s`` for the trainer's exit: its status and output."""
     config = write_config(
-        tmp_path / "gone.yaml",
+        tmp_path / "outage.yaml",
         {
             **SMALL_CARTPOLE,
-            "env": {**SMALL_CARTPOLE["env"], "reconnect_timeout_s": 2},
+            "env": {**SMALL_CARTPOLE["env"], "reconnect_timeout_s": reconnect_timeout_s},
             "total_timesteps": 10**6,
             "eval": {"every_steps": 0},
         },
     )
-    run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
-    trainer = start_train(server, log, str(config), "--run-dir", str(run_dir))
+    trainer = start_train(server, log, str(config), "--run-dir", str(tmp_path / "run"))
     try:
-        wait_for_episodes(trainer, run_dir, log, 5)
+        wait_for_episodes(trainer, tmp_path / "run", log, 5)
         kill_tree(server.process)
-        status = trainer.wait(120)
+        during(trainer, log)
+        status = trainer.wait(wait_s)
     finally:
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
-    output = log.read_text()
+    return status, log.read_text()
+
+
+def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
+    server: EnvApi, tmp_path: Path
+) -> None:
+    status, output = run_into_an_outage(server, tmp_path, reconnect_timeout_s=2)
     assert status == 1, output
     assert re.search(r"training stopped at step [\d,]+; checkpoint \S+step_", output), output
     assert output.count("could not open a new one") == 1, output
@@ -125,32 +137,20 @@ def test_a_run_whose_envapi_stays_gone_stops_with_a_checkpoint_and_one_error(
 def test_a_stop_while_reconnecting_does_not_wait_for_the_envapi(
     server: EnvApi, tmp_path: Path
 ) -> None:
-    config = write_config(
-        tmp_path / "outage.yaml",
-        {
-            **SMALL_CARTPOLE,
-            "env": {**SMALL_CARTPOLE["env"], "reconnect_timeout_s": 120},
-            "total_timesteps": 10**6,
-            "eval": {"every_steps": 0},
-        },
-    )
-    run_dir = tmp_path / "run"
-    log = tmp_path / "train.log"
-    trainer = start_train(server, log, str(config), "--run-dir", str(run_dir))
-    try:
-        wait_for_episodes(trainer, run_dir, log, 5)
-        kill_tree(server.process)
+    def interrupt_the_reconnect(trainer: subprocess.Popen[bytes], log: Path) -> None:
         deadline = time.monotonic() + 60
         while "lost session" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         trainer.send_signal(signal.SIGINT)
-        status = trainer.wait(30)  # not the 120 s of reconnect_timeout_s
-    finally:
-        if trainer.poll() is None:
-            trainer.kill()
-            trainer.wait()
-    output = log.read_text()
+
+    status, output = run_into_an_outage(
+        server,
+        tmp_path,
+        120,
+        interrupt_the_reconnect,
+        wait_s=30,  # not reconnect_timeout_s
+    )
     assert status == 130, output
     assert re.search(r"stopped by SIGINT at step [\d,]+; checkpoint \S+step_", output), output
     assert "error" not in output.split("SIGINT:")[-1], output
