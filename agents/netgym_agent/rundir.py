@@ -188,6 +188,30 @@ class RunDir:
                 continue
         return records
 
+    def monitor_mark(self, start: int) -> dict[str, Any]:
+        """Where the Monitor CSV of the segment started at ``start`` ends now, for a
+        checkpoint's manifest (SB3 flushes each row as it writes it)."""
+        path = self.monitor_file(start)
+        try:
+            return {"monitor_file": path.name, "monitor_bytes": path.stat().st_size}
+        except OSError:  # no episode has ended yet
+            return {}
+
+    def truncate_monitor(self, step: int, mark: dict[str, Any]) -> None:
+        """Drop the episodes logged after the checkpoint at ``step`` (``mark``: its
+        ``monitor_mark``): a resume plays those steps again."""
+        folder = self.path / "monitor"
+        for path in folder.glob("step_*.monitor.csv"):
+            match = re.fullmatch(r"step_(\d+)\.monitor\.csv", path.name)
+            if match and int(match.group(1)) > step:  # a segment the resume discards
+                path.unlink(missing_ok=True)
+        name, size = mark.get("monitor_file"), mark.get("monitor_bytes")
+        if isinstance(name, str) and isinstance(size, int) and "/" not in name:
+            path = folder / name
+            if path.exists() and path.stat().st_size > size:
+                with path.open("r+b") as stream:
+                    stream.truncate(size)
+
     def truncate_evaluations(self, step: int) -> None:
         """Keep only evaluations up to ``step``: a resume replays the steps after it."""
         kept = [r for r in self.read_evaluations() if int(r.get("step", 0)) <= step]

@@ -128,10 +128,11 @@ class _Run:
         self.goal_reached = False
         self.model: BaseAlgorithm | None = None
         self.progress: ProgressLine | None = None
+        self.start = 0  # the step this process started at: its Monitor CSV's name
 
     def go(self, checkpoint: Checkpoint | None, device: torch.device) -> int:
         """Train from ``checkpoint`` (or from scratch); returns the exit status."""
-        start = checkpoint.step if checkpoint else 0
+        start = self.start = checkpoint.step if checkpoint else 0
         env: VecEnv | None = None
         try:
             env = self._open_env(checkpoint, start)
@@ -257,7 +258,8 @@ class _Run:
         if not path.exists():
             episodes = self.progress.episodes if self.progress else 0
             started = time.monotonic()
-            path = self.store.save(model.num_timesteps, self._write_model, {"episodes": episodes})
+            info = {"episodes": episodes, **self.run.monitor_mark(self.start)}
+            path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
         return path
 
@@ -413,6 +415,9 @@ def _prepare_run_dir(
     if checkpoint is None:
         print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
     run.truncate_evaluations(checkpoint.step if checkpoint else 0)
+    run.truncate_monitor(
+        checkpoint.step if checkpoint else 0, checkpoint.info if checkpoint else {}
+    )
     run.save_config(config, header)
     return checkpoint
 

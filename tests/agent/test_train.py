@@ -318,3 +318,23 @@ def test_output_gone_or_a_hangup_stops_with_a_checkpoint(
     assert status == (141 if how == "closed-pipe" else 129), errors.read_text()
     assert checkpoint_dirs(run_dir), errors.read_text()
     assert "Traceback" not in errors.read_text()
+
+
+def test_a_resume_drops_the_episodes_logged_past_its_checkpoint(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    """As if killed after step 512: its Monitor rows past 512 would count twice."""
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    assert run_train(envapi, str(config), "--run-dir", str(run_dir)).returncode == 0
+    _stop_at_512(run_dir)
+    mark = read_directory(run_dir / "checkpoints" / "step_000000512").info
+    first = run_dir / "monitor" / "step_000000000.monitor.csv"
+    assert mark["monitor_file"] == first.name and first.stat().st_size > mark["monitor_bytes"]
+    discarded = run_dir / "monitor" / "step_000000768.monitor.csv"  # a later, lost segment
+    discarded.write_text(first.read_text())
+    resumed = run_train(envapi, "--run-dir", str(run_dir), "--resume")
+    assert resumed.returncode == 0, resumed.stdout
+    assert first.stat().st_size == mark["monitor_bytes"]
+    assert not discarded.exists()
+    assert (run_dir / "monitor" / "step_000000512.monitor.csv").exists()
