@@ -184,8 +184,18 @@ def _device(text: str) -> str:
     return text
 
 
+def _url(text: str) -> str:
+    if not re.fullmatch(r"https?://\S+", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a URL with its scheme, e.g. http://{text.split('://')[-1]}, got {text!r}"
+        )
+    return text
+
+
 def _server_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", help="the envapi (default: $NETGYM_URL or http://127.0.0.1:8000)")
+    parser.add_argument(
+        "--url", type=_url, help="the envapi (default: $NETGYM_URL or http://127.0.0.1:8000)"
+    )
     parser.add_argument("--token", help="its access token (default: $NETGYM_TOKEN)")
 
 

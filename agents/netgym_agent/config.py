@@ -179,7 +179,11 @@ def config_from_dict(
         ConfigError: naming ``source`` and the dotted key that is wrong.
     """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a config is a mapping of keys, got {type(raw).__name__}")
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise ConfigError(
+            f"{source}: a config is a mapping of keys (env:, algo:, total_timesteps: ...), "
+            f"got {got}; agents/configs/ has examples"
+        )
     data = _deep_copy(raw)
     for override in overrides:
         apply_override(data, override)

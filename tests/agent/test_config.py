@@ -271,3 +271,21 @@ def test_evaluate_of_a_model_that_is_no_name_or_folder_exits_2(tmp_path: Path) -
     )
     assert result.returncode == 2, result.stderr
     assert "expected best, final, latest or a checkpoint folder, got 'bset'" in result.stderr
+
+
+def test_a_url_without_its_scheme_is_a_bad_command_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "netgym_agent", "evaluate", str(tmp_path), "--url", "gpu-box:8000"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "expected a URL with its scheme, e.g. http://gpu-box:8000" in result.stderr
+
+
+def test_an_empty_config_file_says_what_a_config_is(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=r"a config is a mapping of keys .*got an empty file"):
+        load_config(empty)

@@ -385,6 +385,8 @@ def test_malformed_reset_body_is_refused_and_the_session_goes_on(envapi: EnvApi)
         send_frame(sock, MessageType.RESET, [pack_value({"seed": -1})])  # NumPy refuses it
         refused = error_of(sock)
         assert isinstance(refused, InvalidRequestError) and "0 or more" in refused.message
+        send_frame(sock, MessageType.RESET, [pack_value({"seed": 0, "option": {}})])  # typo
+        assert "seed and options only, not option" in error_of(sock).message
         send_frame(sock, MessageType.PING, [b"still there?"])
         assert recv_frame(sock, 1024) == (MessageType.PONG, bytearray(b"still there?"))
 

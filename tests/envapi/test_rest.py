@@ -97,6 +97,7 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
             "invalid_request",
         ),
         ("/v1/sessions", {"num_envs": 2}, 422, "invalid_request"),
+        ("/v1/sessions", {"env_id": "CartPole-v1", "num_envs": "2"}, 422, "invalid_request"),
         ("/v1/sessions", {"env_id": "CartPole-v1", "num_env": 2}, 422, "invalid_request"),
         (
             "/v1/sessions",
@@ -118,6 +119,7 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         "wrapper-kwarg",
         "bad-env-kwarg",
         "no-env-id",
+        "num-envs-text",
         "unknown-key",
         "bad-autoreset",
         "no-such-session",

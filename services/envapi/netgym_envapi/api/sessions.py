@@ -20,7 +20,7 @@ class OpenSession(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     env_id: str = Field(description="a Gymnasium env id, e.g. 'ALE/Pong-v5'")
-    num_envs: int = Field(1, description="copies of the env stepped as one batch")
+    num_envs: int = Field(1, strict=True, description="copies of the env stepped as one batch")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="gymnasium.make kwargs")
     wrappers: list[str | dict[str, Any]] = Field(
         default_factory=list, description="server-side wrappers, applied in order"

@@ -574,6 +574,11 @@ class Session:
         request = unpack_value(body) if body else {}
         if not isinstance(request, dict):
             raise ProtocolError(f"a RESET body is a dict, got {type(request).__name__}")
+        if unknown := sorted(map(str, set(request) - {"seed", "options"})):
+            raise InvalidRequestError(
+                f"a RESET body has seed and options only, not {', '.join(unknown)} "
+                "(reset arguments for the env go in options)"
+            )
         seeds = _seeds(request.get("seed"), self.config.num_envs)
         options = request.get("options")
         if options is not None and not isinstance(options, dict):
