@@ -262,26 +262,25 @@ def test_a_folder_with_no_run_says_what_to_give(tmp_path: Path) -> None:
         RunDir(tmp_path).load_config([])
 
 
-def test_evaluate_of_a_model_that_is_no_name_or_folder_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--model", "bset", "expected best, final, latest or a checkpoint folder, got 'bset'"),
+        ("--url", "gpu-box:8000", "expected a URL with its scheme, e.g. http://gpu-box:8000"),
+    ],
+    ids=["model-typo", "url-without-scheme"],
+)
+def test_a_bad_command_line_exits_2_saying_what_to_give(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "netgym_agent", "evaluate", str(tmp_path), "--model", "bset"],
+        [sys.executable, "-m", "netgym_agent", "evaluate", str(tmp_path), option, value],
         capture_output=True,
         text=True,
         env=clean_env(),
     )
     assert result.returncode == 2, result.stderr
-    assert "expected best, final, latest or a checkpoint folder, got 'bset'" in result.stderr
-
-
-def test_a_url_without_its_scheme_is_a_bad_command_line(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "netgym_agent", "evaluate", str(tmp_path), "--url", "gpu-box:8000"],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-    )
-    assert result.returncode == 2, result.stderr
-    assert "expected a URL with its scheme, e.g. http://gpu-box:8000" in result.stderr
+    assert message in result.stderr
 
 
 def test_an_empty_config_file_says_what_a_config_is(tmp_path: Path) -> None:
