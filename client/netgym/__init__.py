@@ -12,12 +12,11 @@ server. ``netgym.sb3`` adapts a remote vector env to stable-baselines3.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from netgym.client.env import RemoteEnv
 from netgym.client.rest import RestClient
-from netgym.client.vector import DEFAULT_URL, RemoteVectorEnv
+from netgym.client.vector import RemoteVectorEnv, server_address
 from netgym.errors import NetgymError
 
 
@@ -36,9 +35,7 @@ def list_envs(url: str | None = None, token: str | None = None) -> list[str]:
 
     ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
     """
-    url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
-    token = token if token is not None else os.environ.get("NETGYM_TOKEN")
-    reply = RestClient(url, token.strip() if token else None, 60.0).call("GET", "/v1/envs")
+    reply = RestClient(*server_address(url, token), 60.0).call("GET", "/v1/envs")
     return [entry["env_id"] for entry in reply["envs"]]
 
 

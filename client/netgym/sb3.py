@@ -194,13 +194,13 @@ class RemoteVecEnv(VecEnv):
         then counts whole episodes, not what ``clip_reward`` or a life lost make
         of them.
         """
-        names = [w if isinstance(w, str) else w.get("name") for w in self._wrappers()]
+        names = {
+            w if isinstance(w, str) else w.get("name")
+            for w in self._remote_kwargs.get("wrappers") or []
+            if isinstance(w, str | dict)
+        }
         wrapped = issubclass(wrapper_class, Monitor) and "episode_statistics" in names
         return [wrapped for _ in self._get_indices(indices)]
-
-    def _wrappers(self) -> list[Any]:
-        wrappers = self._remote_kwargs.get("wrappers") or []
-        return [w for w in wrappers if isinstance(w, str | dict)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]
@@ -402,13 +402,12 @@ class ReconnectingVecEnv(RemoteVecEnv):
                 last_error = exc
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                services = "and its emulator service " if self.env_id.startswith("netgym/") else ""
                 raise ReconnectFailedError(
                     f"lost session {lost_session} of {self.env_id} ({failure.message}) and "
                     f"could not open a new one at {self.remote.url} within "
                     f"reconnect_timeout_s={self.reconnect_timeout_s:g} s ({attempts} attempts; "
-                    f"last error: {last_error.message}); is the envapi running"
-                    + (", and its emulator service?" if self.env_id.startswith("netgym/") else "?")
-                    + " "
+                    f"last error: {last_error.message}); is the envapi {services}running? "
                     "Raise reconnect_timeout_s to wait longer"
                 ) from last_error
             logger.info(

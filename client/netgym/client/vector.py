@@ -112,10 +112,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         timeout_s = _seconds("timeout_s", timeout_s)
         if open_timeout_s is not None:
             open_timeout_s = _seconds("open_timeout_s", open_timeout_s)
-        self.url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
-        token = token if token is not None else os.environ.get("NETGYM_TOKEN")
-        if isinstance(token, str):  # read from a file, say: its line end is no part of it
-            token = token.strip() or None
+        self.url, token = server_address(url, token)
         mode = _autoreset_mode(autoreset_mode)
         self._rest = RestClient(self.url, token, timeout_s=max(timeout_s, 180.0))
         reply = self._rest.call(
@@ -405,6 +402,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
+
+
+def server_address(url: str | None, token: str | None) -> tuple[str, str | None]:
+    """The envapi's URL and token: as given, else ``$NETGYM_URL`` and ``$NETGYM_TOKEN``."""
+    token = token if token is not None else os.environ.get("NETGYM_TOKEN")
+    if isinstance(token, str):  # read from a file, say: its line end is no part of it
+        token = token.strip() or None
+    return url or os.environ.get("NETGYM_URL") or DEFAULT_URL, token
 
 
 def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
