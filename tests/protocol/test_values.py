@@ -169,3 +169,35 @@ def test_a_truncated_repeat_of_a_known_layout_is_a_protocol_error() -> None:
     unpack_value(data)
     with pytest.raises(ProtocolError):
         unpack_value(data[:-8])
+
+
+def _bools_with_a_two(key: str) -> bytes:
+    data = bytearray(pack_value({key: np.array([True, False, True]), "n": np.arange(3)}))
+    data[data.index(b"\x01\x00\x01")] = 2
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _with_blob({"$nb": [0, "<f4", [2]]}),
+        _with_blob({"info": {"$nd": [0, "<f4", [2]], "$extra": 1}}),
+        _with_blob({"a": {"$nd": [4, "<f4", [2]]}}),
+        _with_blob({"a": {"$np": [4, "<f4"]}}),
+        _bools_with_a_two("_mask"),
+    ],
+    ids=["unknown-tag", "tag-with-other-keys", "unaligned-array", "unaligned-scalar", "bool-2"],
+)
+def test_what_pack_value_never_makes_is_a_protocol_error_every_time(data: bytes) -> None:
+    # Twice: a dict of arrays is decoded through a cached plan the second time.
+    for _ in range(2):
+        with pytest.raises(ProtocolError):
+            unpack_value(data)
+
+
+def test_a_cached_layout_still_checks_its_bools() -> None:
+    good = pack_value({"_mask": np.array([True, False, True]), "n": np.arange(3)})
+    unpack_value(good)
+    with pytest.raises(ProtocolError, match="0 or 1"):
+        unpack_value(_bools_with_a_two("_mask"))
+    assert unpack_value(good)["_mask"].tolist() == [True, False, True]

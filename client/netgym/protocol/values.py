@@ -23,6 +23,7 @@ from netgym.errors import ProtocolError
 
 _LENGTH = struct.Struct("<I")
 _NON_FINITE = ("nan", "inf", "-inf")
+_TAGS = ("$nd", "$np", "$obj", "$tuple", "$bytes", "$float", "$dict")
 
 
 class _Encoder:
@@ -104,6 +105,7 @@ class _FlatPlan:
 
     arrays: list[tuple[str, int, np.dtype[Any], tuple[int, ...]]]
     extent: int  # bytes of the blob the arrays span
+    bools: list[tuple[int, int]]  # (start, stop) of each bool array's bytes: 0 or 1 each
 
 
 _flat_plans: dict[bytes, _FlatPlan] = {}
@@ -185,6 +187,9 @@ def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> 
     blob = view[start + (-start % 8) :]
     plan = _flat_plans.get(text)
     if plan is not None and plan.extent <= len(blob):
+        for bool_start, bool_stop in plan.bools:
+            if max(blob[bool_start:bool_stop]) > 1:
+                raise ProtocolError("a bool array's bytes are 0 or 1")
         source = blob if not copy else np.frombuffer(blob, np.uint8, plan.extent).copy()
         return {
             key: np.frombuffer(source, dtype, shape[0], offset)
@@ -198,20 +203,21 @@ def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> 
         raise ProtocolError("a value's JSON is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a too long int
         raise ProtocolError(f"a value's JSON is malformed: {exc}") from None
-    _remember_plan(text, tree)
     try:
-        return _decode(tree, blob)
+        value = _decode(tree, blob)
     except RecursionError:
         raise ProtocolError("a value is nested too deeply") from None
     except (KeyError, IndexError, TypeError, ValueError, OverflowError, MemoryError) as exc:
         raise ProtocolError(f"a value's structure is malformed: {exc!r}") from None
+    _remember_plan(text, tree)
+    return value
 
 
 def _remember_plan(text: bytes, tree: Any) -> None:
     """Keep how to decode a flat dict of native, non-empty numeric arrays, to skip its JSON."""
     if not isinstance(tree, dict) or not tree:
         return
-    arrays, extent = [], 0
+    arrays, extent, bools = [], 0, []
     for key, node in tree.items():
         if key.startswith("$") or not isinstance(node, dict) or list(node) != ["$nd"]:
             return
@@ -228,6 +234,7 @@ def _remember_plan(text: bytes, tree: Any) -> None:
         if (
             not isinstance(offset, int)
             or offset < 0
+            or offset % 8
             or count <= 0
             or dtype.kind not in "biuf"
             or not native
@@ -235,9 +242,11 @@ def _remember_plan(text: bytes, tree: Any) -> None:
             return
         arrays.append((key, offset, dtype, shape))
         extent = max(extent, offset + dtype.itemsize * count)
+        if dtype.kind == "b":
+            bools.append((offset, offset + count))
     if len(_flat_plans) >= _CACHE_ENTRIES:
         _flat_plans.clear()
-    _flat_plans[text] = _FlatPlan(arrays, extent)
+    _flat_plans[text] = _FlatPlan(arrays, extent, bools)
 
 
 def _decode(tree: Any, blob: memoryview) -> Any:
@@ -254,7 +263,7 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             _check_span(blob, offset, dt.itemsize * count)
             if count == 0:
                 return np.empty(shape, dtype=dt.newbyteorder("="))
-            return (
+            return _check_bools(
                 np.frombuffer(blob, dtype=dt, count=count, offset=offset)
                 .reshape(shape)
                 .astype(dt.newbyteorder("="))
@@ -263,8 +272,8 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             offset, dtype = body
             dt = np.dtype(dtype)
             _check_span(blob, offset, dt.itemsize)
-            return np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(
-                dt.newbyteorder("=")
+            return _check_bools(
+                np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(dt.newbyteorder("="))
             )[0]
         if tag == "$obj":
             array = np.empty(len(body["items"]), dtype=object)
@@ -283,6 +292,13 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             return float(body)
         if tag == "$dict":
             return {_hashable(_decode(k, blob)): _decode(v, blob) for k, v in body}
+    for key in tree:
+        if key.startswith("$"):
+            # pack_value sends such keys inside a "$dict": this is no value it made.
+            raise ProtocolError(
+                f"unknown tag {key!r}: a key that starts with $ is one of "
+                f"{', '.join(_TAGS)}, alone in its object"
+            )
     return {k: _decode(v, blob) for k, v in tree.items()}
 
 
@@ -295,6 +311,15 @@ def _check_span(blob: memoryview, offset: int, length: int) -> None:
         raise ProtocolError(
             f"an array at offset {offset} of {length} bytes runs past the {len(blob)}-byte blob"
         )
+    if offset % 8:
+        raise ProtocolError(f"an array's offset into the blob is a multiple of 8, not {offset}")
+
+
+def _check_bools(array: np.ndarray) -> np.ndarray:
+    """A bool array's bytes are 0 or 1 (numpy would keep a 2 and misbehave later)."""
+    if array.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+        raise ProtocolError("a bool array's bytes are 0 or 1")
+    return array
 
 
 __all__ = ["pack_value", "unpack_value"]
