@@ -95,6 +95,23 @@ def check_hyperparams(algo: AlgoConfig, source: str = "config") -> None:
             _convert(cls, key, value)
         except (ValueError, OverflowError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        if key == "policy_kwargs":
+            _check_policy_kwargs(algo.policy, cls.policy_aliases[algo.policy], value, where)
+
+
+def _check_policy_kwargs(name: str, policy: type, kwargs: dict[str, Any], where: str) -> None:
+    """Refuse a ``policy_kwargs`` key the policy does not take (SB3's TypeError names no fix)."""
+    parameters = inspect.signature(policy).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    given_by_sb3 = {"self", "observation_space", "action_space", "lr_schedule"}
+    accepted = sorted(set(parameters) - given_by_sb3)
+    for key in kwargs:
+        if key not in accepted:
+            raise ConfigError(
+                f"{where}: {name} takes no keyword {key!r}"
+                f"{did_you_mean(str(key), accepted)}; it takes {', '.join(accepted)}"
+            )
 
 
 def model_kwargs(algo: AlgoConfig) -> dict[str, Any]:

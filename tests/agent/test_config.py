@@ -111,6 +111,10 @@ def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
         ({"n_envs": 8}, ["algo.hyperparams.n_envs", "env.num_envs"]),
         ({"learning_rate": "lin_fast"}, ["algo.hyperparams.learning_rate", "lin_<number>"]),
         ({"policy_kwargs": {"activation_fn": "tanhh"}}, ["policy_kwargs", "did you mean 'tanh'"]),
+        (
+            {"policy_kwargs": {"net_arc": [8]}},
+            ["algo.hyperparams.policy_kwargs", "MlpPolicy", "did you mean 'net_arch'"],
+        ),
         ({"gamma": "high"}, ["algo.hyperparams.gamma: expected a number, got 'high'"]),
         ({"batch_size": "256"}, ["algo.hyperparams.batch_size: expected a whole number"]),
         ({"n_epochs": 2.5}, ["algo.hyperparams.n_epochs: expected a whole number, got 2.5"]),
@@ -122,6 +126,7 @@ def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
         "zoo-key-elsewhere",
         "bad-schedule",
         "bad-activation",
+        "policy-kwarg-typo",
         "float-string",
         "int-string",
         "int-fraction",

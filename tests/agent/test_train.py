@@ -234,7 +234,8 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
 
 
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
-    hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": {"net_arc": [8]}}
+    policy_kwargs = {"features_extractor_kwargs": {"size": 8}}  # FlattenExtractor takes no size
+    hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": policy_kwargs}
     config = write_config(
         tmp_path / "typo.yaml",
         {**SMALL_CARTPOLE, "algo": {**SMALL_CARTPOLE["algo"], "hyperparams": hyperparams}},
@@ -242,7 +243,7 @@ def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path
     run_dir = tmp_path / "run"
     result = run_train(envapi, str(config), "--run-dir", str(run_dir))
     assert result.returncode == 2, result.stdout
-    assert "refused algo.hyperparams" in result.stdout and "net_arc" in result.stdout
+    assert "refused algo.hyperparams" in result.stdout and "size" in result.stdout
     assert "Traceback" not in result.stdout
     assert not run_dir.exists()  # the same command works once the config is fixed
 
