@@ -201,3 +201,12 @@ def test_an_env_refuses_an_instance_of_its_game_changed_since_it_was_made(tmp_pa
             assert EmulatorEnv("Changing", url).observation_space["ram"].shape == (1,)
         finally:
             env.close()
+
+
+def test_an_instance_whose_client_quit_says_so(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+        instance = start(url).json()
+        BridgeConnection(instance["host"], instance["port"], 0, 10.0).close()
+        message = wait_for_the_end(url, instance["instance_id"], 10).json()["error"]["message"]
+        assert "its client asked it to quit" in message, message
+        assert "unknown request" not in message

@@ -331,6 +331,9 @@ while true do
     advance_then(0, argument + 1, answer_reset)
   elseif command == "P" then
     client:send(u32(6) .. "ok 0 0" .. u32(0) .. string.rep("\0", #ram_addresses))
+  elseif command == "Q" then
+    note_exit("its client asked it to quit")
+    break
   else
     -- As hex: the request may be any bytes, and the service reads the note as text.
     note_exit("its client sent an unknown request (hex) "
