@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from netgym.errors import NetgymError
+from netgym.errors import ConnectionLostError, NetgymError
 
 
 class _FaultEnv(gym.Env[np.ndarray, int]):
@@ -72,6 +72,11 @@ class ServiceOnlyError(NetgymError):
 class PeerRaiseEnv(_FaultEnv):
     def fault(self) -> None:
         raise ServiceOnlyError("a service's own error, on purpose")
+
+
+class LostConnectionEnv(_FaultEnv):
+    def fault(self) -> None:
+        raise ConnectionLostError("the env's own connection broke, on purpose")
 
 
 class SlowRaiseEnv(_FaultEnv):
@@ -192,6 +197,7 @@ for _name, _cls in [
     ("Crash", CrashEnv),
     ("Raise", RaiseEnv),
     ("PeerRaise", PeerRaiseEnv),
+    ("LostConnection", LostConnectionEnv),
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),

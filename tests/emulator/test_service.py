@@ -23,6 +23,7 @@ import netgym
 from netgym.client.rest import EMULATOR, RestClient
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import (
+    ConnectionLostError,
     EnvError,
     InvalidRequestError,
     ServerUnavailableError,
@@ -617,3 +618,25 @@ def test_start_from_a_save_state(tmp_path: Path) -> None:
         env.close()
     assert frames["FromState"] >= frames["FromPowerOn"] + 250
     assert frames["FromStateZipped"] == frames["FromState"]
+
+
+def test_a_bridge_that_cannot_be_reached_is_an_env_error_and_the_instance_goes_back(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An instance that dies between its start and the connection, say. A
+    # ConnectionLostError would end the envapi session the env serves.
+    def unreachable(*args: object) -> None:
+        raise ConnectionLostError("cannot connect to the emulator at 127.0.0.1:1")
+
+    env = EmulatorEnv("Catch", stack.emulator_url)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr("netgym.emulator.env.BridgeConnection", unreachable)
+            with pytest.raises(EnvError, match=r"cannot connect.*next reset") as caught:
+                env.reset(seed=0)
+        assert caught.value.details["instance_lost"] is True
+        instance_id = caught.value.details["instance_id"]
+        assert httpx.get(f"{stack.emulator_url}/v1/instances/{instance_id}").status_code == 404
+        env.reset(seed=0)
+    finally:
+        env.close()

@@ -190,6 +190,23 @@ def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(
         envs.step(np.array([0, 0]))
 
 
+@pytest.mark.parametrize("faulty", [0, 1], ids=["in-session-process", "in-worker"])
+def test_an_env_whose_own_connection_broke_is_an_env_error_and_the_session_goes_on(
+    tmp_envapi: EnvApi, faulty: int
+) -> None:
+    # The session's client must not take it for the end of its own connection.
+    with netgym.make_vec(
+        "netgym-test/LostConnection-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
+    ) as envs:
+        envs.reset(seed=0)
+        with pytest.raises(EnvError, match="own connection broke, on purpose") as caught:
+            envs.step(np.array([int(faulty == 0), int(faulty == 1)]))
+        assert caught.value.details["cause"] == "connection_lost"
+        assert caught.value.details["env_index"] == faulty
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))
+
+
 def test_envs_reset_after_their_episode_ended_are_not_done_when_a_later_step_fails(
     tmp_envapi: EnvApi,
 ) -> None:

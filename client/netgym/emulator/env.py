@@ -162,6 +162,14 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     self.timeout_s,
                     instance.get("screen_file"),
                 )
+            except ConnectionLostError as exc:
+                self.release()
+                # Lost, as when it dies later: a new instance may well connect.
+                raise EnvError(
+                    f"{self.game} instance {instance['instance_id']}: {exc.message}; it was "
+                    "stopped and the next reset() starts a new one",
+                    details={"instance_id": instance["instance_id"], "instance_lost": True},
+                ) from None
             except NetgymError:
                 self.release()
                 raise

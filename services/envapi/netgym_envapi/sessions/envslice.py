@@ -19,7 +19,7 @@ import numpy as np
 from gymnasium.spaces import Box
 
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import EnvError, NetgymError
+from netgym.errors import ConnectionLostError, EnvError, NetgymError, SessionEndedError
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -53,6 +53,13 @@ def as_netgym_error(exc: BaseException, env_index: int | None = None) -> NetgymE
         exc = EnvError(
             f"the env raised {type(exc).__name__}: {exc}",
             details={"traceback": traceback.format_exc()},
+        )
+    elif isinstance(exc, ConnectionLostError | SessionEndedError):
+        # Raised by the env's own connections (an emulator's, a remote env's): the
+        # session's client would take them for its own session's end.
+        exc = EnvError(
+            f"the env raised {type(exc).__name__}: {exc.message}",
+            details={**exc.details, "cause": exc.code},
         )
     if env_index is not None and "env_index" not in exc.details:
         exc.details["env_index"] = env_index
