@@ -354,6 +354,24 @@ def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_e
             failing.close()
 
 
+def test_instances_that_all_hang_in_one_step_take_one_timeout_not_one_each(stack: Stack) -> None:
+    # The session reads the replies one after another: each wait ends at the same
+    # deadline, counted from the send (3 instances x 2 s would be 6 s).
+    with netgym.make_vec("netgym/Plain-v0", 3, env_kwargs={"timeout_s": 2}, **stack.kwargs) as envs:
+        envs.reset(seed=0)
+        envs.step(np.zeros(3, np.int64))
+        pids = env_instance_pids(stack, envs)
+        assert len(pids) == 3
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(EnvError, match=r"within 2 s.*game script's game\.step\(\)"):
+            envs.step(np.zeros(3, np.int64))
+        assert time.monotonic() - started < 5
+        envs.reset(seed=0)
+        envs.step(np.zeros(3, np.int64))
+
+
 def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: Stack) -> None:
     with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
         env.reset(seed=0)
@@ -389,7 +407,12 @@ def test_one_failed_instance_in_a_vector_session_leaves_the_others_in_step(stack
 
 
 def env_instance_pid(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorEnv) -> int:
-    """The FCEUX pid behind a remote env: its session's env holds the only new instance."""
+    """The FCEUX pid behind a remote env (the first one of a vector env's)."""
+    return env_instance_pids(stack, env)[0]
+
+
+def env_instance_pids(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorEnv) -> list[int]:
+    """The FCEUX pids behind a remote env's session."""
     instances = httpx.get(f"{stack.emulator_url}/v1/instances").json()["instances"]
     headers = {"Authorization": f"Bearer {stack.envapi.token}"}
     status = httpx.get(f"{stack.envapi.url}/v1/sessions/{env.session_id}", headers=headers).json()
@@ -397,12 +420,14 @@ def env_instance_pid(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorEn
     # FCEUX is a child of the emulator service, so match by the bridge's peer: the
     # session process's TCP connection to the instance's port.
     ports = {i["port"]: i["pid"] for i in instances}
+    pids = []
     for line in Path(f"/proc/{session_pid}/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         remote_port = int(fields[2].split(":")[1], 16)
         if remote_port in ports and _owns_socket(session_pid, fields[9]):
-            return ports[remote_port]
-    raise AssertionError("no instance connected to the session process")
+            pids.append(ports[remote_port])
+    assert pids, "no instance connected to the session process"
+    return pids
 
 
 def _owns_socket(pid: int, inode: str) -> bool:

@@ -9,9 +9,11 @@ is ``ok REWARD DONE key=value...`` or ``error MESSAGE`` (docs/games.md).
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import socket
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,11 +123,15 @@ class BridgeConnection:
         # whole screen in one call: LuaSocket sends it in 8 KB pieces, and waking
         # up for each piece costs more than the copy.
         self.sock.settimeout(None)
+        self._set_timeout(socket.SO_RCVTIMEO, timeout_s)
+        self._set_timeout(socket.SO_SNDTIMEO, timeout_s)
+        self._reply = bytearray(4096)  # a reply but a screen in it, usually
+        self._sent_at = 0.0
+
+    def _set_timeout(self, option: int, timeout_s: float) -> None:
         seconds = int(timeout_s)
         timeval = struct.pack("ll", seconds, int((timeout_s - seconds) * 1e6))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-        self._reply = bytearray(4096)  # a reply but a screen in it, usually
+        self.sock.setsockopt(socket.SOL_SOCKET, option, timeval)
 
     def _recv_into(self, view: memoryview) -> None:
         received = 0
@@ -180,6 +186,7 @@ class BridgeConnection:
         Raises:
             ConnectionLostError: when the connection is broken.
         """
+        self._sent_at = time.monotonic()
         try:
             self.sock.sendall(command + _U32.pack(argument))
         except (TimeoutError, BlockingIOError):
@@ -198,6 +205,12 @@ class BridgeConnection:
             ConnectionLostError: when the instance closes or stays silent past the timeout.
             EnvError: when the game's Lua script failed (the message has its file and line).
         """
+        # The timeout runs from the send: a session reads its instances' replies one
+        # after another, and one that hung must not give the next ten more seconds.
+        waited = time.monotonic() - self._sent_at
+        shortened = waited > 0.05
+        if shortened:
+            self._set_timeout(socket.SO_RCVTIMEO, max(self.timeout_s - waited, 0.001))
         try:
             have = self._recv_at_least(0, 8)
             (header_bytes,) = _U32.unpack_from(self._reply)
@@ -239,7 +252,8 @@ class BridgeConnection:
                 ram = np.frombuffer(self._reply, np.uint8, self.ram_count, ram_at).copy()
         except (TimeoutError, BlockingIOError):
             raise ConnectionLostError(
-                f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped"
+                f"the emulator sent no reply within {self.timeout_s:g} s: it hangs or is stopped",
+                details={"timed_out": True},
             ) from None
         except (OSError, ConnectionLostError) as exc:
             closed = isinstance(exc, OSError) or exc.details.get("closed") is True
@@ -247,6 +261,10 @@ class BridgeConnection:
                 f"the connection to the emulator broke: {exc}",
                 details={"closed": closed},
             ) from None
+        finally:
+            if shortened:
+                with contextlib.suppress(OSError):
+                    self._set_timeout(socket.SO_RCVTIMEO, self.timeout_s)
         status, _, rest = header.partition(" ")
         if status != "ok":
             raise EnvError(f"the game's Lua script failed: {rest}", details={"lua_error": rest})

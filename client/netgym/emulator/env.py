@@ -111,6 +111,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self.max_episode_steps = max_episode_steps or self.spec_data["max_steps"]
         self._instance: dict[str, Any] | None = None
         self._bridge: BridgeConnection | None = None
+        self._waiting_for = "game.reset()"  # the script's function the last request runs
         self._steps = 0
         self._last_screen: np.ndarray | None = None
         self._shares_screens = self.observation_kind != "ram" and self._screen_folder_shared()
@@ -191,6 +192,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         return self._receive()
 
     def _send(self, command: bytes, argument: int) -> None:
+        self._waiting_for = "game.reset()" if command == b"R" else "game.step()"
         # Only a reset starts an instance: a step on a new one would skip game.reset().
         bridge = self._connect() if command == b"R" else self._bridge
         if bridge is None:
@@ -215,7 +217,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
         """Give the instance back and raise an EnvError that says what happened to it."""
         instance_id = self.instance_id
         cause = exc.message
-        if isinstance(exc, ConnectionLostError):
+        if exc.details.get("timed_out"):
+            # From the client a hang looks the same whoever causes it.
+            cause += f" (or the game script's {self._waiting_for} never returns: an endless loop?)"
+        elif isinstance(exc, ConnectionLostError):
             cause += self._how_it_ended(instance_id)
         self.release()
         # FCEUX closed the connection (it crashed, or was killed): the emulator's fault,

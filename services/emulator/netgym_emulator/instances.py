@@ -220,9 +220,12 @@ def _launch(
         slots = home / ".fceux" / "fcs"
         slots.mkdir()
         shutil.copyfile(game.savestate, slots / f"{game.state_name}.fc0")
+    runtime_dir = home / "run"
+    runtime_dir.mkdir(mode=0o700)  # Qt warns, in every error a game shows, without one
     env = {
         **os.environ,
         "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
         # FCEUX writes the bridge's start state to a temporary file it removes only
         # on a clean exit; instances are killed, and their home goes with them.
         "TMPDIR": str(home),
