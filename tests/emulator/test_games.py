@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from netgym_emulator.games import GameError, discover, load_game
+from netgym_emulator.games import GameError, discover, load_game, name_owners
 from netgym_emulator.pool import PROBLEMS_REREAD_S, InstancePool, UnknownGameError
 from netgym_emulator.settings import EmulatorSettings
 
@@ -309,9 +309,25 @@ def test_two_folders_of_one_name_serve_one_and_name_it_in_the_others_problem(
         in (problems["tiny"])
     )
     # The folder that served the name keeps it: a copy dropped in never takes over.
-    games, problems = discover(tmp_path, {"Tiny": load_game(original)})
+    games, problems = discover(tmp_path, {"Tiny": original})
     assert games["Tiny"].folder == original
     assert "a-copy/game.toml:1: the name Tiny is already the game in" in problems["a-copy"]
+    # Even while a problem keeps it from being served (a manifest saved half way).
+    manifest = original / "game.toml"
+    text = manifest.read_text()
+    for broken in [text.replace("[", "[[", 1), text.replace("name", "nme", 1)]:
+        manifest.write_text(broken)
+        games, problems = discover(tmp_path, name_owners({}, {"Tiny": original}))
+        assert "Tiny" not in games
+        assert (
+            f"the name Tiny is already the game in {original}, which cannot be served now: "
+            in (problems["a-copy"])
+        )
+    # Renamed, or gone, it lets the name go.
+    manifest.write_text(text.replace("Tiny", "Small"))
+    assert name_owners({}, {"Tiny": original}) == {}
+    games, problems = discover(tmp_path, name_owners({}, {"Tiny": original}))
+    assert games["Tiny"].folder == copy and games["Small"].folder == original
 
 
 def test_discover_lists_a_manifest_no_check_foresaw(

@@ -195,10 +195,19 @@ def test_an_env_refuses_an_instance_of_its_game_changed_since_it_was_made(tmp_pa
         try:
             # A RAM value more would shift every observation of the instances started now.
             (folder / "game.toml").write_text(manifest + "[observation.ram]\nlives = 0x10\n")
-            with pytest.raises(EnvError, match=r"changed since this env was made \(ram\)"):
+            with pytest.raises(EnvError, match=r"changed since this env was made \(ram, revision;"):
                 env.reset(seed=0)
             assert httpx.get(f"{url}/v1/instances").json()["instances"] == []  # given back
-            assert EmulatorEnv("Changing", url).observation_space["ram"].shape == (1,)
+            env.close()
+            env = EmulatorEnv("Changing", url)
+            assert env.observation_space["ram"].shape == (1,)
+            env.reset(seed=0)
+            # Only the reward changed: the spaces are the same, the game is not. The env's
+            # next instance (after a crash, say) must not play it.
+            env.release()
+            (folder / "game.lua").write_text(PLAIN_SCRIPT.replace("return", "return --[[new]]"))
+            with pytest.raises(EnvError, match=r"made \(revision; .*never mixes two versions"):
+                env.reset(seed=0)
         finally:
             env.close()
 

@@ -31,9 +31,9 @@ from netgym.errors import (
 # A step's timeout: a socket timeout under 1 ms reads as none at all.
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
-# What an instance started from the manifest as it is now must share with the env:
-# its spaces, and how much of the game one step plays.
-_SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram")
+# What an instance started from the game folder as it is now must share with the
+# env: its spaces, how much of the game one step plays, and the files (revision).
+_SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram", "revision")
 
 
 class EmulatorEnv(gym.Env[Any, Any]):
@@ -151,8 +151,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
             if changed:
                 self.release()
                 raise EnvError(
-                    f"{self.game}'s game.toml has changed since this env was made "
-                    f"({', '.join(changed)}): make the env again to play the game as it is now",
+                    f"{self.game}'s game folder has changed since this env was made "
+                    f"({', '.join(changed)}; the revision counts the manifest, the Lua files, "
+                    "the ROM and the save state): make the env again to play the game as it "
+                    "is now; one env never mixes two versions of a game",
                     details={"changed": changed},
                 )
             try:

@@ -97,6 +97,7 @@ class Game:
     savestate: Path | None = None
     noop_max: int = 0
     max_steps: int | None = None
+    revision: str = ""  # changes with any file that makes the game (see revision_of)
 
     @property
     def state_name(self) -> str:
@@ -144,6 +145,7 @@ class Game:
             "ram": list(self.ram),
             "noop_max": self.noop_max,
             "max_steps": self.max_steps,
+            "revision": self.revision,
         }
 
 
@@ -273,7 +275,20 @@ def load_game(folder: Path) -> Game:
         savestate=savestate,
         noop_max=noop_max,
         max_steps=max_steps,
+        revision=revision_of(text, rom, script, savestate),
     )
+
+
+def revision_of(manifest: str, rom: Path, script: Path, savestate: Path | None) -> str:
+    """A digest of what makes a game: the manifest, the Lua files beside the script
+    (those it may ``require``), the ROM and the save state."""
+    digest = hashlib.sha256(manifest.encode())
+    files = [*sorted({script, *script.parent.glob("*.lua")}), rom, savestate]
+    for file in filter(None, files):
+        digest.update(file.name.encode() + b"\0")
+        with contextlib.suppress(OSError):  # gone meanwhile: the next read says so
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 class _Skipped(Exception):
@@ -608,13 +623,14 @@ def _check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -
 
 
 def discover(
-    games_dir: Path, served: dict[str, Game] | None = None
+    games_dir: Path, owners: dict[str, Path] | None = None
 ) -> tuple[dict[str, Game], dict[str, str]]:
     """Every game folder under ``games_dir``: the good ones by name, and the problems by folder.
 
-    Two folders may not give one name. The folder ``served`` had under that
-    name keeps it (a copy dropped in never takes over a game in use); among
-    new folders, the first in alphabetical order does. The others are
+    Two folders may not give one name. The folder ``owners`` gives for that
+    name keeps it (a copy dropped in never takes over a game in use), even
+    while a problem keeps it from being served (a manifest half saved); among
+    new folders, the first in alphabetical order takes it. The others are
     problems that name it.
     """
     by_name: dict[str, list[Game]] = {}
@@ -643,9 +659,15 @@ def discover(
         by_name.setdefault(game.name, []).append(game)
     games: dict[str, Game] = {}
     for name, candidates in by_name.items():
-        before = (served or {}).get(name)
-        kept = next((g for g in candidates if before and g.folder == before.folder), candidates[0])
-        games[name] = kept
+        owner = (owners or {}).get(name)
+        kept = next((g for g in candidates if g.folder == owner), None)
+        if kept is None and owner is not None and still_claims(owner, name):
+            problem = problems.get(owner.name, "its manifest cannot be read")
+            holder, now = owner, f", which cannot be served now: {problem}"
+        else:
+            kept = kept or candidates[0]
+            games[name] = kept
+            holder, now = kept.folder, ""
         for other in candidates:
             if other is not kept:
                 path = other.folder / MANIFEST
@@ -655,11 +677,24 @@ def discover(
                     line = None
                 problems[other.folder.name] = _fail(
                     path,
-                    f"the name {name} is already the game in {kept.folder}",
+                    f"the name {name} is already the game in {holder}{now}",
                     "give this game another name (names are unique among game folders)",
                     line,
                 ).message
     return games, problems
+
+
+def name_owners(games: dict[str, Game], before: dict[str, Path]) -> dict[str, Path]:
+    """Which folder holds each name: the one serving it, or one that did and still
+    names it, or cannot be read now (for ``discover``)."""
+    owners = {name: folder for name, folder in before.items() if still_claims(folder, name)}
+    owners.update((name, game.folder) for name, game in games.items())
+    return owners
+
+
+def still_claims(folder: Path, name: str) -> bool:
+    """Whether a folder that served ``name`` has its manifest still, naming it or unreadable."""
+    return (folder / MANIFEST).is_file() and manifest_name(folder) in (None, name)
 
 
 def manifest_name(folder: Path) -> str | None:

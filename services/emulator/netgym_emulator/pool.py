@@ -7,12 +7,19 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_emulator.games import Game, discover, folder_signature, manifest_name
+from netgym_emulator.games import (
+    Game,
+    discover,
+    folder_signature,
+    manifest_name,
+    name_owners,
+)
 from netgym_emulator.instances import Instance, start_instance, tcp_states
 from netgym_emulator.settings import EmulatorSettings
 
@@ -39,6 +46,7 @@ class InstancePool:
         self.display = display
         self._starting = 0  # instances being started, counted against the limit
         self.games: dict[str, Game] = {}
+        self._owners: dict[str, Path] = {}  # game name -> the folder that holds it
         self._signature: tuple[Any, ...] = ()
         self._read_at = 0.0  # when the folder was read last
         self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
@@ -79,7 +87,8 @@ class InstancePool:
         problems_due = self.problems and time.monotonic() - self._read_at > PROBLEMS_REREAD_S
         if signature != self._signature or problems_due:
             self._read_at = time.monotonic()
-            self.games, self.problems = discover(self.settings.games_dir, self.games)
+            self.games, self.problems = discover(self.settings.games_dir, self._owners)
+            self._owners = name_owners(self.games, self._owners)
             self.problem_folders = {
                 name: folder
                 for folder in self.problems
