@@ -18,6 +18,7 @@ import netgym
 from netgym.emulator.bridge import BridgeConnection
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError, LimitExceededError
+from netgym_emulator.instances import LOG_LIMIT_BYTES
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
 from tests.servers import descendants, run_emulator, run_envapi
 
@@ -219,3 +220,33 @@ def test_an_instance_whose_client_quit_says_so(tmp_path: Path) -> None:
         message = wait_for_the_end(url, instance["instance_id"], 10).json()["error"]["message"]
         assert "its client asked it to quit" in message, message
         assert "unknown request" not in message
+
+
+def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Path) -> None:
+    games = tmp_path / "games"
+    folder = games / "chatty"
+    folder.mkdir(parents=True)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Chatty", rom=EFP_ROM))
+    (folder / "game.lua").write_text(
+        "local game = {}\n"
+        "function game.step()\n"
+        "  io.stdout:write(string.rep('x', 2 ^ 20), '\\n')\n"
+        "  return 0, false, {}\n"
+        "end\n"
+        "return game\n"
+    )
+    work = tmp_path / "work"
+    with run_emulator(tmp_path, games, work_dir=str(work)) as (url, _):
+        instance = start(url, "Chatty").json()
+        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0)
+        try:
+            bridge.request(b"R", 0)
+            log = work / instance["instance_id"] / "fceux.log"
+            for _ in range(3):
+                for _ in range(12):  # 12 MiB: more than the service keeps
+                    bridge.request(b"S", 0)
+                time.sleep(1.5)  # the service trims every second
+                assert log.stat().st_size < LOG_LIMIT_BYTES
+            assert "earlier output dropped" in log.read_text()
+        finally:
+            bridge.close()

@@ -29,6 +29,8 @@ BRIDGE = Path(__file__).with_name("bridge.lua")
 BRIDGE_ERROR = "bridge: "
 SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
 EXIT_FILE = "bridge-exit"  # why the bridge ended FCEUX itself, when it did
+LOG_LIMIT_BYTES = 8 * 2**20  # FCEUX's output kept per instance, at most (trimmed every second)
+LOG_TAIL_BYTES = 64 * 2**10  # what is kept of it when it is trimmed, and read for errors
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
@@ -109,10 +111,30 @@ class Instance:
 
     def log_tail(self, lines: int = 20) -> str:
         try:
-            text = (self.home / "fceux.log").read_text(errors="replace")
+            with (self.home / "fceux.log").open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def trim_log(self) -> None:
+        """Keep FCEUX's output (a game script's prints) under ``LOG_LIMIT_BYTES``: a
+        script that prints every step would otherwise fill the disk."""
+        path = self.home / "fceux.log"
+        try:
+            if path.stat().st_size <= LOG_LIMIT_BYTES:
+                return
+            tail = self.log_tail(lines=LOG_TAIL_BYTES)
+            # FCEUX appends (O_APPEND): it writes on at the new end.
+            os.truncate(path, 0)
+            with path.open("ab") as log:
+                log.write(
+                    f"[netgym: earlier output dropped past {LOG_LIMIT_BYTES:,} bytes]\n".encode()
+                )
+                log.write(tail.encode())
+        except OSError:
+            pass
 
     def public(self) -> dict[str, Any]:
         return {
@@ -246,7 +268,7 @@ def _launch(
         with screen_file.open("wb") as file:
             file.truncate(SCREEN_FILE_BYTES)
         env["NETGYM_SCREEN_FILE"] = str(screen_file)
-    with (home / "fceux.log").open("wb") as log:
+    with (home / "fceux.log").open("ab") as log:  # appending: trim_log may cut it
         return subprocess.Popen(
             [fceux, "--sound", "0", "--loadlua", str(BRIDGE), str(game.rom)],
             env=env,

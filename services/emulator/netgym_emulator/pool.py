@@ -148,7 +148,8 @@ class InstancePool:
                 del self.instances[instance_id]
             elif not check_clients:
                 continue
-            elif not instance.client_gone(states):
+            instance.trim_log()
+            if not instance.client_gone(states):
                 instance.client_gone_since = None
             elif instance.client_gone_since is None:
                 instance.client_gone_since = now
