@@ -101,6 +101,13 @@ def test_bare_connections_beyond_the_limit_are_turned_away(
         error = await refusal_after_bare_connections(port, 2)
         assert isinstance(error, LimitExceededError) and "waiting for their HELLO" in error.message
         assert await ping(port.port) == b"ping"
+        # The health check's ping says so too (it read the ERROR as too large a frame).
+        bare = [await asyncio.open_connection("127.0.0.1", port.port) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(LimitExceededError, match="waiting for their HELLO"):
+            await ping_dataport("127.0.0.1", port.port)
+        for _, writer in bare:
+            writer.close()
 
     run_with_dataport(scenario)
 

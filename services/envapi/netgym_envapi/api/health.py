@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from netgym.protocol import MessageType
-from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_header
+from netgym.protocol.frames import HEADER_SIZE, expect, pack_header, unpack_header
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep
 from netgym_envapi.catalog import emulator_status
 
@@ -27,6 +27,9 @@ def probe_host(host: str) -> str:
     return host
 
 
+ANSWER_LIMIT = 64 * 1024  # a PONG of 4 bytes, or an ERROR
+
+
 async def ping_dataport(host: str, port: int) -> float:
     """One PING to the data port bound on ``host``; the round trip in milliseconds."""
     started = time.perf_counter()
@@ -35,10 +38,11 @@ async def ping_dataport(host: str, port: int) -> float:
         writer.write(pack_header(MessageType.PING, 4) + b"ping")
         await writer.drain()
         header = await reader.readexactly(HEADER_SIZE)
-        message_type, length = unpack_header(header, 64)
+        message_type, length = unpack_header(header, ANSWER_LIMIT)
         body = await reader.readexactly(length)
-        if message_type != MessageType.PONG or body != b"ping":
-            raise RuntimeError(f"the data port answered {message_type.name} {body!r}")
+        # An ERROR (limit_exceeded, say) raises what it says.
+        if expect(message_type, bytearray(body), MessageType.PONG) != b"ping":
+            raise RuntimeError(f"the data port answered PONG {body!r}")
     finally:
         writer.close()
     return (time.perf_counter() - started) * 1000
