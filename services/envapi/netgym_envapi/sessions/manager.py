@@ -177,7 +177,20 @@ class SessionManager:
         """
         settings = self.settings
         # In a thread: it may ask the emulator service, which must not stall the loop.
-        await asyncio.to_thread(find_env, env_id)
+        entry = await asyncio.to_thread(find_env, env_id)
+        timeout_s = env_kwargs.get("timeout_s")
+        if (
+            entry.family == "emulator"
+            and isinstance(timeout_s, int | float)
+            and timeout_s > settings.step_timeout_s
+        ):
+            raise InvalidRequestError(
+                f"env_kwargs timeout_s={timeout_s:g} is above the envapi's step_timeout_s "
+                f"({settings.step_timeout_s:g} s, NETGYM_STEP_TIMEOUT_S): a hung instance would "
+                "end the whole session, not only its episode; use at most "
+                f"{settings.step_timeout_s:g}",
+                details={"timeout_s": timeout_s, "step_timeout_s": settings.step_timeout_s},
+            )
         if num_envs < 1:
             raise InvalidRequestError(
                 f"num_envs={num_envs}: a session has at least one env",
