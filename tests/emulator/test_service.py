@@ -69,6 +69,14 @@ def test_a_game_dropped_in_is_served_by_the_envapi_at_once(stack: Stack) -> None
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="DroppedIn", rom=EFP_ROM))
         with netgym.make("netgym/DroppedIn-v0", **stack.kwargs) as env:
             env.reset(seed=0)
+        # Edited, it is described as it is now (an NES game's description is not kept).
+        described = f"{stack.envapi.url}/v1/envs/netgym/DroppedIn-v0"
+        assert httpx.get(described, headers=headers).json()["action_space"]["n"] == 2
+        three = FAULT_MANIFEST.replace(
+            '"up"] }} ]', '"up"] }}, {{ name = "a", buttons = ["A"] }} ]'
+        )
+        (folder / "game.toml").write_text(three.format(name="DroppedIn", rom=EFP_ROM))
+        assert httpx.get(described, headers=headers).json()["action_space"]["n"] == 3
     finally:
         shutil.rmtree(folder)
 

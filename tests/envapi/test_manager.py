@@ -67,3 +67,25 @@ def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) ->
     else:
         with pytest.raises(InvalidRequestError, match="bad kwarg"):
             record.ready.result()
+
+
+def test_concurrent_descriptions_of_one_env_share_one_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each would open a session of its own, counted against max_sessions."""
+    opened: list[str] = []
+
+    async def describe(self: SessionManager, env_id: str) -> dict[str, Any]:
+        opened.append(env_id)
+        await asyncio.sleep(0.2)
+        return {"env_id": env_id}
+
+    monkeypatch.setattr(SessionManager, "_describe", describe)
+
+    async def scenario() -> list[dict[str, Any]]:
+        manager = SessionManager(Settings())
+        first = await asyncio.gather(*(manager.describe("Acrobot-v1") for _ in range(4)))
+        return [*first, await manager.describe("Acrobot-v1")]  # cached now
+
+    assert asyncio.run(scenario()) == [{"env_id": "Acrobot-v1"}] * 5
+    assert opened == ["Acrobot-v1"]

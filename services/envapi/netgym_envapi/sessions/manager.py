@@ -128,6 +128,7 @@ class SessionManager:
         self._live: dict[str, SessionRecord] = {}
         self._ended: OrderedDict[str, SessionRecord] = OrderedDict()
         self._spec_cache: dict[str, dict[str, Any]] = {}
+        self._describing: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reserved = 0  # slots taken by sessions being started, not yet in _live
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
@@ -300,17 +301,33 @@ class SessionManager:
             await asyncio.sleep(0.02)
 
     async def describe(self, env_id: str) -> dict[str, Any]:
-        """The spaces of an env (made once in a short-lived session, then cached)."""
-        if env_id not in self._spec_cache:
-            record = await self.open(env_id, 1, {}, [], AutoresetMode.SAME_STEP)
-            await self.close(record.session_id, "it only described its env")
-            self._spec_cache[env_id] = {
-                "env_id": env_id,
-                "observation_space": record.observation_space,
-                "action_space": record.action_space,
-                **record.episode,
-            }
-        return self._spec_cache[env_id]
+        """The spaces of an env, made in a short-lived session that concurrent calls
+        share; cached, but for NES games, whose folders may change at any time."""
+        entry = await asyncio.to_thread(find_env, env_id)
+        cached = entry.family != "emulator"
+        if cached and env_id in self._spec_cache:
+            return self._spec_cache[env_id]
+        pending = self._describing.get(env_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._describe(env_id))
+            self._describing[env_id] = pending
+            pending.add_done_callback(lambda _: self._describing.pop(env_id, None))
+            # Read, so that an error no caller waits for any more is not logged as lost.
+            pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+        spec = await asyncio.shield(pending)
+        if cached:
+            self._spec_cache[env_id] = spec
+        return spec
+
+    async def _describe(self, env_id: str) -> dict[str, Any]:
+        record = await self.open(env_id, 1, {}, [], AutoresetMode.SAME_STEP)
+        await self.close(record.session_id, "it only described its env")
+        return {
+            "env_id": env_id,
+            "observation_space": record.observation_space,
+            "action_space": record.action_space,
+            **record.episode,
+        }
 
     async def _watch(self, record: SessionRecord) -> None:
         """Read the session's control messages until the socket's end."""
