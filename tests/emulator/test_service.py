@@ -527,6 +527,10 @@ def test_the_emulator_service_answers_every_error_with_netgyms_error_body(stack:
     unknown_key = httpx.post(f"{url}/v1/instances", json={"game": "Plain", "sreen": False})
     unknown_path = httpx.get(f"{url}/v1/no-such-thing")
     wrong_method = httpx.put(f"{url}/v1/games")
+    not_a_bool = httpx.post(f"{url}/v1/instances", json={"game": "Plain", "screen_file": "yes"})
+    no_such_instance = httpx.delete(f"{url}/v1/instances/nope")
+    assert not_a_bool.status_code == 422 and "screen_file" in not_a_bool.json()["error"]["message"]
+    assert no_such_instance.json()["error"]["code"] == "session_not_found"
     assert unknown_game.json()["error"]["code"] == "unknown_env"
     assert (malformed.status_code, malformed.json()["error"]["code"]) == (422, "invalid_request")
     assert "body.game: Field required" in malformed.json()["error"]["message"]

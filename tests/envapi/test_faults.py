@@ -351,12 +351,21 @@ def error_of(sock: socket.socket) -> NetgymError:
         (None, 1, "real", AuthenticationError),
         ("wrong", 1, "real", AuthenticationError),
         ("right", 2, "real", ProtocolVersionError),
+        ("right", True, "real", ProtocolVersionError),
+        ("right", 1.0, "real", ProtocolVersionError),
         ("right", 1, "0000000000000000", SessionNotFoundError),
     ],
-    ids=["missing-token", "wrong-token", "protocol-version", "unknown-session"],
+    ids=[
+        "missing-token",
+        "wrong-token",
+        "protocol-version",
+        "protocol-true",
+        "protocol-float",
+        "unknown-session",
+    ],
 )
 def test_bad_hello_is_refused(
-    envapi: EnvApi, token: str | None, protocol: int, session: str, error: type[NetgymError]
+    envapi: EnvApi, token: str | None, protocol: Any, session: str, error: type[NetgymError]
 ) -> None:
     session_id = open_session(envapi) if session == "real" else session
     with raw_connection(envapi) as sock:

@@ -184,9 +184,19 @@ def _bools_with_a_two(key: str) -> bytes:
         _with_blob({"info": {"$nd": [0, "<f4", [2]], "$extra": 1}}),
         _with_blob({"a": {"$nd": [4, "<f4", [2]]}}),
         _with_blob({"a": {"$np": [4, "<f4"]}}),
+        _with_blob({"a": {"$nd": [False, "<f4", [2]]}}),
+        _with_blob({"a": {"$bytes": [0, True]}}),
         _bools_with_a_two("_mask"),
     ],
-    ids=["unknown-tag", "tag-with-other-keys", "unaligned-array", "unaligned-scalar", "bool-2"],
+    ids=[
+        "unknown-tag",
+        "tag-with-other-keys",
+        "unaligned-array",
+        "unaligned-scalar",
+        "offset-false",
+        "length-true",
+        "bool-2",
+    ],
 )
 def test_what_pack_value_never_makes_is_a_protocol_error_every_time(data: bytes) -> None:
     # Twice: a dict of arrays is decoded through a cached plan the second time.

@@ -307,6 +307,10 @@ def _hashable(key: Any) -> Any:
 
 
 def _check_span(blob: memoryview, offset: int, length: int) -> None:
+    if type(offset) is not int or type(length) is not int:  # false would pass for 0
+        raise ProtocolError(
+            f"an array's offset and length are integers, not {offset!r}, {length!r}"
+        )
     if offset < 0 or length < 0 or offset + length > len(blob):
         raise ProtocolError(
             f"an array at offset {offset} of {length} bytes runs past the {len(blob)}-byte blob"

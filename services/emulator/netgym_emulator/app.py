@@ -34,7 +34,7 @@ PoolDep = Annotated[InstancePool, Depends(get_pool)]
 class StartInstance(BaseModel):
     """The body of POST /v1/instances."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is no true
 
     game: str
     screen: bool | None = None  # False: no screen in replies (faster when only RAM is observed)

@@ -220,7 +220,13 @@ class InstancePool:
         raise SessionNotFoundError(f"no instance {instance_id}")
 
     def stop(self, instance_id: str) -> None:
-        """Kill an instance (idempotent)."""
+        """Kill an instance (idempotent, for one that has ended).
+
+        Raises:
+            SessionNotFoundError: when no such instance ever ran (of those kept).
+        """
+        if instance_id not in self.instances and instance_id not in self.ended:
+            self.get(instance_id)
         instance = self.instances.pop(instance_id, None)
         if instance is not None:
             instance.kill()

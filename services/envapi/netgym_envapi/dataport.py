@@ -194,7 +194,7 @@ class DataPort:
                 f'HELLO has no "protocol": send {{"protocol": {PROTOCOL_VERSION}, "session_id", '
                 '"token"}'
             )
-        if version != PROTOCOL_VERSION:
+        if type(version) is not int or version != PROTOCOL_VERSION:  # true and 1.0 are no 1
             raise ProtocolVersionError(
                 f"the client speaks protocol {version!r}, this server speaks {PROTOCOL_VERSION}; "
                 "install a netgym client of the same major version",
