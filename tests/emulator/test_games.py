@@ -69,6 +69,9 @@ def test_a_save_state_that_is_not_fceuxs_is_refused(tmp_path: Path) -> None:
         load_game(folder)
     (folder / "start.fc0").write_bytes(b"FCSX" + bytes(100))
     assert load_game(folder).savestate == (folder / "start.fc0").resolve()
+    (folder / "game.toml").write_text(manifest.replace('"start.fc0"', "5"))
+    with pytest.raises(GameError, match=r"game.toml:\d+: savestate = 5 is not a file name"):
+        load_game(folder)
 
 
 def test_an_fds_disk_is_refused_saying_why(tmp_path: Path) -> None:
@@ -109,7 +112,9 @@ def test_a_missing_rom_says_how_to_build_it_when_its_build_script_is_there(
     manifest = MANIFEST.format(rom="game.nes", extra_rom='build = "build.sh"\nsource = "cc65"')
     folder = make_game(tmp_path, manifest)
     with pytest.raises(
-        GameError, match=r"game.nes is missing; put the ROM at .*; get it from: cc65"
+        GameError,
+        match=r"game.nes is missing; put the ROM at .*; get it from: cc65; or put the build "
+        r"script that \[rom\] build names at .*tiny/build.sh",
     ):
         load_game(folder)
     (folder / "build.sh").write_text("true\n")
@@ -145,6 +150,10 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (
             ("ram = { x = 0x10 }", "ram = { x = 0x900 }"),
             r"game.toml:12: \[observation\] ram x = 0x900 is no address.*0x000-0x7FF",
+        ),
+        (
+            ("ram = { x = 0x10 }", 'ram = { "x y" = 0x10 }'),
+            r"game.toml:12: \[observation\] ram name 'x y' is empty or has a space or =",
         ),
         (
             ('{ name = "noop", buttons = [] }', '"noop"'),
@@ -212,6 +221,7 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "name",
         "toml-syntax",
         "ram-address",
+        "ram-name-space",
         "combo-not-table",
         "screen-string",
         "noop-max-string",

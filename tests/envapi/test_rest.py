@@ -321,3 +321,16 @@ def test_a_hung_emulator_service_does_not_stall_the_envapi(tmp_path: Path) -> No
         waiting.join(30)
         assert isinstance(results[0], ServerUnavailableError)
         assert "did not answer GET /v1/games within 10 s" in results[0].message
+
+
+@pytest.mark.parametrize(
+    ("env_id", "suggested"),
+    [("CartPol-v1", "CartPole-v1"), ("ALE/Pongg-v5", "ALE/Pong-v5"), ("Pong-v5", "ALE/Pong-v5")],
+)
+def test_an_unknown_env_id_suggests_ids_of_close_names(env_id: str, suggested: str) -> None:
+    # By the name alone: the namespace and version alike made unrelated ids look close.
+    from netgym_envapi.catalog import find_env
+
+    with pytest.raises(UnknownEnvError, match=r"did you mean .*") as caught:
+        find_env(env_id)
+    assert suggested in caught.value.message.split("did you mean ")[1]

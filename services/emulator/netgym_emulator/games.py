@@ -434,6 +434,13 @@ def _check_observation(
             _line_of(text, "ram"),
         )
     for key, address in ram.items():
+        if not key or any(c.isspace() or c == "=" for c in key):
+            raise _fail(
+                path,
+                f"[observation] ram name {key!r} is empty or has a space or =",
+                "name each value as info keys are named, e.g. player_x = 0x86",
+                _line_of(text, "ram", "observation") or _line_of(text, "ram"),
+            )
         if not _natural(address, 0, 0x7FF):
             raise _fail(
                 path,
@@ -509,7 +516,14 @@ def _check_start(
         )
     savestate = None
     if "savestate" in start:
-        savestate = (folder / str(start["savestate"])).resolve()
+        if not isinstance(start["savestate"], str):
+            raise _fail(
+                path,
+                f"savestate = {_toml(start['savestate'])} is not a file name",
+                'name the state file in quotes: savestate = "start.fc0"',
+                _line_of(text, "savestate"),
+            )
+        savestate = (folder / start["savestate"]).resolve()
         if not savestate.is_file():
             raise _fail(
                 path,
@@ -564,6 +578,8 @@ def _check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path
             fix = f"put the ROM at {rom_path}" + (
                 f"; get it from: {rom['source']}" if rom.get("source") else ""
             )
+            if build is not None:
+                fix += f"; or put the build script that [rom] build names at {build}"
         raise _fail(path, f"the ROM {rom_path} is missing", fix, _line_of(text, "file", "rom"))
     with rom_path.open("rb") as file:
         head = file.read(16)

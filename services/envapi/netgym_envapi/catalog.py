@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -217,7 +218,12 @@ def find_env(env_id: str) -> EnvEntry:
     if family is None:
         import difflib
 
-        close = difflib.get_close_matches(env_id, [e.env_id for e in list_envs()], n=3)
+        # By the names alone: every netgym/...-v0 looks like every other to difflib.
+        by_name: dict[str, list[str]] = {}
+        for entry in list_envs():
+            by_name.setdefault(_bare_name(entry.env_id), []).append(entry.env_id)
+        names = difflib.get_close_matches(_bare_name(env_id), list(by_name), n=3)
+        close = [other for name in names for other in by_name[name]][:3]
         hint = (
             f"; did you mean {', '.join(close)}?"
             if close
@@ -225,6 +231,11 @@ def find_env(env_id: str) -> EnvEntry:
         )
         raise UnknownEnvError(f"no env {env_id!r} is served here{hint}", details={"env_id": env_id})
     return EnvEntry(env_id, family)
+
+
+def _bare_name(env_id: str) -> str:
+    """``Pong`` of ``ALE/Pong-v5``: an id less its namespace and version."""
+    return re.sub(r"-v\d+$", "", env_id.rpartition("/")[2])
 
 
 def _has_game(env_id: str) -> bool:
