@@ -159,35 +159,34 @@ def test_crashing_and_hanging_envs_end_only_their_session(
         ok.step(np.array([0, 1]))
 
 
-def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi: EnvApi) -> None:
-    with netgym.make_vec(
-        "netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
-    ) as envs:
+def error_of_a_faulty_step(
+    envapi: EnvApi, env_id: str, actions: list[int], error: type[NetgymError]
+) -> NetgymError:
+    """The error of a step of 2 envs into their fault; the session then resets and steps."""
+    with netgym.make_vec(env_id, 2, url=envapi.url, token=envapi.token) as envs:
         envs.reset(seed=0)
-        with pytest.raises(
-            EnvError, match=r"^env 1: the env raised RuntimeError: the env broke on purpose"
-        ) as caught:
-            envs.step(np.array([0, 1]))
-        assert "fault_envs.py" in caught.value.details["traceback"]
-        assert caught.value.details["env_index"] == 1  # to reset it alone (reset_mask)
+        with pytest.raises(error) as caught:
+            envs.step(np.array(actions))
         envs.reset(seed=0)
         envs.step(np.array([0, 0]))
+    return caught.value
+
+
+def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi: EnvApi) -> None:
+    error = error_of_a_faulty_step(tmp_envapi, "netgym-test/Raise-v0", [0, 1], EnvError)
+    assert error.message.startswith("env 1: the env raised RuntimeError: the env broke on purpose")
+    assert "fault_envs.py" in error.details["traceback"]
+    assert error.details["env_index"] == 1  # to reset it alone (reset_mask)
 
 
 def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(
     tmp_envapi: EnvApi,
 ) -> None:
     # The emulator service's game_error, say: it is no failure of the session.
-    with netgym.make_vec(
-        "netgym-test/PeerRaise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
-    ) as envs:
-        envs.reset(seed=0)
-        with pytest.raises(PeerError, match="a service's own error") as caught:
-            envs.step(np.array([0, 1]))
-        assert caught.value.code == "service_only"
-        assert caught.value.to_dict()["code"] == "service_only"
-        envs.reset(seed=0)
-        envs.step(np.array([0, 0]))
+    error = error_of_a_faulty_step(tmp_envapi, "netgym-test/PeerRaise-v0", [0, 1], PeerError)
+    assert "a service's own error" in error.message
+    assert error.code == "service_only"
+    assert error.to_dict()["code"] == "service_only"
 
 
 @pytest.mark.parametrize("faulty", [0, 1], ids=["in-session-process", "in-worker"])
@@ -195,16 +194,11 @@ def test_an_env_whose_own_connection_broke_is_an_env_error_and_the_session_goes_
     tmp_envapi: EnvApi, faulty: int
 ) -> None:
     # The session's client must not take it for the end of its own connection.
-    with netgym.make_vec(
-        "netgym-test/LostConnection-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
-    ) as envs:
-        envs.reset(seed=0)
-        with pytest.raises(EnvError, match="own connection broke, on purpose") as caught:
-            envs.step(np.array([int(faulty == 0), int(faulty == 1)]))
-        assert caught.value.details["cause"] == "connection_lost"
-        assert caught.value.details["env_index"] == faulty
-        envs.reset(seed=0)
-        envs.step(np.array([0, 0]))
+    actions = [int(faulty == 0), int(faulty == 1)]
+    error = error_of_a_faulty_step(tmp_envapi, "netgym-test/LostConnection-v0", actions, EnvError)
+    assert "own connection broke, on purpose" in error.message
+    assert error.details["cause"] == "connection_lost"
+    assert error.details["env_index"] == faulty
 
 
 def test_envs_reset_after_their_episode_ended_are_not_done_when_a_later_step_fails(
