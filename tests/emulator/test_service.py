@@ -427,15 +427,21 @@ def env_instance_pids(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorE
     headers = {"Authorization": f"Bearer {stack.envapi.token}"}
     status = httpx.get(f"{stack.envapi.url}/v1/sessions/{env.session_id}", headers=headers).json()
     session_pid = status["pid"]
-    # FCEUX is a child of the emulator service, so match by the bridge's peer: the
-    # session process's TCP connection to the instance's port.
-    ports = {i["port"]: i["pid"] for i in instances}
-    pids = []
+    # FCEUX is a child of the emulator service, so match by the connection: the
+    # session's socket to an instance's port, and the FCEUX that owns its other
+    # end (a port alone may name an older instance whose bridge has let it go).
+    connections = []
     for line in Path(f"/proc/{session_pid}/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        remote_port = int(fields[2].split(":")[1], 16)
-        if remote_port in ports and _owns_socket(session_pid, fields[9]):
-            pids.append(ports[remote_port])
+        local, remote = (int(f.split(":")[1], 16) for f in fields[1:3])
+        connections.append((local, remote, fields[9]))
+    ours = [
+        (local, remote) for local, remote, inode in connections if _owns_socket(session_pid, inode)
+    ]
+    pids = []
+    for local, remote in ours:
+        peers = [inode for a, b, inode in connections if (a, b) == (remote, local)]
+        pids += [i["pid"] for i in instances for inode in peers if _owns_socket(i["pid"], inode)]
     assert pids, "no instance connected to the session process"
     return pids
 

@@ -223,7 +223,15 @@ def find_env(env_id: str) -> EnvEntry:
         for entry in list_envs():
             by_name.setdefault(_bare_name(entry.env_id), []).append(entry.env_id)
         names = difflib.get_close_matches(_bare_name(env_id), list(by_name), n=3)
-        close = [other for name in names for other in by_name[name]][:3]
+        # The id nearest in full first, of ids of one name (CartPole-v1 for CartPol-v1).
+        close = [
+            other
+            for name in names
+            for other in sorted(
+                by_name[name],
+                key=lambda other: -difflib.SequenceMatcher(None, env_id, other).ratio(),
+            )
+        ][:3]
         hint = (
             f"; did you mean {', '.join(close)}?"
             if close

@@ -19,7 +19,14 @@ import numpy as np
 from gymnasium.spaces import Box
 
 from netgym.emulator.env import EmulatorEnv
-from netgym.errors import ConnectionLostError, EnvError, NetgymError, SessionEndedError
+from netgym.errors import (
+    ConnectionLostError,
+    EnvError,
+    NetgymError,
+    SessionEndedError,
+    WorkerCrashedError,
+    WorkerTimeoutError,
+)
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
 
@@ -54,9 +61,12 @@ def as_netgym_error(exc: BaseException, env_index: int | None = None) -> NetgymE
             f"the env raised {type(exc).__name__}: {exc}",
             details={"traceback": traceback.format_exc()},
         )
-    elif isinstance(exc, ConnectionLostError | SessionEndedError):
+    elif isinstance(exc, ConnectionLostError | SessionEndedError) and not isinstance(
+        exc, WorkerTimeoutError | WorkerCrashedError
+    ):
         # Raised by the env's own connections (an emulator's, a remote env's): the
-        # session's client would take them for its own session's end.
+        # session's client would take them for its own session's end. (The session's
+        # own step timer raises WorkerTimeoutError inside the env's code.)
         exc = EnvError(
             f"the env raised {type(exc).__name__}: {exc.message}",
             details={**exc.details, "cause": exc.code},
