@@ -177,6 +177,8 @@ def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi
     assert error.message.startswith("env 1: the env raised RuntimeError: the env broke on purpose")
     assert "fault_envs.py" in error.details["traceback"]
     assert error.details["env_index"] == 1  # to reset it alone (reset_mask)
+    # The service's log says so too: where a game script's author looks.
+    assert "the env broke on purpose" in tmp_envapi.log.read_text()
 
 
 def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(

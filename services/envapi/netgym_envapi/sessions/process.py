@@ -33,6 +33,7 @@ import numpy as np
 
 from netgym.errors import (
     ConnectionLostError,
+    EnvError,
     InvalidRequestError,
     NetgymError,
     ProtocolError,
@@ -139,6 +140,8 @@ class ControlReader:
 def run_session(config: SessionConfig, control: socket.socket) -> None:
     """Entry point of a session process."""
     die_with_parent()
+    # Started by the forkserver, it has none of the envapi's logging set-up.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session = Session(config, control)
@@ -436,6 +439,9 @@ class Session:
                 self.end(f"was idle for {config.idle_timeout_s:g} s in the middle of a message")
                 return
             except NetgymError as exc:
+                if isinstance(exc, EnvError):  # a bug of the env, a game script's say: its
+                    # author reads the service's log (docker compose logs envapi)
+                    log.warning("session %s (%s): %s", config.session_id, config.env_id, exc)
                 if not self._send_error(client, exc):
                     return
             except OSError:  # sending a reply failed: the client is gone
