@@ -16,11 +16,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from gymnasium.spaces import MultiBinary
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import netgym
 from netgym.client.rest import EMULATOR, RestClient
+from netgym.emulator.bridge import BUTTONS
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import (
     ConnectionLostError,
@@ -104,6 +106,7 @@ def test_escape_from_pong_plays_through_the_envapi(stack: Stack) -> None:
 
 def test_catch_passes_check_env(stack: Stack) -> None:
     with netgym.make("netgym/Catch-v0", **stack.kwargs) as env:
+        assert env.get_action_meanings() == ["noop", "up", "down", "left", "right"]
         assert env.observation_space["screen"].shape == (240, 256, 3)
         assert env.observation_space["ram"].shape == (10,)
         check_env(env, skip_render_check=True)
@@ -685,3 +688,21 @@ def test_a_bridge_that_cannot_be_reached_is_an_env_error_and_the_instance_goes_b
         env.reset(seed=0)
     finally:
         env.close()
+
+
+def test_a_game_with_the_buttons_as_actions_names_each_button(stack: Stack) -> None:
+    folder = stack.games / "buttons-as-actions"
+    folder.mkdir()
+    try:
+        (folder / "game.lua").write_text(PLAIN_SCRIPT)
+        manifest = FAULT_MANIFEST.format(name="ButtonsAsActions", rom=EFP_ROM)
+        combos = manifest[manifest.index("combos") : manifest.index("\n[observation]")]
+        (folder / "game.toml").write_text(manifest.replace(combos, 'type = "buttons"'))
+        env = EmulatorEnv("ButtonsAsActions", stack.emulator_url)
+        try:
+            assert env.action_space == MultiBinary(8)
+            assert env.get_action_meanings() == list(BUTTONS)
+        finally:
+            env.close()
+    finally:
+        shutil.rmtree(folder)

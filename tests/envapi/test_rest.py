@@ -68,6 +68,16 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
         "high": 255,
     }
     assert body["action_space"]["type"] == "discrete"
+    assert body["action_meanings"] == ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
+
+
+def test_a_remote_env_names_its_actions_where_the_server_env_does(envapi: EnvApi) -> None:
+    kwargs = {"url": envapi.url, "token": envapi.token}
+    with netgym.make("ALE/Pong-v5", wrappers=["atari"], **kwargs) as pong:
+        assert pong.get_action_meanings() == pong.unwrapped.get_action_meanings()
+        assert pong.get_action_meanings()[:2] == ["NOOP", "FIRE"]
+    with netgym.make_vec("CartPole-v1", 2, **kwargs) as cartpole:
+        assert cartpole.get_action_meanings() is None
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,11 @@ class RemoteEnv(gym.Env[Any, Any]):
     def render(self) -> None:
         raise NotImplementedError(NOT_RENDERED)
 
+    def get_action_meanings(self) -> list[str] | None:
+        """What each action does, as the server's env says (ALE's and NES games' names,
+        e.g. ``["NOOP", "FIRE", ...]``); None for an env that names none."""
+        return self._vector.get_action_meanings()
+
     def ping(self) -> None:
         """One empty round trip to the session process."""
         self._vector.ping()

@@ -165,6 +165,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self.episode_spec: dict[str, Any] = {
             key: reply.get(key) for key in ("max_episode_steps", "reward_threshold")
         }
+        self._action_meanings: list[str] | None = reply.get("action_meanings")
         self._results = ResultLayout(self.single_observation_space, num_envs)
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
         # A STEP frame, sent as is once the actions are written into it.
@@ -228,6 +229,11 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def render(self) -> None:
         raise NotImplementedError(NOT_RENDERED)
+
+    def get_action_meanings(self) -> list[str] | None:
+        """What each action does, as the server's env says (ALE's and NES games' names,
+        e.g. ``["NOOP", "FIRE", ...]``); None for an env that names none."""
+        return None if self._action_meanings is None else list(self._action_meanings)
 
     def set_timeout(self, timeout_s: float) -> None:
         """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""

@@ -124,6 +124,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
             return False
         return _shares_screen_folder(health.get("screen_files"))
 
+    def get_action_meanings(self) -> list[str]:
+        """The manifest's combo names, one per action (as ALE's envs have); with the
+        buttons as actions (MultiBinary), the button of each element."""
+        if self._masks is None:
+            return list(self.spec_data["buttons"])
+        return [str(combo["name"]) for combo in self.spec_data["actions"]]
+
     @property
     def instance_id(self) -> str | None:
         return self._instance["instance_id"] if self._instance else None

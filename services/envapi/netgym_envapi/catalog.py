@@ -284,6 +284,18 @@ def _has_game(env_id: str) -> bool:
     return True
 
 
+def action_meanings(env: gym.Env[Any, Any]) -> list[str] | None:
+    """What each action does, where the env says (ALE games and NES games do)."""
+    meanings = getattr(env.unwrapped, "get_action_meanings", None)
+    if meanings is None:
+        return None
+    try:
+        names = meanings()
+    except Exception:  # an env's own method, with arguments of its own, say: no names
+        return None
+    return [str(name) for name in names] if isinstance(names, list | tuple) else None
+
+
 def episode_spec(env: gym.Env[Any, Any]) -> dict[str, Any]:
     """What a local ``env.spec`` would say of the episodes, its wrappers included.
 

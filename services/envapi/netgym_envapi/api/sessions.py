@@ -49,6 +49,7 @@ async def open_session(
         "observation_space": record.observation_space,
         "action_space": record.action_space,
         **record.episode,
+        "action_meanings": record.action_meanings,
         "data_port": settings.public_data_port or dataport.port,
         "attach_timeout_s": settings.attach_timeout_s,
     }

@@ -92,6 +92,7 @@ class SessionRecord:
     observation_space: dict[str, Any] | None = None
     action_space: dict[str, Any] | None = None
     episode: dict[str, Any] = field(default_factory=dict)  # max_episode_steps, reward_threshold
+    action_meanings: list[str] | None = None  # what each action does, where the env says
     end_reason: str | None = None
     end_error: dict[str, Any] | None = None
     ready: asyncio.Future[None] = field(
@@ -327,6 +328,7 @@ class SessionManager:
             "observation_space": record.observation_space,
             "action_space": record.action_space,
             **record.episode,
+            "action_meanings": record.action_meanings,
         }
 
     async def _watch(self, record: SessionRecord) -> None:
@@ -356,6 +358,7 @@ class SessionManager:
             record.observation_space = message["observation_space"]
             record.action_space = message["action_space"]
             record.episode = message["episode"]
+            record.action_meanings = message.get("action_meanings")
             record.state = SessionState.READY
             if not record.ready.done():
                 record.ready.set_result(None)

@@ -44,7 +44,13 @@ from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLa
 from netgym.protocol.frames import Buffer, FrameReader, send_frame, send_value
 from netgym.protocol.sharedmemory import HEADER_BYTES, create_results_file
 from netgym.protocol.values import pack_value, unpack_value
-from netgym_envapi.catalog import episode_spec, make_env, serve_emulator, serve_modules
+from netgym_envapi.catalog import (
+    action_meanings,
+    episode_spec,
+    make_env,
+    serve_emulator,
+    serve_modules,
+)
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.envslice import EnvInfos, SplitStepEnv
@@ -238,6 +244,7 @@ class Session:
                 "observation_space": pack_space(self.results.observations.space),
                 "action_space": pack_space(self.actions.space),
                 "episode": self.episode,
+                "action_meanings": self.action_meanings,
             },
         )
         client = self._wait_for_client()
@@ -260,6 +267,7 @@ class Session:
             pack_space(observation_space)
             pack_space(action_space)
             self.episode = episode_spec(probe)
+            self.action_meanings = action_meanings(probe)
         finally:
             probe.close()
         self.results = ResultLayout(observation_space, config.num_envs)
