@@ -8,6 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 for argument in "$@"; do
     if [[ "$argument" == -h || "$argument" == --help ]]; then
+        cat <<'HELP'
+usage: scripts/run.sh [envapi options]
+
+Runs the emulator service (FCEUX under Xvfb, for the games in games/) and the
+envapi in front of it; Ctrl-C stops both. The options go to the envapi (below).
+The emulator service reads NETGYM_EMULATOR_* variables, among them
+NETGYM_EMULATOR_PORT (8002) and NETGYM_EMULATOR_GAMES_DIR (games); all of them:
+.venv/bin/netgym-emulator --help
+
+HELP
         exec .venv/bin/netgym-envapi --help
     fi
 done

@@ -72,3 +72,21 @@ def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
     assert not answers(f"http://127.0.0.1:{port}/v1/health")
     # The emulator service outlived the envapi, which never found it gone.
     assert "does not answer" not in log.read_text()
+
+
+def test_help_names_both_services_and_every_setting() -> None:
+    from netgym_emulator.settings import EmulatorSettings
+    from netgym_envapi.settings import Settings
+
+    run = subprocess.run(
+        ["bash", "scripts/run.sh", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "emulator service" in run.stdout and "--data-port" in run.stdout
+    emulator = subprocess.run(
+        [ROOT / ".venv/bin/netgym-emulator", "--help"], capture_output=True, text=True, check=True
+    )
+    for settings, text in [(Settings, run.stdout), (EmulatorSettings, emulator.stdout)]:
+        prefix = settings.model_config["env_prefix"]
+        for name, field in settings.model_fields.items():
+            assert f"{prefix}{name.upper()} (default " in text
+            assert field.description, f"{name} needs a description for --help"

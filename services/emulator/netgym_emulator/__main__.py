@@ -8,11 +8,17 @@ import sys
 
 from netgym.errors import NetgymError
 from netgym_emulator.settings import EmulatorSettings
+from netgym_http.settings_help import settings_epilog
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags (each overrides its NETGYM_EMULATOR_* variable) and serve until stopped."""
-    parser = argparse.ArgumentParser(prog="netgym-emulator", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="netgym-emulator",
+        description=__doc__,
+        epilog=settings_epilog(EmulatorSettings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="REST bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="REST port (default 8002)")
     parser.add_argument("--games-dir", help="the folder of game folders (default ./games)")

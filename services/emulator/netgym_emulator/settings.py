@@ -22,7 +22,9 @@ class EmulatorSettings(BaseSettings):
         default_factory=lambda: shutil.which("fceux") or "/usr/games/fceux",
         description="the FCEUX program (Debian puts it in /usr/games)",
     )
-    max_instances: int = Field(16, ge=1)
+    max_instances: int = Field(
+        16, ge=1, description="FCEUX instances at once (those still starting count)"
+    )
     start_timeout_s: float = Field(30.0, gt=0, description="limit on an instance's start")
     attach_timeout_s: float = Field(30.0, gt=0, description="an unclaimed instance exits then")
     idle_timeout_s: float = Field(

@@ -8,11 +8,17 @@ import sys
 
 from netgym.errors import NetgymError
 from netgym_envapi.settings import Settings
+from netgym_http.settings_help import settings_epilog
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags (each overrides its NETGYM_* variable) and serve until stopped."""
-    parser = argparse.ArgumentParser(prog="netgym-envapi", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="netgym-envapi",
+        description=__doc__,
+        epilog=settings_epilog(Settings),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", help="bind address (NETGYM_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="REST port (NETGYM_PORT, default 8000)")
     parser.add_argument("--data-port", type=int, help="data port (NETGYM_DATA_PORT, default 8001)")

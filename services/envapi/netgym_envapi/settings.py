@@ -52,9 +52,11 @@ class Settings(BaseSettings):
             "/dev/shm); in Compose, a tmpfs volume mounted at the same path in the agent"
         ),
     )
-    max_sessions: int = Field(32, ge=1)
-    max_envs_per_session: int = Field(64, ge=1)
-    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_sessions: int = Field(32, ge=1, description="sessions at once, those being made too")
+    max_envs_per_session: int = Field(64, ge=1, description="num_envs of one session, at most")
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="the largest frame a client may send"
+    )
     workers_per_session: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
