@@ -127,7 +127,12 @@ class ProgressLine(BaseCallback):
         self._last_step = 0
 
     def _on_training_start(self) -> None:
-        self._last_time = time.monotonic()
+        self.restart_clock()
+
+    def restart_clock(self, now: float | None = None) -> None:
+        """Count the speed from now on: the time an evaluation or a checkpoint took
+        was no training, and would show as a slow line after it."""
+        self._last_time = time.monotonic() if now is None else now
         self._last_step = self.num_timesteps
 
     def _on_step(self) -> bool:

@@ -261,6 +261,8 @@ class _Run:
             info = {"episodes": episodes, **self.run.monitor_mark(self.start)}
             path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
+            if self.progress:
+                self.progress.restart_clock()
         return path
 
     def _write_model(self, directory: Path) -> None:
@@ -274,6 +276,13 @@ class _Run:
         algorithms.save_model_files(self._model_now(), directory, replay_buffer=False)
 
     def _evaluate(self) -> None:
+        try:
+            self._evaluate_and_record()
+        finally:
+            if self.progress:
+                self.progress.restart_clock()
+
+    def _evaluate_and_record(self) -> None:
         model = self._model_now()
         settings = self.config.eval
         try:

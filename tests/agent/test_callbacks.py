@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from netgym_agent.callbacks import PeriodicTasks
+import io
+from types import SimpleNamespace
+
+from netgym_agent.callbacks import PeriodicTasks, ProgressLine
 
 
 def evaluations_at(steps: list[int], *, start: int, evaluated_at: int | None) -> list[int]:
@@ -52,3 +55,16 @@ def test_a_stop_during_an_evaluation_leaves_the_checkpoint_to_the_stop() -> None
     tasks.num_timesteps = 1_000
     tasks._on_rollout_start()
     assert checkpoints == []  # the stop writes its own, one step later: not two
+
+
+def test_the_progress_speed_leaves_out_the_time_an_evaluation_took() -> None:
+    out = io.StringIO()
+    line = ProgressLine(10_000, 5.0, out=out)
+    line.model = SimpleNamespace(ep_info_buffer=[])  # type: ignore[assignment]
+    line.num_timesteps = 1_000
+    line.restart_clock(now=100.0)
+    line.num_timesteps = 2_000  # 1,000 steps in 1 s, then an evaluation of 30 s
+    line.restart_clock(now=131.0)
+    line.num_timesteps = 2_500
+    line.print_line(now=132.0)
+    assert "500 steps/s" in out.getvalue()
