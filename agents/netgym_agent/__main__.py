@@ -96,7 +96,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     print(
         f"{args.model} model at step {result.step:,}: return {result.mean_return:.2f} "
-        f"± {result.std_return:.2f} over {len(result.returns)} episodes"
+        f"± {result.std_return:.2f} over {len(result.returns)} episodes{result.reconnect_note}"
     )
     print(json.dumps(result.to_record()))
     return 0

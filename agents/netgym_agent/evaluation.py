@@ -24,7 +24,7 @@ from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
 from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
 from netgym_agent.device import resolve_device
-from netgym_agent.envs import check_env_fits, make_env, normalize_env
+from netgym_agent.envs import check_env_fits, make_env, normalize_env, reconnect_count
 from netgym_agent.errors import CheckpointError
 from netgym_agent.rundir import RunDir
 
@@ -44,6 +44,15 @@ class EvalResult:
     lengths: list[int]
     wall_s: float
     deterministic: bool
+    reconnects: int = 0  # the envs' session was lost and opened again: later seeds differ
+
+    @property
+    def reconnect_note(self) -> str:
+        """What to know when the envs' session was lost meanwhile (else "")."""
+        if not self.reconnects:
+            return ""
+        times = "once" if self.reconnects == 1 else f"{self.reconnects} times"
+        return f"; its envs reconnected {times}, so its later episodes had other seeds"
 
     @property
     def mean_return(self) -> float:
@@ -125,6 +134,7 @@ def evaluate(
             if exc.details.get("stopped"):  # the stop cut a reconnect short
                 raise EvaluationInterrupted from exc
             raise
+        reconnects = reconnect_count(env)
     finally:
         env.close()
     return EvalResult(
@@ -133,6 +143,7 @@ def evaluate(
         lengths=[int(n) for n in lengths],  # type: ignore[union-attr]
         wall_s=time.monotonic() - started,
         deterministic=deterministic,
+        reconnects=reconnects,
     )
 
 

@@ -311,6 +311,7 @@ class _Run:
             f"eval at step {result.step:,}: return {result.mean_return:.2f} "
             f"± {result.std_return:.2f} over {len(result.returns)} episodes, "
             f"length {record['mean_length']:.0f}, {result.wall_s:.1f} s"
+            + result.reconnect_note
             + (" (new best)" if best else "")
         )
         if best:
