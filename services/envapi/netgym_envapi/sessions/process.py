@@ -406,9 +406,7 @@ class Session:
         try:
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client.settimeout(config.idle_timeout_s)
-            send_value(
-                client,
-                MessageType.WELCOME,
+            welcome = pack_value(
                 {
                     "protocol": PROTOCOL_VERSION,
                     "session_id": config.session_id,
@@ -419,8 +417,9 @@ class Session:
                     "action_space": pack_space(self.actions.space),
                     "max_message_bytes": config.max_message_bytes,
                     "shared_memory": self._shared_memory_offer(),
-                },
+                }
             )
+            _send_whole(client, MessageType.WELCOME, [welcome])
         except OSError:
             self._client_gone()
             return
@@ -505,7 +504,7 @@ class Session:
         if message_type == MessageType.RESET:
             self._reset(client, body)
         elif message_type == MessageType.PING:
-            send_frame(client, MessageType.PONG, [body])
+            _send_whole(client, MessageType.PONG, [body])
         elif message_type == MessageType.SHARE:
             self._share(client, body)
         elif message_type == MessageType.CLOSE:
@@ -529,7 +528,7 @@ class Session:
         if not hmac.compare_digest(token.encode(), self.share_token.encode()):
             raise InvalidRequestError("the token in SHARE is not the one WELCOME offered")
         self.shared = True
-        send_frame(client, MessageType.SHARED)
+        _send_whole(client, MessageType.SHARED, [])
 
     def _check_steppable(self) -> None:
         """Refuse a step, before any env moves, when some env may not step.
