@@ -79,6 +79,11 @@ class LostConnectionEnv(_FaultEnv):
         raise ConnectionLostError("the env's own connection broke, on purpose")
 
 
+class SlowMakeEnv(_FaultEnv):
+    def __init__(self) -> None:
+        time.sleep(3600)  # past any make timeout
+
+
 class SlowRaiseEnv(_FaultEnv):
     def fault(self) -> None:
         time.sleep(0.5)  # time for a client to vanish before the error goes out
@@ -198,6 +203,7 @@ for _name, _cls in [
     ("Raise", RaiseEnv),
     ("PeerRaise", PeerRaiseEnv),
     ("LostConnection", LostConnectionEnv),
+    ("SlowMake", SlowMakeEnv),
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),

@@ -266,6 +266,24 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         envs.close()
 
 
+def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
+    tmp_path: Path,
+) -> None:
+    with run_envapi(tmp_path, make_timeout_s="1") as envapi:
+        kwargs = {"url": envapi.url, "token": envapi.token}
+        with pytest.raises(WorkerTimeoutError, match=r"took longer than 1 s .*MAKE_TIMEOUT_S"):
+            netgym.make_vec("netgym-test/SlowMake-v0", 1, **kwargs)
+        headers = {"Authorization": f"Bearer {envapi.token}"}
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{envapi.url}/v1/sessions", headers=headers).json()["sessions"]:
+            assert time.monotonic() < deadline, "the session was left running"
+            time.sleep(0.1)
+        with netgym.make("CartPole-v1", **kwargs) as env:
+            env.reset(seed=0)
+    # Its end, which no request waits for any more, is not logged as an error lost.
+    assert "never retrieved" not in envapi.log.read_text()
+
+
 def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) -> None:
     with run_envapi(tmp_path, attach_timeout_s="3") as server:
         headers = {"Authorization": f"Bearer {server.token}"}

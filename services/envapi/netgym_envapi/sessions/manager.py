@@ -101,6 +101,11 @@ class SessionRecord:
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None
 
+    def __post_init__(self) -> None:
+        # Read, so that asyncio does not log as lost an error no caller waits for any
+        # more (the end of a session whose making timed out).
+        self.ready.add_done_callback(lambda done: done.cancelled() or done.exception())
+
     @property
     def session_id(self) -> str:
         return self.config.session_id
