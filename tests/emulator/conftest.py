@@ -47,6 +47,11 @@ function game.step()
 end
 return game
 """
+NUL_KEY_SCRIPT = """\
+local game = {}
+function game.step() return 0, false, {["a\\0b"] = 1} end
+return game
+"""
 STRING_REWARD_SCRIPT = 'local game = {}\nfunction game.step() return "1", false end\nreturn game\n'
 NAN_REWARD_SCRIPT = """\
 local game = {}
@@ -114,6 +119,7 @@ def games_dir(root: Path) -> Path:
         ("BadReturn", BAD_RETURN_SCRIPT),
         ("NanReward", NAN_REWARD_SCRIPT),
         ("StringReward", STRING_REWARD_SCRIPT),
+        ("NulKey", NUL_KEY_SCRIPT),
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),

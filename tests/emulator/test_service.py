@@ -206,6 +206,10 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         env.reset(seed=0)
         with pytest.raises(EnvError, match=r'must return a number as its reward, not "1"'):
             env.step(0)
+    with netgym.make("netgym/NulKey-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r"the info key .*keys are names, without spaces, '='"):
+            env.step(0)
 
 
 @pytest.mark.parametrize(

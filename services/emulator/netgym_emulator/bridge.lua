@@ -244,9 +244,10 @@ local function step_problem(reward, done, info)
     return where .. "must return a table as its info (or nothing), not " .. shown(info)
   end
   for key, value in pairs(info) do
-    if type(key) ~= "string" or string.find(key, "[%s=]") then
+    -- %z: a NUL byte (Lua 5.1), which would cut the key short on the client's side.
+    if type(key) ~= "string" or key == "" or string.find(key, "[%s=%z]") then
       return where .. "returned the info key " .. string.format("%q", tostring(key))
-        .. ": keys are names, without spaces or '='"
+        .. ": keys are names, without spaces, '=' or NUL bytes"
     end
     if type(value) ~= "number" and type(value) ~= "boolean" then
       return where .. "returned info " .. key .. " = " .. shown(value)
