@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from netgym.errors import InvalidRequestError
+from netgym.errors import InvalidRequestError, SessionNotFoundError
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.manager import SessionManager, SessionRecord
 from netgym_envapi.sessions.process import send_control
@@ -89,3 +89,14 @@ def test_concurrent_descriptions_of_one_env_share_one_session(
 
     assert asyncio.run(scenario()) == [{"env_id": "Acrobot-v1"}] * 5
     assert opened == ["Acrobot-v1"]
+
+
+def test_an_unknown_session_id_is_not_repeated_whole() -> None:
+    async def scenario() -> str:
+        manager = SessionManager(Settings())
+        with pytest.raises(SessionNotFoundError) as caught:
+            manager.get("f" * 60_000)  # a HELLO can carry one this long
+        return caught.value.message
+
+    message = asyncio.run(scenario())
+    assert len(message) < 200 and "ids are 16 hex digits" in message

@@ -162,8 +162,9 @@ class SessionManager:
         """
         record = self._live.get(session_id) or self._ended.get(session_id)
         if record is None:
+            shown = repr(session_id) if len(session_id) <= 64 else f"{session_id[:32]!r}..."
             raise SessionNotFoundError(
-                f"no session {session_id!r} (it never existed, or ended long ago)"
+                f"no session {shown} (it never existed, or ended long ago; ids are 16 hex digits)"
             )
         return record
 
