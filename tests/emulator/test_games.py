@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from netgym_emulator.games import GameError, discover, load_game, name_owners
+from netgym_emulator.games import (
+    GameError,
+    discover,
+    folder_signature,
+    load_game,
+    name_owners,
+)
 from netgym_emulator.pool import PROBLEMS_REREAD_S, InstancePool, UnknownGameError
 from netgym_emulator.settings import EmulatorSettings
 
@@ -427,3 +433,17 @@ def test_the_log_tells_each_change_of_a_game_folder_once(
         assert len(caplog.records) == 2
     finally:
         pool.stop_all()
+
+
+def test_an_edit_of_a_module_beside_a_script_in_a_subfolder_is_seen(tmp_path: Path) -> None:
+    folder = make_game(tmp_path)
+    (folder / "lua").mkdir()
+    (folder / "game.lua").rename(folder / "lua" / "game.lua")
+    (folder / "lua" / "util.lua").write_text("return 1\n")
+    manifest = folder / "game.toml"
+    manifest.write_text(manifest.read_text().replace('file = "game.lua"', 'file = "lua/game.lua"'))
+    game = load_game(folder)
+    before = folder_signature(tmp_path, [game])
+    (folder / "lua" / "util.lua").write_text("return 2 -- an edit\n")
+    assert folder_signature(tmp_path, [game]) != before
+    assert load_game(folder).revision != game.revision

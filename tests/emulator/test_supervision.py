@@ -250,3 +250,22 @@ def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Pat
             assert "earlier output dropped" in log.read_text()
         finally:
             bridge.close()
+
+
+def test_an_env_whose_script_failed_as_it_loaded_plays_it_once_fixed(tmp_path: Path) -> None:
+    games = tmp_path / "games"
+    folder = games / "fixed"
+    folder.mkdir(parents=True)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Fixed", rom=EFP_ROM))
+    (folder / "game.lua").write_text('error("not ready yet")\n' + PLAIN_SCRIPT)
+    with run_emulator(tmp_path, games) as (url, _):
+        env = EmulatorEnv("Fixed", url)
+        try:
+            with pytest.raises(EnvError, match=r"no instance could start: .*not ready yet"):
+                env.reset(seed=0)
+            # No instance of it ever ran: the fixed script is this env's game now.
+            (folder / "game.lua").write_text(PLAIN_SCRIPT)
+            env.reset(seed=0)
+            env.step(0)
+        finally:
+            env.close()

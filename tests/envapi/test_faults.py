@@ -203,6 +203,16 @@ def test_an_env_whose_own_connection_broke_is_an_env_error_and_the_session_goes_
     assert error.details["env_index"] == faulty
 
 
+def test_only_the_sessions_own_step_timer_ends_the_session_from_inside_an_env() -> None:
+    from netgym_envapi.sessions.envslice import StepTimerExpired, as_netgym_error
+
+    # A remote env inside an env, whose own server timed out: that env's error.
+    inner = as_netgym_error(WorkerTimeoutError("its own session hung"), 1)
+    assert isinstance(inner, EnvError) and inner.details["cause"] == "worker_timeout"
+    own = as_netgym_error(StepTimerExpired("this session's step took too long"), 1)
+    assert isinstance(own, WorkerTimeoutError) and own.code == "worker_timeout"
+
+
 def test_envs_reset_after_their_episode_ended_are_not_done_when_a_later_step_fails(
     tmp_envapi: EnvApi,
 ) -> None:

@@ -213,6 +213,9 @@ class BridgeConnection:
             self._set_timeout(socket.SO_RCVTIMEO, max(self.timeout_s - waited, 0.001))
         try:
             have = self._recv_at_least(0, 8)
+            if shortened:  # it answers: the rest of the reply may take the usual time
+                shortened = False
+                self._set_timeout(socket.SO_RCVTIMEO, self.timeout_s)
             (header_bytes,) = _U32.unpack_from(self._reply)
             if header_bytes > MAX_HEADER_BYTES:
                 raise ConnectionLostError(

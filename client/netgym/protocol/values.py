@@ -188,7 +188,7 @@ def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> 
     plan = _flat_plans.get(text)
     if plan is not None and plan.extent <= len(blob):
         for bool_start, bool_stop in plan.bools:
-            if max(blob[bool_start:bool_stop]) > 1:
+            if blob[bool_start:bool_stop].tobytes().translate(None, b"\0\1"):
                 raise ProtocolError("a bool array's bytes are 0 or 1")
         source = blob if not copy else np.frombuffer(blob, np.uint8, plan.extent).copy()
         return {

@@ -745,6 +745,8 @@ def folder_signature(games_dir: Path, games: Iterable[Game]) -> tuple[Any, ...]:
                 paths.extend(folder.iterdir())
     for game in games:
         paths += [game.rom, game.script] + ([game.savestate] if game.savestate else [])
+        with contextlib.suppress(OSError):  # the modules it may require, as its revision counts
+            paths.extend(game.script.parent.glob("*.lua"))
     signature: list[tuple[Any, ...]] = []
     for path in sorted(paths):
         try:

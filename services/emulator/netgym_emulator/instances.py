@@ -30,7 +30,7 @@ BRIDGE_ERROR = "bridge: "
 SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
 EXIT_FILE = "bridge-exit"  # why the bridge ended FCEUX itself, when it did
 LOG_LIMIT_BYTES = 8 * 2**20  # FCEUX's output kept per instance, at most (trimmed every second)
-LOG_TAIL_BYTES = 64 * 2**10  # what is kept of it when it is trimmed, and read for errors
+LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
@@ -125,14 +125,13 @@ class Instance:
         try:
             if path.stat().st_size <= LOG_LIMIT_BYTES:
                 return
-            tail = self.log_tail(lines=LOG_TAIL_BYTES)
-            # FCEUX appends (O_APPEND): it writes on at the new end.
+            # FCEUX appends (O_APPEND): it writes on at the new end. Nothing of the old
+            # output is put back: FCEUX's next lines could come before it.
             os.truncate(path, 0)
             with path.open("ab") as log:
                 log.write(
                     f"[netgym: earlier output dropped past {LOG_LIMIT_BYTES:,} bytes]\n".encode()
                 )
-                log.write(tail.encode())
         except OSError:
             pass
 

@@ -146,7 +146,8 @@ class InstancePool:
                 self._ended(instance_id, f"FCEUX {instance.describe_exit()}")
                 instance.kill()
                 del self.instances[instance_id]
-            elif not check_clients:
+                continue
+            if not check_clients:
                 continue
             instance.trim_log()
             if not instance.client_gone(states):

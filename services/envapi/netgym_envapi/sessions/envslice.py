@@ -24,7 +24,6 @@ from netgym.errors import (
     EnvError,
     NetgymError,
     SessionEndedError,
-    WorkerCrashedError,
     WorkerTimeoutError,
 )
 from netgym.protocol import BatchLayout, ResultLayout
@@ -51,6 +50,11 @@ class SplitStepEnv(Protocol):
         ...
 
 
+class StepTimerExpired(WorkerTimeoutError):
+    """The session's own step timer (SIGALRM), raised inside an env's code: it ends
+    the session, where the same error from an env's own connection must not."""
+
+
 def as_netgym_error(exc: BaseException, env_index: int | None = None) -> NetgymError:
     """An env's exception as the error the client gets (call it where it is caught).
 
@@ -62,11 +66,10 @@ def as_netgym_error(exc: BaseException, env_index: int | None = None) -> NetgymE
             details={"traceback": traceback.format_exc()},
         )
     elif isinstance(exc, ConnectionLostError | SessionEndedError) and not isinstance(
-        exc, WorkerTimeoutError | WorkerCrashedError
+        exc, StepTimerExpired
     ):
         # Raised by the env's own connections (an emulator's, a remote env's): the
-        # session's client would take them for its own session's end. (The session's
-        # own step timer raises WorkerTimeoutError inside the env's code.)
+        # session's client would take them for its own session's end.
         exc = EnvError(
             f"the env raised {type(exc).__name__}: {exc.message}",
             details={**exc.details, "cause": exc.code},

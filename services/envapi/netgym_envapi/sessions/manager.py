@@ -190,13 +190,14 @@ class SessionManager:
         if (
             entry.family == "emulator"
             and isinstance(timeout_s, int | float)
-            and timeout_s > settings.step_timeout_s
+            and timeout_s > settings.step_timeout_s / 2
         ):
+            # Half: a reset starts the instance (seconds) before it waits timeout_s.
             raise InvalidRequestError(
-                f"env_kwargs timeout_s={timeout_s:g} is above the envapi's step_timeout_s "
-                f"({settings.step_timeout_s:g} s, NETGYM_STEP_TIMEOUT_S): a hung instance would "
-                "end the whole session, not only its episode; use at most "
-                f"{settings.step_timeout_s:g}",
+                f"env_kwargs timeout_s={timeout_s:g} leaves too little of the envapi's "
+                f"step_timeout_s ({settings.step_timeout_s:g} s, NETGYM_STEP_TIMEOUT_S): a hung "
+                "instance would end the whole session, not only its episode; use at most half "
+                f"of it, {settings.step_timeout_s / 2:g}",
                 details={"timeout_s": timeout_s, "step_timeout_s": settings.step_timeout_s},
             )
         if num_envs < 1:

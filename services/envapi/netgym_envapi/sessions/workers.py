@@ -34,7 +34,12 @@ from netgym.errors import (
 )
 from netgym.protocol import BatchLayout, ResultLayout
 from netgym_envapi.sessions.config import AutoresetMode
-from netgym_envapi.sessions.envslice import EnvInfos, EnvSlice, as_netgym_error
+from netgym_envapi.sessions.envslice import (
+    EnvInfos,
+    EnvSlice,
+    StepTimerExpired,
+    as_netgym_error,
+)
 from netgym_envapi.sessions.lifetime import describe_exit, die_with_parent
 
 _fork = multiprocessing.get_context("fork")
@@ -206,7 +211,7 @@ class WorkerPool:
 
     def _expire(self, signum: int, frame: FrameType | None) -> None:
         what, timeout_s = self._local_call
-        raise WorkerTimeoutError(
+        raise StepTimerExpired(
             f"{self._describe(0)} did not finish a {what} within {timeout_s:g} s "
             "(step_timeout_s); the session has ended",
             details={"worker": 0, "timeout_s": timeout_s},
