@@ -125,15 +125,16 @@ class ProgressLine(BaseCallback):
         self.out = out
         self._last_time = 0.0
         self._last_step = 0
+        self._left_out = 0.0  # seconds since the last line that were no training
 
     def _on_training_start(self) -> None:
-        self.restart_clock()
-
-    def restart_clock(self, now: float | None = None) -> None:
-        """Count the speed from now on: the time an evaluation or a checkpoint took
-        was no training, and would show as a slow line after it."""
-        self._last_time = time.monotonic() if now is None else now
+        self._last_time = time.monotonic()
         self._last_step = self.num_timesteps
+
+    def leave_out(self, seconds: float) -> None:
+        """Time that was no training (an evaluation, a checkpoint): the next line's
+        speed does not count it, or that line would show a fraction of the speed."""
+        self._left_out += seconds
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or []
@@ -147,8 +148,9 @@ class ProgressLine(BaseCallback):
         """Print the line now (also called once more at the end)."""
         now = time.monotonic() if now is None else now
         step = self.num_timesteps
-        speed = (step - self._last_step) / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_step = now, step
+        training_s = now - self._last_time - self._left_out
+        speed = (step - self._last_step) / max(training_s, 1e-9)
+        self._last_time, self._last_step, self._left_out = now, step, 0.0
         buffer = self.model.ep_info_buffer
         recent = [float(info["r"]) for info in buffer] if buffer else []
         mean = f"{np.mean(recent):.2f} (last {len(recent)})" if recent else "n/a"

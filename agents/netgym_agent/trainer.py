@@ -262,7 +262,7 @@ class _Run:
             path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
             if self.progress:
-                self.progress.restart_clock()
+                self.progress.leave_out(time.monotonic() - started)
         return path
 
     def _write_model(self, directory: Path) -> None:
@@ -276,11 +276,12 @@ class _Run:
         algorithms.save_model_files(self._model_now(), directory, replay_buffer=False)
 
     def _evaluate(self) -> None:
+        started = time.monotonic()
         try:
             self._evaluate_and_record()
         finally:
             if self.progress:
-                self.progress.restart_clock()
+                self.progress.leave_out(time.monotonic() - started)
 
     def _evaluate_and_record(self) -> None:
         model = self._model_now()

@@ -59,12 +59,23 @@ def test_a_stop_during_an_evaluation_leaves_the_checkpoint_to_the_stop() -> None
 
 def test_the_progress_speed_leaves_out_the_time_an_evaluation_took() -> None:
     out = io.StringIO()
-    line = ProgressLine(10_000, 5.0, out=out)
+    line = ProgressLine(100_000, 5.0, out=out)
     line.model = SimpleNamespace(ep_info_buffer=[])  # type: ignore[assignment]
-    line.num_timesteps = 1_000
-    line.restart_clock(now=100.0)
-    line.num_timesteps = 2_000  # 1,000 steps in 1 s, then an evaluation of 30 s
-    line.restart_clock(now=131.0)
-    line.num_timesteps = 2_500
-    line.print_line(now=132.0)
-    assert "500 steps/s" in out.getvalue()
+    line._on_training_start()
+    started = line._last_time
+    # 1,000 steps in 1 s, an evaluation of 30 s, then 500 steps in 1 s: 750 steps/s.
+    line.num_timesteps += 1_500
+    line.leave_out(30.0)
+    line.print_line(now=started + 32.0)
+    assert "750 steps/s" in out.getvalue()
+
+
+def test_evaluations_more_often_than_lines_leave_the_lines_printed() -> None:
+    out = io.StringIO()
+    line = ProgressLine(100_000, 5.0, out=out)
+    line.model = SimpleNamespace(ep_info_buffer=[])  # type: ignore[assignment]
+    line._on_training_start()
+    line._last_time -= 6.0  # 6 s ago, with evaluations of 1 s every 3 s meanwhile
+    line.leave_out(2.0)
+    line._on_step()  # the line is due: its time counts from the last line, not the last eval
+    assert "steps/s" in out.getvalue()

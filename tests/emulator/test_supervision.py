@@ -252,18 +252,32 @@ def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Pat
             bridge.close()
 
 
-def test_an_env_whose_script_failed_as_it_loaded_plays_it_once_fixed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("broken", "error"),
+    [
+        ('error("not ready yet")\n' + PLAIN_SCRIPT, r"no instance could start: .*not ready yet"),
+        (
+            PLAIN_SCRIPT.replace("return game", 'function game.reset() error("no reset") end\n')
+            + "return game\n",
+            r"Lua script failed: .*no reset",
+        ),
+    ],
+    ids=["as-it-loads", "in-game-reset"],
+)
+def test_an_env_whose_script_failed_before_an_episode_plays_it_once_fixed(
+    tmp_path: Path, broken: str, error: str
+) -> None:
     games = tmp_path / "games"
     folder = games / "fixed"
     folder.mkdir(parents=True)
     (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Fixed", rom=EFP_ROM))
-    (folder / "game.lua").write_text('error("not ready yet")\n' + PLAIN_SCRIPT)
+    (folder / "game.lua").write_text(broken)
     with run_emulator(tmp_path, games) as (url, _):
         env = EmulatorEnv("Fixed", url)
         try:
-            with pytest.raises(EnvError, match=r"no instance could start: .*not ready yet"):
+            with pytest.raises(EnvError, match=error):
                 env.reset(seed=0)
-            # No instance of it ever ran: the fixed script is this env's game now.
+            # No episode of it ever started: the fixed script is this env's game now.
             (folder / "game.lua").write_text(PLAIN_SCRIPT)
             env.reset(seed=0)
             env.step(0)

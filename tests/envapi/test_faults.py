@@ -181,6 +181,17 @@ def test_env_exception_carries_its_traceback_and_the_session_survives(tmp_envapi
     assert "the env broke on purpose" in tmp_envapi.log.read_text()
 
 
+def test_a_session_logs_each_env_error_once(tmp_envapi: EnvApi) -> None:
+    with netgym.make_vec(
+        "netgym-test/Raise-v0", 2, url=tmp_envapi.url, token=tmp_envapi.token
+    ) as envs:
+        envs.reset(seed=0)
+        for _ in range(5):  # a client that goes on stepping a broken env
+            with pytest.raises(EnvError, match="the env broke on purpose"):
+                envs.step(np.array([0, 1]))
+    assert tmp_envapi.log.read_text().count("the env broke on purpose") == 1
+
+
 def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(
     tmp_envapi: EnvApi,
 ) -> None:

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -73,9 +74,17 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
 
 def test_a_remote_env_names_its_actions_where_the_server_env_does(envapi: EnvApi) -> None:
     kwargs = {"url": envapi.url, "token": envapi.token}
-    with netgym.make("ALE/Pong-v5", wrappers=["atari"], **kwargs) as pong:
-        assert pong.get_action_meanings() == pong.unwrapped.get_action_meanings()
-        assert pong.get_action_meanings()[:2] == ["NOOP", "FIRE"]
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    local = gym.make("ALE/Breakout-v5")
+    try:
+        expected = local.unwrapped.get_action_meanings()  # type: ignore[attr-defined]
+    finally:
+        local.close()
+    with netgym.make("ALE/Breakout-v5", wrappers=["atari"], **kwargs) as breakout:
+        assert breakout.get_action_meanings() == expected == ["NOOP", "FIRE", "RIGHT", "LEFT"]
     with netgym.make_vec("CartPole-v1", 2, **kwargs) as cartpole:
         assert cartpole.get_action_meanings() is None
 
@@ -344,3 +353,22 @@ def test_an_unknown_env_id_suggests_ids_of_close_names(env_id: str, suggested: s
     with pytest.raises(UnknownEnvError, match=r"did you mean .*") as caught:
         find_env(env_id)
     assert suggested in caught.value.message.split("did you mean ")[1]
+
+
+def test_action_names_that_do_not_fit_the_action_space_are_not_served() -> None:
+    import gymnasium as gym
+
+    from netgym_envapi.catalog import action_meanings
+
+    class Named(gym.Env[np.ndarray, int]):
+        observation_space = gym.spaces.Box(0, 1, (1,))
+
+        def __init__(self, space: gym.Space[Any], names: list[str]) -> None:
+            self.action_space, self.names = space, names
+
+        def get_action_meanings(self) -> list[str]:
+            return self.names
+
+    assert action_meanings(Named(gym.spaces.Discrete(2), ["left", "right"])) == ["left", "right"]
+    assert action_meanings(Named(gym.spaces.Discrete(3), ["left", "right"])) is None
+    assert action_meanings(Named(gym.spaces.Box(-1, 1, (2,)), ["x", "y"])) is None  # no names

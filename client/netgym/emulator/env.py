@@ -112,7 +112,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self._instance: dict[str, Any] | None = None
         self._bridge: BridgeConnection | None = None
         self._waiting_for = "game.reset()"  # the script's function the last request runs
-        self._played = False  # whether an instance of this env's game has run
+        self._played = False  # whether an episode of this env's game has started
         self._steps = 0
         self._last_screen: np.ndarray | None = None
         self._shares_screens = self.observation_kind != "ram" and self._screen_folder_shared()
@@ -156,9 +156,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 ) from None
             self._instance = instance
             changed = [k for k in _SPEC_KEYS if instance["spec"].get(k) != self.spec_data.get(k)]
-            if changed == ["revision"] and not self._played:
-                # No instance ever ran (its script failed as it loaded, say): no episode
-                # of the old version to mix with, so the fixed game is this env's now.
+            same_limits = all(
+                instance["spec"].get(k) == self.spec_data.get(k) for k in ("noop_max", "max_steps")
+            )
+            if changed == ["revision"] and same_limits and not self._played:
+                # No episode ever started (its script failed as it loaded, or in
+                # game.reset()): none of the old version to mix with, so the fixed game
+                # is this env's now.
                 self.spec_data["revision"], changed = instance["spec"]["revision"], []
             if changed:
                 self.release()
@@ -177,7 +181,6 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     self.timeout_s,
                     instance.get("screen_file"),
                 )
-                self._played = True
             except ConnectionLostError as exc:
                 self.release()
                 # Lost, as when it dies later: a new instance may well connect.
@@ -286,6 +289,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
             self.release()  # it died since the last step: a reset needs nothing of it
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
         reply = self._request(b"R", noops)
+        self._played = True
         self._steps = 0
         return self._observation(reply), {"noops": noops, **reply.info}
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import gymnasium as gym
+import numpy as np
 
 from netgym.errors import (
     InvalidRequestError,
@@ -285,15 +286,20 @@ def _has_game(env_id: str) -> bool:
 
 
 def action_meanings(env: gym.Env[Any, Any]) -> list[str] | None:
-    """What each action does, where the env says (ALE games and NES games do)."""
+    """What each action does, where the env says (ALE games and NES games do): one
+    name per action of a Discrete space, or per element of a MultiBinary one."""
     meanings = getattr(env.unwrapped, "get_action_meanings", None)
-    if meanings is None:
+    space = env.action_space
+    if meanings is None or not isinstance(space, gym.spaces.Discrete | gym.spaces.MultiBinary):
         return None
     try:
         names = meanings()
     except Exception:  # an env's own method, with arguments of its own, say: no names
         return None
-    return [str(name) for name in names] if isinstance(names, list | tuple) else None
+    count = space.n if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+    if not isinstance(names, list | tuple) or len(names) != count:
+        return None  # ALE's continuous mode names 18 actions for a Box, say
+    return [str(name) for name in names]
 
 
 def episode_spec(env: gym.Env[Any, Any]) -> dict[str, Any]:

@@ -37,3 +37,4 @@ class SessionConfig:
     emulator_url: str | None = None
     # Where the session offers its results as a file to a client on this host.
     shared_memory_dir: str | None = None
+    log_level: int = 30  # the envapi's (logging.WARNING by default)

@@ -262,6 +262,7 @@ class SessionManager:
             env_modules=settings.env_module_list,
             emulator_url=settings.emulator_url,
             shared_memory_dir=str(self.shared_memory_dir) if self.shared_memory_dir else None,
+            log_level=logging.getLogger().getEffectiveLevel(),
         )
 
     async def _start(self, config: SessionConfig) -> SessionRecord:

@@ -64,6 +64,7 @@ CONTROL_PIECE_BYTES = 64 << 10  # well within a SOCK_SEQPACKET's send buffer
 # end (stuck in an env's native code) lives before it kills itself.
 STUCK_GRACE_S = 10.0
 log = logging.getLogger("netgym.envapi.session")
+LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
 
 
 class _Terminated(BaseException):
@@ -147,7 +148,7 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     """Entry point of a session process."""
     die_with_parent()
     # Started by the forkserver, it has none of the envapi's logging set-up.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session = Session(config, control)
@@ -203,6 +204,7 @@ class Session:
         self.end_error: dict[str, Any] | None = None
         self.close_requested = False
         self.terminated = False
+        self._logged_errors: set[str] = set()
         self.deadline: StepDeadline | None = None
         # Which envs may step: never reset ones may not; with autoreset disabled,
         # finished ones may not either until reset. Checked here, before any
@@ -446,9 +448,8 @@ class Session:
                 self.end(f"was idle for {config.idle_timeout_s:g} s in the middle of a message")
                 return
             except NetgymError as exc:
-                if isinstance(exc, EnvError):  # a bug of the env, a game script's say: its
-                    # author reads the service's log (docker compose logs envapi)
-                    log.warning("session %s (%s): %s", config.session_id, config.env_id, exc)
+                if isinstance(exc, EnvError):
+                    self._log_env_error(exc)
                 if not self._send_error(client, exc):
                     return
             except OSError:  # sending a reply failed: the client is gone
@@ -461,6 +462,18 @@ class Session:
                     NetgymError(f"session {config.session_id} failed inside the service: {exc!r}"),
                 )
                 return
+
+    def _log_env_error(self, error: EnvError) -> None:
+        """Log an env's error (a game script's, say: its author reads the service's log,
+        docker compose logs envapi), each one once, the first ``LOGGED_ENV_ERRORS``."""
+        if error.message in self._logged_errors or len(self._logged_errors) > LOGGED_ENV_ERRORS:
+            return
+        self._logged_errors.add(error.message)
+        config = self.config
+        if len(self._logged_errors) > LOGGED_ENV_ERRORS:
+            log.warning("session %s: more env errors, not logged", config.session_id)
+        else:
+            log.warning("session %s (%s): %s", config.session_id, config.env_id, error.message)
 
     def _shared_memory_offer(self) -> dict[str, Any] | None:
         if self.shared_path is None:
