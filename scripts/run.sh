@@ -15,7 +15,8 @@ Runs the emulator service (FCEUX under Xvfb, for the games in games/) and the
 envapi in front of it; Ctrl-C stops both. The options go to the envapi (below).
 The emulator service reads NETGYM_EMULATOR_* variables, among them
 NETGYM_EMULATOR_PORT (8002) and NETGYM_EMULATOR_GAMES_DIR (games); all of them:
-.venv/bin/netgym-emulator --help
+.venv/bin/netgym-emulator --help. This script points the envapi at it
+(NETGYM_EMULATOR_URL=http://127.0.0.1:$NETGYM_EMULATOR_PORT, unless set).
 
 HELP
         exec .venv/bin/netgym-envapi --help
