@@ -188,8 +188,7 @@ def unpack_value(data: bytes | bytearray | memoryview, *, copy: bool = True) -> 
     plan = _flat_plans.get(text)
     if plan is not None and plan.extent <= len(blob):
         for bool_start, bool_stop in plan.bools:
-            if blob[bool_start:bool_stop].tobytes().translate(None, b"\0\1"):
-                raise ProtocolError("a bool array's bytes are 0 or 1")
+            _check_bools(blob[bool_start:bool_stop])
         source = blob if not copy else np.frombuffer(blob, np.uint8, plan.extent).copy()
         return {
             key: np.frombuffer(source, dtype, shape[0], offset)
@@ -263,7 +262,9 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             _check_span(blob, offset, dt.itemsize * count)
             if count == 0:
                 return np.empty(shape, dtype=dt.newbyteorder("="))
-            return _check_bools(
+            if dt.kind == "b":
+                _check_bools(blob[offset : offset + count])
+            return (
                 np.frombuffer(blob, dtype=dt, count=count, offset=offset)
                 .reshape(shape)
                 .astype(dt.newbyteorder("="))
@@ -272,8 +273,10 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             offset, dtype = body
             dt = np.dtype(dtype)
             _check_span(blob, offset, dt.itemsize)
-            return _check_bools(
-                np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(dt.newbyteorder("="))
+            if dt.kind == "b":
+                _check_bools(blob[offset : offset + 1])
+            return np.frombuffer(blob, dtype=dt, count=1, offset=offset).astype(
+                dt.newbyteorder("=")
             )[0]
         if tag == "$obj":
             array = np.empty(len(body["items"]), dtype=object)
@@ -319,11 +322,10 @@ def _check_span(blob: memoryview, offset: int, length: int) -> None:
         raise ProtocolError(f"an array's offset into the blob is a multiple of 8, not {offset}")
 
 
-def _check_bools(array: np.ndarray) -> np.ndarray:
+def _check_bools(data: memoryview) -> None:
     """A bool array's bytes are 0 or 1 (numpy would keep a 2 and misbehave later)."""
-    if array.dtype.kind == "b" and array.size and array.view(np.uint8).max() > 1:
+    if data.tobytes().translate(None, b"\0\1"):
         raise ProtocolError("a bool array's bytes are 0 or 1")
-    return array
 
 
 __all__ = ["pack_value", "unpack_value"]

@@ -76,6 +76,13 @@ class SessionState(enum.StrEnum):
     ENDED = "ended"
 
 
+def _read_its_error(future: asyncio.Future[Any]) -> None:
+    """Read a finished future's error, so that asyncio does not log it as lost when
+    no caller waits for it any more."""
+    if not future.cancelled():
+        future.exception()
+
+
 @dataclass
 class SessionRecord:
     """One session as the main process knows it."""
@@ -102,9 +109,8 @@ class SessionRecord:
     watcher: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
-        # Read, so that asyncio does not log as lost an error no caller waits for any
-        # more (the end of a session whose making timed out).
-        self.ready.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # The end of a session whose making timed out, say, that no caller waits for.
+        self.ready.add_done_callback(_read_its_error)
 
     @property
     def session_id(self) -> str:
@@ -321,8 +327,7 @@ class SessionManager:
             pending = asyncio.ensure_future(self._describe(env_id))
             self._describing[env_id] = pending
             pending.add_done_callback(lambda _: self._describing.pop(env_id, None))
-            # Read, so that an error no caller waits for any more is not logged as lost.
-            pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+            pending.add_done_callback(_read_its_error)
         spec = await asyncio.shield(pending)
         if cached:
             self._spec_cache[env_id] = spec
