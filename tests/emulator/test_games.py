@@ -9,14 +9,10 @@ from typing import Any
 
 import pytest
 
-from netgym_emulator.games import (
-    GameError,
-    discover,
-    folder_signature,
-    load_game,
-    name_owners,
-)
+from netgym_emulator.games import discover, folder_signature, name_owners
+from netgym_emulator.manifest import load_game
 from netgym_emulator.pool import PROBLEMS_REREAD_S, InstancePool, UnknownGameError
+from netgym_emulator.problems import GameError
 from netgym_emulator.settings import EmulatorSettings
 
 EFP_ROM = Path("/usr/share/nes/efp.nes")

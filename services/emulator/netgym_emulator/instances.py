@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import NetgymError
-from netgym_emulator.games import Game, GameError
+from netgym_emulator.manifest import Game
+from netgym_emulator.problems import GameError
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
 # How the bridge's own start-up errors begin, as opposed to the game script's.

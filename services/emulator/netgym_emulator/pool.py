@@ -13,14 +13,9 @@ from typing import Any
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_emulator.games import (
-    Game,
-    discover,
-    folder_signature,
-    manifest_name,
-    name_owners,
-)
+from netgym_emulator.games import discover, folder_signature, manifest_name, name_owners
 from netgym_emulator.instances import Instance, start_instance, tcp_states
+from netgym_emulator.manifest import Game
 from netgym_emulator.settings import EmulatorSettings
 
 log = logging.getLogger("netgym.emulator")

@@ -1,0 +1,111 @@
+"""The files a manifest names: its ROM (present, loadable, the hash it gives) and
+its Lua script (present, valid Lua), and the revision they make together."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from netgym_emulator.problems import as_toml, fail, line_of
+
+# The first bytes of the formats FCEUX loads: iNES, UNIF, NSF, and a zip or gzip
+# of any of them. Not FDS: FCEUX needs the Famicom Disk System's BIOS for it,
+# which no game folder can give an instance.
+_ROM_MAGICS = (
+    b"NES\x1a",
+    b"UNIF",
+    b"NESM\x1a",
+    b"PK\x03\x04",
+    b"\x1f\x8b",
+)
+ROM_SUFFIXES = (".nes", ".unf", ".unif", ".nsf")
+
+
+def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
+    file = rom.get("file")
+    if not isinstance(file, str):
+        raise fail(path, "[rom] has no file", 'set file = "game.nes"', line_of(text, "rom"))
+    rom_path = (folder / file).resolve()
+    if not rom_path.is_file():
+        build = folder / str(rom["build"]) if rom.get("build") else None
+        if build is not None and build.is_file():
+            fix = f"build it: bash {build} (scripts/setup.sh builds the repository's games)"
+        else:
+            fix = f"put the ROM at {rom_path}" + (
+                f"; get it from: {rom['source']}" if rom.get("source") else ""
+            )
+            if build is not None:
+                fix += f"; or put the build script that [rom] build names at {build}"
+        raise fail(path, f"the ROM {rom_path} is missing", fix, line_of(text, "file", "rom"))
+    with rom_path.open("rb") as file:
+        head = file.read(16)
+    if not head.startswith(_ROM_MAGICS):
+        raise fail(
+            path,
+            f"the ROM {rom_path} is not an NES ROM FCEUX can load (its first bytes are "
+            f"{head[:4].hex(' ') or 'none: it is empty'})",
+            "use an iNES (.nes), UNIF or NSF file, or a zip or gzip of one (FDS disks "
+            "need a BIOS that netgym does not give FCEUX)",
+            line_of(text, "file", "rom"),
+        )
+    expected = rom.get("sha256")
+    if expected is not None:
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9A-Fa-f]{64}", expected):
+            raise fail(
+                path,
+                f"[rom] sha256 = {as_toml(expected)} is not a SHA-256 (64 hex digits, in quotes)",
+                f"write the ROM's: `sha256sum {rom_path}` prints it, or leave sha256 out",
+                line_of(text, "sha256"),
+            )
+        actual = hashlib.sha256(rom_path.read_bytes()).hexdigest()
+        if actual != expected.lower():
+            raise fail(
+                path,
+                f"the ROM {rom_path} has SHA-256 {actual}, not {expected}",
+                "use the ROM the manifest names (a different dump or version will not "
+                "match the RAM addresses)",
+                line_of(text, "sha256"),
+            )
+    return rom_path
+
+
+def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -> Path:
+    file = script.get("file", "game.lua")
+    script_path = (folder / str(file)).resolve()
+    if not script_path.is_file():
+        raise fail(
+            path,
+            f"the Lua script {script_path} is missing",
+            'write it (see docs/games.md, "The Lua script")',
+            line_of(text, "script"),
+        )
+    luac = shutil.which("luac5.1")
+    if luac:
+        result = subprocess.run([luac, "-p", str(script_path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
+            line = re.search(r":(\d+):", message)
+            raise fail(
+                script_path,
+                f"Lua syntax error: {message}",
+                "fix the script",
+                int(line.group(1)) if line else None,
+            )
+    return script_path
+
+
+def revision_of(manifest: str, rom: Path, script: Path, savestate: Path | None) -> str:
+    """A digest of what makes a game: the manifest, the Lua files beside the script
+    (those it may ``require``), the ROM and the save state."""
+    digest = hashlib.sha256(manifest.encode())
+    files = [*sorted({script, *script.parent.glob("*.lua")}), rom, savestate]
+    for file in filter(None, files):
+        digest.update(file.name.encode() + b"\0")
+        with contextlib.suppress(OSError):  # gone meanwhile: the next read says so
+            digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
