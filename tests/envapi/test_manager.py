@@ -13,8 +13,8 @@ import pytest
 
 from netgym.errors import InvalidRequestError, SessionNotFoundError
 from netgym_envapi.sessions.config import SessionConfig
+from netgym_envapi.sessions.control import send_control
 from netgym_envapi.sessions.manager import SessionManager, SessionRecord
-from netgym_envapi.sessions.process import send_control
 from netgym_envapi.settings import Settings
 
 

@@ -42,14 +42,10 @@ from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_envapi.catalog import find_env, register_ale, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
+from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
-from netgym_envapi.sessions.process import (
-    CONTROL_MESSAGE_BYTES,
-    ControlReader,
-    run_session,
-    send_control,
-)
+from netgym_envapi.sessions.process import run_session
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
 
