@@ -389,6 +389,23 @@ def test_instances_that_all_hang_in_one_step_take_one_timeout_not_one_each(stack
         envs.step(np.zeros(3, np.int64))
 
 
+def test_a_short_step_timeout_shortens_an_nes_envs_own_default(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # With NETGYM_STEP_TIMEOUT_S=4 the env's default 10 s would outlast the session's
+    # step: a hang would end the whole session, not its episode.
+    with (
+        run_envapi(tmp_path, emulator_url=stack.emulator_url, step_timeout_s="4") as short,
+        netgym.make("netgym/EndlessLoop-v0", url=short.url, token=short.token) as env,
+    ):
+        env.reset(seed=0)
+        env.step(0)
+        with pytest.raises(EnvError, match=r"no reply within 2 s"):
+            env.step(0)
+        env.reset(seed=0)  # the session goes on, with a new instance
+        env.step(0)
+
+
 def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: Stack) -> None:
     with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
         env.reset(seed=0)

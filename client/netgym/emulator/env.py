@@ -31,6 +31,7 @@ from netgym.errors import (
 # A step's timeout: a socket timeout under 1 ms reads as none at all.
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
+DEFAULT_TIMEOUT_S = 10.0
 # What an instance started from the game folder as it is now must share with the
 # env: its spaces, how much of the game one step plays, and the files (revision).
 _SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram", "revision")
@@ -44,7 +45,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         emulator_url: the emulator service, e.g. ``http://127.0.0.1:8002``.
         observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
         timeout_s: how long a step may take before the instance counts as hung
-            (0.001 to 3600 s).
+            (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default).
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
     """
 
@@ -55,7 +56,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         game: str,
         emulator_url: str,
         observation: str | None = None,
-        timeout_s: float = 10.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:

@@ -189,7 +189,9 @@ class SessionManager:
         # In a thread: it may ask the emulator service, which must not stall the loop.
         entry = await asyncio.to_thread(find_env, env_id)
         timeout_s = env_kwargs.get("timeout_s")
-        if (
+        if entry.family == "emulator" and timeout_s is None:
+            env_kwargs = {**env_kwargs, "timeout_s": _emulator_timeout_s(settings.step_timeout_s)}
+        elif (
             entry.family == "emulator"
             and isinstance(timeout_s, int | float)
             and timeout_s > settings.step_timeout_s / 2
@@ -566,3 +568,13 @@ def _signal(pid: int | None, signum: int) -> None:
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
+
+
+def _emulator_timeout_s(step_timeout_s: float) -> float:
+    """An NES env's own hang timeout, when its client sets none: the env's default,
+    or half the envapi's step timeout when that is shorter (a reset starts the
+    instance before it waits), so that a hung instance ends its episode, not the
+    whole session."""
+    from netgym.emulator.env import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
+
+    return max(MIN_TIMEOUT_S, min(DEFAULT_TIMEOUT_S, step_timeout_s / 2))
