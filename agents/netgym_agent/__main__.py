@@ -91,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         token=args.token,
         episodes=args.episodes,
         num_envs=args.num_envs,
-        deterministic=not args.stochastic,
+        deterministic=args.deterministic,
         device=args.device,
     )
     print(
@@ -148,8 +148,20 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--num-envs", type=_positive, help="envs in the session (default: the run's eval.num_envs)"
     )
-    evaluate.add_argument(
-        "--stochastic", action="store_true", help="sample actions instead of the most likely"
+    actions = evaluate.add_mutually_exclusive_group()
+    actions.add_argument(
+        "--stochastic",
+        dest="deterministic",
+        action="store_false",
+        default=None,
+        help="sample actions (default: as the run's eval.deterministic says)",
+    )
+    actions.add_argument(
+        "--deterministic",
+        dest="deterministic",
+        action="store_true",
+        default=None,
+        help="take the most likely action (default: as the run's eval.deterministic says)",
     )
     evaluate.add_argument(
         "--device",

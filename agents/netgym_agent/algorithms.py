@@ -165,6 +165,19 @@ def load_model(
     return model
 
 
+def refill_replay_buffer(config: TrainConfig, model: BaseAlgorithm, directory: Path) -> int | None:
+    """An off-policy model resumed from a checkpoint with no replay buffer waits
+    the config's ``learning_starts`` steps more before it learns, as when it
+    started, rather than train at once on its first few transitions. Returns
+    those steps (None: nothing to wait for)."""
+    if not isinstance(model, OffPolicyAlgorithm) or (directory / REPLAY_BUFFER_FILE).exists():
+        return None
+    default = inspect.signature(type(model).__init__).parameters["learning_starts"].default
+    wait = int(config.algo.hyperparams.get("learning_starts", default))
+    model.learning_starts = model.num_timesteps + wait
+    return wait
+
+
 def saved_spaces(directory: Path) -> tuple[Any, Any]:
     """The observation and action spaces of the model saved in ``directory``."""
     data, _, _ = load_from_zip_file(directory / MODEL_FILE, device="cpu")

@@ -20,7 +20,12 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from netgym import sb3
-from netgym.errors import AuthenticationError, InvalidRequestError, UnknownEnvError
+from netgym.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LimitExceededError,
+    UnknownEnvError,
+)
 from netgym_agent.config import TrainConfig
 from netgym_agent.errors import ConfigError, EnvChangedError
 
@@ -33,6 +38,7 @@ def make_env(
     token: str | None,
     monitor_file: Path | None = None,
     stopping: Callable[[], bool] | None = None,
+    num_envs_key: str = "env.num_envs",
 ) -> VecEnv:
     """One envapi session of ``num_envs`` copies of the config's env, episode-monitored.
 
@@ -43,6 +49,7 @@ def make_env(
         token: its access token; None means ``$NETGYM_TOKEN``.
         monitor_file: where SB3's ``VecMonitor`` writes one CSV row per episode.
         stopping: once it returns True, a reconnect under way gives up at once.
+        num_envs_key: the config key that ``num_envs`` comes from, for its errors.
 
     Raises:
         ConfigError: when the server rejects ``env.kwargs`` or ``env.wrappers``.
@@ -66,6 +73,10 @@ def make_env(
         ) from None
     except UnknownEnvError as exc:
         raise ConfigError(f"env.id: {exc.message}") from None
+    except LimitExceededError as exc:
+        if "num_envs" not in exc.details:  # the server's session limit: not the config's
+            raise
+        raise ConfigError(f"{num_envs_key}: {exc.message}; lower {num_envs_key}") from None
     except AuthenticationError as exc:
         raise AuthenticationError(
             f"{exc.message}; netgym-train sends --token, else $NETGYM_TOKEN",

@@ -107,7 +107,12 @@ def evaluate(
     """
     started = time.monotonic()
     env = make_env(
-        config, num_envs=min(num_envs, episodes), url=url, token=token, stopping=should_stop
+        config,
+        num_envs=min(num_envs, episodes),
+        url=url,
+        token=token,
+        stopping=should_stop,
+        num_envs_key="eval.num_envs",
     )
     try:
         check_env_fits(env, config, model.observation_space, model.action_space)
@@ -155,7 +160,7 @@ def evaluate_saved(
     token: str | None,
     episodes: int | None = None,
     num_envs: int | None = None,
-    deterministic: bool = True,
+    deterministic: bool | None = None,
     device: str | None = None,
 ) -> EvalResult:
     """Evaluate a model saved in a run folder, with the run's own config.
@@ -167,7 +172,8 @@ def evaluate_saved(
         token: its token (None: ``$NETGYM_TOKEN``).
         episodes: how many episodes (None: the run's ``eval.episodes``).
         num_envs: envs in the evaluation session (None: the run's ``eval.num_envs``).
-        deterministic: take the policy's most likely action.
+        deterministic: take the policy's most likely action (None: as the run's
+            ``eval.deterministic`` says, as its evaluations did).
         device: instead of the run's (a GPU run evaluated on a CPU machine, say).
 
     Raises:
@@ -187,7 +193,7 @@ def evaluate_saved(
         token=token,
         episodes=episodes or config.eval.episodes,
         num_envs=num_envs or config.eval.num_envs,
-        deterministic=deterministic,
+        deterministic=config.eval.deterministic if deterministic is None else deterministic,
         statistics=statistics if statistics.exists() else None,
     )
 

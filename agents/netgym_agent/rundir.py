@@ -6,6 +6,7 @@
     ├── config.yaml            the config as used (file + --set overrides)
     ├── checkpoints/step_000012345/   model.zip, vecnormalize.pkl, replay_buffer.pkl, manifest.json
     ├── best/                  the best model by evaluation, same layout
+    ├── discarded-best-step_*/ a best/ saved past the checkpoint a resume went on from
     ├── final/                 the model at total_timesteps, same layout
     ├── evaluations.jsonl      one JSON object per evaluation
     ├── monitor/               SB3 Monitor CSVs, one per start or resume
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from netgym_agent.checkpoints import CheckpointStore
+from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig, config_to_yaml, load_config
-from netgym_agent.errors import RunDirError, explain
+from netgym_agent.errors import CheckpointError, RunDirError, explain
 
 LOCK_NAME = ".lock"  # held by the process that trains the run
 _held_locks: list[int] = []
@@ -211,6 +212,24 @@ class RunDir:
             if path.exists() and path.stat().st_size > size:
                 with path.open("r+b") as stream:
                     stream.truncate(size)
+
+    def set_aside_best_after(self, step: int) -> Path | None:
+        """Move ``best/`` aside when it was saved past ``step``, where a resume goes on:
+        the run's evaluations no longer hold it, and its return would keep every
+        later model out of ``best/``. Returns where it went (None: it stays)."""
+        try:
+            saved = read_directory(self.best, verify=False).info.get("step")
+        except CheckpointError:  # no best/, or no manifest: nothing recorded past step
+            return None
+        if not isinstance(saved, int) or saved <= step:
+            return None
+        aside = self.path / f"discarded-best-{CheckpointStore.name(saved)}"
+        taken = 1
+        while aside.exists():
+            taken += 1
+            aside = aside.with_name(f"discarded-best-{CheckpointStore.name(saved)}-{taken}")
+        os.replace(self.best, aside)
+        return aside
 
     def truncate_evaluations(self, step: int) -> None:
         """Keep only evaluations up to ``step``: a resume replays the steps after it."""

@@ -70,6 +70,9 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     """
     options = _resolve_latest(options, out)
     config, given = _config_and_run_dir(options)
+    if options.resume and given is not None and (done := _finished(given, config)):
+        print(done, file=out, flush=True)
+        return 0
     device = resolve_device(config)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -221,7 +224,18 @@ class _Run:
                 f"resumed from {checkpoint.path} at step {model.num_timesteps:,} "
                 f"of {self.config.total_timesteps:,}"
             )
+            refill = algorithms.refill_replay_buffer(self.config, model, checkpoint.path)
+            if refill is not None:
+                self._say(
+                    f"the checkpoint has no replay buffer (checkpoint.save_replay_buffer is "
+                    f"false): it fills again for {refill:,} steps (learning_starts) before "
+                    "learning goes on"
+                )
         before = set(self.run.tensorboard.glob(_EVENT_FILES))
+        if checkpoint is None and self.options.resume:
+            # Starting again at step 0: all that was logged is of steps played again.
+            for path in before:
+                path.unlink(missing_ok=True)
         logger = configure(str(self.run.tensorboard), ["tensorboard"])
         if checkpoint is not None:
             # The purge opens a writer of its own: the one configure made stays empty.
@@ -240,7 +254,9 @@ class _Run:
             self._evaluate()
         if self.stop:
             return self._stopped(step, path)
-        write_directory(self.run.path, "final", self._write_policy, {"step": step})
+        goal = self.config.eval.stop_at_mean_return if self.goal_reached else None
+        info = {"step": step, "goal": goal}
+        write_directory(self.run.path, "final", self._write_policy, info)
         why = "goal reached: " if self.goal_reached else ""
         self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
         return 0
@@ -258,7 +274,11 @@ class _Run:
         if not path.exists():
             episodes = self.progress.episodes if self.progress else 0
             started = time.monotonic()
-            info = {"episodes": episodes, **self.run.monitor_mark(self.start)}
+            info = {
+                "episodes": episodes,
+                **self.run.monitor_mark(self.start),
+                "config": _fixed_sections(self.config),
+            }
             path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
             if self.progress:
@@ -384,10 +404,7 @@ def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | No
         raise RunDirError("--resume needs --run-dir: the run folder to continue")
     run = RunDir(options.run_dir)
     config = run.load_config(options.overrides)
-    fixed = _differences(run.load_config([]).model_dump(), config.model_dump())
-    fixed = [key for key in fixed if key.split(".")[0] in FIXED_ON_RESUME]
-    if config.algo.name != "dqn":  # on-policy: the model takes the new env's count
-        fixed = [key for key in fixed if key != "env.num_envs"]
+    fixed = _fixed_changes(_fixed_sections(run.load_config([])), config)
     if fixed:
         raise RunDirError(
             f"--set changes {', '.join(fixed)}, which a resumed run cannot change: the saved "
@@ -425,12 +442,74 @@ def _prepare_run_dir(
     checkpoint = store.latest()
     if checkpoint is None:
         print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
-    run.truncate_evaluations(checkpoint.step if checkpoint else 0)
-    run.truncate_monitor(
-        checkpoint.step if checkpoint else 0, checkpoint.info if checkpoint else {}
-    )
-    run.save_config(config, header)
+    elif isinstance(saved := checkpoint.info.get("config"), dict) and (
+        changed := _fixed_changes(saved, config)
+    ):
+        raise RunDirError(
+            f"the run's config ({run.config_file}, with any --set) changes "
+            f"{', '.join(changed)} since its checkpoint at step {checkpoint.step:,} was "
+            "saved, which a resumed run cannot change: the saved model and its statistics "
+            "keep what they were made with; undo the change, or start a new run"
+        )
+    step = checkpoint.step if checkpoint else 0
+    run.truncate_evaluations(step)
+    run.truncate_monitor(step, checkpoint.info if checkpoint else {})
+    if (aside := run.set_aside_best_after(step)) is not None:
+        print(
+            f"set aside {run.best.name}/, saved past step {step:,} where the run goes on: {aside}",
+            file=out,
+            flush=True,
+        )
+    run.save_config(config, _resumed_header(run, header))
     return checkpoint
+
+
+def _finished(run: RunDir, config: TrainConfig) -> str | None:
+    """What to say when ``run`` has finished as ``config`` asks (None: it has not):
+    its final model reached ``total_timesteps``, or the goal that ended it is the same."""
+    try:
+        info = read_directory(run.final, verify=False).info
+    except CheckpointError:  # no final model (yet)
+        return None
+    step, goal = info.get("step"), info.get("goal")
+    if not isinstance(step, int):
+        return None
+    if step >= config.total_timesteps:
+        more = f"--set total_timesteps=<more than {step}>"
+    elif goal is not None and goal == config.eval.stop_at_mean_return:
+        more = "--set eval.stop_at_mean_return=<a higher return, or null>"
+    else:
+        return None
+    return (
+        f"{run.path} has finished: its final model (step {step:,}) is in {run.final}; "
+        f"to train it further, resume with {more}"
+    )
+
+
+def _fixed_sections(config: TrainConfig) -> dict[str, Any]:
+    """The config sections a resumed run cannot change, as a checkpoint records them."""
+    data = config.model_dump(mode="json")
+    return {section: data[section] for section in FIXED_ON_RESUME}
+
+
+def _fixed_changes(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The keys of ``FIXED_ON_RESUME`` that ``config`` sets otherwise than ``saved``."""
+    changed = _differences(saved, _fixed_sections(config))
+    free = {"env.reconnect_timeout_s"}  # how long to wait for the server: no part of the model
+    if config.algo.name != "dqn":  # on-policy: the model takes the new env's count
+        free.add("env.num_envs")
+    return [key for key in changed if key not in free]
+
+
+def _resumed_header(run: RunDir, header: str) -> str:
+    """The saved config's header, where the run came from, with this resume added."""
+    try:
+        lines = run.config_file.read_text().splitlines()
+    except OSError:
+        return header
+    before = [line[2:] for line in lines if line.startswith("# ")]
+    resumed = header.replace("netgym-train config as used, from", "resumed, from", 1)
+    return "\n".join([*before, resumed]) if before else header
 
 
 def _best_so_far(run: RunDir) -> tuple[float | None, int | None]:

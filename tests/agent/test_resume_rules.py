@@ -1,0 +1,131 @@
+"""What a resume goes on from, and what it refuses: a run's edited config, a
+finished run, a best model and curves from steps the resume plays again."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+from stable_baselines3 import DQN
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from netgym_agent import algorithms
+from netgym_agent.checkpoints import read_directory
+from netgym_agent.config import TrainConfig
+from tests.agent.helpers import SMALL_CARTPOLE, run_evaluate, run_train, write_config
+from tests.servers import EnvApi
+
+
+def test_an_edited_run_config_is_refused_and_a_finished_run_left_alone(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "small.yaml", {**SMALL_CARTPOLE, "total_timesteps": 512})
+    run_dir = tmp_path / "run"
+    first = run_train(envapi, str(config), "--run-dir", str(run_dir), "--set", "seed=1")
+    assert first.returncode == 0, first.stdout
+    events = sorted((run_dir / "tensorboard").iterdir())
+
+    finished = run_train(envapi, "--run-dir", str(run_dir), "--resume")
+    assert finished.returncode == 0, finished.stdout
+    assert f"{run_dir} has finished: its final model (step 512)" in finished.stdout
+    assert "resume with --set total_timesteps=<more than 512>" in finished.stdout
+    assert sorted((run_dir / "tensorboard").iterdir()) == events  # nothing written
+
+    saved = run_dir / "config.yaml"
+    original = saved.read_text()
+    assert "normalize: null" in original
+    saved.write_text(original.replace("normalize: null", "normalize: true"))
+    edited = run_train(
+        envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=768"
+    )
+    assert edited.returncode == 2, edited.stdout
+    assert "changes normalize since its checkpoint at step 512 was saved" in edited.stdout
+
+    saved.write_text(original)
+    resumed = run_train(
+        envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=768"
+    )
+    assert resumed.returncode == 0, resumed.stdout
+    header = [line for line in saved.read_text().splitlines() if line.startswith("#")]
+    assert f"from {config}" in header[0] and "--set seed=1" in header[1]  # where it came from
+    assert "resumed, from" in header[2] and "--set total_timesteps=768" in header[3]
+
+
+def test_a_resume_from_step_0_sets_aside_the_best_model_and_curves_of_the_old_steps(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "small.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "total_timesteps": 512,
+            "eval": {"every_steps": 256, "episodes": 2, "num_envs": 2},
+        },
+    )
+    run_dir = tmp_path / "run"
+    first = run_train(envapi, str(config), "--run-dir", str(run_dir))
+    assert first.returncode == 0, first.stdout
+    old_best = read_directory(run_dir / "best").info["step"]
+    # As if killed before its first checkpoint was complete.
+    shutil.rmtree(run_dir / "checkpoints")
+    shutil.rmtree(run_dir / "final")
+
+    again = run_train(envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=256")
+    assert again.returncode == 0, again.stdout
+    assert "has no complete checkpoint: starting at step 0" in again.stdout
+    assert "set aside best/, saved past step 0 where the run goes on" in again.stdout
+    aside = run_dir / f"discarded-best-step_{old_best:09d}"
+    assert read_directory(aside).info["step"] == old_best
+    assert read_directory(run_dir / "best").info["step"] == 256  # this run's own
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/mean_return")] == [256]
+
+
+def test_evaluate_plays_as_the_runs_evaluations_did(envapi: EnvApi, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "small.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "total_timesteps": 256,
+            "eval": {"every_steps": 256, "episodes": 2, "num_envs": 2, "deterministic": False},
+        },
+    )
+    run_dir = tmp_path / "run"
+    assert run_train(envapi, str(config), "--run-dir", str(run_dir)).returncode == 0
+    for flags, deterministic in [((), False), (("--deterministic",), True)]:
+        result = run_evaluate(envapi, run_dir, "--model", "final", *flags)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.splitlines()[-1])["deterministic"] is deterministic
+
+
+def test_an_eval_num_envs_above_the_servers_limit_is_a_config_error(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "small.yaml",
+        {**SMALL_CARTPOLE, "eval": {"every_steps": 256, "episodes": 100, "num_envs": 100}},
+    )
+    result = run_train(envapi, str(config), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stdout
+    assert "eval.num_envs: num_envs=100 is above 64" in result.stdout
+    assert "lower eval.num_envs" in result.stdout
+
+
+def test_a_dqn_resumed_without_its_replay_buffer_fills_it_before_learning(
+    tmp_path: Path,
+) -> None:
+    config = TrainConfig.model_validate(
+        {
+            **SMALL_CARTPOLE,
+            "algo": {"name": "dqn", "policy": "MlpPolicy", "hyperparams": {"learning_starts": 300}},
+        }
+    )
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), learning_starts=300)
+    model.num_timesteps = 5000
+    assert algorithms.refill_replay_buffer(config, model, tmp_path) == 300
+    assert model.learning_starts == 5300
+    (tmp_path / algorithms.REPLAY_BUFFER_FILE).write_bytes(b"")
+    assert algorithms.refill_replay_buffer(config, model, tmp_path) is None
