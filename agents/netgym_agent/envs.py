@@ -179,6 +179,29 @@ def normalize_env(
     return wrapped
 
 
+def env_revision(env: VecEnv) -> str | None:
+    """The version of the game the remote env under ``env``'s wrappers plays (an NES
+    game's files' digest); None for envs that have none."""
+    inner = env.unwrapped
+    return inner.remote.env_revision if isinstance(inner, sb3.RemoteVecEnv) else None
+
+
+def check_same_game(env: VecEnv, config: TrainConfig, checkpoint_info: dict[str, Any]) -> None:
+    """Check that ``env`` plays the revision of its game that a checkpoint was saved on.
+
+    Raises:
+        EnvChangedError: the game's folder was edited since.
+    """
+    saved, served = checkpoint_info.get("env_revision"), env_revision(env)
+    if saved is not None and served != saved:
+        raise EnvChangedError(
+            f"{config.env.id} has changed since this run's last checkpoint (revision "
+            f"{saved}, now {served}: its game folder was edited), and this run's model "
+            "learned the old game; put the folder back as it was, or start a new run (give "
+            "the edited game a name of its own to keep both)"
+        )
+
+
 def reconnect_count(env: VecEnv) -> int:
     """How many times the ``ReconnectingVecEnv`` under ``env``'s wrappers reconnected."""
     inner = env.unwrapped

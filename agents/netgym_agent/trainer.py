@@ -35,7 +35,14 @@ from netgym_agent.checkpoints import (
 )
 from netgym_agent.config import TrainConfig, load_config
 from netgym_agent.device import announce, resolve_device
-from netgym_agent.envs import check_env_fits, make_env, normalize_env, reconnect_count
+from netgym_agent.envs import (
+    check_env_fits,
+    check_same_game,
+    env_revision,
+    make_env,
+    normalize_env,
+    reconnect_count,
+)
 from netgym_agent.errors import AgentError, CheckpointError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
@@ -204,6 +211,7 @@ class _Run:
         if checkpoint is not None:
             try:
                 check_env_fits(env, self.config, *algorithms.saved_spaces(checkpoint.path))
+                check_same_game(env, self.config, checkpoint.info)
             except BaseException:
                 env.close()
                 raise
@@ -278,6 +286,7 @@ class _Run:
                 "episodes": episodes,
                 **self.run.monitor_mark(self.start),
                 "config": _fixed_sections(self.config),
+                "env_revision": env_revision(env) if (env := model.get_env()) else None,
             }
             path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")

@@ -446,6 +446,18 @@ class ReconnectingVecEnv(RemoteVecEnv):
                     f"{remote.single_action_space}, not {self.observation_space} and "
                     f"{self.action_space} as before; training cannot go on with other spaces"
                 )
+            if remote.env_revision != self.remote.env_revision:
+                raise EnvError(
+                    f"{self.env_id} has changed since this env was made: the envapi at "
+                    f"{remote.url} now serves another revision of it ({remote.env_revision}, "
+                    f"not {self.remote.env_revision}: its game folder was edited), and training "
+                    "cannot go on with another game without a word; to train on the new one, "
+                    "make the env again (a new run), or give the edited game a name of its own",
+                    details={
+                        "revision": self.remote.env_revision,
+                        "served": remote.env_revision,
+                    },
+                )
             observations, info = remote.reset(seed=seeds, options=self._reset_options_used)
         except BaseException:
             remote.close()

@@ -119,6 +119,12 @@ class RemoteEnv(gym.Env[Any, Any]):
         e.g. ``["NOOP", "FIRE", ...]``); None for an env that names none."""
         return self._vector.get_action_meanings()
 
+    @property
+    def env_revision(self) -> str | None:
+        """The version of the game an NES env plays (a digest of its folder's files,
+        which changes when the folder is edited); None for envs that have none."""
+        return self._vector.env_revision
+
     def ping(self) -> None:
         """One empty round trip to the session process."""
         self._vector.ping()

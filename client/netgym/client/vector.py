@@ -166,6 +166,8 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             key: reply.get(key) for key in ("max_episode_steps", "reward_threshold")
         }
         self._action_meanings: list[str] | None = reply.get("action_meanings")
+        # The version of an NES game (its files' digest); None for envs that have none.
+        self.env_revision: str | None = reply.get("env_revision")
         self._results = ResultLayout(self.single_observation_space, num_envs)
         self._actions = BatchLayout(self.single_action_space, num_envs, "action")
         # A STEP frame, sent as is once the actions are written into it.

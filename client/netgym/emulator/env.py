@@ -126,6 +126,11 @@ class EmulatorEnv(gym.Env[Any, Any]):
             return False
         return _shares_screen_folder(health.get("screen_files"))
 
+    @property
+    def revision(self) -> str:
+        """The version of the game this env plays: a digest of its folder's files."""
+        return str(self.spec_data["revision"])
+
     def get_action_meanings(self) -> list[str]:
         """The manifest's combo names, one per action (as ALE's envs have); with the
         buttons as actions (MultiBinary), the button of each element."""

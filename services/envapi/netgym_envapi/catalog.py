@@ -302,6 +302,13 @@ def action_meanings(env: gym.Env[Any, Any]) -> list[str] | None:
     return [str(name) for name in names]
 
 
+def env_revision(env: gym.Env[Any, Any]) -> str | None:
+    """The version of what the env plays, where it has one that can change while the
+    envapi runs (an NES game, whose folder may be edited); None for the others."""
+    revision = getattr(env.unwrapped, "revision", None)
+    return revision if isinstance(revision, str) else None
+
+
 def episode_spec(env: gym.Env[Any, Any]) -> dict[str, Any]:
     """What a local ``env.spec`` would say of the episodes, its wrappers included.
 

@@ -50,6 +50,7 @@ async def open_session(
         "action_space": record.action_space,
         **record.episode,
         "action_meanings": record.action_meanings,
+        "env_revision": record.env_revision,
         "data_port": settings.public_data_port or dataport.port,
         "attach_timeout_s": settings.attach_timeout_s,
     }

@@ -96,6 +96,7 @@ class SessionRecord:
     action_space: dict[str, Any] | None = None
     episode: dict[str, Any] = field(default_factory=dict)  # max_episode_steps, reward_threshold
     action_meanings: list[str] | None = None  # what each action does, where the env says
+    env_revision: str | None = None  # an NES game's version (its files' digest)
     end_reason: str | None = None
     end_error: dict[str, Any] | None = None
     ready: asyncio.Future[None] = field(
@@ -340,6 +341,7 @@ class SessionManager:
             "action_space": record.action_space,
             **record.episode,
             "action_meanings": record.action_meanings,
+            "env_revision": record.env_revision,
         }
 
     async def _watch(self, record: SessionRecord) -> None:
@@ -370,6 +372,7 @@ class SessionManager:
             record.action_space = message["action_space"]
             record.episode = message["episode"]
             record.action_meanings = message.get("action_meanings")
+            record.env_revision = message.get("env_revision")
             record.state = SessionState.READY
             if not record.ready.done():
                 record.ready.set_result(None)

@@ -45,6 +45,7 @@ from netgym.protocol.sharedmemory import HEADER_BYTES, create_results_file
 from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import (
     action_meanings,
+    env_revision,
     episode_spec,
     make_env,
     serve_emulator,
@@ -206,6 +207,7 @@ class Session:
                 "action_space": pack_space(self.actions.space),
                 "episode": self.episode,
                 "action_meanings": self.action_meanings,
+                "env_revision": self.env_revision,
             },
         )
         client = self._wait_for_client()
@@ -229,6 +231,7 @@ class Session:
             pack_space(action_space)
             self.episode = episode_spec(probe)
             self.action_meanings = action_meanings(probe)
+            self.env_revision = env_revision(probe)
         finally:
             probe.close()
         self.results = ResultLayout(observation_space, config.num_envs)

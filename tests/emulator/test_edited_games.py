@@ -1,0 +1,87 @@
+"""A game edited while it is played: training never goes on with another game
+without a word, whether its envs reconnect or its run resumes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import netgym
+from netgym.errors import EnvError
+from netgym.sb3 import ReconnectingVecEnv
+from tests.agent.helpers import SMALL_CARTPOLE, run_train, write_config
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, Stack
+from tests.emulator.test_service import env_instance_pid
+
+
+@pytest.fixture
+def game(stack: Stack, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A game folder of this test's own (its name is the test's parameter), removed afterwards."""
+    name = request.param
+    folder = stack.games / name.lower()
+    folder.mkdir()
+    (folder / "game.lua").write_text(PLAIN_SCRIPT)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("game", ["EditedReconnect"], indirect=True)
+def test_envs_reconnecting_to_an_edited_game_stop(stack: Stack, game: Path) -> None:
+    env_id = "netgym/EditedReconnect-v0"
+    with netgym.make("CartPole-v1", **stack.kwargs) as classic:
+        assert isinstance(classic, netgym.RemoteEnv) and classic.env_revision is None
+    envs = ReconnectingVecEnv(env_id, 1, **stack.kwargs)
+    try:
+        envs.reset()
+        envs.step(np.array([0]))
+        revision = envs.remote.env_revision
+        assert isinstance(revision, str) and revision
+        (game / "game.lua").write_text(PLAIN_SCRIPT + "-- edited\n")
+        os.kill(env_instance_pid(stack, envs.remote), signal.SIGKILL)
+        with pytest.raises(EnvError, match=rf"{env_id} has changed since this env was made"):
+            for _ in range(5):
+                envs.step(np.array([0]))
+        assert envs.reconnects == 1
+    finally:
+        envs.close()
+
+
+@pytest.mark.parametrize("game", ["EditedResume"], indirect=True)
+def test_a_run_does_not_resume_on_an_edited_game(stack: Stack, game: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "edited.yaml",
+        {
+            **SMALL_CARTPOLE,
+            "env": {"id": "netgym/EditedResume-v0", "num_envs": 1},
+            "algo": {
+                "name": "ppo",
+                "policy": "CnnPolicy",
+                "hyperparams": {"n_steps": 16, "batch_size": 16, "n_epochs": 1},
+            },
+            "total_timesteps": 32,
+            "checkpoint": {"every_steps": 16, "keep": 2},
+        },
+    )
+    run_dir = tmp_path / "run"
+    first = run_train(
+        stack.envapi, str(config), "--run-dir", str(run_dir), "--set", "total_timesteps=16"
+    )
+    assert first.returncode == 0, first.stdout
+    (game / "game.lua").write_text(PLAIN_SCRIPT + "-- edited\n")
+    resumed = run_train(
+        stack.envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=32"
+    )
+    assert resumed.returncode == 1, resumed.stdout
+    assert "netgym/EditedResume-v0 has changed since this run's last checkpoint" in resumed.stdout
+    (game / "game.lua").write_text(PLAIN_SCRIPT)  # put back as it was
+    again = run_train(
+        stack.envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=32"
+    )
+    assert again.returncode == 0, again.stdout
