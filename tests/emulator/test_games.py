@@ -93,6 +93,28 @@ def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
         load_game(make_game(tmp_path, manifest))
 
 
+def test_a_missing_rom_outside_the_games_folder_says_a_container_sees_only_that_folder(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "elsewhere" / "game.nes"
+    games = tmp_path / "games"
+    games.mkdir()
+    with pytest.raises(
+        GameError,
+        match=r"is missing; put the ROM at .*elsewhere/game.nes \(it is outside the "
+        r"games folder .*games: .* as in Docker Compose, it sees nothing else of the host; copy",
+    ):
+        load_game(make_game(games, MANIFEST.format(rom=outside, extra_rom="")))
+    folder = make_game(games, MANIFEST.format(rom="linked.nes", extra_rom=""))
+    (folder / "linked.nes").symlink_to(outside)
+    with pytest.raises(
+        GameError,
+        match=r"the ROM .*tiny/linked.nes is a link to .*elsewhere/game.nes, which is "
+        r"missing; .*outside the games folder",
+    ):
+        load_game(folder)
+
+
 def test_a_file_that_is_no_nes_rom_is_refused_before_fceux_sees_it(tmp_path: Path) -> None:
     junk = tmp_path / "junk.nes"
     junk.write_bytes(b"<html>not found</html>")

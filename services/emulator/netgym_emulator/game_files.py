@@ -34,14 +34,27 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
     if not rom_path.is_file():
         build = folder / str(rom["build"]) if rom.get("build") else None
         if build is not None and build.is_file():
-            fix = f"build it: bash {build} (scripts/setup.sh builds the repository's games)"
+            fix = (
+                f"build it: bash {build} (scripts/setup.sh builds the repository's games; in "
+                "Docker Compose the emulator runs each game's build script as it starts: "
+                "docker compose restart emulator)"
+            )
         else:
             fix = f"put the ROM at {rom_path}" + (
                 f"; get it from: {rom['source']}" if rom.get("source") else ""
             )
             if build is not None:
                 fix += f"; or put the build script that [rom] build names at {build}"
-        raise fail(path, f"the ROM {rom_path} is missing", fix, line_of(text, "file", "rom"))
+        problem = f"the ROM {rom_path} is missing"
+        if (folder / file).is_symlink():
+            problem = f"the ROM {folder / file} is a link to {rom_path}, which is missing"
+        if not rom_path.is_relative_to(folder.parent.resolve()):
+            fix += (
+                f" (it is outside the games folder {folder.parent}: where the emulator "
+                "service runs in a container, as in Docker Compose, it sees nothing else "
+                "of the host; copy the ROM into the game folder)"
+            )
+        raise fail(path, problem, fix, line_of(text, "file", "rom"))
     with rom_path.open("rb") as file:
         head = file.read(16)
     if not head.startswith(_ROM_MAGICS):
