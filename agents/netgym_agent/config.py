@@ -166,8 +166,21 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot read config {path}: {exc.strerror or exc}{_configs_beside(path)}"
+        ) from None
     return config_from_dict(parse_yaml(text, str(path)), source=str(path), overrides=overrides)
+
+
+def _configs_beside(path: Path) -> str:
+    """For a config that is not there: the configs in its folder, the closest first."""
+    try:
+        names = sorted(p.name for p in path.parent.glob("*.y*ml") if p.is_file())
+    except OSError:
+        return ""
+    if not names or path.exists():
+        return ""
+    return f"; {path.parent} has {', '.join(names)}{did_you_mean(path.name, names)}"
 
 
 def config_from_dict(

@@ -293,3 +293,14 @@ def test_an_empty_config_file_says_what_a_config_is(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(ConfigError, match=r"a config is a mapping of keys .*got an empty file"):
         load_config(empty)
+
+
+def test_a_config_that_is_not_there_lists_those_beside_it(tmp_path: Path) -> None:
+    write_config(tmp_path / "mycatch_ppo.yaml", small())
+    write_config(tmp_path / "cartpole.yaml", small())
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "my_catch.yaml")
+    assert str(caught.value).endswith(
+        f"my_catch.yaml: No such file or directory; {tmp_path} has cartpole.yaml, "
+        "mycatch_ppo.yaml (did you mean 'mycatch_ppo.yaml'?)"
+    )
