@@ -19,6 +19,8 @@ from netgym.emulator.bridge import BridgeConnection
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError, LimitExceededError
 from netgym_emulator.instances import LOG_LIMIT_BYTES
+from netgym_emulator.pool import InstancePool
+from netgym_emulator.settings import EmulatorSettings
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
 from tests.servers import descendants, run_emulator, run_envapi
 
@@ -180,6 +182,9 @@ def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Pa
         bridge.close()  # the client goes (a killed session, say)
         state = wait_for_the_end(url, instance["instance_id"], 15)
         assert "its client had gone, and FCEUX did not answer" in state.json()["error"]["message"]
+        deadline = time.monotonic() + 10  # killed at once, reaped once it has exited
+        while instance["pid"] in descendants(service.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert instance["pid"] not in descendants(service.pid)
         assert start(url).status_code == 201  # still serving
 
@@ -283,3 +288,36 @@ def test_an_env_whose_script_failed_before_an_episode_plays_it_once_fixed(
             env.step(0)
         finally:
             env.close()
+
+
+class _SlowToDie:
+    """An instance whose FCEUX has been killed and has not exited yet."""
+
+    def __init__(self) -> None:
+        self.exited = False
+        self.waited = False
+
+    def kill(self, wait: bool = True) -> bool:
+        self.waited = self.waited or wait
+        return wait or self.exited
+
+
+def test_an_instance_given_back_is_killed_without_waiting_and_reaped_once_it_has_exited(
+    tmp_path: Path,
+) -> None:
+    # FCEUX can take seconds to exit while other instances keep every core busy:
+    # a DELETE must not hold its client (a session stepping other envs) that long.
+    pool = InstancePool(EmulatorSettings(games_dir=tmp_path), display=lambda: ":0")
+    slow = _SlowToDie()
+    pool.instances["slow"] = slow  # type: ignore[assignment]
+    pool.stop("slow")
+    assert not slow.waited and pool.dying == [slow] and "slow" in pool.ended
+    pool.reap()
+    assert pool.dying == [slow]
+    slow.exited = True
+    pool.reap()
+    assert pool.dying == []
+    slower = _SlowToDie()
+    pool.instances["slower"] = slower  # type: ignore[assignment]
+    pool.stop_all()  # the service stopping waits for every one
+    assert slower.waited and pool.dying == []

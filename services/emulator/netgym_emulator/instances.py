@@ -148,15 +148,24 @@ class Instance:
             "started_at": self.started_at,
         }
 
-    def kill(self) -> None:
-        """SIGKILL FCEUX (it ignores SIGTERM) and remove its home folder."""
+    def kill(self, wait: bool = True) -> bool:
+        """SIGKILL FCEUX (it ignores SIGTERM), remove its home folder and screen file,
+        and return whether it has exited. Without ``wait`` it returns at once (call
+        it again later to reap it): FCEUX can take seconds to exit when other
+        instances keep every core busy (a game script in an endless loop), as its
+        idle-class threads must each run to exit, and a client that gives an
+        instance back must not wait for that. Killed, it runs none of its code
+        again, so its files can go at once.
+        """
         if self.alive:
             self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        if wait:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
         shutil.rmtree(self.home, ignore_errors=True)
         if self.screen_file is not None:
             self.screen_file.unlink(missing_ok=True)
+        return self.process.poll() is not None
 
 
 def tcp_states() -> dict[int, str]:

@@ -49,6 +49,7 @@ class InstancePool:
         self._told: dict[str, str] = {}  # what the log last said of each folder
         self.instances: dict[str, Instance] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
+        self.dying: list[Instance] = []  # killed, not exited yet: their files go once they have
         # FCEUX's home folders; a killed service's are removed by its successor.
         self._own_work_dir: OwnedFolder | None = None
         if settings.work_dir is not None:
@@ -134,6 +135,7 @@ class InstancePool:
         endless loop of the game script, or stopped, would leave it holding a
         slot, and a core, for good.
         """
+        self.dying = [instance for instance in self.dying if not instance.kill(wait=False)]
         states = tcp_states() if check_clients and self.instances else {}
         now = time.monotonic()
         for instance_id, instance in list(self.instances.items()):
@@ -156,7 +158,7 @@ class InstancePool:
                     instance_id,
                     instance.game.name,
                 )
-                instance.kill()
+                self._kill(instance)
                 del self.instances[instance_id]
                 self._ended(
                     instance_id,
@@ -225,8 +227,13 @@ class InstancePool:
             self.get(instance_id)
         instance = self.instances.pop(instance_id, None)
         if instance is not None:
-            instance.kill()
+            self._kill(instance)
             self._ended(instance_id, "stopped through the REST API")
+
+    def _kill(self, instance: Instance) -> None:
+        """Kill an instance without waiting for it to exit: ``reap`` finishes it."""
+        if not instance.kill(wait=False):
+            self.dying.append(instance)
 
     def _ended(self, instance_id: str, reason: str) -> None:
         self.ended[instance_id] = reason
@@ -236,6 +243,9 @@ class InstancePool:
     def stop_all(self) -> None:
         for instance_id in list(self.instances):
             self.stop(instance_id)
+        for instance in self.dying:
+            instance.kill()
+        self.dying = []
         if self._own_work_dir is not None:
             self._own_work_dir.remove()
         if self._own_screen_dir is not None:
