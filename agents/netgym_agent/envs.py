@@ -198,7 +198,8 @@ def check_same_game(env: VecEnv, config: TrainConfig, checkpoint_info: dict[str,
             f"{config.env.id} has changed since this run's last checkpoint (revision "
             f"{saved}, now {served}: its game folder was edited), and this run's model "
             "learned the old game; put the folder back as it was, or start a new run (give "
-            "the edited game a name of its own to keep both)"
+            "the edited game a name of its own to keep both; --resume-latest, which the "
+            "Compose agent runs, starts a new run by itself)"
         )
 
 

@@ -90,6 +90,7 @@ def evaluate(
     deterministic: bool = True,
     statistics: VecNormalize | Path | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    num_envs_key: str = "eval.num_envs",
 ) -> EvalResult:
     """Play ``episodes`` episodes with ``model`` on a new session, then close it.
 
@@ -104,6 +105,7 @@ def evaluate(
         statistics: observation normalisation to use, from the training env or a
             saved file, when the config normalises.
         should_stop: polled every step; True aborts with ``EvaluationInterrupted``.
+        num_envs_key: where ``num_envs`` comes from, for the error when it is too many.
     """
     started = time.monotonic()
     env = make_env(
@@ -112,7 +114,7 @@ def evaluate(
         url=url,
         token=token,
         stopping=should_stop,
-        num_envs_key="eval.num_envs",
+        num_envs_key=num_envs_key,
     )
     try:
         check_env_fits(env, config, model.observation_space, model.action_space)
@@ -195,6 +197,7 @@ def evaluate_saved(
         num_envs=num_envs or config.eval.num_envs,
         deterministic=config.eval.deterministic if deterministic is None else deterministic,
         statistics=statistics if statistics.exists() else None,
+        num_envs_key="eval.num_envs" if num_envs is None else "--num-envs",
     )
 
 

@@ -23,6 +23,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+import netgym
 from netgym.errors import NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
@@ -43,7 +44,7 @@ from netgym_agent.envs import (
     normalize_env,
     reconnect_count,
 )
-from netgym_agent.errors import AgentError, CheckpointError, RunDirError
+from netgym_agent.errors import AgentError, CheckpointError, ConfigError, RunDirError
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
 from netgym_agent.signals import StoppingOutput, StopRequested
@@ -87,11 +88,11 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     run = given or RunDir(RunDir.claim_default(options.config_file))
     store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
     made_folder = not options.resume and (given is None or not run.path.exists())
-    checkpoint = _prepare_run_dir(run, config, options, store, out)
+    checkpoint, header = _prepare_run_dir(run, config, options, store, out)
     try:
         with StopRequested() as stop:
             output = cast(TextIO, StoppingOutput(out, stop))
-            return _Run(config, run, store, options, stop, output).go(checkpoint, device)
+            return _Run(config, run, store, options, stop, output).go(checkpoint, device, header)
     except (NetgymError, _StoppedBeforeTraining) as exc:
         # A bad config, the envapi unreachable or refusing the env, before any
         # checkpoint: the folder holds no run, so that the same command works
@@ -140,12 +141,17 @@ class _Run:
         self.progress: ProgressLine | None = None
         self.start = 0  # the step this process started at: its Monitor CSV's name
 
-    def go(self, checkpoint: Checkpoint | None, device: torch.device) -> int:
-        """Train from ``checkpoint`` (or from scratch); returns the exit status."""
+    def go(self, checkpoint: Checkpoint | None, device: torch.device, header: str) -> int:
+        """Train from ``checkpoint`` (or from scratch); returns the exit status.
+
+        ``header``: the config's header, saved once a resume's env has checked out.
+        """
         start = self.start = checkpoint.step if checkpoint else 0
         env: VecEnv | None = None
         try:
             env = self._open_env(checkpoint, start)
+            if self.options.resume:
+                self._settle_resume(start, header)
             model = self.model = self._model(checkpoint, env, device)
             self.progress = ProgressLine(
                 self.config.total_timesteps,
@@ -188,9 +194,11 @@ class _Run:
                             "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
                         )
                         exc.args = (exc.message,)
+                    fix = " --set KEY=VALUE (for the key the error names)"
                     self._say(  # the error itself follows, from the command
                         f"training stopped at step {model.num_timesteps:,}; checkpoint {path}; "
                         f"continue with: netgym-train train --run-dir {self.run.path} --resume"
+                        + (fix if isinstance(exc, ConfigError) else "")
                     )
                     raise
                 self.progress.print_line()  # its numbers come from the model learn() ran
@@ -198,6 +206,17 @@ class _Run:
         finally:
             if env is not None:
                 env.close()
+
+    def _settle_resume(self, step: int, header: str) -> None:
+        """What a resume changes in the run folder, once it is sure to go on from ``step``
+        (a resume refused for a changed env changes nothing of this)."""
+        if (aside := self.run.set_aside_best_after(step)) is not None:
+            self._say(
+                f"set aside {self.run.best.name}/, saved past step {step:,} where the run "
+                f"goes on: {aside}"
+            )
+            self.best_return, self.best_step = None, None
+        self.run.save_config(self.config, _resumed_header(self.run, header))
 
     def _open_env(self, checkpoint: Checkpoint | None, start: int) -> VecEnv:
         env = make_env(
@@ -236,8 +255,8 @@ class _Run:
             if refill is not None:
                 self._say(
                     f"the checkpoint has no replay buffer (checkpoint.save_replay_buffer is "
-                    f"false): it fills again for {refill:,} steps (learning_starts) before "
-                    "learning goes on"
+                    f"false): it fills again for {refill:,} steps (learning_starts), with random "
+                    "actions as at the start, before learning goes on"
                 )
         before = set(self.run.tensorboard.glob(_EVENT_FILES))
         if checkpoint is None and self.options.resume:
@@ -395,11 +414,38 @@ def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
         why_not = "it has finished"
     elif latest.is_locked():
         why_not = "another process trains it now"
+    else:
+        why_not = _game_changed(latest, config, options)
     if why_not is not None:
         print(f"not resuming {latest.path}: {why_not}; starting a new run", file=out, flush=True)
         return new
     print(f"resuming the newest unfinished run of this config: {latest.path}", file=out, flush=True)
     return replace(new, resume=True, run_dir=latest.path)
+
+
+def _game_changed(run: RunDir, config: TrainConfig, options: TrainOptions) -> str | None:
+    """Why not to resume ``run``: its game (an NES game's folder) has been edited since
+    its newest checkpoint; None when it has not, or the envapi cannot say now (the
+    resume then checks it as it opens the env)."""
+    store = CheckpointStore(run.checkpoints, config.checkpoint.keep)
+    for step in reversed(store.steps()):
+        try:
+            saved = read_directory(store.path(step), verify=False).info.get("env_revision")
+        except CheckpointError:
+            continue
+        if saved is None:
+            return None
+        try:
+            served = netgym.describe_env(config.env.id, options.url, options.token)
+        except NetgymError:
+            return None
+        if served.get("env_revision") == saved:
+            return None
+        return (
+            f"its game has changed since its checkpoint at step {step:,} (revision {saved}, "
+            f"now {served.get('env_revision')}: its game folder was edited)"
+        )
+    return None
 
 
 def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | None]:
@@ -413,12 +459,6 @@ def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | No
         raise RunDirError("--resume needs --run-dir: the run folder to continue")
     run = RunDir(options.run_dir)
     config = run.load_config(options.overrides)
-    fixed = _fixed_changes(_fixed_sections(run.load_config([])), config)
-    if fixed:
-        raise RunDirError(
-            f"--set changes {', '.join(fixed)}, which a resumed run cannot change: the saved "
-            "model and its statistics keep what they were made with; start a new run instead"
-        )
     if options.config_file is not None:
         given = load_config(options.config_file, options.overrides)
         if given != config:
@@ -436,7 +476,9 @@ def _prepare_run_dir(
     options: TrainOptions,
     store: CheckpointStore,
     out: TextIO,
-) -> Checkpoint | None:
+) -> tuple[Checkpoint | None, str]:
+    """Make a new run's folder, or find where a resume goes on from; returns that
+    checkpoint (None: step 0) and the header to save the config with."""
     overrides = "".join(f"\n  --set {o}" for o in options.overrides)
     source = options.config_file or run.config_file
     header = f"netgym-train config as used, from {source}, {time.strftime('%c')}{overrides}"
@@ -444,33 +486,34 @@ def _prepare_run_dir(
         run.create(config, header)
         run.lock()
         print(f"run folder: {run.path}", file=out, flush=True)
-        return None
+        return None, header
     run.lock()  # before anything of the run is touched
     for leftover in [*store.remove_temporaries(), *remove_temporaries(run.path)]:
         print(f"removed an incomplete checkpoint: {leftover}", file=out, flush=True)
     checkpoint = store.latest()
+    if checkpoint is not None and isinstance(saved := checkpoint.info.get("config"), dict):
+        # What the checkpoint was saved with: an edit of config.yaml counts, and a
+        # --set that undoes one is no change.
+        if changed := _fixed_changes(saved, config):
+            raise RunDirError(
+                f"the run's config ({run.config_file}, with any --set) changes "
+                f"{', '.join(changed)} since its checkpoint at step {checkpoint.step:,} was "
+                "saved, which a resumed run cannot change: the saved model and its statistics "
+                "keep what they were made with; undo the change, or start a new run"
+            )
+    elif changed := _fixed_changes(_fixed_sections(run.load_config([])), config):
+        # No checkpoint, or one of an older netgym that recorded no config: --set is
+        # all it sees.
+        raise RunDirError(
+            f"--set changes {', '.join(changed)}, which a resumed run cannot change: the saved "
+            "model and its statistics keep what they were made with; start a new run instead"
+        )
     if checkpoint is None:
         print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
-    elif isinstance(saved := checkpoint.info.get("config"), dict) and (
-        changed := _fixed_changes(saved, config)
-    ):
-        raise RunDirError(
-            f"the run's config ({run.config_file}, with any --set) changes "
-            f"{', '.join(changed)} since its checkpoint at step {checkpoint.step:,} was "
-            "saved, which a resumed run cannot change: the saved model and its statistics "
-            "keep what they were made with; undo the change, or start a new run"
-        )
     step = checkpoint.step if checkpoint else 0
     run.truncate_evaluations(step)
     run.truncate_monitor(step, checkpoint.info if checkpoint else {})
-    if (aside := run.set_aside_best_after(step)) is not None:
-        print(
-            f"set aside {run.best.name}/, saved past step {step:,} where the run goes on: {aside}",
-            file=out,
-            flush=True,
-        )
-    run.save_config(config, _resumed_header(run, header))
-    return checkpoint
+    return checkpoint, header
 
 
 def _finished(run: RunDir, config: TrainConfig) -> str | None:

@@ -39,4 +39,24 @@ def list_envs(url: str | None = None, token: str | None = None) -> list[str]:
     return [entry["env_id"] for entry in reply["envs"]]
 
 
-__all__ = ["NetgymError", "RemoteEnv", "RemoteVectorEnv", "list_envs", "make", "make_vec"]
+def describe_env(env_id: str, url: str | None = None, token: str | None = None) -> dict[str, Any]:
+    """What the envapi says of one env (``GET /v1/envs/{env_id}``): its spaces as specs,
+    episode limits, ``action_meanings`` and, for an NES game, ``env_revision``.
+
+    ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
+    """
+    reply: dict[str, Any] = RestClient(*server_address(url, token), 60.0).call(
+        "GET", f"/v1/envs/{env_id}"
+    )
+    return reply
+
+
+__all__ = [
+    "NetgymError",
+    "RemoteEnv",
+    "RemoteVectorEnv",
+    "describe_env",
+    "list_envs",
+    "make",
+    "make_vec",
+]

@@ -43,14 +43,18 @@ def test_an_edited_run_config_is_refused_and_a_finished_run_left_alone(
     assert edited.returncode == 2, edited.stdout
     assert "changes normalize since its checkpoint at step 512 was saved" in edited.stdout
 
-    saved.write_text(original)
+    assert saved.read_text().count("resumed") == 0  # a refused resume changes nothing
+    # A --set that puts back what the checkpoint was saved with is no change.
     resumed = run_train(
-        envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=768"
+        envapi,
+        *("--run-dir", str(run_dir), "--resume"),
+        *("--set", "normalize=null", "--set", "total_timesteps=768"),
     )
     assert resumed.returncode == 0, resumed.stdout
     header = [line for line in saved.read_text().splitlines() if line.startswith("#")]
     assert f"from {config}" in header[0] and "--set seed=1" in header[1]  # where it came from
-    assert "resumed, from" in header[2] and "--set total_timesteps=768" in header[3]
+    assert "resumed, from" in header[2] and "--set normalize=null" in header[3]
+    assert "--set total_timesteps=768" in header[4]
 
 
 def test_a_resume_from_step_0_sets_aside_the_best_model_and_curves_of_the_old_steps(
@@ -108,10 +112,15 @@ def test_an_eval_num_envs_above_the_servers_limit_is_a_config_error(
         tmp_path / "small.yaml",
         {**SMALL_CARTPOLE, "eval": {"every_steps": 256, "episodes": 100, "num_envs": 100}},
     )
-    result = run_train(envapi, str(config), "--run-dir", str(tmp_path / "run"))
+    run_dir = tmp_path / "run"
+    result = run_train(envapi, str(config), "--run-dir", str(run_dir))
     assert result.returncode == 2, result.stdout
     assert "eval.num_envs: num_envs=100 is above 64" in result.stdout
     assert "lower eval.num_envs" in result.stdout
+    assert "--resume --set KEY=VALUE (for the key the error names)" in result.stdout
+    evaluated = run_evaluate(envapi, run_dir, "--model", "latest", "--num-envs", "100")
+    assert evaluated.returncode == 2, evaluated.stderr
+    assert "--num-envs: num_envs=100 is above 64" in evaluated.stderr
 
 
 def test_a_dqn_resumed_without_its_replay_buffer_fills_it_before_learning(

@@ -69,19 +69,24 @@ def test_a_run_does_not_resume_on_an_edited_game(stack: Stack, game: Path, tmp_p
             "checkpoint": {"every_steps": 16, "keep": 2},
         },
     )
-    run_dir = tmp_path / "run"
-    first = run_train(
-        stack.envapi, str(config), "--run-dir", str(run_dir), "--set", "total_timesteps=16"
-    )
+    first = run_train(stack.envapi, str(config), cwd=tmp_path)
     assert first.returncode == 0, first.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    shutil.rmtree(run_dir / "final")  # as if stopped after its last checkpoint
     (game / "game.lua").write_text(PLAIN_SCRIPT + "-- edited\n")
-    resumed = run_train(
-        stack.envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=32"
-    )
+    before = (run_dir / "config.yaml").read_text()
+    resumed = run_train(stack.envapi, "--run-dir", str(run_dir), "--resume")
     assert resumed.returncode == 1, resumed.stdout
     assert "netgym/EditedResume-v0 has changed since this run's last checkpoint" in resumed.stdout
+    assert (run_dir / "config.yaml").read_text() == before  # refused: nothing changed
+    # What the Compose agent runs starts a new run instead.
+    latest = run_train(stack.envapi, str(config), "--resume-latest", cwd=tmp_path)
+    assert latest.returncode == 0, latest.stdout
+    assert (
+        f"not resuming {run_dir.relative_to(tmp_path)}: its game has changed since its "
+        "checkpoint at step 32"
+    ) in latest.stdout
+    assert len(list((tmp_path / "runs").iterdir())) == 2
     (game / "game.lua").write_text(PLAIN_SCRIPT)  # put back as it was
-    again = run_train(
-        stack.envapi, "--run-dir", str(run_dir), "--resume", "--set", "total_timesteps=32"
-    )
+    again = run_train(stack.envapi, "--run-dir", str(run_dir), "--resume")
     assert again.returncode == 0, again.stdout

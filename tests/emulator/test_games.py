@@ -102,7 +102,8 @@ def test_a_missing_rom_outside_the_games_folder_says_a_container_sees_only_that_
     with pytest.raises(
         GameError,
         match=r"is missing; put the ROM at .*elsewhere/game.nes \(it is outside the "
-        r"games folder .*games: .* as in Docker Compose, it sees nothing else of the host; copy",
+        r"games folder .*games: an emulator service in a container, as in Docker Compose, "
+        r"sees no other folder of the host; copy the ROM into the game folder and name it",
     ):
         load_game(make_game(games, MANIFEST.format(rom=outside, extra_rom="")))
     folder = make_game(games, MANIFEST.format(rom="linked.nes", extra_rom=""))
@@ -144,6 +145,13 @@ def test_a_missing_rom_says_how_to_build_it_when_its_build_script_is_there(
     (folder / "build.sh").write_text("true\n")
     with pytest.raises(GameError, match=r"game.nes is missing; build it: bash .*tiny/build.sh"):
         load_game(folder)
+    # Only a build.sh is run by set-up and by the emulator's container as it starts.
+    manifest = manifest.replace('build = "build.sh"', 'build = "make_rom.sh"')
+    (folder / "game.toml").write_text(manifest)
+    (folder / "make_rom.sh").write_text("true\n")
+    with pytest.raises(GameError, match=r"build it: bash .*tiny/make_rom.sh$") as caught:
+        load_game(folder)
+    assert "docker compose" not in caught.value.message
 
 
 @pytest.mark.parametrize("written", ['"abc"', "123", '"d9c7566af670e6fc"'])

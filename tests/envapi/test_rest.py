@@ -54,9 +54,12 @@ def test_lists_atari_and_classic_envs(envapi: EnvApi) -> None:
     assert ids["netgym-test/Buttons-v0"] == ids["netgym-test/ByClass-v0"] == "custom"
 
 
-def test_the_client_lists_the_envs(envapi: EnvApi) -> None:
+def test_the_client_lists_the_envs_and_describes_one(envapi: EnvApi) -> None:
     ids = netgym.list_envs(url=envapi.url, token=envapi.token)
     assert "CartPole-v1" in ids and "ALE/Pong-v5" in ids
+    described = netgym.describe_env("ALE/Pong-v5", url=envapi.url, token=envapi.token)
+    assert described["action_meanings"][:2] == ["NOOP", "FIRE"]
+    assert described["env_revision"] is None  # only NES games have one
 
 
 def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:

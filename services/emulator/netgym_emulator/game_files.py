@@ -34,11 +34,13 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
     if not rom_path.is_file():
         build = folder / str(rom["build"]) if rom.get("build") else None
         if build is not None and build.is_file():
-            fix = (
-                f"build it: bash {build} (scripts/setup.sh builds the repository's games; in "
-                "Docker Compose the emulator runs each game's build script as it starts: "
-                "docker compose restart emulator)"
-            )
+            fix = f"build it: bash {build}"
+            if build.name == "build.sh":  # the name set-up and the container look for
+                fix += (
+                    " (scripts/setup.sh builds the repository's games; in Docker Compose "
+                    "the emulator runs each game's build.sh as it starts: docker compose "
+                    "restart emulator)"
+                )
         else:
             fix = f"put the ROM at {rom_path}" + (
                 f"; get it from: {rom['source']}" if rom.get("source") else ""
@@ -50,9 +52,9 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
             problem = f"the ROM {folder / file} is a link to {rom_path}, which is missing"
         if not rom_path.is_relative_to(folder.parent.resolve()):
             fix += (
-                f" (it is outside the games folder {folder.parent}: where the emulator "
-                "service runs in a container, as in Docker Compose, it sees nothing else "
-                "of the host; copy the ROM into the game folder)"
+                f" (it is outside the games folder {folder.parent}: an emulator service in "
+                "a container, as in Docker Compose, sees no other folder of the host; copy "
+                "the ROM into the game folder and name it in [rom] file)"
             )
         raise fail(path, problem, fix, line_of(text, "file", "rom"))
     with rom_path.open("rb") as file:
