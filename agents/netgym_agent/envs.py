@@ -186,17 +186,18 @@ def env_revision(env: VecEnv) -> str | None:
     return inner.remote.env_revision if isinstance(inner, sb3.RemoteVecEnv) else None
 
 
-def check_same_game(env: VecEnv, config: TrainConfig, checkpoint_info: dict[str, Any]) -> None:
-    """Check that ``env`` plays the revision of its game that a checkpoint was saved on.
+def check_same_game(env: VecEnv, config: TrainConfig, revision: str | None, since: str) -> None:
+    """Check that ``env`` plays ``revision`` of its game (None, or an env with no
+    revision: nothing to check); ``since``: when that revision was played.
 
     Raises:
         EnvChangedError: the game's folder was edited since.
     """
-    saved, served = checkpoint_info.get("env_revision"), env_revision(env)
-    if saved is not None and served != saved:
+    served = env_revision(env)
+    if revision is not None and served is not None and served != revision:
         raise EnvChangedError(
-            f"{config.env.id} has changed since this run's last checkpoint (revision "
-            f"{saved}, now {served}: its game folder was edited), and this run's model "
+            f"{config.env.id} has changed since {since} (revision {revision}, now "
+            f"{served}: its game folder was edited), and this run's model "
             "learned the old game; put the folder back as it was, or start a new run (give "
             "the edited game a name of its own to keep both; --resume-latest, which the "
             "Compose agent runs, starts a new run by itself)"

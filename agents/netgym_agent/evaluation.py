@@ -24,7 +24,13 @@ from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
 from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
 from netgym_agent.device import resolve_device
-from netgym_agent.envs import check_env_fits, make_env, normalize_env, reconnect_count
+from netgym_agent.envs import (
+    check_env_fits,
+    check_same_game,
+    make_env,
+    normalize_env,
+    reconnect_count,
+)
 from netgym_agent.errors import CheckpointError
 from netgym_agent.rundir import RunDir
 
@@ -91,6 +97,7 @@ def evaluate(
     statistics: VecNormalize | Path | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     num_envs_key: str = "eval.num_envs",
+    revision: str | None = None,
 ) -> EvalResult:
     """Play ``episodes`` episodes with ``model`` on a new session, then close it.
 
@@ -106,6 +113,8 @@ def evaluate(
             saved file, when the config normalises.
         should_stop: polled every step; True aborts with ``EvaluationInterrupted``.
         num_envs_key: where ``num_envs`` comes from, for the error when it is too many.
+        revision: the game's revision the model trains on (an NES game's), which the
+            evaluation's envs must play too.
     """
     started = time.monotonic()
     env = make_env(
@@ -118,6 +127,7 @@ def evaluate(
     )
     try:
         check_env_fits(env, config, model.observation_space, model.action_space)
+        check_same_game(env, config, revision, "this run's training envs were made")
         saved = statistics if isinstance(statistics, Path) else None
         env = normalize_env(env, config, statistics=saved, training=False)
         if isinstance(statistics, VecNormalize) and isinstance(env, VecNormalize):

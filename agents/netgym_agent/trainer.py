@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 import netgym
-from netgym.errors import NetgymError, ReconnectFailedError
+from netgym.errors import EnvError, NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
 from netgym_agent.checkpoints import (
@@ -44,7 +44,13 @@ from netgym_agent.envs import (
     normalize_env,
     reconnect_count,
 )
-from netgym_agent.errors import AgentError, CheckpointError, ConfigError, RunDirError
+from netgym_agent.errors import (
+    AgentError,
+    CheckpointError,
+    ConfigError,
+    EnvChangedError,
+    RunDirError,
+)
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.rundir import RunDir
 from netgym_agent.signals import StoppingOutput, StopRequested
@@ -53,7 +59,10 @@ from netgym_agent.signals import StoppingOutput, StopRequested
 # hyperparameters and the normalisation statistics come from the checkpoint,
 # and its spaces from the env.
 FIXED_ON_RESUME = ("env", "algo", "normalize")
-_EVENT_FILES = "events.out.tfevents.*"  # what a TensorBoard writer names its files
+_EVENT_FILES = "events.out.tfevents.*"
+# How long --resume-latest asks the envapi whether a run's game changed; the resume
+# checks again as it opens the env.
+GAME_CHECK_TIMEOUT_S = 15.0  # what a TensorBoard writer names its files
 
 
 @dataclass(frozen=True)
@@ -150,9 +159,9 @@ class _Run:
         env: VecEnv | None = None
         try:
             env = self._open_env(checkpoint, start)
-            if self.options.resume:
-                self._settle_resume(start, header)
             model = self.model = self._model(checkpoint, env, device)
+            if self.options.resume:
+                self._settle_resume(checkpoint, header)
             self.progress = ProgressLine(
                 self.config.total_timesteps,
                 self.config.progress_every_s,
@@ -194,11 +203,24 @@ class _Run:
                             "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
                         )
                         exc.args = (exc.message,)
-                    fix = " --set KEY=VALUE (for the key the error names)"
+                    resume = f"netgym-train train --run-dir {self.run.path} --resume"
+                    if isinstance(exc, EnvChangedError) or (
+                        isinstance(exc, EnvError) and {"served", "changed"} & set(exc.details)
+                    ):
+                        then = (
+                            "its game was edited: put the game folder back as it was and "
+                            f"continue with: {resume}; or start a new run (--resume-latest "
+                            "starts one)"
+                        )
+                    elif isinstance(exc, ConfigError):
+                        then = (
+                            f"continue with: {resume} --set KEY=VALUE (for the key the error names)"
+                        )
+                    else:
+                        then = f"continue with: {resume}"
                     self._say(  # the error itself follows, from the command
                         f"training stopped at step {model.num_timesteps:,}; checkpoint {path}; "
-                        f"continue with: netgym-train train --run-dir {self.run.path} --resume"
-                        + (fix if isinstance(exc, ConfigError) else "")
+                        + then
                     )
                     raise
                 self.progress.print_line()  # its numbers come from the model learn() ran
@@ -207,9 +229,13 @@ class _Run:
             if env is not None:
                 env.close()
 
-    def _settle_resume(self, step: int, header: str) -> None:
-        """What a resume changes in the run folder, once it is sure to go on from ``step``
-        (a resume refused for a changed env changes nothing of this)."""
+    def _settle_resume(self, checkpoint: Checkpoint | None, header: str) -> None:
+        """What a resume changes in the run folder, once it is sure to go on from
+        ``checkpoint`` (None: step 0): a resume refused for a changed env, or whose
+        model does not load, changes none of this."""
+        step = checkpoint.step if checkpoint else 0
+        self.run.truncate_evaluations(step)
+        self.run.truncate_monitor(step, checkpoint.info if checkpoint else {})
         if (aside := self.run.set_aside_best_after(step)) is not None:
             self._say(
                 f"set aside {self.run.best.name}/, saved past step {step:,} where the run "
@@ -230,7 +256,8 @@ class _Run:
         if checkpoint is not None:
             try:
                 check_env_fits(env, self.config, *algorithms.saved_spaces(checkpoint.path))
-                check_same_game(env, self.config, checkpoint.info)
+                revision = checkpoint.info.get("env_revision")
+                check_same_game(env, self.config, revision, "this run's last checkpoint")
             except BaseException:
                 env.close()
                 raise
@@ -345,6 +372,7 @@ class _Run:
                 deterministic=settings.deterministic,
                 statistics=model.get_vec_normalize_env(),
                 should_stop=lambda: bool(self.stop),
+                revision=env_revision(env) if (env := model.get_env()) else None,
             )
         except EvaluationInterrupted:
             return
@@ -436,10 +464,12 @@ def _game_changed(run: RunDir, config: TrainConfig, options: TrainOptions) -> st
         if saved is None:
             return None
         try:
-            served = netgym.describe_env(config.env.id, options.url, options.token)
+            served = netgym.describe_env(
+                config.env.id, options.url, options.token, timeout_s=GAME_CHECK_TIMEOUT_S
+            )
         except NetgymError:
             return None
-        if served.get("env_revision") == saved:
+        if served.get("env_revision") in (saved, None):  # None: an envapi that cannot say
             return None
         return (
             f"its game has changed since its checkpoint at step {step:,} (revision {saved}, "
@@ -510,9 +540,6 @@ def _prepare_run_dir(
         )
     if checkpoint is None:
         print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
-    step = checkpoint.step if checkpoint else 0
-    run.truncate_evaluations(step)
-    run.truncate_monitor(step, checkpoint.info if checkpoint else {})
     return checkpoint, header
 
 

@@ -39,13 +39,15 @@ def list_envs(url: str | None = None, token: str | None = None) -> list[str]:
     return [entry["env_id"] for entry in reply["envs"]]
 
 
-def describe_env(env_id: str, url: str | None = None, token: str | None = None) -> dict[str, Any]:
+def describe_env(
+    env_id: str, url: str | None = None, token: str | None = None, timeout_s: float = 60.0
+) -> dict[str, Any]:
     """What the envapi says of one env (``GET /v1/envs/{env_id}``): its spaces as specs,
     episode limits, ``action_meanings`` and, for an NES game, ``env_revision``.
 
     ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
     """
-    reply: dict[str, Any] = RestClient(*server_address(url, token), 60.0).call(
+    reply: dict[str, Any] = RestClient(*server_address(url, token), timeout_s).call(
         "GET", f"/v1/envs/{env_id}"
     )
     return reply

@@ -446,7 +446,8 @@ class ReconnectingVecEnv(RemoteVecEnv):
                     f"{remote.single_action_space}, not {self.observation_space} and "
                     f"{self.action_space} as before; training cannot go on with other spaces"
                 )
-            if remote.env_revision != self.remote.env_revision:
+            old, new = self.remote.env_revision, remote.env_revision
+            if old is not None and new is not None and new != old:
                 raise EnvError(
                     f"{self.env_id} has changed since this env was made: the envapi at "
                     f"{remote.url} now serves another revision of it ({remote.env_revision}, "

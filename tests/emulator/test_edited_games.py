@@ -90,3 +90,27 @@ def test_a_run_does_not_resume_on_an_edited_game(stack: Stack, game: Path, tmp_p
     (game / "game.lua").write_text(PLAIN_SCRIPT)  # put back as it was
     again = run_train(stack.envapi, "--run-dir", str(run_dir), "--resume")
     assert again.returncode == 0, again.stdout
+
+
+@pytest.mark.parametrize("game", ["EditedEval"], indirect=True)
+def test_an_evaluation_on_another_revision_of_the_game_stops(stack: Stack, game: Path) -> None:
+    from stable_baselines3 import PPO
+
+    from netgym_agent.config import TrainConfig
+    from netgym_agent.errors import EnvChangedError
+    from netgym_agent.evaluation import evaluate
+
+    config = TrainConfig.model_validate(
+        {
+            **SMALL_CARTPOLE,
+            "env": {"id": "netgym/EditedEval-v0", "num_envs": 1},
+            "algo": {"name": "ppo", "policy": "CnnPolicy"},
+        }
+    )
+    envs = ReconnectingVecEnv("netgym/EditedEval-v0", 1, **stack.kwargs)
+    try:
+        model = PPO("CnnPolicy", envs, n_steps=16, batch_size=16, device="cpu")
+        with pytest.raises(EnvChangedError, match=r"changed since this run's training envs were"):
+            evaluate(model, config, episodes=1, num_envs=1, revision="0" * 16, **stack.kwargs)
+    finally:
+        envs.close()

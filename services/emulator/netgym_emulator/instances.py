@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,7 +217,8 @@ async def start_instance(
             _idle_all_but(process.pid, emulation_thread)
     except BaseException:  # a failed or cancelled start leaves no process and no file
         if instance is not None:
-            instance.kill()
+            if not instance.kill(wait=False):  # reaped aside: the event loop goes on
+                threading.Thread(target=instance.kill, daemon=True).start()
         else:
             shutil.rmtree(home, ignore_errors=True)
             if screen_file is not None:
