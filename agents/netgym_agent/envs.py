@@ -200,7 +200,8 @@ def check_same_game(env: VecEnv, config: TrainConfig, revision: str | None, sinc
             f"{served}: its game folder was edited), and this run's model "
             "learned the old game; put the folder back as it was, or start a new run (give "
             "the edited game a name of its own to keep both; --resume-latest, which the "
-            "Compose agent runs, starts a new run by itself)"
+            "Compose agent runs, starts a new run by itself)",
+            details={"revision": revision, "served": served},
         )
 
 

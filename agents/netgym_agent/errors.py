@@ -40,7 +40,8 @@ class CheckpointError(AgentError):
 
 
 class EnvChangedError(AgentError):
-    """The env served now has other spaces than those the run's model was trained on."""
+    """The env served now is not the one the run's model was trained on: other spaces,
+    or another revision of its NES game (its folder was edited)."""
 
     code = "agent_env_changed"
 

@@ -24,7 +24,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
 import netgym
-from netgym.errors import EnvError, NetgymError, ReconnectFailedError
+from netgym.errors import NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
 from netgym_agent.checkpoints import (
@@ -48,7 +48,6 @@ from netgym_agent.errors import (
     AgentError,
     CheckpointError,
     ConfigError,
-    EnvChangedError,
     RunDirError,
 )
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
@@ -59,10 +58,10 @@ from netgym_agent.signals import StoppingOutput, StopRequested
 # hyperparameters and the normalisation statistics come from the checkpoint,
 # and its spaces from the env.
 FIXED_ON_RESUME = ("env", "algo", "normalize")
-_EVENT_FILES = "events.out.tfevents.*"
+_EVENT_FILES = "events.out.tfevents.*"  # what a TensorBoard writer names its files
 # How long --resume-latest asks the envapi whether a run's game changed; the resume
 # checks again as it opens the env.
-GAME_CHECK_TIMEOUT_S = 15.0  # what a TensorBoard writer names its files
+GAME_CHECK_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -198,36 +197,33 @@ class _Run:
                     path = self._checkpoint()
                     if self.stop:  # a stop cut a reconnect short: it is the stop's exit
                         return self._stopped(model.num_timesteps, path)
-                    if isinstance(exc, ReconnectFailedError):  # the config's key for it
-                        exc.message = exc.message.replace(
-                            "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
-                        )
-                        exc.args = (exc.message,)
-                    resume = f"netgym-train train --run-dir {self.run.path} --resume"
-                    if isinstance(exc, EnvChangedError) or (
-                        isinstance(exc, EnvError) and {"served", "changed"} & set(exc.details)
-                    ):
-                        then = (
-                            "its game was edited: put the game folder back as it was and "
-                            f"continue with: {resume}; or start a new run (--resume-latest "
-                            "starts one)"
-                        )
-                    elif isinstance(exc, ConfigError):
-                        then = (
-                            f"continue with: {resume} --set KEY=VALUE (for the key the error names)"
-                        )
-                    else:
-                        then = f"continue with: {resume}"
-                    self._say(  # the error itself follows, from the command
-                        f"training stopped at step {model.num_timesteps:,}; checkpoint {path}; "
-                        + then
-                    )
+                    self._failed(exc, model.num_timesteps, path)
                     raise
                 self.progress.print_line()  # its numbers come from the model learn() ran
             return self._finish(model)
         finally:
             if env is not None:
                 env.close()
+
+    def _failed(self, exc: NetgymError, step: int, path: Path) -> None:
+        """Say where training stopped for ``exc`` and how to go on (the error itself
+        follows, from the command)."""
+        if isinstance(exc, ReconnectFailedError):  # the config's key for it
+            exc.message = exc.message.replace(
+                "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
+            )
+            exc.args = (exc.message,)
+        resume = f"netgym-train train --run-dir {self.run.path} --resume"
+        if {"served", "changed"} & set(exc.details):  # the game's revision changed
+            then = (
+                "its game was edited: put the game folder back as it was and "
+                f"continue with: {resume}; or start a new run (--resume-latest starts one)"
+            )
+        elif isinstance(exc, ConfigError):
+            then = f"continue with: {resume} --set KEY=VALUE (for the key the error names)"
+        else:
+            then = f"continue with: {resume}"
+        self._say(f"training stopped at step {step:,}; checkpoint {path}; {then}")
 
     def _settle_resume(self, checkpoint: Checkpoint | None, header: str) -> None:
         """What a resume changes in the run folder, once it is sure to go on from
@@ -305,7 +301,11 @@ class _Run:
         path = self._checkpoint()
         evaluated = self.goal_reached or _last_eval(self.run) >= step
         if not self.stop and self.config.eval.every_steps and not evaluated:
-            self._evaluate()
+            try:
+                self._evaluate()
+            except NetgymError as exc:
+                self._failed(exc, step, path)
+                raise
         if self.stop:
             return self._stopped(step, path)
         goal = self.config.eval.stop_at_mean_return if self.goal_reached else None

@@ -282,6 +282,8 @@ class ReconnectingVecEnv(RemoteVecEnv):
         self._reset_options_used: dict[str, Any] | None = None
         self._last_obs: VecEnvObs | None = None
         self._step_failure: NetgymError | None = None
+        # The game's revision (an NES game's) every new session must serve, once known.
+        self._revision: str | None = self.remote.env_revision
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """SB3's ``seed``; also remembers the seed to derive reconnect seeds from."""
@@ -446,18 +448,15 @@ class ReconnectingVecEnv(RemoteVecEnv):
                     f"{remote.single_action_space}, not {self.observation_space} and "
                     f"{self.action_space} as before; training cannot go on with other spaces"
                 )
-            old, new = self.remote.env_revision, remote.env_revision
+            old, new = self._revision, remote.env_revision
             if old is not None and new is not None and new != old:
                 raise EnvError(
                     f"{self.env_id} has changed since this env was made: the envapi at "
-                    f"{remote.url} now serves another revision of it ({remote.env_revision}, "
-                    f"not {self.remote.env_revision}: its game folder was edited), and training "
-                    "cannot go on with another game without a word; to train on the new one, "
-                    "make the env again (a new run), or give the edited game a name of its own",
-                    details={
-                        "revision": self.remote.env_revision,
-                        "served": remote.env_revision,
-                    },
+                    f"{remote.url} now serves another revision of it ({new}, not {old}: its "
+                    "game folder was edited), and training cannot go on with another game "
+                    "without a word; to train on the new one, make the env again (a new run), "
+                    "or give the edited game a name of its own",
+                    details={"revision": old, "served": new},
                 )
             observations, info = remote.reset(seed=seeds, options=self._reset_options_used)
         except BaseException:
@@ -466,6 +465,7 @@ class ReconnectingVecEnv(RemoteVecEnv):
         # Bounded by the reconnect's deadline until now; the session's steps get their own.
         remote.set_timeout(self._remote_kwargs.get("timeout_s", DEFAULT_TIMEOUT_S))
         self.remote = remote
+        self._revision = remote.env_revision or self._revision
         self.reset_infos = [unbatch_info(info, i) for i in range(self.num_envs)]
         logger.warning(
             "reconnected to %s after %.1f s (%d attempts): new session %s of %s",
