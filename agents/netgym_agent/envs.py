@@ -179,9 +179,11 @@ def normalize_env(
     return wrapped
 
 
-def env_revision(env: VecEnv) -> str | None:
+def env_revision(env: VecEnv | None) -> str | None:
     """The version of the game the remote env under ``env``'s wrappers plays (an NES
-    game's files' digest); None for envs that have none."""
+    game's files' digest); None for envs that have none, and for no env."""
+    if env is None:
+        return None
     inner = env.unwrapped
     return inner.remote.env_revision if isinstance(inner, sb3.RemoteVecEnv) else None
 

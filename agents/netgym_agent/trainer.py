@@ -332,7 +332,7 @@ class _Run:
                 "episodes": episodes,
                 **self.run.monitor_mark(self.start),
                 "config": _fixed_sections(self.config),
-                "env_revision": env_revision(env) if (env := model.get_env()) else None,
+                "env_revision": env_revision(model.get_env()),
             }
             path = self.store.save(model.num_timesteps, self._write_model, info)
             self._say(f"checkpoint {path} ({time.monotonic() - started:.1f} s)")
@@ -372,7 +372,7 @@ class _Run:
                 deterministic=settings.deterministic,
                 statistics=model.get_vec_normalize_env(),
                 should_stop=lambda: bool(self.stop),
-                revision=env_revision(env) if (env := model.get_env()) else None,
+                revision=env_revision(model.get_env()),
             )
         except EvaluationInterrupted:
             return
@@ -511,7 +511,8 @@ def _prepare_run_dir(
     checkpoint (None: step 0) and the header to save the config with."""
     overrides = "".join(f"\n  --set {o}" for o in options.overrides)
     source = options.config_file or run.config_file
-    header = f"netgym-train config as used, from {source}, {time.strftime('%c')}{overrides}"
+    how = "resumed" if options.resume else "netgym-train config as used"
+    header = f"{how}, from {source}, {time.strftime('%c')}{overrides}"
     if not options.resume:
         run.create(config, header)
         run.lock()
@@ -524,19 +525,15 @@ def _prepare_run_dir(
     if checkpoint is not None and isinstance(saved := checkpoint.info.get("config"), dict):
         # What the checkpoint was saved with: an edit of config.yaml counts, and a
         # --set that undoes one is no change.
-        if changed := _fixed_changes(saved, config):
-            raise RunDirError(
-                f"the run's config ({run.config_file}, with any --set) changes "
-                f"{', '.join(changed)} since its checkpoint at step {checkpoint.step:,} was "
-                "saved, which a resumed run cannot change: the saved model and its statistics "
-                "keep what they were made with; undo the change, or start a new run"
-            )
-    elif changed := _fixed_changes(_fixed_sections(run.load_config([])), config):
-        # No checkpoint, or one of an older netgym that recorded no config: --set is
-        # all it sees.
+        since = f" since its checkpoint at step {checkpoint.step:,} was saved"
+    else:  # no checkpoint, or one of an older netgym that recorded no config: --set is all
+        saved, since = _fixed_sections(run.load_config([])), ""
+    if changed := _fixed_changes(saved, config):
         raise RunDirError(
-            f"--set changes {', '.join(changed)}, which a resumed run cannot change: the saved "
-            "model and its statistics keep what they were made with; start a new run instead"
+            f"the run's config ({run.config_file}, with any --set) changes "
+            f"{', '.join(changed)}{since}, which a resumed run cannot change: the saved model "
+            "and its statistics keep what they were made with; undo the change, or start a "
+            "new run"
         )
     if checkpoint is None:
         print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
@@ -587,8 +584,7 @@ def _resumed_header(run: RunDir, header: str) -> str:
     except OSError:
         return header
     before = [line[2:] for line in lines if line.startswith("# ")]
-    resumed = header.replace("netgym-train config as used, from", "resumed, from", 1)
-    return "\n".join([*before, resumed]) if before else header
+    return "\n".join([*before, header])
 
 
 def _best_so_far(run: RunDir) -> tuple[float | None, int | None]:

@@ -49,7 +49,7 @@ class InstancePool:
         self._told: dict[str, str] = {}  # what the log last said of each folder
         self.instances: dict[str, Instance] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
-        self.dying: list[Instance] = []  # killed, not exited yet: their files go once they have
+        self.dying: list[Instance] = []  # killed, not exited yet: reaped once they have
         # FCEUX's home folders; a killed service's are removed by its successor.
         self._own_work_dir: OwnedFolder | None = None
         if settings.work_dir is not None:
