@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -121,6 +122,31 @@ def test_wrong_shape_and_dtype_are_caught_before_sending() -> None:
         layout.pack_into(buffer, np.array([1, 2, 3]))
     with pytest.raises(InvalidActionError, match="cannot be cast"):
         layout.pack_into(buffer, np.array([1.5, 2, 3, 4]))
+
+
+@pytest.mark.parametrize(
+    ("space", "actions", "bad_env"),
+    [
+        (spaces.MultiBinary(3), [[0, 1, 0], [257, 0, 256]], 1),  # int8: 257 would wrap to 1
+        (spaces.Box(-5, 5, (2,), np.int8), [[-200, 1], [0, 0]], 0),
+        (spaces.Box(0, 255, (1,), np.uint8), [[3], [-1]], 1),  # -1 would wrap to 255
+        (spaces.Discrete(5), np.array([1, 2**64 - 1], dtype=np.uint64), 1),
+    ],
+)
+def test_integers_a_narrower_dtype_cannot_hold_are_refused_not_wrapped(
+    space: spaces.Space[Any], actions: Any, bad_env: int
+) -> None:
+    layout = BatchLayout(space, 2, "action")
+    buffer = bytearray(layout.nbytes)
+    with pytest.raises(InvalidActionError, match=f"action for env {bad_env} is .*not in"):
+        layout.pack_into(buffer, actions)
+
+
+def test_integers_in_range_of_a_narrower_dtype_are_cast() -> None:
+    layout = BatchLayout(spaces.Box(0, 255, (2,), np.uint8), 2, "action")
+    buffer = bytearray(layout.nbytes)
+    layout.pack_into(buffer, [[3, 255], [0, 1]])  # a list of Python ints, as int64
+    np.testing.assert_array_equal(layout.views(buffer)[0], [[3, 255], [0, 1]])
 
 
 def test_unsupported_space_says_what_is_supported() -> None:

@@ -233,11 +233,14 @@ class BatchLayout:
                     f"{leaf.path} has shape {array.shape}, expected {leaf.shape} "
                     f"(num_envs={self.num_envs}, space {leaf.space})"
                 )
-            if not np.can_cast(array.dtype, leaf.dtype, casting="same_kind"):
-                raise InvalidActionError(
-                    f"{leaf.path} has dtype {array.dtype}, which cannot be cast to "
-                    f"{leaf.dtype} of {leaf.space}"
-                )
+            if not np.can_cast(array.dtype, leaf.dtype):
+                if array.dtype.kind in "iu" and leaf.dtype.kind in "iu":
+                    _check_fits(leaf, array)  # casting would wrap 257 round to 1, -1 to 255
+                elif not np.can_cast(array.dtype, leaf.dtype, casting="same_kind"):
+                    raise InvalidActionError(
+                        f"{leaf.path} has dtype {array.dtype}, which cannot be cast to "
+                        f"{leaf.dtype} of {leaf.space}"
+                    )
             view[...] = array
 
     def check(self, leaves: Sequence[np.ndarray], what: str = "action") -> None:
@@ -259,6 +262,20 @@ class BatchLayout:
                     f"which is not in {leaf.space}",
                     details={"env_index": env, "path": leaf.path},
                 )
+
+
+def _check_fits(leaf: Leaf, array: np.ndarray) -> None:
+    """Refuse integers that ``leaf``'s dtype cannot hold, before casting would wrap them."""
+    if array.size == 0:
+        return
+    limits = np.iinfo(leaf.dtype)
+    outside = (array < limits.min) | (array > limits.max)
+    if outside.any():
+        env = int(np.flatnonzero(outside.reshape(array.shape[0], -1).any(axis=1))[0])
+        raise InvalidActionError(
+            f"{leaf.path} for env {env} is {array[env].tolist()!r}, which is not in {leaf.space}",
+            details={"env_index": env, "path": leaf.path},
+        )
 
 
 def _contains(space: spaces.Space[Any], array: np.ndarray) -> np.ndarray:
