@@ -156,11 +156,8 @@ class RemoteVecEnv(VecEnv):
                 final_info = env_info.pop("final_info", {})
                 terminal_observation = env_info.pop("final_obs")
                 self.reset_infos[i] = env_info
-                env_info = {
-                    **final_info,
-                    "terminal_observation": terminal_observation,
-                    "TimeLimit.truncated": bool(truncations[i] and not terminations[i]),
-                }
+                env_info = {**final_info, "terminal_observation": terminal_observation}
+            env_info["TimeLimit.truncated"] = bool(truncations[i] and not terminations[i])
             infos.append(env_info)
         return observations, rewards.astype(np.float32), dones, infos
 

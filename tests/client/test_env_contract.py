@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -130,6 +131,42 @@ def test_remote_equals_local_for_same_seeds_and_actions(name: str, remote_kwargs
                     assert_same(a, b)
                 if expected[2] or expected[3]:
                     break
+    finally:
+        local.close()
+        remote.close()
+
+
+def python_types(value: Any) -> Any:
+    """The types of a value's parts (a numpy array stands as its dtype)."""
+    if isinstance(value, dict):
+        return {key: python_types(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(python_types(item) for item in value)
+    if isinstance(value, np.ndarray):
+        return value.dtype
+    return type(value)
+
+
+@pytest.mark.parametrize("name", ["frozenlake", "blackjack-tuple-obs", "pong"])
+def test_observations_and_infos_have_the_local_envs_types(name: str, remote_kwargs: dict) -> None:
+    """Python ints stay ints (Discrete observations, ALE's ``lives``), so that
+    ``json.dumps(info)`` works as it does locally."""
+    env_id, wrappers = ENVS[name]
+    local = local_env(env_id, wrappers)
+    remote = netgym.make(env_id, wrappers=wrappers, **remote_kwargs)
+    try:
+        for env in (local, remote):
+            env.action_space.seed(0)
+        got = [(local.reset(seed=4), remote.reset(seed=4))]
+        got.append(
+            (local.step(local.action_space.sample()), remote.step(remote.action_space.sample()))
+        )
+        for local_out, remote_out in got:
+            obs, info = local_out[0], local_out[-1]
+            assert python_types(remote_out[0]) == python_types(obs)
+            assert python_types(remote_out[-1]) == python_types(info)
+            info = {key: value for key, value in info.items() if key != "seeds"}  # numpy's
+            assert json.dumps(info) == json.dumps({key: remote_out[-1][key] for key in info})
     finally:
         local.close()
         remote.close()

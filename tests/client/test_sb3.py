@@ -25,6 +25,8 @@ def test_vec_env_api(remote_kwargs: dict) -> None:
         for _ in range(60):
             obs, rewards, dones, infos = envs.step(np.ones(4, dtype=np.int64))
             assert rewards.dtype == np.float32 and dones.dtype == np.bool_
+            # On every step, as DummyVecEnv gives it; user code may index it.
+            assert [info["TimeLimit.truncated"] for info in infos] == [False] * 4
             for i in np.flatnonzero(dones):
                 done_seen = True
                 assert infos[i]["terminal_observation"].shape == (4,)

@@ -9,15 +9,24 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.error import Error as GymnasiumError
+from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 
 from netgym.client.vector import NO_RENDERING, NOT_RENDERED, RemoteVectorEnv
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
+# The dtypes Gymnasium's vector envs give the infos' Python ints, floats and bools.
+_PYTHON_SCALAR_DTYPES = frozenset(np.dtype(t) for t in (np.int64, np.float64, np.bool_))
+
 
 def unbatch_info(info: dict[str, Any], index: int) -> dict[str, Any]:
-    """Env ``index``'s own info from a vector info (the keys its mask sets)."""
+    """Env ``index``'s own info from a vector info (the keys its mask sets).
+
+    Values from the arrays that Python ints, floats and bools fill come back as
+    such, as the env gave them (``json.dumps`` takes them; numpy's scalars it
+    does not).
+    """
     single: dict[str, Any] = {}
     for key, value in info.items():
         if key.startswith("_") and key[1:] in info:
@@ -25,7 +34,16 @@ def unbatch_info(info: dict[str, Any], index: int) -> dict[str, Any]:
         mask = info.get(f"_{key}")
         if mask is not None and not mask[index]:
             continue
-        single[key] = unbatch_info(value, index) if isinstance(value, dict) else value[index]
+        if isinstance(value, dict):
+            single[key] = unbatch_info(value, index)
+        elif (
+            isinstance(value, np.ndarray)
+            and value.ndim == 1
+            and value.dtype in _PYTHON_SCALAR_DTYPES
+        ):
+            single[key] = value[index].item()
+        else:
+            single[key] = value[index]
     return single
 
 
@@ -78,12 +96,20 @@ class RemoteEnv(gym.Env[Any, Any]):
         self.observation_space = self._vector.single_observation_space
         self.action_space = self._vector.single_action_space
         self._observations = BatchLayout(self.observation_space, 1)
+        self._discrete = [isinstance(leaf.space, Discrete) for leaf in self._observations.leaves]
         self._actions = BatchLayout(self.action_space, 1, "action")
         self.env_id = env_id
         self.session_id = self._vector.session_id
 
     def _single(self, batch: Any) -> Any:
-        return self._observations.assemble([leaf[0] for leaf in self._observations.flatten(batch)])
+        leaves = self._observations.flatten(batch)
+        return self._observations.assemble(
+            # Discrete values as Python ints, as Gymnasium's own envs give them.
+            [
+                leaf[0].item() if discrete else leaf[0]
+                for leaf, discrete in zip(leaves, self._discrete, strict=True)
+            ]
+        )
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
