@@ -22,6 +22,7 @@ require_extra("sb3", ("stable_baselines3",))
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import (
@@ -165,8 +166,9 @@ class RemoteVecEnv(VecEnv):
         self.remote.close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        if attr_name == "render_mode":
-            return [None for _ in self._get_indices(indices)]
+        if attr_name in ("render_mode", "spec"):  # each env's, as the server describes it
+            value = None if attr_name == "render_mode" else self.remote.spec
+            return [value for _ in self._get_indices(indices)]
         raise AttributeError(
             f"remote envs expose no attribute {attr_name!r}: they live in another process"
         )
@@ -184,7 +186,8 @@ class RemoteVecEnv(VecEnv):
         raise AttributeError(f"cannot call {method_name!r} on remote envs")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """True for SB3's ``Monitor`` when the server records episode statistics.
+        """True for SB3's ``Monitor`` when the server records episode statistics, and
+        for Gymnasium's ``TimeLimit`` when the server's env has an episode limit.
 
         The ``episode_statistics`` wrapper puts ``info["episode"]`` (``r``, ``l``,
         ``t``) in a finished episode's info, as ``Monitor`` does: ``evaluate_policy``
@@ -196,7 +199,10 @@ class RemoteVecEnv(VecEnv):
             for w in self._remote_kwargs.get("wrappers") or []
             if isinstance(w, str | dict)
         }
-        wrapped = issubclass(wrapper_class, Monitor) and "episode_statistics" in names
+        wrapped = (issubclass(wrapper_class, Monitor) and "episode_statistics" in names) or (
+            issubclass(wrapper_class, TimeLimit)
+            and self.remote.episode_spec.get("max_episode_steps") is not None
+        )
         return [wrapped for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:

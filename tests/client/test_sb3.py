@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from gymnasium.wrappers import TimeLimit
 from stable_baselines3 import PPO
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
@@ -32,6 +33,9 @@ def test_vec_env_api(remote_kwargs: dict) -> None:
                 assert infos[i]["terminal_observation"].shape == (4,)
                 assert infos[i]["TimeLimit.truncated"] is False
         assert done_seen
+        assert [spec.id for spec in envs.get_attr("spec")] == ["CartPole-v1"] * 4
+        assert envs.env_is_wrapped(TimeLimit) == [True] * 4  # the server's, at 500 steps
+        assert envs.env_is_wrapped(Monitor) == [False] * 4
     finally:
         envs.close()
 

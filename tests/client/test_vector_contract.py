@@ -57,6 +57,24 @@ def test_remote_matches_sync_vector_env(mode: AutoresetMode, remote_kwargs: dict
         remote.close()
 
 
+def test_spec_describes_each_env_as_make_vec_does(remote_kwargs: dict) -> None:
+    local = gym.make_vec("CartPole-v1", 2)
+    wrappers = [{"name": "time_limit", "kwargs": {"max_episode_steps": 50}}]
+    remote = netgym.make_vec("CartPole-v1", 2, wrappers=wrappers, **remote_kwargs)
+    try:
+        assert local.spec is not None and remote.spec is not None
+        assert remote.spec.id == local.spec.id
+        assert remote.spec.max_episode_steps == 50
+        one = gym.make(remote.spec)  # one more env like them, on the same envapi
+        try:
+            assert one.observation_space == remote.single_observation_space
+        finally:
+            one.close()
+    finally:
+        local.close()
+        remote.close()
+
+
 def test_step_before_reset_is_a_clear_error(remote_kwargs: dict) -> None:
     envs = netgym.make_vec("CartPole-v1", 2, **remote_kwargs)
     with envs, pytest.raises(SessionStateError, match="reset"):

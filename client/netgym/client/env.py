@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
-from gymnasium.error import Error as GymnasiumError
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 
@@ -47,20 +44,6 @@ def unbatch_info(info: dict[str, Any], index: int) -> dict[str, Any]:
     return single
 
 
-@dataclass(frozen=True)
-class _NewSession:
-    """The entry point of a ``RemoteEnv``'s spec: another session of the same env.
-
-    It keeps the token, out of the spec's kwargs and out of its printout.
-    """
-
-    env_id: str
-    token: str | None = field(repr=False)
-
-    def __call__(self, **kwargs: Any) -> RemoteEnv:
-        return RemoteEnv(self.env_id, token=self.token, **kwargs)
-
-
 class RemoteEnv(gym.Env[Any, Any]):
     """One env on an envapi, with the plain ``gymnasium.Env`` API and no autoreset.
 
@@ -83,16 +66,7 @@ class RemoteEnv(gym.Env[Any, Any]):
                 "episode ends; autoreset_mode is for netgym.make_vec"
             )
         self._vector = RemoteVectorEnv(env_id, 1, autoreset_mode=AutoresetMode.DISABLED, **kwargs)
-        token = kwargs.pop("token", None)
-        try:
-            self.spec = EnvSpec(
-                id=env_id,
-                entry_point=_NewSession(env_id, token),
-                kwargs={**kwargs, "url": self._vector.url},
-                **self._vector.episode_spec,
-            )
-        except GymnasiumError:  # an id outside Gymnasium's pattern: no spec, as before
-            self.spec = None
+        self.spec = self._vector.spec
         self.observation_space = self._vector.single_observation_space
         self.action_space = self._vector.single_action_space
         self._observations = BatchLayout(self.observation_space, 1)

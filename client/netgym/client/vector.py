@@ -10,9 +10,12 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.error import Error as GymnasiumError
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -143,6 +146,14 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             self._close_session()
             self.closed = True
             raise
+        given = {
+            "env_kwargs": env_kwargs,
+            "wrappers": wrappers,
+            "timeout_s": None if timeout_s == DEFAULT_TIMEOUT_S else timeout_s,
+            "open_timeout_s": open_timeout_s,
+            "shared_memory": None if shared_memory else False,
+        }
+        self.spec = _spec(env_id, token, self.url, given, self.episode_spec)
         self._state = _State.READY
         self._in_call = threading.Lock()  # one thread in a call at a time
         self._caller = 0  # the thread that took _in_call last
@@ -410,6 +421,43 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class _NewSession:
+    """The entry point of a remote env's spec: another session of one env of the same id.
+
+    It keeps the token, out of the spec's kwargs and out of its printout.
+    """
+
+    env_id: str
+    token: str | None = field(repr=False)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from netgym.client.env import RemoteEnv  # which is built on this module
+
+        return RemoteEnv(self.env_id, token=self.token, **kwargs)
+
+
+def _spec(
+    env_id: str,
+    token: str | None,
+    url: str,
+    given: dict[str, Any],
+    episode_spec: dict[str, Any],
+) -> EnvSpec | None:
+    """The ``spec`` of a remote env, or of each env of a vector one, as Gymnasium's
+    ``make_vec`` gives: ``gymnasium.make(spec)`` opens one more env like it."""
+    kwargs = {key: value for key, value in given.items() if value is not None}
+    try:
+        return EnvSpec(
+            id=env_id,
+            entry_point=_NewSession(env_id, token),
+            kwargs={**kwargs, "url": url},
+            **episode_spec,
+        )
+    except GymnasiumError:  # an id outside Gymnasium's pattern: no spec
+        return None
 
 
 def server_address(url: str | None, token: str | None) -> tuple[str, str | None]:
