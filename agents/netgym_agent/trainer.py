@@ -96,19 +96,22 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     run = given or RunDir(RunDir.claim_default(options.config_file))
     store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
     made_folder = not options.resume and (given is None or not run.path.exists())
-    checkpoint, header = _prepare_run_dir(run, config, options, store, out)
     try:
+        checkpoint, header = _prepare_run_dir(run, config, options, store, out)
         with StopRequested() as stop:
             output = cast(TextIO, StoppingOutput(out, stop))
             return _Run(config, run, store, options, stop, output).go(checkpoint, device, header)
-    except (NetgymError, _StoppedBeforeTraining) as exc:
-        # A bad config, the envapi unreachable or refusing the env, before any
-        # checkpoint: the folder holds no run, so that the same command works
-        # once the cause is fixed.
+    except (NetgymError, _StoppedBeforeTraining, BrokenPipeError) as exc:
+        # A bad config, the envapi unreachable or refusing the env, the output's
+        # pipe closed (`| head -3`), before any checkpoint: the folder holds no
+        # run, so that the same command works once the cause is fixed.
         if not options.resume and not store.steps():
             if made_folder:
                 shutil.rmtree(run.path, ignore_errors=True)
-                print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
+                if not isinstance(exc, BrokenPipeError):
+                    print(
+                        f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True
+                    )
             else:
                 run.config_file.unlink(missing_ok=True)
         if isinstance(exc, _StoppedBeforeTraining):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from netgym_agent.checkpoints import read_directory
+from netgym_agent.trainer import TrainOptions, train
 from tests.agent.helpers import (
     CONFIGS,
     ROOT,
@@ -230,6 +232,27 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
     assert failed.returncode == 1, failed.stdout
     assert "this env never starts, on purpose" in failed.stdout
     assert "checkpoint" not in failed.stdout.split("this env never starts")[0], failed.stdout
+    assert not run_dir.exists()
+
+
+class _PipeClosedAfterTheBanner(io.StringIO):
+    """Output whose reader goes away once it has the banner (`| head -3`)."""
+
+    def write(self, text: str) -> int:
+        if "netgym-train: training on" in self.getvalue() and text.strip("=\n"):
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_output_gone_before_the_first_checkpoint_leaves_no_folder(tmp_path: Path) -> None:
+    """Nothing was saved, so the same command must work again, as after any
+    failure before the first checkpoint."""
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    out = _PipeClosedAfterTheBanner()
+    with pytest.raises(BrokenPipeError):
+        train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), out)
+    assert "run folder" not in out.getvalue()  # the line whose write failed
     assert not run_dir.exists()
 
 

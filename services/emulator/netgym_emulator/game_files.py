@@ -105,6 +105,8 @@ def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) ->
         if result.returncode != 0:
             message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
             line = re.search(r":(\d+):", message)
+            if line and message[: line.start()].endswith(script_path.name):
+                message = message[line.end() :].strip()  # its path (luac may cut it) and line
             raise fail(
                 script_path,
                 f"Lua syntax error: {message}",

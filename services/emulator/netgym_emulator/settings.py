@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,3 +42,9 @@ class EmulatorSettings(BaseSettings):
             "in /dev/shm); in Compose, a tmpfs volume mounted at the same path in the envapi"
         ),
     )
+
+    @field_validator("games_dir")
+    @classmethod
+    def _absolute(cls, games_dir: Path) -> Path:
+        """Every problem of a game names its files by absolute paths, as a user can open them."""
+        return games_dir.absolute()
