@@ -32,23 +32,28 @@ MESSAGES = {
 }
 
 
-@pytest.mark.parametrize("op", MESSAGES)
-def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) -> None:
-    """The watcher may have read the last message when the exit is noticed: keep it."""
+def end_with(message: dict[str, Any], config: SessionConfig | None = None) -> SessionRecord:
+    """A stand-in session process that sends ``message`` and exits in the same turn of
+    the event loop as the manager reads it; the record once the exit is handled."""
 
     async def scenario() -> SessionRecord:
         manager = SessionManager(Settings())
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         go_read, go_write = os.pipe()
         process = multiprocessing.get_context("fork").Process(
-            target=send_then_exit, args=(child, go_read, MESSAGES[op])
+            target=send_then_exit, args=(child, go_read, message)
         )
         process.start()
         child.close()
         os.close(go_read)
         parent.setblocking(False)
-        config = SessionConfig(session_id="0123456789abcdef", env_id="CartPole-v1", num_envs=1)
-        record = SessionRecord(config=config, process=process, control=parent, pid=process.pid)
+        record = SessionRecord(
+            config=config
+            or SessionConfig(session_id="0123456789abcdef", env_id="CartPole-v1", num_envs=1),
+            process=process,
+            control=parent,
+            pid=process.pid,
+        )
         manager._track(record)
         await asyncio.sleep(0.2)  # the watcher waits on the control socket now
         os.write(go_write, b"!")
@@ -58,7 +63,13 @@ def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) ->
         assert record.ready.done()
         return record
 
-    record = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("op", MESSAGES)
+def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) -> None:
+    """The watcher may have read the last message when the exit is noticed: keep it."""
+    record = end_with(MESSAGES[op])
     assert record.exitcode == 0
     assert record.public()["pid"] is not None
     if op == "ended":
@@ -67,6 +78,24 @@ def test_last_message_is_kept_when_the_exit_is_seen_in_the_same_turn(op: str) ->
     else:
         with pytest.raises(InvalidRequestError, match="bad kwarg"):
             record.ready.result()
+
+
+def test_an_ended_sessions_record_keeps_little() -> None:
+    """A thousand are kept: a request's megabyte of kwargs, and an error that quotes
+    it, each kept with every one, would fill the main process's memory."""
+    kwargs = {"junk": [[] for _ in range(10_000)]}
+    config = SessionConfig(
+        session_id="0123456789abcdef", env_id="CartPole-v1", num_envs=1, env_kwargs=kwargs
+    )
+    said = f"the env failed: {kwargs}"
+    error = InvalidRequestError(said).to_dict()
+    record = end_with({"op": "ended", "reason": said, "error": error}, config)
+    assert record.config.env_kwargs == {} and record.config.env_id == "CartPole-v1"
+    assert record.observation_space is None
+    assert record.end_reason is not None and record.end_error is not None
+    for text in (record.end_reason, record.end_error["message"]):
+        assert text.startswith("the env failed: {'junk'") and len(text) < 4100
+        assert text.endswith(f"({len(said) - 4000:,} more characters)")
 
 
 def test_concurrent_descriptions_of_one_env_share_one_session(

@@ -188,6 +188,14 @@ def test_the_atari_wrapper_on_another_env_says_what_it_is_for(envapi: EnvApi) ->
         netgym.make("CartPole-v1", wrappers=["atari"], url=envapi.url, token=envapi.token)
 
 
+def test_spaces_too_big_to_describe_are_refused(envapi: EnvApi) -> None:
+    """CartPole's bounds differ per element: a stack of 250,000 is 2 million numbers,
+    which the main process would read and send in its event loop."""
+    stack = [{"name": "frame_stack", "kwargs": {"stack_size": 250_000}}]
+    with pytest.raises(InvalidRequestError, match=r"spaces take \d+ MiB to describe, over the 16"):
+        netgym.make("CartPole-v1", wrappers=stack, url=envapi.url, token=envapi.token)
+
+
 def test_a_token_read_with_its_line_end_still_works(envapi: EnvApi) -> None:
     assert Settings(token=" secret\n").token.get_secret_value() == "secret"  # type: ignore[union-attr]
     for token in (f"{envapi.token}\n", f"{envapi.token} "):  # the REST call and HELLO alike

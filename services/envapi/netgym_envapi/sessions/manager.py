@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ WATCHDOG_PERIOD_S = 1.0
 WATCHDOG_MARGIN_S = 5.0
 # How long one good worker check (GET /v1/health) stands for the next ones.
 WORKER_CHECK_VALID_S = 5.0
+# What an ended session's record keeps of a reason or an error's message (an env's
+# error may quote the whole request back).
+ENDED_TEXT_CHARS = 4000
 
 
 class SessionState(enum.StrEnum):
@@ -112,6 +115,16 @@ class SessionRecord:
     @property
     def session_id(self) -> str:
         return self.config.session_id
+
+    def keep_only_its_end(self) -> None:
+        """Drop what only a live session needs: ended records are kept by the
+        thousand, and a request's kwargs or an env's spaces may take megabytes."""
+        self.config = replace(self.config, env_kwargs={}, wrappers=[])
+        self.observation_space = self.action_space = self.action_meanings = None
+        if self.end_reason is not None:
+            self.end_reason = _shortened(self.end_reason)
+        if self.end_error is not None and isinstance(self.end_error.get("message"), str):
+            self.end_error = {**self.end_error, "message": _shortened(self.end_error["message"])}
 
     def public(self) -> dict[str, Any]:
         """The session as the REST API shows it."""
@@ -431,6 +444,7 @@ class SessionManager:
                 )
             )
         self._live.pop(record.session_id, None)
+        record.keep_only_its_end()
         self._ended[record.session_id] = record
         while len(self._ended) > self.settings.ended_session_memory:
             self._ended.popitem(last=False)
@@ -581,3 +595,9 @@ def _emulator_timeout_s(step_timeout_s: float) -> float:
     from netgym.emulator.env import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 
     return max(MIN_TIMEOUT_S, min(DEFAULT_TIMEOUT_S, step_timeout_s / 2))
+
+
+def _shortened(text: str) -> str:
+    if len(text) <= ENDED_TEXT_CHARS:
+        return text
+    return f"{text[:ENDED_TEXT_CHARS]}... ({len(text) - ENDED_TEXT_CHARS:,} more characters)"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import mmap
 import os
@@ -63,6 +64,10 @@ from netgym_envapi.sessions.workers import WorkerPool
 # end (stuck in an env's native code) lives before it kills itself.
 STUCK_GRACE_S = 10.0
 log = logging.getLogger("netgym.envapi.session")
+# The spaces' description (JSON) at most: a Box with bounds per element sends them all,
+# and the main process reads it in its event loop. A stack of four Atari screens
+# with bounds per pixel takes about 2 MiB.
+MAX_SPACES_BYTES = 16 << 20
 LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
 
 
@@ -203,8 +208,7 @@ class Session:
             self.control,
             {
                 "op": "ready",
-                "observation_space": pack_space(self.results.observations.space),
-                "action_space": pack_space(self.actions.space),
+                **self.spaces,
                 "episode": self.episode,
                 "action_meanings": self.action_meanings,
                 "env_revision": self.env_revision,
@@ -227,8 +231,11 @@ class Session:
             # this process alone: sending to all, then collecting, beats workers.
             workers = 1 if isinstance(probe, SplitStepEnv) else config.workers
             observation_space, action_space = probe.observation_space, probe.action_space
-            pack_space(observation_space)
-            pack_space(action_space)
+            self.spaces = {
+                "observation_space": pack_space(observation_space),
+                "action_space": pack_space(action_space),
+            }
+            _check_described_size(self.spaces)
             self.episode = episode_spec(probe)
             self.action_meanings = action_meanings(probe)
             self.env_revision = env_revision(probe)
@@ -631,3 +638,19 @@ def _discard(reader: FrameReader, length: int) -> None:
         count = min(length, len(chunk))
         reader.body_into(view[:count])
         length -= count
+
+
+def _check_described_size(spaces: dict[str, Any]) -> None:
+    """Refuse spaces whose description the envapi would not pass on.
+
+    Raises:
+        InvalidRequestError: saying how big they are, and what makes them so.
+    """
+    size = len(json.dumps(spaces))
+    if size > MAX_SPACES_BYTES:
+        raise InvalidRequestError(
+            f"the env's spaces take {size / 2**20:.0f} MiB to describe, over the "
+            f"{MAX_SPACES_BYTES >> 20} MiB the envapi serves (a Box whose bounds differ "
+            "from element to element sends every one): make the observations smaller, "
+            "such as with a smaller frame_stack stack_size"
+        )
