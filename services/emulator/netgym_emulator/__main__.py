@@ -31,12 +31,20 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from netgym_emulator.app import create_app
+    from netgym_http.timely import timely_http
 
     try:
         app = create_app(settings)
     except NetgymError as exc:
         sys.exit(f"netgym-emulator: {exc.message}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, ws="none")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        ws="none",
+        http=timely_http(settings.request_timeout_s),
+    )
 
 
 if __name__ == "__main__":

@@ -32,6 +32,9 @@ class EmulatorSettings(BaseSettings):
         ge=0,
         description="an instance whose client sends nothing for this long exits (0: never)",
     )
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="close a REST connection whose request has not all come by then"
+    )
     work_dir: Path | None = Field(
         None, description="per-instance FCEUX homes (default: a temp dir)"
     )

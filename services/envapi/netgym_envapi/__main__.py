@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from netgym_envapi.app import create_app
+    from netgym_http.timely import timely_http
 
     uvicorn.run(
         create_app(settings),
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_level=args.log_level,
         ws="none",
+        http=timely_http(settings.request_timeout_s),
     )
 
 

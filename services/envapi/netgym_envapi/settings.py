@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     )
     idle_timeout_s: float = Field(300.0, gt=0, description="end a session silent this long")
     attach_timeout_s: float = Field(30.0, gt=0, description="end a session not attached by then")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="close a REST connection whose request has not all come by then"
+    )
     make_timeout_s: float = Field(120.0, gt=0, description="limit on making a session's envs")
     step_timeout_s: float = Field(60.0, gt=0, description="limit on one reset or step")
     ended_session_memory: int = Field(

@@ -1,0 +1,90 @@
+"""A REST connection must send its whole request in time; a slow answer may take long."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from netgym_http.timely import timely_http
+
+TIMEOUT_S = 0.5
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    app = FastAPI()
+
+    @app.get("/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(3 * TIMEOUT_S)  # longer than a request may take to arrive
+        return {"ok": "slow"}
+
+    @app.post("/echo")
+    async def echo(body: dict[str, str]) -> dict[str, str]:
+        return body
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=free, log_level="warning", http=timely_http(TIMEOUT_S)
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield free
+    server.should_exit = True
+    thread.join(10)
+
+
+def closed_after(connection: socket.socket) -> float:
+    """Seconds until the server closes ``connection`` (at most 10)."""
+    start = time.monotonic()
+    connection.settimeout(10)
+    while connection.recv(4096):
+        pass
+    return time.monotonic() - start
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        b"",  # a connection that says nothing
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n",  # half a header
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",  # half a body
+    ],
+    ids=["nothing", "half-header", "half-body"],
+)
+def test_a_request_that_does_not_all_come_in_time_is_cut_off(port: int, sent: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(sent)
+        assert closed_after(connection) < 3 * TIMEOUT_S + 1
+
+
+def test_a_request_that_came_may_take_longer_and_the_next_one_gets_its_time(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.settimeout(10)
+        connection.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = b""
+        while b'{"ok":"slow"}' not in reply:
+            reply += connection.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200")
+        body = b'{"a":"b"}'  # on the same connection, kept alive
+        connection.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        reply = b""
+        while body not in reply:
+            reply += connection.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 200")
