@@ -66,7 +66,9 @@ def direct_worker(emulator_url: str, steps: int, seed: int, results: multiproces
     instance = httpx.post(
         f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
     ).json()
-    bridge = BridgeConnection(instance["host"], instance["port"], 0, 30.0, instance["screen_file"])
+    bridge = BridgeConnection(
+        instance["host"], instance["port"], 0, 30.0, instance["screen_file"], key=instance["key"]
+    )
     actions = np.random.default_rng(seed).integers(0, 3, steps + 10)
     bridge.request(b"R", 0)
     for a in actions[:10]:
@@ -102,7 +104,9 @@ def direct_lockstep(emulator_url: str, instances: int, steps: int, seed: int) ->
         for _ in range(instances)
     ]
     bridges = [
-        BridgeConnection(lease["host"], lease["port"], 0, 30.0, lease["screen_file"])
+        BridgeConnection(
+            lease["host"], lease["port"], 0, 30.0, lease["screen_file"], key=lease["key"]
+        )
         for lease in leases
     ]
     screens = np.empty((instances, *SCREEN_SHAPE), dtype=np.uint8)

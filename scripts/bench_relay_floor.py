@@ -53,9 +53,11 @@ REQUEST = struct.Struct("<I")
 MESSAGE = struct.Struct("<qq")  # env, action (client) or env, reply bytes (relay)
 
 
-def _connect(address: tuple[str, int] | Any) -> socket.socket:
+def _connect(address: tuple[str, int] | Any, key: str | None = None) -> socket.socket:
     sock = socket.create_connection(address)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if key is not None:  # an emulator bridge's: the first bytes it takes a client by
+        sock.sendall(key.encode())
     return sock
 
 
@@ -66,7 +68,7 @@ def relay(emulator_url: str, instances: int, mode: str, ports: Any, screens_path
         instance = httpx.post(
             f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
         ).json()
-        bridges.append(_connect((instance["host"], instance["port"])))
+        bridges.append(_connect((instance["host"], instance["port"]), instance["key"]))
         with open(instance["screen_file"], "rb") as file:
             screen_files.append(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))
     with open(screens_path, "r+b") as file:

@@ -24,7 +24,7 @@ def test_a_reply_header_too_long_to_be_true_is_a_broken_stream_not_a_huge_alloca
 
         thread = threading.Thread(target=answer, daemon=True)
         thread.start()
-        bridge = BridgeConnection("127.0.0.1", server.getsockname()[1], 0, 5.0, None)
+        bridge = BridgeConnection("127.0.0.1", server.getsockname()[1], 0, 5.0, None, key="")
         try:
             with pytest.raises(ConnectionLostError, match="out of step") as caught:
                 bridge.request(b"S", 0)

@@ -154,7 +154,8 @@ def test_a_bridge_that_cannot_listen_says_so(tmp_path: Path) -> None:
 def test_an_instance_whose_client_went_silent_exits_and_says_why(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path), idle_timeout_s="1") as (url, _):
         instance = start(url).json()
-        with socket.create_connection((instance["host"], instance["port"])):
+        with socket.create_connection((instance["host"], instance["port"])) as bridge:
+            bridge.sendall(instance["key"].encode())
             state = wait_for_the_end(url, instance["instance_id"], 10)
         message = state.json()["error"]["message"]
         assert "its client sent nothing for 1 s (the idle timeout, NETGYM_EMULATOR_IDLE" in message
@@ -164,7 +165,7 @@ def test_an_unclaimed_or_garbled_instance_exits_and_says_why(tmp_path: Path) -> 
     with run_emulator(tmp_path, games_dir(tmp_path), attach_timeout_s="2") as (url, _):
         unclaimed, garbled = start(url).json(), start(url).json()
         with socket.create_connection((garbled["host"], garbled["port"])) as bridge:
-            bridge.sendall(b"X\xff\xfe\xfd\xfc")  # no UTF-8 either
+            bridge.sendall(garbled["key"].encode() + b"X\xff\xfe\xfd\xfc")  # no UTF-8 either
             message = wait_for_the_end(url, garbled["instance_id"], 10).json()["error"]["message"]
         assert "its client sent an unknown request (hex) 58fffefdfc" in message, message
         assert start(url).status_code == 201  # still serving
@@ -172,10 +173,30 @@ def test_an_unclaimed_or_garbled_instance_exits_and_says_why(tmp_path: Path) -> 
         assert "no client connected within 2 s of the start (the attach timeout" in message
 
 
+def test_only_the_client_with_the_key_gets_the_instance(tmp_path: Path) -> None:
+    """Any local process may reach a bridge's port before its client does: one
+    with the wrong key, or silent, is shut out and the bridge waits on."""
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+        instance = start(url).json()
+        address = (instance["host"], instance["port"])
+        assert "key" not in httpx.get(f"{url}/v1/instances/{instance['instance_id']}").json()
+        silent = socket.create_connection(address)
+        with socket.create_connection(address) as wrong:
+            wrong.sendall(b"0" * len(instance["key"]) + b"R\0\0\0\0")
+            wrong.settimeout(10)
+            assert wrong.recv(100) == b""  # closed, once the silent one has had its 2 s
+        bridge = BridgeConnection(*address, 0, 10.0, key=instance["key"])
+        try:
+            assert bridge.request(b"R", 0).done is False  # a reset, answered
+        finally:
+            bridge.close()
+            silent.close()
+
+
 def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path)) as (url, service):
         instance = start(url, "EndlessLoop").json()
-        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0)
+        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0, key=instance["key"])
         bridge.request(b"R")
         bridge.request(b"S")
         bridge.send(b"S")  # the script loops for ever in this step
@@ -221,7 +242,7 @@ def test_an_env_refuses_an_instance_of_its_game_changed_since_it_was_made(tmp_pa
 def test_an_instance_whose_client_quit_says_so(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
         instance = start(url).json()
-        BridgeConnection(instance["host"], instance["port"], 0, 10.0).close()
+        BridgeConnection(instance["host"], instance["port"], 0, 10.0, key=instance["key"]).close()
         message = wait_for_the_end(url, instance["instance_id"], 10).json()["error"]["message"]
         assert "its client asked it to quit" in message, message
         assert "unknown request" not in message
@@ -243,7 +264,7 @@ def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Pat
     work = tmp_path / "work"
     with run_emulator(tmp_path, games, work_dir=str(work)) as (url, _):
         instance = start(url, "Chatty").json()
-        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0)
+        bridge = BridgeConnection(instance["host"], instance["port"], 0, 10.0, key=instance["key"])
         try:
             bridge.request(b"R", 0)
             log = work / instance["instance_id"] / "fceux.log"

@@ -94,6 +94,8 @@ class BridgeConnection:
         ram_count: int,
         timeout_s: float,
         screen_file: str | None = None,
+        *,
+        key: str,
     ) -> None:
         self.timeout_s = timeout_s
         self.ram_count = ram_count
@@ -119,6 +121,13 @@ class BridgeConnection:
                 f"cannot connect to the emulator at {host}:{port}: {exc}"
             ) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock.sendall(key.encode())  # the bridge takes no other client
+        except OSError as exc:
+            self.sock.close()
+            raise ConnectionLostError(
+                f"cannot connect to the emulator at {host}:{port}: {exc}"
+            ) from None
         # A blocking socket with kernel timeouts, so that MSG_WAITALL can wait for a
         # whole screen in one call: LuaSocket sends it in 8 KB pieces, and waking
         # up for each piece costs more than the copy.

@@ -186,6 +186,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     len(self.spec_data["ram"]),
                     self.timeout_s,
                     instance.get("screen_file"),
+                    key=instance["key"],
                 )
             except ConnectionLostError as exc:
                 self.release()

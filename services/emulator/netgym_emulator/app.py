@@ -95,8 +95,14 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
         instance = await pool.start(body.game, body.screen, body.screen_file)
-        # The bridge is reached at the address the caller reached us by.
-        return {**instance.public(), "host": request.url.hostname, "spec": instance.game.spec()}
+        # The bridge is reached at the address the caller reached us by, with the key
+        # that only this reply gives.
+        return {
+            **instance.public(),
+            "host": request.url.hostname,
+            "key": instance.key,
+            "spec": instance.game.spec(),
+        }
 
     @app.get("/v1/instances")
     async def instances(pool: PoolDep) -> dict[str, Any]:

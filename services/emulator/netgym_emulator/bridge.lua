@@ -30,6 +30,9 @@ local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 local screen_path = env("NETGYM_SCREEN_FILE", nil)
 -- Why the bridge ended FCEUX of its own accord, for the service to report.
 local exit_file = env("NETGYM_EXIT_FILE", nil)
+-- A client sends this first: any process that reaches the port could connect,
+-- but only the one the service gave the instance to knows it.
+local bridge_key = env("NETGYM_BRIDGE_KEY", "")
 
 local ram_addresses = {}
 for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
@@ -180,8 +183,23 @@ local function thread_id()
 end
 report("port " .. port .. " " .. thread_id())
 
-server:settimeout(attach_timeout)
-local client = server:accept()
+-- The first connection that sends the key is the client; any other is closed
+-- (sending nothing, it is given at most 2 s) and the bridge listens on.
+local function accept_client()
+  local deadline = socket.gettime() + attach_timeout
+  while true do
+    local left = deadline - socket.gettime()
+    if left <= 0 then return nil end
+    server:settimeout(left)
+    local candidate = server:accept()
+    if candidate == nil then return nil end
+    candidate:settimeout(math.min(left, 2))
+    local given = candidate:receive(#bridge_key)
+    if given == bridge_key then return candidate end
+    candidate:close()
+  end
+end
+local client = accept_client()
 server:close()
 if client == nil then
   note_exit("no client connected within " .. attach_timeout .. " s of the start (the attach "

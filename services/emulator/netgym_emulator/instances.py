@@ -32,6 +32,8 @@ BRIDGE_ERROR = "bridge: "
 SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
 EXIT_FILE = "bridge-exit"  # why the bridge ended FCEUX itself, when it did
 LOG_LIMIT_BYTES = 8 * 2**20  # FCEUX's output kept per instance, at most (trimmed every second)
+BRIDGE_KEY_BYTES = 32  # hex digits a client sends first, as docs/games.md says
+_SECRETS = ("NETGYM_EMULATOR_TOKEN", "NETGYM_TOKEN")  # not for FCEUX and game scripts
 LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
@@ -71,6 +73,7 @@ class Instance:
     process: subprocess.Popen[bytes]
     home: Path
     port: int
+    key: str  # what a client sends first on the bridge: only the one that started it knows
     screen_file: Path | None = None
     started_at: float = field(default_factory=time.time)
     client_gone_since: float | None = None  # when its client was first seen gone
@@ -205,13 +208,16 @@ async def start_instance(
         GameError: with the Lua error (file and line) when the game's script does not load.
     """
     instance_id = secrets.token_hex(6)
+    key = secrets.token_hex(BRIDGE_KEY_BYTES // 2)
     home = work_dir / instance_id
     screen_file = screen_dir / f"{instance_id}.screen" if screen and screen_dir else None
     instance: Instance | None = None
     try:
         timeouts = (attach_timeout_s, idle_timeout_s)
-        process = _launch(game, fceux, display, home, bridge_host, timeouts, screen, screen_file)
-        instance = Instance(instance_id, game, process, home, port=0, screen_file=screen_file)
+        process = _launch(
+            game, fceux, display, home, bridge_host, timeouts, screen, screen_file, key
+        )
+        instance = Instance(instance_id, game, process, home, 0, key, screen_file=screen_file)
         instance.port, emulation_thread = await _wait_for_bridge(instance, start_timeout_s)
         if emulation_thread is not None:
             _idle_all_but(process.pid, emulation_thread)
@@ -236,10 +242,12 @@ def _launch(
     timeouts: tuple[float, float],
     screen: bool,
     screen_file: Path | None,
+    key: str,
 ) -> subprocess.Popen[bytes]:
     """Make the instance's home (and screen file), and start FCEUX with the bridge.
 
-    ``timeouts``: the bridge's attach and idle timeouts, in seconds.
+    ``timeouts``: the bridge's attach and idle timeouts, in seconds. ``key``: what
+    the bridge takes a client by.
     """
     home.mkdir(parents=True)
     port_file = home / "bridge-port"
@@ -256,7 +264,7 @@ def _launch(
     runtime_dir = home / "run"
     runtime_dir.mkdir(mode=0o700)  # Qt warns, in every error a game shows, without one
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if name not in _SECRETS},
         "HOME": str(home),
         "XDG_RUNTIME_DIR": str(runtime_dir),
         # FCEUX writes the bridge's start state to a temporary file it removes only
@@ -274,6 +282,7 @@ def _launch(
         "NETGYM_ATTACH_TIMEOUT": str(timeouts[0]),
         "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
+        "NETGYM_BRIDGE_KEY": key,
     }
     if screen_file is not None:
         with screen_file.open("wb") as file:
