@@ -29,8 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import run_emulator, run_envapi  # noqa: E402
 
 import netgym  # noqa: E402
+from netgym.client.rest import EMULATOR, RestClient, emulator_token  # noqa: E402
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection  # noqa: E402
 
 GAME = "BenchPong"
@@ -61,11 +62,23 @@ buttons = [ {{ wait = 30 }}, {{ press = ["start"], frames = 1 }}, {{ wait = 30 }
 MASKS = [0, 16, 32]
 
 
+def lease_instance(emulator_url: str) -> dict[str, Any]:
+    """An instance of the benchmark's game, its screens in a shared file."""
+    rest = RestClient(emulator_url, emulator_token(), service=EMULATOR)
+    instance: dict[str, Any] = rest.call(
+        "POST", "/v1/instances", {"game": GAME, "screen_file": True}
+    )
+    return instance
+
+
+def give_back(emulator_url: str, instance: dict[str, Any]) -> None:
+    rest = RestClient(emulator_url, emulator_token(), service=EMULATOR)
+    rest.call("DELETE", f"/v1/instances/{instance['instance_id']}")
+
+
 def direct_worker(emulator_url: str, steps: int, seed: int, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     """Lease an instance and step it straight through the bridge; report steps/s."""
-    instance = httpx.post(
-        f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
-    ).json()
+    instance = lease_instance(emulator_url)
     bridge = BridgeConnection(
         instance["host"], instance["port"], 0, 30.0, instance["screen_file"], key=instance["key"]
     )
@@ -78,7 +91,7 @@ def direct_worker(emulator_url: str, steps: int, seed: int, results: multiproces
         bridge.request(b"S", MASKS[a])
     results.put(steps / (time.perf_counter() - started))
     bridge.close()
-    httpx.delete(f"{emulator_url}/v1/instances/{instance['instance_id']}")
+    give_back(emulator_url, instance)
 
 
 def direct(emulator_url: str, instances: int, steps: int, seed: int) -> float:
@@ -97,12 +110,7 @@ def direct(emulator_url: str, instances: int, steps: int, seed: int) -> float:
 
 def direct_lockstep(emulator_url: str, instances: int, steps: int, seed: int) -> float:
     """Step several instances from this process in lockstep, as a vector env does."""
-    leases = [
-        httpx.post(
-            f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
-        ).json()
-        for _ in range(instances)
-    ]
+    leases = [lease_instance(emulator_url) for _ in range(instances)]
     bridges = [
         BridgeConnection(
             lease["host"], lease["port"], 0, 30.0, lease["screen_file"], key=lease["key"]
@@ -129,7 +137,7 @@ def direct_lockstep(emulator_url: str, instances: int, steps: int, seed: int) ->
     rate = steps * instances / (time.perf_counter() - started)
     for bridge, lease in zip(bridges, leases, strict=True):
         bridge.close()
-        httpx.delete(f"{emulator_url}/v1/instances/{lease['instance_id']}")
+        give_back(emulator_url, lease)
     return rate
 
 

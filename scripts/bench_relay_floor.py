@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import run_emulator  # noqa: E402
 
 from netgym.emulator.bridge import SCREEN_SHAPE, argb_to_rgb  # noqa: E402
-from scripts.bench_emulator import GAME, MANIFEST, MASKS, direct  # noqa: E402
+from scripts.bench_emulator import MANIFEST, MASKS, direct, lease_instance  # noqa: E402
 
 SCREEN_BYTES = int(np.prod(SCREEN_SHAPE))
 REQUEST = struct.Struct("<I")
@@ -65,9 +64,7 @@ def relay(emulator_url: str, instances: int, mode: str, ports: Any, screens_path
     """The relay process: lease instances, then serve one client until it leaves."""
     bridges, screen_files = [], []
     for _ in range(instances):
-        instance = httpx.post(
-            f"{emulator_url}/v1/instances", json={"game": GAME, "screen_file": True}, timeout=60
-        ).json()
+        instance = lease_instance(emulator_url)
         bridges.append(_connect((instance["host"], instance["port"]), instance["key"]))
         with open(instance["screen_file"], "rb") as file:
             screen_files.append(mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ))

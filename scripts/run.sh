@@ -51,6 +51,10 @@ trap 'die_of TERM' TERM
 trap 'die_of HUP' HUP
 trap stop EXIT
 emulator_port="${NETGYM_EMULATOR_PORT:-8002}"
+# Instances are started by the envapi alone: the emulator service and the envapi
+# share a token that no other local process knows.
+NETGYM_EMULATOR_TOKEN="${NETGYM_EMULATOR_TOKEN:-$(.venv/bin/python -c 'import secrets; print(secrets.token_hex(16))')}"
+export NETGYM_EMULATOR_TOKEN
 # In a session of its own, so that Ctrl-C reaches the envapi alone: the
 # emulator service is stopped once the envapi, which uses it, has stopped.
 setsid .venv/bin/netgym-emulator --port "$emulator_port" \

@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+import netgym
 from tests.servers import alive, descendants, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,3 +92,38 @@ def test_help_names_both_services_and_every_setting() -> None:
         for name, field in settings.model_fields.items():
             assert f"{prefix}{name.upper()} (default " in text
             assert field.description, f"{name} needs a description for --help"
+
+
+def test_run_script_gives_the_emulator_service_a_token_only_the_envapi_knows(
+    tmp_path: Path,
+) -> None:
+    """Another local process cannot start or stop instances; the envapi's NES envs work."""
+    port, data_port, emulator_port = free_port(), free_port(), free_port()
+    environ = {
+        **os.environ,
+        "NETGYM_PORT": str(port),
+        "NETGYM_DATA_PORT": str(data_port),
+        "NETGYM_EMULATOR_PORT": str(emulator_port),
+    }
+    for name in ("NETGYM_TOKEN", "NETGYM_EMULATOR_TOKEN", "NETGYM_EMULATOR_GAMES_DIR"):
+        environ.pop(name, None)
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        script = subprocess.Popen(
+            ["scripts/run.sh"], cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(f"http://127.0.0.1:{port}/v1/health"):
+            assert script.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        listing = f"http://127.0.0.1:{emulator_port}/v1/instances"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(listing, timeout=10)
+        assert refused.value.code == 401
+        with netgym.make("netgym/Catch-v0", url=f"http://127.0.0.1:{port}") as env:
+            env.reset(seed=0)
+            env.step(env.action_space.sample())
+    finally:
+        script.terminate()
+        script.wait(30)

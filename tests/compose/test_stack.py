@@ -57,11 +57,15 @@ def test_envapi_serves_atari_and_the_games_folder_through_the_emulator_service(
 
 
 SHARING_PROBE = """
-import json, urllib.request, netgym
+import json, os, urllib.request, netgym
 envs = netgym.make_vec("netgym/Catch-v0", num_envs=2)  # NETGYM_URL and NETGYM_TOKEN
 envs.reset(seed=0)
 envs.step(envs.action_space.sample())
-with urllib.request.urlopen("http://emulator:8002/v1/instances") as reply:
+listing = urllib.request.Request(  # the emulator service's token is Compose's NETGYM_TOKEN
+    "http://emulator:8002/v1/instances",
+    headers={"Authorization": "Bearer " + os.environ["NETGYM_TOKEN"]},
+)
+with urllib.request.urlopen(listing) as reply:
     instances = [i for i in json.load(reply)["instances"] if i["alive"]]
 print(json.dumps({
     "results_in_shared_memory": envs._connection.shared_results is not None,

@@ -193,6 +193,29 @@ def test_only_the_client_with_the_key_gets_the_instance(tmp_path: Path) -> None:
             silent.close()
 
 
+def test_instances_need_the_token_when_the_service_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another local process could otherwise list, stop or use up the instances
+    of every session; the games' list and health stay open, for `curl`."""
+    with run_emulator(tmp_path, games_dir(tmp_path), token="s3cret") as (url, _):
+        refused = start(url)
+        assert refused.status_code == 401
+        assert "NETGYM_EMULATOR_TOKEN" in refused.json()["error"]["message"]
+        assert httpx.get(f"{url}/v1/instances").status_code == 401
+        wrong = {"Authorization": "Bearer guess"}
+        assert httpx.delete(f"{url}/v1/instances/abc", headers=wrong).status_code == 401
+        assert httpx.get(f"{url}/v1/games").status_code == 200
+        assert httpx.get(f"{url}/v1/health").status_code == 200
+        monkeypatch.setenv("NETGYM_EMULATOR_TOKEN", "s3cret")  # as the envapi has it
+        env = EmulatorEnv("Plain", url)
+        try:
+            env.reset(seed=0)
+            env.step(0)
+        finally:
+            env.close()
+
+
 def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path)) as (url, service):
         instance = start(url, "EndlessLoop").json()

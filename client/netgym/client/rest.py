@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import urllib.error
 import urllib.request
@@ -25,6 +26,12 @@ EMULATOR = (
     "emulator service",
     "Start it with `netgym-emulator` or `docker compose up`, or set NETGYM_EMULATOR_URL",
 )
+
+
+def emulator_token() -> str | None:
+    """The token for the emulator service's instances: ``$NETGYM_EMULATOR_TOKEN``, if set."""
+    return os.environ.get("NETGYM_EMULATOR_TOKEN", "").strip() or None
+
 
 _HEADER_TEXT = re.compile(r"[\x20-\x7e\xa0-\xff]+")  # printable Latin-1: what a header carries
 

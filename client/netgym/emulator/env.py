@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from netgym.client.rest import EMULATOR, RestClient
+from netgym.client.rest import EMULATOR, RestClient, emulator_token
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
 from netgym.errors import (
     ConnectionLostError,
@@ -47,6 +47,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
         timeout_s: how long a step may take before the instance counts as hung
             (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default).
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
+        token: the emulator service's token for its instances; default
+            ``$NETGYM_EMULATOR_TOKEN``.
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -59,6 +61,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        token: str | None = None,
     ) -> None:
         if not _positive(timeout_s) or not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
             raise InvalidRequestError(
@@ -72,7 +75,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 f"max_episode_steps={max_episode_steps!r}: give a whole number of steps above 0, "
                 "or leave it out for the manifest's [episode] max_steps"
             )
-        self._rest = RestClient(emulator_url, token=None, timeout_s=60.0, service=EMULATOR)
+        token = token or emulator_token()
+        self._rest = RestClient(emulator_url, token=token, timeout_s=60.0, service=EMULATOR)
         self.spec_data: dict[str, Any] = self._rest.call("GET", f"/v1/games/{game}")
         self.game = game
         self.timeout_s = timeout_s

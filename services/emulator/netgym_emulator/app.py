@@ -19,6 +19,7 @@ from netgym_emulator.display import VirtualDisplay
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
 from netgym_http.errors import install_error_handlers
+from netgym_http.guard import RequestGuard
 
 log = logging.getLogger("netgym.emulator")
 
@@ -67,6 +68,16 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
             display.stop()
 
     app = FastAPI(title="netgym emulator", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(
+        RequestGuard,
+        token=settings.token,
+        guarded=lambda path: path.startswith("/v1/instances"),
+        unauthorized=(
+            "wrong or missing token: instances are started, listed and stopped with "
+            "'Authorization: Bearer <token>', the service's NETGYM_EMULATOR_TOKEN (the envapi "
+            "sends its own NETGYM_EMULATOR_TOKEN)"
+        ),
+    )
 
     install_error_handlers(app, "emulator service", log)
 

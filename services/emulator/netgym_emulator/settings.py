@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from netgym_http.guard import blank_is_none
 
 
 class EmulatorSettings(BaseSettings):
@@ -32,6 +34,13 @@ class EmulatorSettings(BaseSettings):
         ge=0,
         description="an instance whose client sends nothing for this long exits (0: never)",
     )
+    token: SecretStr | None = Field(
+        None,
+        description=(
+            "the token the envapi sends to start, list and stop instances (in Compose, "
+            "NETGYM_TOKEN's); the games' list and health need none"
+        ),
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="close a REST connection whose request has not all come by then"
     )
@@ -45,6 +54,8 @@ class EmulatorSettings(BaseSettings):
             "in /dev/shm); in Compose, a tmpfs volume mounted at the same path in the envapi"
         ),
     )
+
+    _blank_token_is_none = field_validator("token", mode="before")(blank_is_none)
 
     @field_validator("games_dir")
     @classmethod

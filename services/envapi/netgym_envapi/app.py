@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from netgym_envapi.api import envs, health, sessions
-from netgym_envapi.api.guard import RequestGuard
+from netgym_envapi.api.deps import UNAUTHORIZED_MESSAGE, needs_token
 from netgym_envapi.dataport import DataPort
 from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.settings import Settings
 from netgym_http.errors import install_error_handlers
+from netgym_http.guard import RequestGuard
 
 log = logging.getLogger("netgym.envapi")
 
@@ -38,7 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await manager.shutdown()
 
     app = FastAPI(title="netgym envapi", version="0.1.0", lifespan=lifespan)
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(
+        RequestGuard,
+        token=settings.token,
+        guarded=needs_token,
+        unauthorized=UNAUTHORIZED_MESSAGE,
+    )
     app.include_router(health.router)
     app.include_router(envs.router)
     app.include_router(sessions.router)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from netgym.errors import NetgymError
+from netgym_http.guard import blank_is_none
 
 
 class InsecureBindError(NetgymError):
@@ -73,18 +73,7 @@ class Settings(BaseSettings):
         1000, ge=0, description="how many ended sessions keep their end reason"
     )
 
-    @field_validator("token", mode="before")
-    @classmethod
-    def _blank_token_is_none(cls, value: Any) -> Any:
-        """``NETGYM_TOKEN=""`` (or spaces) means no token, not a token anyone can send.
-
-        Spaces and line ends around it are dropped (a token read from a file ends
-        in one), as HTTP drops them around the header that carries it.
-        """
-        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(raw, str):
-            return raw.strip() or None
-        return value
+    _blank_token_is_none = field_validator("token", mode="before")(blank_is_none)
 
     @property
     def env_module_list(self) -> list[str]:

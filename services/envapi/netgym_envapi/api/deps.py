@@ -7,10 +7,21 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from netgym.errors import AuthenticationError
-from netgym_envapi.api.guard import UNAUTHORIZED_MESSAGE, token_matches
 from netgym_envapi.dataport import DataPort
 from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.settings import Settings
+from netgym_http.guard import token_matches
+
+OPEN_PATHS = frozenset({"/v1/health"})
+UNAUTHORIZED_MESSAGE = (
+    "wrong or missing token: send 'Authorization: Bearer <token>' "
+    "(the client takes token=... or NETGYM_TOKEN)"
+)
+
+
+def needs_token(path: str) -> bool:
+    """Every ``/v1/`` path but health."""
+    return path.startswith("/v1/") and path not in OPEN_PATHS
 
 
 def get_settings(request: Request) -> Settings:
@@ -37,7 +48,7 @@ def require_token(
     ``RequestGuard`` has checked it already, before the body was read; this
     keeps each route safe on its own.
     """
-    if not token_matches(settings, authorization):
+    if not token_matches(settings.token, authorization):
         raise AuthenticationError(UNAUTHORIZED_MESSAGE)
 
 

@@ -252,6 +252,10 @@ class SessionManager:
         except NetgymError:
             await record.exited.wait()
             raise
+        if record.observation_space is None:  # ended, and forgotten, as soon as it was ready
+            raise WorkerCrashedError(
+                f"session {record.session_id} ended as it started: {record.end_reason}"
+            )
         return record
 
     def _config(
@@ -347,8 +351,7 @@ class SessionManager:
 
     async def _describe(self, env_id: str) -> dict[str, Any]:
         record = await self.open(env_id, 1, {}, [], AutoresetMode.SAME_STEP)
-        await self.close(record.session_id, "it only described its env")
-        return {
+        description = {  # taken before the close: an ended record keeps no spaces
             "env_id": env_id,
             "observation_space": record.observation_space,
             "action_space": record.action_space,
@@ -356,6 +359,8 @@ class SessionManager:
             "action_meanings": record.action_meanings,
             "env_revision": record.env_revision,
         }
+        await self.close(record.session_id, "it only described its env")
+        return description
 
     async def _watch(self, record: SessionRecord) -> None:
         """Read the session's control messages until the socket's end."""

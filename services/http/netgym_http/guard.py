@@ -1,5 +1,7 @@
 """Checks made on every request before any route runs: the token, the body's size.
 
+Both services' REST APIs are guarded so.
+
 FastAPI reads and parses a request's body before the route's dependencies run,
 ``require_token`` included, so without this middleware anyone who reaches the
 port could make the service read (and hold in memory) a body of any size. This
@@ -12,39 +14,56 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 
+from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netgym.errors import AuthenticationError, MessageTooLargeError, NetgymError
-from netgym_envapi.settings import Settings
 
 MAX_BODY_BYTES = 1 << 20  # REST bodies are small JSON documents
-OPEN_PATHS = frozenset({"/v1/health"})
 
 
-def token_matches(settings: Settings, authorization: str | None) -> bool:
-    """Whether ``Authorization: Bearer <token>`` carries the service's token (or none is set)."""
-    if settings.token is None:
+def token_matches(token: SecretStr | None, authorization: str | None) -> bool:
+    """Whether ``Authorization: Bearer <token>`` carries ``token`` (or there is none)."""
+    if token is None:
         return True
-    expected = settings.token.get_secret_value().encode()
+    expected = token.get_secret_value().encode()
     scheme, _, given = (authorization or "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
 
 
-UNAUTHORIZED_MESSAGE = (
-    "wrong or missing token: send 'Authorization: Bearer <token>' "
-    "(the client takes token=... or NETGYM_TOKEN)"
-)
+def blank_is_none(value: object) -> object:
+    """A token setting as read: ``""`` (or spaces) means no token, not a token anyone
+    can send. Spaces and line ends around it are dropped (a token read from a file
+    ends in one), as HTTP drops them around the header that carries it."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(raw, str):
+        return raw.strip() or None
+    return value
 
 
 class RequestGuard:
-    """ASGI middleware: the token for ``/v1/*`` (but health), and a cap on body size."""
+    """ASGI middleware: the token for the paths ``guarded`` names, and a cap on body size.
+
+    Args:
+        token: what a guarded request must carry; None: nothing.
+        guarded: whether a path needs the token.
+        unauthorized: the message of a refusal, saying where the token comes from.
+    """
 
     def __init__(
-        self, app: ASGIApp, settings: Settings, max_body_bytes: int = MAX_BODY_BYTES
+        self,
+        app: ASGIApp,
+        token: SecretStr | None,
+        guarded: Callable[[str], bool],
+        unauthorized: str,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.app = app
-        self.settings = settings
+        self.token = token
+        self.guarded = guarded
+        self.unauthorized = unauthorized
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -52,12 +71,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        if (
-            path.startswith("/v1/")
-            and path not in OPEN_PATHS
-            and not token_matches(self.settings, _header(scope, b"authorization"))
-        ):
-            await _refuse(send, AuthenticationError(UNAUTHORIZED_MESSAGE))
+        if self.guarded(path) and not token_matches(self.token, _header(scope, b"authorization")):
+            await _refuse(send, AuthenticationError(self.unauthorized))
             return
         announced = _header(scope, b"content-length")
         if announced is not None and announced.isdigit() and int(announced) > self.max_body_bytes:
