@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -20,7 +22,7 @@ from netgym.protocol import PROTOCOL_VERSION, MessageType, pack_value
 from netgym.protocol.frames import HEADER_SIZE, pack_header, unpack_error, unpack_header
 from netgym_envapi import dataport
 from netgym_envapi.api.health import ping_dataport, probe_host
-from netgym_envapi.dataport import DataPort
+from netgym_envapi.dataport import DataPort, SparseLog
 from netgym_envapi.settings import Settings
 
 
@@ -222,3 +224,22 @@ def test_a_frame_too_large_before_hello_is_refused_with_an_error_the_peer_gets()
         writer.close()
 
     run_with_dataport(scenario)
+
+
+def test_a_flood_of_refusals_logs_one_line_of_each_kind_per_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sparse = SparseLog(period_s=0.2)
+    with caplog.at_level(logging.INFO, logger="netgym.envapi.dataport"):
+        for _ in range(5):
+            sparse.log(logging.INFO, "refused protocol", "refused a data connection: no HELLO")
+        sparse.log(logging.WARNING, "accept", "accepting a data connection failed")
+        time.sleep(0.25)
+        sparse.log(logging.INFO, "refused protocol", "refused a data connection: no HELLO")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[:2] == [
+        "refused a data connection: no HELLO",
+        "accepting a data connection failed",
+    ]
+    assert lines[2].startswith("refused a data connection: no HELLO (and 4 more like it in ")
+    assert len(lines) == 3

@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import logging
 import socket
+import time
 from collections import Counter
 from functools import partial
 from typing import Any
@@ -50,6 +51,7 @@ REFUSE_TIMEOUT_S = 1.0
 REFUSE_DRAIN_BYTES = 1 << 22
 # How long to pause accepting after accept() fails (out of file descriptors...).
 ACCEPT_RETRY_S = 0.1
+LOG_EVERY_S = 10.0  # a flood of refused connections logs one line of each kind per period
 
 
 async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, size: int) -> bytearray:
@@ -74,6 +76,7 @@ class DataPort:
         self._task: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
         self._pending_by_peer: Counter[str] = Counter()
+        self._sparse = SparseLog()
         self.port = 0
 
     async def start(self) -> None:
@@ -108,7 +111,9 @@ class DataPort:
             except OSError as exc:
                 # EMFILE, ENFILE, ECONNABORTED, ENOBUFS...: this connection is lost,
                 # but the port must go on accepting the next ones.
-                log.warning("accepting a data connection failed: %r; retrying", exc)
+                self._sparse.log(
+                    logging.WARNING, "accept", f"accepting a data connection failed: {exc!r}"
+                )
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
             peer = str(address[0])
@@ -133,7 +138,11 @@ class DataPort:
 
     def _turn_away(self, client: socket.socket, waiting: str, peer: str | None) -> None:
         """Refuse a connection at once: too many are already waiting for their HELLO."""
-        log.warning("refused a data connection: %s waiting for their HELLO", waiting)
+        self._sparse.log(
+            logging.WARNING,
+            "turned away",
+            f"refused a data connection: {waiting} waiting for their HELLO",
+        )
         error = LimitExceededError(
             f"{waiting} waiting for their HELLO on the data port, its limit; "
             "connect again in a moment",
@@ -223,7 +232,9 @@ class DataPort:
         client.close()  # the session process holds its own copy now
 
     async def _refuse(self, client: socket.socket, error: NetgymError) -> None:
-        log.info("refused a data connection: %s", error.message)
+        self._sparse.log(
+            logging.INFO, f"refused {error.code}", f"refused a data connection: {error.message}"
+        )
         body = pack_error(error)
         # A peer that reads nothing must not hold this connection (and its slot) for ever.
         loop = asyncio.get_running_loop()
@@ -239,6 +250,28 @@ class DataPort:
                     if not chunk:
                         break
                     dropped += len(chunk)
+
+
+class SparseLog:
+    """Logs each kind of event at most once per ``period_s``, with how many it left out:
+    a flood of bad connections must not flood the log too."""
+
+    def __init__(self, period_s: float = LOG_EVERY_S) -> None:
+        self.period_s = period_s
+        self._logged_at: dict[str, float] = {}
+        self._left_out: Counter[str] = Counter()
+
+    def log(self, level: int, kind: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < self.period_s:
+            self._left_out[kind] += 1
+            return
+        self._logged_at[kind] = now
+        left_out = self._left_out.pop(kind, 0)
+        if left_out and last is not None:
+            message += f" (and {left_out} more like it in {now - last:.0f} s)"
+        log.log(level, "%s", message)
 
 
 def _is_loopback(address: str) -> bool:
