@@ -98,26 +98,34 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     made_folder = not options.resume and (given is None or not run.path.exists())
     try:
         checkpoint, header = _prepare_run_dir(run, config, options, store, out)
+    except BrokenPipeError:  # at its last line: the output's pipe closed (`| head -3`)
+        if not options.resume:
+            _forget_new_run(run, made_folder)
+        raise
+    try:
         with StopRequested() as stop:
             output = cast(TextIO, StoppingOutput(out, stop))
             return _Run(config, run, store, options, stop, output).go(checkpoint, device, header)
-    except (NetgymError, _StoppedBeforeTraining, BrokenPipeError) as exc:
-        # A bad config, the envapi unreachable or refusing the env, the output's
-        # pipe closed (`| head -3`), before any checkpoint: the folder holds no
-        # run, so that the same command works once the cause is fixed.
+    except (NetgymError, _StoppedBeforeTraining) as exc:
+        # A bad config, the envapi unreachable or refusing the env, before any
+        # checkpoint: the folder holds no run, so that the same command works
+        # once the cause is fixed.
         if not options.resume and not store.steps():
+            _forget_new_run(run, made_folder)
             if made_folder:
-                shutil.rmtree(run.path, ignore_errors=True)
-                if not isinstance(exc, BrokenPipeError):
-                    print(
-                        f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True
-                    )
-            else:
-                run.config_file.unlink(missing_ok=True)
+                print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
         if isinstance(exc, _StoppedBeforeTraining):
             print(f"stopped by {exc.stop.name} before the first step", file=out, flush=True)
             return exc.stop.exit_status
         raise
+
+
+def _forget_new_run(run: RunDir, made_folder: bool) -> None:
+    """Undo a new run that saved nothing: its folder, or what it put in one given."""
+    if made_folder:
+        shutil.rmtree(run.path, ignore_errors=True)
+    else:
+        run.config_file.unlink(missing_ok=True)
 
 
 class _StoppedBeforeTraining(Exception):

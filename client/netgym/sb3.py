@@ -100,6 +100,8 @@ class RemoteVecEnv(VecEnv):
         self.env_id = env_id
         self._remote_kwargs = kwargs
         self.remote = self._open_remote(num_envs)
+        # The spec as made: a reconnect's session is opened with shorter timeouts.
+        self._spec = self.remote.spec
         super().__init__(
             num_envs, self.remote.single_observation_space, self.remote.single_action_space
         )
@@ -167,7 +169,7 @@ class RemoteVecEnv(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         if attr_name in ("render_mode", "spec"):  # each env's, as the server describes it
-            value = None if attr_name == "render_mode" else self.remote.spec
+            value = None if attr_name == "render_mode" else self._spec
             return [value for _ in self._get_indices(indices)]
         raise AttributeError(
             f"remote envs expose no attribute {attr_name!r}: they live in another process"

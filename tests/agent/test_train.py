@@ -18,6 +18,7 @@ from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from netgym_agent.checkpoints import read_directory
+from netgym_agent.errors import RunDirError
 from netgym_agent.trainer import TrainOptions, train
 from tests.agent.helpers import (
     CONFIGS,
@@ -254,6 +255,17 @@ def test_output_gone_before_the_first_checkpoint_leaves_no_folder(tmp_path: Path
         train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), out)
     assert "run folder" not in out.getvalue()  # the line whose write failed
     assert not run_dir.exists()
+
+
+def test_a_run_folder_refused_for_holding_a_run_keeps_it(tmp_path: Path) -> None:
+    """One before its first checkpoint, say: --resume must still find its config."""
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copyfile(config, run_dir / "config.yaml")
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), io.StringIO())
+    assert (run_dir / "config.yaml").read_text() == config.read_text()
 
 
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:

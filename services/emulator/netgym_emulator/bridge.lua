@@ -183,21 +183,61 @@ local function thread_id()
 end
 report("port " .. port .. " " .. thread_id())
 
--- The first connection that sends the key is the client; any other is closed
--- (sending nothing, it is given at most 2 s) and the bridge listens on.
+-- The first connection that sends the key is the client. Connections are read
+-- side by side, so that silent ones (any local process may connect) cannot
+-- queue the client behind them: one with another key is closed at once, a
+-- silent one after 2 s, and past 64 waiting the oldest goes.
+local KEY_WAIT_S, MAX_WAITING = 2, 64
 local function accept_client()
   local deadline = socket.gettime() + attach_timeout
-  while true do
-    local left = deadline - socket.gettime()
-    if left <= 0 then return nil end
-    server:settimeout(left)
-    local candidate = server:accept()
-    if candidate == nil then return nil end
-    candidate:settimeout(math.min(left, 2))
-    local given = candidate:receive(#bridge_key)
-    if given == bridge_key then return candidate end
-    candidate:close()
+  local waiting, order = {}, {}  -- connection -> {got, since}; connections, oldest first
+  local function drop(connection)
+    waiting[connection] = nil
+    connection:close()
   end
+  server:settimeout(0)
+  while true do
+    local now = socket.gettime()
+    if now >= deadline then break end
+    local watch = {server}
+    local still = {}
+    for _, connection in ipairs(order) do
+      local state = waiting[connection]
+      if state ~= nil and now - state.since > KEY_WAIT_S then drop(connection) end
+      if waiting[connection] ~= nil then
+        table.insert(still, connection)
+        table.insert(watch, connection)
+      end
+    end
+    order = still
+    local readable = socket.select(watch, nil, math.min(deadline - now, 0.5))
+    for _, ready in ipairs(readable) do
+      if ready == server then
+        local connection = server:accept()
+        if connection ~= nil then
+          connection:settimeout(0)
+          if #order >= MAX_WAITING then drop(table.remove(order, 1)) end
+          waiting[connection] = {got = "", since = socket.gettime()}
+          table.insert(order, connection)
+        end
+      elseif waiting[ready] ~= nil then
+        local state = waiting[ready]
+        local data, err, partial = ready:receive(#bridge_key - #state.got)
+        state.got = state.got .. (data or partial or "")
+        if state.got == bridge_key then
+          waiting[ready] = nil
+          for other, _ in pairs(waiting) do other:close() end
+          return ready
+        end
+        if #state.got >= #bridge_key or string.sub(bridge_key, 1, #state.got) ~= state.got
+            or err == "closed" then
+          drop(ready)
+        end
+      end
+    end
+  end
+  for connection, _ in pairs(waiting) do connection:close() end
+  return nil
 end
 local client = accept_client()
 server:close()

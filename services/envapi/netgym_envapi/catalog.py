@@ -366,7 +366,8 @@ def make_env(
     if family == "emulator":
         from netgym.emulator.env import EmulatorEnv
 
-        taken = [p for p in inspect.signature(EmulatorEnv).parameters if p != "render_mode"][2:]
+        internal = ("render_mode", "token")  # the envapi's own, not a client's to set
+        taken = [p for p in inspect.signature(EmulatorEnv).parameters if p not in internal][2:]
         unknown = sorted(set(env_kwargs) - set(taken))
         if unknown:
             raise InvalidRequestError(
