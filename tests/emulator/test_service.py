@@ -694,7 +694,7 @@ def test_a_bridge_that_cannot_be_reached_is_an_env_error_and_the_instance_goes_b
 ) -> None:
     # An instance that dies between its start and the connection, say. A
     # ConnectionLostError would end the envapi session the env serves.
-    def unreachable(*args: object) -> None:
+    def unreachable(*args: object, **kwargs: object) -> None:
         raise ConnectionLostError("cannot connect to the emulator at 127.0.0.1:1")
 
     env = EmulatorEnv("Catch", stack.emulator_url)
