@@ -102,6 +102,10 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         if not options.resume:
             _forget_new_run(run, made_folder)
         raise
+    except NetgymError:  # a folder that holds a run, or that cannot be written
+        if made_folder:  # there was none before: nothing of another run's is lost
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     try:
         with StopRequested() as stop:
             output = cast(TextIO, StoppingOutput(out, stop))

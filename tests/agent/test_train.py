@@ -268,6 +268,20 @@ def test_a_run_folder_refused_for_holding_a_run_keeps_it(tmp_path: Path) -> None
     assert (run_dir / "config.yaml").read_text() == config.read_text()
 
 
+def test_a_new_run_folder_that_cannot_be_written_is_not_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("netgym_agent.rundir.RunDir.save_config", disk_full)
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunDirError, match="cannot write the run folder"):
+        train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), io.StringIO())
+    assert not run_dir.exists()
+
+
 def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
     policy_kwargs = {"features_extractor_kwargs": {"size": 8}}  # FlattenExtractor takes no size
     hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": policy_kwargs}
