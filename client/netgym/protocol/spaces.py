@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from gymnasium import spaces
@@ -254,14 +254,9 @@ class BatchLayout:
                 values = array.tolist()
                 if bounds[0] <= min(values) and max(values) < bounds[1]:
                     continue
-            ok = _contains(leaf.space, array)
-            if not ok.all():
-                env = int(np.flatnonzero(ok.reshape(self.num_envs, -1).all(axis=1) == 0)[0])
-                raise InvalidActionError(
-                    f"{leaf.path} for env {env} is {array[env].tolist()!r}, "
-                    f"which is not in {leaf.space}",
-                    details={"env_index": env, "path": leaf.path},
-                )
+            outside = ~_contains(leaf.space, array)
+            if outside.any():
+                _refuse_first(leaf, array, outside)
 
 
 def _check_fits(leaf: Leaf, array: np.ndarray) -> None:
@@ -271,11 +266,16 @@ def _check_fits(leaf: Leaf, array: np.ndarray) -> None:
     limits = np.iinfo(leaf.dtype)
     outside = (array < limits.min) | (array > limits.max)
     if outside.any():
-        env = int(np.flatnonzero(outside.reshape(array.shape[0], -1).any(axis=1))[0])
-        raise InvalidActionError(
-            f"{leaf.path} for env {env} is {array[env].tolist()!r}, which is not in {leaf.space}",
-            details={"env_index": env, "path": leaf.path},
-        )
+        _refuse_first(leaf, array, outside)
+
+
+def _refuse_first(leaf: Leaf, array: np.ndarray, outside: np.ndarray) -> NoReturn:
+    """Raise for the first env whose value (``array``'s row) is ``outside`` the space."""
+    env = int(np.flatnonzero(outside.reshape(array.shape[0], -1).any(axis=1))[0])
+    raise InvalidActionError(
+        f"{leaf.path} for env {env} is {array[env].tolist()!r}, which is not in {leaf.space}",
+        details={"env_index": env, "path": leaf.path},
+    )
 
 
 def _contains(space: spaces.Space[Any], array: np.ndarray) -> np.ndarray:
