@@ -46,7 +46,7 @@ RTT_P50_TARGET_US = 150.0
 
 
 def start_envapi() -> tuple[subprocess.Popen[bytes], str]:
-    port, data_port = raw_socket.free_port(), raw_socket.free_port()
+    port, data_port = raw_socket.free_ports(2)
     env = {**os.environ, "NETGYM_PORT": str(port), "NETGYM_DATA_PORT": str(data_port)}
     env.pop("NETGYM_TOKEN", None)
     process = subprocess.Popen(
@@ -121,7 +121,7 @@ def main() -> None:
 
     gym.register_envs(ale_py)
     envapi, url = start_envapi()
-    json_port, raw_port = raw_socket.free_port(), raw_socket.free_port()
+    json_port, raw_port = raw_socket.free_ports(2)
     json_server, raw_server = json_http.launch(json_port), raw_socket.launch(raw_port)
     results: dict[str, list[float]] = {
         "netgym": [],

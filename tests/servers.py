@@ -10,17 +10,27 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN = "test-token"
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each socket stays bound until all are picked,
+    so the kernel cannot hand out one port twice."""
+    with ExitStack() as sockets:
+        ports = []
+        for _ in range(count):
+            sock = sockets.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @dataclass
@@ -108,7 +118,7 @@ def assert_gone(pids: list[int], problem: str) -> None:
 @contextmanager
 def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> Iterator[EnvApi]:
     """A live ``netgym-envapi`` process; every process it started is gone afterwards."""
-    port, data_port = free_port(), free_port()
+    port, data_port = free_ports(2)
     env = {**os.environ, "NETGYM_PORT": str(port), "NETGYM_DATA_PORT": str(data_port)}
     env.pop("NETGYM_TOKEN", None)
     env["NETGYM_ENV_MODULES"] = "tests.fault_envs"

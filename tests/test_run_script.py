@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import netgym
-from tests.servers import alive, descendants, free_port
+from tests.servers import alive, descendants, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def answers(url: str) -> bool:
 
 @pytest.mark.parametrize("stop", ["Ctrl-C", "Ctrl-C twice", "SIGTERM"])
 def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
-    port, data_port, emulator_port = free_port(), free_port(), free_port()
+    port, data_port, emulator_port = free_ports(3)
     environ = {
         **os.environ,
         "NETGYM_PORT": str(port),
@@ -98,7 +98,7 @@ def test_run_script_gives_the_emulator_service_a_token_only_the_envapi_knows(
     tmp_path: Path,
 ) -> None:
     """Another local process cannot start or stop instances; the envapi's NES envs work."""
-    port, data_port, emulator_port = free_port(), free_port(), free_port()
+    port, data_port, emulator_port = free_ports(3)
     environ = {
         **os.environ,
         "NETGYM_PORT": str(port),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINER_UID = 1000  # the images' user; a root caller hands its folders to it
@@ -177,7 +177,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for path in [writable, *writable.rglob("*")]:
                 os.chown(path, CONTAINER_UID, CONTAINER_UID)
     token = uuid.uuid4().hex
-    port, data_port, tensorboard_port = free_port(), free_port(), free_port()
+    port, data_port, tensorboard_port = free_ports(3)
     # The caller's own Compose and netgym settings must not reach the test stack.
     inherited = {
         name: value
