@@ -160,13 +160,14 @@ def restart_envapi(server: EnvApi) -> None:
 
 @contextmanager
 def run_emulator(
-    tmp_path: Path, games_dir: Path, **settings: str
+    tmp_path: Path, games_dir: Path, port: int | None = None, **settings: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A live ``netgym-emulator`` serving ``games_dir``; no FCEUX or Xvfb left afterwards.
+    """A live ``netgym-emulator`` serving ``games_dir`` (on ``port``, else a free one);
+    no FCEUX or Xvfb left afterwards.
 
     ``settings`` become ``NETGYM_EMULATOR_<NAME>`` variables.
     """
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "NETGYM_EMULATOR_PORT": str(port),

@@ -90,12 +90,13 @@ class Stack:
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
             for name in names:
-                inspect = ["docker", "inspect", "-f", "{{.State.Health.Status}}"]
+                # A restarting container keeps its last health until it runs again.
+                inspect = ["docker", "inspect", "-f", "{{.State.Status}} {{.State.Health.Status}}"]
                 result = subprocess.run(
                     [*inspect, self.container(name)], capture_output=True, text=True
                 )
                 states[name] = result.stdout.strip() or result.stderr.strip()
-            if all(state == "healthy" for state in states.values()):
+            if all(state == "running healthy" for state in states.values()):
                 return
             time.sleep(1)
         logs = self.compose("logs", "--tail", "40", check=False)

@@ -171,6 +171,11 @@ def test_killed_emulator_service_restarts_and_its_games_are_served_again(stack: 
     assert stack.restart_count("emulator") == restarts + 1
     stack.wait_healthy("emulator")
     assert stack.container("emulator") == emulator  # the same container, restarted
+    # The envapi reads the games again within 5 s of a failed read.
+    deadline = time.monotonic() + 60
+    while "netgym/Catch-v0" not in netgym.list_envs(stack.url, stack.token):
+        assert time.monotonic() < deadline, "the envapi does not list the emulator's games"
+        time.sleep(0.5)
     env = netgym.make("netgym/Catch-v0", url=stack.url, token=stack.token)
     try:
         env.reset(seed=0)

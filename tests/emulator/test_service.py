@@ -32,7 +32,7 @@ from netgym.errors import (
     UnknownEnvError,
 )
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, Stack, games_dir
-from tests.servers import alive, descendants, free_port, run_emulator, run_envapi
+from tests.servers import alive, descendants, run_emulator, run_envapi
 
 
 def instance_pid(stack: Stack, game: str) -> int:
@@ -528,11 +528,9 @@ def test_envapi_health_says_whether_its_emulator_service_answers(
         assert reply.status_code == 200  # Atari and the classics are still served
         assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
     # A hung emulator service (it connects, never answers) must not hold the health check.
-    port = free_port()
-    with (
-        run_envapi(tmp_path / "hung", emulator_url=f"http://127.0.0.1:{port}") as alone,
-        socket.create_server(("127.0.0.1", port)),  # started, then the emulator hangs
-    ):
+    hung = socket.create_server(("127.0.0.1", 0))  # started, then the emulator hangs
+    hung_url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    with hung, run_envapi(tmp_path / "hung", emulator_url=hung_url) as alone:
         # The envapi keeps the emulator's state 5 s: a call in the next 6 s asks again.
         until = time.monotonic() + 6
         while time.monotonic() < until:
@@ -541,6 +539,23 @@ def test_envapi_health_says_whether_its_emulator_service_answers(
             assert time.monotonic() - started < 8  # not the 10 s of the hung call
             assert reply.status_code == 200
             assert reply.json()["checks"]["emulator"].startswith("unreachable: ")
+
+
+def test_an_emulator_service_that_comes_back_is_served_again_at_once(
+    stack: Stack, tmp_path: Path
+) -> None:
+    reserved = socket.socket()  # bound, not listening: refused, and no other test's port
+    reserved.bind(("127.0.0.1", 0))
+    port = reserved.getsockname()[1]
+    with reserved, run_envapi(tmp_path, emulator_url=f"http://127.0.0.1:{port}") as alone:
+        kwargs = {"url": alone.url, "token": alone.token}
+        with pytest.raises(ServerUnavailableError, match="which does not answer"):
+            netgym.make("netgym/Catch-v0", **kwargs)
+        reserved.close()
+        with run_emulator(tmp_path, stack.games, port=port):
+            time.sleep(1.0)  # the envapi asks again once its failed read is a second old
+            env = netgym.make("netgym/Catch-v0", **kwargs)  # not 5 s later
+            env.close()
 
 
 def test_an_unreachable_emulator_service_is_named_as_such() -> None:

@@ -39,6 +39,7 @@ _FAMILIES = {
 _custom_modules: list[str] = []
 EMULATOR_PREFIX = "netgym/"
 EMULATOR_READ_EVERY_S = 5.0
+NOT_READ_YET = "no answer yet to this envapi's first request for its games"
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,12 @@ class _EmulatorCatalog:
 
     def __init__(self) -> None:
         self.url: str | None = None
-        self.last = EmulatorGames({}, None, 0.0)
+        self.last = EmulatorGames({}, NOT_READ_YET, 0.0)
         self._reading = threading.Lock()
 
     def serve(self, url: str | None) -> None:
         self.url = url.rstrip("/") if url else None
-        self.last = EmulatorGames({}, None, 0.0)
+        self.last = EmulatorGames({}, NOT_READ_YET, 0.0)
 
     def current(self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S) -> EmulatorGames:
         """The games, read again when older than ``max_age_s``; without ``wait``, a read
@@ -265,6 +266,8 @@ def _has_game(env_id: str) -> bool:
             details={"env_id": env_id},
         )
     error = _emulator.last.error
+    if error is not None:  # read again now, if a second old: a service back serves at once
+        error = _emulator.current(max_age_s=1.0).error
     if error is not None:
         raise ServerUnavailableError(
             f"{env_id} would be a game of the emulator service, which does not answer: {error}",
