@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -392,6 +393,34 @@ def test_discover_lists_a_manifest_no_check_foresaw(
     assert "cannot be read: KeyError: 'surprise'" in problems["other"]
 
 
+def test_the_pool_reads_a_folder_again_only_while_its_files_just_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    games_dir = tmp_path / "games"
+    games_dir.mkdir()
+    folder = make_game(games_dir)
+    reads: list[Path] = []
+
+    def counted(games_dir: Path, *args: Any) -> Any:
+        reads.append(games_dir)
+        return discover(games_dir, *args)
+
+    monkeypatch.setattr("netgym_emulator.pool.discover", counted)
+    pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
+    try:
+        pool.game("Tiny")
+        assert len(reads) == 2  # written just now: it may change again unseen, in one tick
+        long_ago = time.time_ns() - 10 * 10**9
+        for path in [games_dir, folder, *folder.iterdir()]:
+            os.utime(path, ns=(long_ago, long_ago))
+        pool.game("Tiny")
+        pool.game("Tiny")
+        pool.game("Tiny")
+        assert len(reads) == 3  # settled: read once more, then not again
+    finally:
+        pool.stop_all()
+
+
 def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
     """A game dropped in is served, and an edit applies, without a restart."""
     games_dir = tmp_path / "games"
@@ -403,9 +432,11 @@ def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
         folder = make_game(games_dir)
         assert pool.game("Tiny").frames_per_step == 2
         manifest = folder / "game.toml"
+        read = manifest.stat().st_mtime_ns
         manifest.write_text(
             manifest.read_text().replace("frames_per_step = 2", "frames_per_step = 4")
         )
+        os.utime(manifest, ns=(read, read))  # an edit in the same clock tick, of the same size
         assert pool.game("Tiny").frames_per_step == 4
         manifest.write_text(manifest.read_text().replace("screen = true", "screen = 1"))
         with pytest.raises(UnknownGameError, match="screen = 1 is not true or false"):

@@ -135,3 +135,8 @@ def folder_signature(games_dir: Path, games: Iterable[Game]) -> tuple[Any, ...]:
         else:
             signature.append((str(path), stat.st_mtime_ns, stat.st_size))
     return tuple(signature)
+
+
+def newest_change_ns(signature: tuple[Any, ...]) -> int:
+    """The latest modification time in a ``folder_signature`` (0 when it has none)."""
+    return max((entry[1] for entry in signature if entry[1] is not None), default=0)

@@ -13,7 +13,13 @@ from typing import Any
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
-from netgym_emulator.games import discover, folder_signature, manifest_name, name_owners
+from netgym_emulator.games import (
+    discover,
+    folder_signature,
+    manifest_name,
+    name_owners,
+    newest_change_ns,
+)
 from netgym_emulator.instances import Instance, start_instance, tcp_states
 from netgym_emulator.manifest import Game
 from netgym_emulator.settings import EmulatorSettings
@@ -26,6 +32,9 @@ CLIENT_GONE_GRACE_S = 3.0
 # How often folders with problems are read again when nothing in the games folder
 # changed (their fix may lie outside it); reading every folder takes a while.
 PROBLEMS_REREAD_S = 1.0
+# A file changed this recently may change again within its clock tick, keeping
+# its time and size: the folder is read again until its files are older.
+RECENT_CHANGE_NS = 1_000_000_000
 
 
 class UnknownGameError(UnknownEnvError):
@@ -42,7 +51,7 @@ class InstancePool:
         self._starting = 0  # instances being started, counted against the limit
         self.games: dict[str, Game] = {}
         self._owners: dict[str, Path] = {}  # game name -> the folder that holds it
-        self._signature: tuple[Any, ...] = ()
+        self._signature: tuple[Any, ...] | None = None
         self._read_at = 0.0  # when the folder was read last
         self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
         self.problems: dict[str, str] = {}
@@ -83,6 +92,7 @@ class InstancePool:
         problems_due = self.problems and time.monotonic() - self._read_at > PROBLEMS_REREAD_S
         if signature != self._signature or problems_due:
             self._read_at = time.monotonic()
+            read_at_ns = time.time_ns()
             self.games, self.problems = discover(self.settings.games_dir, self._owners)
             self._owners = name_owners(self.games, self._owners)
             self.problem_folders = {
@@ -92,6 +102,8 @@ class InstancePool:
             }
             # Taken again: the games read now may name ROMs outside their folders.
             self._signature = folder_signature(self.settings.games_dir, self.games.values())
+            if newest_change_ns(self._signature) > read_at_ns - RECENT_CHANGE_NS:
+                self._signature = None
             self._tell_changes()
 
     def _tell_changes(self) -> None:
