@@ -44,11 +44,15 @@ def live_sessions(server: EnvApi) -> list[dict]:
         return list(json.load(reply)["sessions"])
 
 
-def wait_for_no_sessions(server: EnvApi, timeout: float = 15) -> None:
+def wait_until_gone(server: EnvApi, before: list[dict], timeout: float = 15) -> None:
+    """Until no session is live but those of ``before`` (other tests' may linger)."""
+    known = {session["session_id"] for session in before}
     deadline = time.monotonic() + timeout
-    while (sessions := live_sessions(server)) and time.monotonic() < deadline:
+    while (
+        new := [s for s in live_sessions(server) if s["session_id"] not in known]
+    ) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert sessions == [], sessions
+    assert new == [], new
 
 
 @pytest.mark.slow
@@ -307,6 +311,7 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     )
     run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
+    before = live_sessions(envapi)
     trainer = start_train(envapi, log, str(config), "--run-dir", str(run_dir))
     try:
         deadline = time.monotonic() + 60
@@ -330,7 +335,7 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     assert PPO.load(checkpoint / "model.zip", device="cpu").num_timesteps == step
     assert not (run_dir / "final").exists()
     assert "Traceback" not in output
-    wait_for_no_sessions(envapi)
+    wait_until_gone(envapi, before)
 
 
 @pytest.mark.parametrize("how", ["closed-pipe", "SIGHUP"])

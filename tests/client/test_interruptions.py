@@ -31,7 +31,9 @@ from tests.servers import EnvApi
 
 def live_sessions(envapi: EnvApi) -> list[str]:
     headers = {"Authorization": f"Bearer {envapi.token}"}
-    sessions = httpx.get(f"{envapi.url}/v1/sessions", headers=headers).json()["sessions"]
+    sessions = httpx.get(f"{envapi.url}/v1/sessions", headers=headers, timeout=60).json()[
+        "sessions"
+    ]
     return [s["session_id"] for s in sessions]
 
 

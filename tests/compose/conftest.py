@@ -178,7 +178,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for path in [writable, *writable.rglob("*")]:
                 os.chown(path, CONTAINER_UID, CONTAINER_UID)
     token = uuid.uuid4().hex
-    port, data_port, tensorboard_port = free_ports(3)
     # The caller's own Compose and netgym settings must not reach the test stack.
     inherited = {
         name: value
@@ -187,21 +186,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     environ = {
         **inherited,
-        "COMPOSE_PROJECT_NAME": f"netgymtest{os.getpid()}",
+        "COMPOSE_PROJECT_NAME": f"netgymtest{uuid.uuid4().hex[:12]}",
         "NETGYM_IMAGE_PREFIX": "netgymtest",  # leaves the user's netgym-* images alone
         "NETGYM_TORCH_VERSION": torch_version().split("+")[0],
         "NETGYM_TOKEN": token,
-        "NETGYM_PORT": str(port),
-        "NETGYM_DATA_PORT": str(data_port),
-        "NETGYM_TENSORBOARD_PORT": str(tensorboard_port),
         "NETGYM_UID": str(uid),
         "NETGYM_GID": str(gid),
     }
-    stack = Stack(
-        folder, environ, f"http://127.0.0.1:{port}", token, f"http://127.0.0.1:{tensorboard_port}"
-    )
+    stack = Stack(folder, environ, "", token, "")
     try:
         stack.compose("build", "emulator", "envapi", "agent-cpu", timeout=BUILD_TIMEOUT_S)
+        # Picked after the build, which can take minutes: free when the stack starts.
+        port, data_port, tensorboard_port = free_ports(3)
+        environ["NETGYM_PORT"] = str(port)
+        environ["NETGYM_DATA_PORT"] = str(data_port)
+        environ["NETGYM_TENSORBOARD_PORT"] = str(tensorboard_port)
+        stack.url = f"http://127.0.0.1:{port}"
+        stack.tensorboard_url = f"http://127.0.0.1:{tensorboard_port}"
         stack.compose("up", "-d", "emulator", "envapi", "tensorboard")
         stack.wait_healthy()
         yield stack

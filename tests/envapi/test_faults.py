@@ -56,7 +56,7 @@ def wait_until_gone(pids: list[int], timeout_s: float = 5.0) -> None:
 
 def session_status(envapi: EnvApi, session_id: str) -> dict:
     headers = {"Authorization": f"Bearer {envapi.token}"}
-    return httpx.get(f"{envapi.url}/v1/sessions/{session_id}", headers=headers).json()
+    return httpx.get(f"{envapi.url}/v1/sessions/{session_id}", headers=headers, timeout=60).json()
 
 
 def assert_still_serving(envapi: EnvApi) -> None:
@@ -290,13 +290,15 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
 def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
     tmp_path: Path,
 ) -> None:
-    with run_envapi(tmp_path, make_timeout_s="1") as envapi:
+    with run_envapi(tmp_path, make_timeout_s="5") as envapi:  # CartPole's make, below, too
         kwargs = {"url": envapi.url, "token": envapi.token}
-        with pytest.raises(WorkerTimeoutError, match=r"took longer than 1 s .*MAKE_TIMEOUT_S"):
+        with pytest.raises(WorkerTimeoutError, match=r"took longer than 5 s .*MAKE_TIMEOUT_S"):
             netgym.make_vec("netgym-test/SlowMake-v0", 1, **kwargs)
         headers = {"Authorization": f"Bearer {envapi.token}"}
         deadline = time.monotonic() + 10
-        while httpx.get(f"{envapi.url}/v1/sessions", headers=headers).json()["sessions"]:
+        while httpx.get(f"{envapi.url}/v1/sessions", headers=headers, timeout=60).json()[
+            "sessions"
+        ]:
             assert time.monotonic() < deadline, "the session was left running"
             time.sleep(0.1)
         with netgym.make("CartPole-v1", **kwargs) as env:
@@ -309,7 +311,7 @@ def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) ->
     with run_envapi(tmp_path, attach_timeout_s="3") as server:
         headers = {"Authorization": f"Bearer {server.token}"}
         reply = httpx.post(
-            f"{server.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers
+            f"{server.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers, timeout=60
         )
         session_id = reply.json()["session_id"]
         wait_until_gone([reply.json()["pid"]], timeout_s=8)
@@ -340,7 +342,10 @@ def test_session_limit(tmp_envapi: EnvApi) -> None:
 def open_session(envapi: EnvApi, env_id: str = "CartPole-v1") -> str:
     headers = {"Authorization": f"Bearer {envapi.token}"}
     reply = httpx.post(
-        f"{envapi.url}/v1/sessions", json={"env_id": env_id, "num_envs": 2}, headers=headers
+        f"{envapi.url}/v1/sessions",
+        json={"env_id": env_id, "num_envs": 2},
+        headers=headers,
+        timeout=60,
     )
     return str(reply.json()["session_id"])
 
@@ -709,8 +714,10 @@ def test_concurrent_opens_respect_the_session_limit(tmp_envapi: EnvApi) -> None:
         assert {r.json()["error"]["code"] for r in replies if r.status_code != 201} == {
             "limit_exceeded"
         }
-        live = httpx.get(f"{tmp_envapi.url}/v1/sessions", headers=headers).json()["sessions"]
+        live = httpx.get(f"{tmp_envapi.url}/v1/sessions", headers=headers, timeout=60).json()[
+            "sessions"
+        ]
         assert len(live) <= 3
     finally:
         for session_id in opened:
-            httpx.delete(f"{tmp_envapi.url}/v1/sessions/{session_id}", headers=headers)
+            httpx.delete(f"{tmp_envapi.url}/v1/sessions/{session_id}", headers=headers, timeout=60)

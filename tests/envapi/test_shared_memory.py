@@ -123,7 +123,9 @@ def test_no_file_is_left_by_a_session_that_nobody_shares_or_that_is_killed(
         path = Path(welcome_of(envapi, sock)["shared_memory"]["path"])
         assert path.exists()
         headers = {"Authorization": f"Bearer {envapi.token}"}
-        status = httpx.get(f"{envapi.url}/v1/sessions/{path.name}", headers=headers).json()
+        status = httpx.get(
+            f"{envapi.url}/v1/sessions/{path.name}", headers=headers, timeout=60
+        ).json()
         os.kill(int(status["pid"]), signal.SIGKILL)
         wait_for(lambda: not path.exists())
 

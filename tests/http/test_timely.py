@@ -30,21 +30,29 @@ def port() -> Iterator[int]:
     async def echo(body: dict[str, str]) -> dict[str, str]:
         return body
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=free, log_level="warning", http=timely_http(TIMEOUT_S)
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    listening = socket.socket()  # bound here, so no other process can take its port
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", http=timely_http(TIMEOUT_S)))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
+    deadline = time.monotonic() + 30
     while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.01)
-    yield free
+    yield listening.getsockname()[1]
     server.should_exit = True
     thread.join(10)
+    listening.close()
+
+
+def receive_until(connection: socket.socket, expected: bytes) -> bytes:
+    """What the server sends until ``expected`` is among it; it must not close before."""
+    reply = b""
+    while expected not in reply:
+        chunk = connection.recv(4096)
+        assert chunk, f"closed before {expected!r} came: {reply!r}"
+        reply += chunk
+    return reply
 
 
 def closed_after(connection: socket.socket) -> float:
@@ -75,16 +83,12 @@ def test_a_request_that_came_may_take_longer_and_the_next_one_gets_its_time(port
     with socket.create_connection(("127.0.0.1", port)) as connection:
         connection.settimeout(10)
         connection.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-        reply = b""
-        while b'{"ok":"slow"}' not in reply:
-            reply += connection.recv(4096)
+        reply = receive_until(connection, b'{"ok":"slow"}')
         assert reply.startswith(b"HTTP/1.1 200")
         body = b'{"a":"b"}'  # on the same connection, kept alive
         connection.sendall(
             b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
         )
-        reply = b""
-        while body not in reply:
-            reply += connection.recv(4096)
+        reply = receive_until(connection, body)
         assert reply.startswith(b"HTTP/1.1 200")
