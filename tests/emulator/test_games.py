@@ -406,23 +406,34 @@ def test_the_pool_reads_a_folder_again_only_while_its_files_just_changed(
         return discover(games_dir, *args)
 
     monkeypatch.setattr("netgym_emulator.pool.discover", counted)
+    monkeypatch.setattr("netgym_emulator.pool.RECENT_CHANGE_NS", 60 * 10**9)  # a slow machine
     pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
     try:
         pool.game("Tiny")
         assert len(reads) == 2  # written just now: it may change again unseen, in one tick
-        long_ago = time.time_ns() - 10 * 10**9
-        for path in [games_dir, folder, *folder.iterdir()]:
+        files = [games_dir, folder, *folder.iterdir()]
+        long_ago = time.time_ns() - 120 * 10**9
+        for path in files:
             os.utime(path, ns=(long_ago, long_ago))
         pool.game("Tiny")
         pool.game("Tiny")
         pool.game("Tiny")
         assert len(reads) == 3  # settled: read once more, then not again
+        # A time ahead of the clock (a bad date, a skewed mount) is not a change under way.
+        ahead = time.time_ns() + 3600 * 10**9
+        os.utime(folder / "game.toml", ns=(ahead, ahead))
+        pool.game("Tiny")
+        pool.game("Tiny")
+        assert len(reads) == 4
     finally:
         pool.stop_all()
 
 
-def test_the_pool_serves_a_games_folder_as_it_is_now(tmp_path: Path) -> None:
+def test_the_pool_serves_a_games_folder_as_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A game dropped in is served, and an edit applies, without a restart."""
+    monkeypatch.setattr("netgym_emulator.pool.RECENT_CHANGE_NS", 60 * 10**9)  # a slow machine
     games_dir = tmp_path / "games"
     games_dir.mkdir()
     pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")

@@ -137,6 +137,7 @@ def folder_signature(games_dir: Path, games: Iterable[Game]) -> tuple[Any, ...]:
     return tuple(signature)
 
 
-def newest_change_ns(signature: tuple[Any, ...]) -> int:
-    """The latest modification time in a ``folder_signature`` (0 when it has none)."""
-    return max((entry[1] for entry in signature if entry[1] is not None), default=0)
+def changed_between(signature: tuple[Any, ...], start_ns: int, end_ns: int) -> bool:
+    """Whether a file of a ``folder_signature`` was modified after ``start_ns``, up to
+    ``end_ns`` (wall-clock nanoseconds)."""
+    return any(entry[1] is not None and start_ns < entry[1] <= end_ns for entry in signature)

@@ -14,11 +14,11 @@ from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError,
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import (
+    changed_between,
     discover,
     folder_signature,
     manifest_name,
     name_owners,
-    newest_change_ns,
 )
 from netgym_emulator.instances import Instance, start_instance, tcp_states
 from netgym_emulator.manifest import Game
@@ -34,7 +34,7 @@ CLIENT_GONE_GRACE_S = 3.0
 PROBLEMS_REREAD_S = 1.0
 # A file changed this recently may change again within its clock tick, keeping
 # its time and size: the folder is read again until its files are older.
-RECENT_CHANGE_NS = 1_000_000_000
+RECENT_CHANGE_NS = 2_000_000_000  # FAT and some shares keep times to 2 s
 
 
 class UnknownGameError(UnknownEnvError):
@@ -102,7 +102,9 @@ class InstancePool:
             }
             # Taken again: the games read now may name ROMs outside their folders.
             self._signature = folder_signature(self.settings.games_dir, self.games.values())
-            if newest_change_ns(self._signature) > read_at_ns - RECENT_CHANGE_NS:
+            # Not for times ahead of the clock (a bad date, a skewed mount): every
+            # request would read the whole folder again.
+            if changed_between(self._signature, read_at_ns - RECENT_CHANGE_NS, time.time_ns()):
                 self._signature = None
             self._tell_changes()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import math
 import re
 import threading
 import time
@@ -61,12 +62,12 @@ class _EmulatorCatalog:
 
     def __init__(self) -> None:
         self.url: str | None = None
-        self.last = EmulatorGames({}, NOT_READ_YET, 0.0)
+        self.last = EmulatorGames({}, NOT_READ_YET, -math.inf)
         self._reading = threading.Lock()
 
     def serve(self, url: str | None) -> None:
         self.url = url.rstrip("/") if url else None
-        self.last = EmulatorGames({}, NOT_READ_YET, 0.0)
+        self.last = EmulatorGames({}, NOT_READ_YET, -math.inf)
 
     def current(self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S) -> EmulatorGames:
         """The games, read again when older than ``max_age_s``; without ``wait``, a read
@@ -267,7 +268,7 @@ def _has_game(env_id: str) -> bool:
         )
     error = _emulator.last.error
     if error is not None:  # read again now, if a second old: a service back serves at once
-        error = _emulator.current(max_age_s=1.0).error
+        error = _emulator.current(wait=False, max_age_s=1.0).error
     if error is not None:
         raise ServerUnavailableError(
             f"{env_id} would be a game of the emulator service, which does not answer: {error}",
