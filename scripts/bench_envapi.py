@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.servers import free_ports  # noqa: E402
+
 import netgym  # noqa: E402
 from scripts.baselines import json_http, raw_socket  # noqa: E402
 
@@ -46,7 +48,7 @@ RTT_P50_TARGET_US = 150.0
 
 
 def start_envapi() -> tuple[subprocess.Popen[bytes], str]:
-    port, data_port = raw_socket.free_ports(2)
+    port, data_port = free_ports(2)
     env = {**os.environ, "NETGYM_PORT": str(port), "NETGYM_DATA_PORT": str(data_port)}
     env.pop("NETGYM_TOKEN", None)
     process = subprocess.Popen(
@@ -121,7 +123,7 @@ def main() -> None:
 
     gym.register_envs(ale_py)
     envapi, url = start_envapi()
-    json_port, raw_port = raw_socket.free_ports(2)
+    json_port, raw_port = free_ports(2)
     json_server, raw_server = json_http.launch(json_port), raw_socket.launch(raw_port)
     results: dict[str, list[float]] = {
         "netgym": [],

@@ -31,9 +31,9 @@ from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel
 
 from scripts.baselines import processes
-from scripts.baselines.processes import HOST, free_ports, stop
+from scripts.baselines.processes import HOST, stop
 
-__all__ = ["free_ports", "launch", "stop"]
+__all__ = ["launch", "stop"]
 
 
 def make_env(env_id: str) -> gymnasium.Env[Any, Any]:

@@ -43,9 +43,9 @@ import gymnasium
 import numpy as np
 
 from scripts.baselines import processes
-from scripts.baselines.processes import HOST, free_ports, stop
+from scripts.baselines.processes import HOST, stop
 
-__all__ = ["free_ports", "launch", "stop"]
+__all__ = ["launch", "stop"]
 
 HEADER = struct.Struct("<IB")
 ACTION = struct.Struct("<i")
