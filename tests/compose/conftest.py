@@ -154,6 +154,23 @@ def _add_build_inputs(folder: Path) -> None:
         )
 
 
+def _image_ids(names: list[str]) -> set[str]:
+    ids = set()
+    for name in names:
+        inspect = ["docker", "image", "inspect", "-f", "{{.Id}}", name]
+        found = subprocess.run(inspect, capture_output=True, text=True)
+        if found.returncode == 0:
+            ids.add(found.stdout.strip())
+    return ids
+
+
+def _remove_replaced(previous: set[str], current: set[str]) -> None:
+    """The last run's images, which this build replaced: without this, each run leaves GBs."""
+    for image in previous - current:
+        # Fails, harmlessly, for an image a container still uses.
+        subprocess.run(["docker", "image", "rm", image], capture_output=True)
+
+
 def torch_version() -> str:
     """The PyTorch set up here (often a CPU-only build from a local wheel): the agent image's."""
     import torch
@@ -195,7 +212,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     stack = Stack(folder, environ, "", token, "")
     try:
-        stack.compose("build", "emulator", "envapi", "agent-cpu", timeout=BUILD_TIMEOUT_S)
+        services = ("emulator", "envapi", "agent-cpu", "tensorboard")
+        images = [f"{environ['NETGYM_IMAGE_PREFIX']}-{service}" for service in services]
+        previous = _image_ids(images)
+        stack.compose("build", *services, timeout=BUILD_TIMEOUT_S)
+        _remove_replaced(previous, _image_ids(images))
         # Picked after the build, which can take minutes: free when the stack starts.
         port, data_port, tensorboard_port = free_ports(3)
         environ["NETGYM_PORT"] = str(port)
