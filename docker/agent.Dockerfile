@@ -26,7 +26,7 @@ COPY README.md /src/
 COPY client /src/client
 COPY services /src/services
 COPY agents /src/agents
-RUN pip install --no-deps /src
+RUN pip wheel --no-deps --wheel-dir /dist /src
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -35,6 +35,12 @@ RUN apt-get update \
     && useradd --uid 1000 --create-home netgym \
     && mkdir -p /work/runs && chown netgym:netgym /work /work/runs
 COPY --from=build /opt/venv /opt/venv
+# netgym itself in a layer of its own: a code change leaves the one above,
+# with every dependency, as it was.
+COPY --from=build /dist /tmp/dist
+RUN PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps --no-index \
+        --disable-pip-version-check /tmp/dist/*.whl \
+    && rm -rf /tmp/dist
 COPY --chown=netgym:netgym agents/configs /work/configs
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 USER netgym

@@ -19,7 +19,7 @@ COPY README.md /src/
 COPY client /src/client
 COPY services /src/services
 COPY agents /src/agents
-RUN pip install --no-deps /src
+RUN pip wheel --no-deps --wheel-dir /dist /src
 # The games in the repository, with the ROMs they build from source.
 COPY games /games
 RUN set -e; for build in /games/*/build.sh; do bash "$build"; done
@@ -34,6 +34,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 1000 --create-home netgym
 COPY --from=build /opt/venv /opt/venv
+# netgym itself in a layer of its own: a code change leaves the one above,
+# with every dependency, as it was.
+COPY --from=build /dist /tmp/dist
+RUN PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps --no-index \
+        --disable-pip-version-check /tmp/dist/*.whl \
+    && rm -rf /tmp/dist
 COPY --from=build --chown=netgym:netgym /games /games
 COPY docker/emulator-entrypoint.sh /usr/local/bin/netgym-emulator-entrypoint
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \

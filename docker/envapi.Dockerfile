@@ -19,7 +19,7 @@ COPY README.md /src/
 COPY client /src/client
 COPY services /src/services
 COPY agents /src/agents
-RUN pip install --no-deps /src
+RUN pip wheel --no-deps --wheel-dir /dist /src
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -27,6 +27,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 1000 --create-home netgym
 COPY --from=build /opt/venv /opt/venv
+# netgym itself in a layer of its own: a code change leaves the one above,
+# with every dependency, as it was.
+COPY --from=build /dist /tmp/dist
+RUN PIP_NO_CACHE_DIR=1 /opt/venv/bin/pip install --no-deps --no-index \
+        --disable-pip-version-check /tmp/dist/*.whl \
+    && rm -rf /tmp/dist
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 NETGYM_HOST=0.0.0.0
 USER netgym
 WORKDIR /home/netgym
