@@ -64,4 +64,13 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1 \
     tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
     rm -rf "$rootfs"
 fi
+# The three images take about 3.5 GB, and a build needs room beside them.
+data_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
+if [[ -d "$data_root" ]]; then
+    free_mb=$(df -Pm "$data_root" | awk 'NR == 2 {print $4}')
+    if [[ -n "$free_mb" && "$free_mb" -lt 6000 ]]; then
+        echo "warning: only ${free_mb} MB free for the Docker engine's images ($data_root);" \
+            "building netgym's images needs about 6000 MB (docker image prune frees old ones)" >&2
+    fi
+fi
 docker version --format 'Docker engine {{.Server.Version}}'
