@@ -64,7 +64,7 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1 \
     tar -C "$rootfs" -c . | docker import - "$base_image" >/dev/null
     rm -rf "$rootfs"
 fi
-# The three images take about 3.5 GB, and a build needs room beside them.
+# The three images take about 3 GB, and a build needs room beside them.
 data_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
 if [[ -d "$data_root" ]]; then
     free_mb=$(df -Pm "$data_root" | awk 'NR == 2 {print $4}')
