@@ -58,6 +58,7 @@ import torch  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env  # noqa: E402
+from stable_baselines3.common.logger import Logger  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecFrameStack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +174,8 @@ def main() -> None:
     try:
         for name, make in backends(url, args.num_envs).items():
             models[name] = PPO("CnnPolicy", make(), seed=0, device=args.device, **PPO_KWARGS)
+            # Logs nowhere: SB3's default logger leaves a /tmp/SB3-<date> folder a run.
+            models[name].set_logger(Logger(None, []))
             models[name].learn(args.warmup_rollouts * rollout)
             results[name], collect_share[name] = [], []
         names = list(models)
