@@ -254,9 +254,9 @@ class BatchLayout:
                 values = array.tolist()
                 if bounds[0] <= min(values) and max(values) < bounds[1]:
                     continue
-            outside = ~_contains(leaf.space, array)
-            if outside.any():
-                _refuse_first(leaf, array, outside)
+            inside = _contains(leaf.space, array)
+            if not inside.all():
+                _refuse_first(leaf, array, ~inside)
 
 
 def _check_fits(leaf: Leaf, array: np.ndarray) -> None:
