@@ -67,10 +67,7 @@ fi
 # The three images take about 3 GB, and a build needs room beside them.
 data_root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || true)
 if [[ -d "$data_root" ]]; then
-    free_mb=$(df -Pm "$data_root" | awk 'NR == 2 {print $4}')
-    if [[ -n "$free_mb" && "$free_mb" -lt 6000 ]]; then
-        echo "warning: only ${free_mb} MB free for the Docker engine's images ($data_root);" \
-            "building netgym's images needs about 6000 MB (docker image prune frees old ones)" >&2
-    fi
+    "$(dirname "$0")/disk-space.sh" "$data_root" 6000 \
+        "building netgym's images (docker image prune frees old ones)"
 fi
 docker version --format 'Docker engine {{.Server.Version}}'

@@ -42,11 +42,7 @@ fi
 
 # .venv with PyTorch's CPU build and the dev tools takes about 1.5 GB, and pip
 # unpacks the wheels beside it first.
-free_mb=$(df -Pm . | awk 'NR == 2 {print $4}')
-if [[ ! -d .venv && -n "$free_mb" && "$free_mb" -lt 3000 ]]; then
-    echo "warning: only ${free_mb} MB free on $(df -P . | awk 'NR == 2 {print $6}');" \
-        "setting up .venv needs about 3000 MB" >&2
-fi
+[[ -d .venv ]] || scripts/disk-space.sh . 3000 "setting up .venv"
 [[ -x .venv/bin/pip ]] || "$python" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 if [[ "$extras" == *dev* || "$extras" == *sb3* || "$extras" == *agent* ]]; then
