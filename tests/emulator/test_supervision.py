@@ -317,9 +317,11 @@ def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Pat
     ],
     ids=["as-it-loads", "in-game-reset"],
 )
-def test_an_env_whose_script_failed_before_an_episode_plays_it_once_fixed(
+def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fixed_one(
     tmp_path: Path, broken: str, error: str
 ) -> None:
+    # An env adopting the fixed game would play another revision than its session,
+    # its client and a ReconnectingVecEnv know of.
     games = tmp_path / "games"
     folder = games / "fixed"
     folder.mkdir(parents=True)
@@ -330,12 +332,18 @@ def test_an_env_whose_script_failed_before_an_episode_plays_it_once_fixed(
         try:
             with pytest.raises(EnvError, match=error):
                 env.reset(seed=0)
-            # No episode of it ever started: the fixed script is this env's game now.
             (folder / "game.lua").write_text(PLAIN_SCRIPT)
-            env.reset(seed=0)
-            env.step(0)
+            with pytest.raises(EnvError, match=r"changed since this env was made.*make the env"):
+                env.reset(seed=0)
         finally:
             env.close()
+        fixed = EmulatorEnv("Fixed", url)
+        try:
+            fixed.reset(seed=0)
+            fixed.step(0)
+            assert fixed.revision != env.revision
+        finally:
+            fixed.close()
 
 
 class _SlowToDie:

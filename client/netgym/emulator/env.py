@@ -117,7 +117,6 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self._instance: dict[str, Any] | None = None
         self._bridge: BridgeConnection | None = None
         self._waiting_for = "game.reset()"  # the script's function the last request runs
-        self._played = False  # whether an episode of this env's game has started
         self._steps = 0
         self._last_screen: np.ndarray | None = None
         self._shares_screens = self.observation_kind != "ram" and self._screen_folder_shared()
@@ -161,19 +160,12 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 # The game's script did not load, or FCEUX did not start.
                 raise EnvError(
                     f"{self.game}: no instance could start: {exc.message}; the next reset() "
-                    "tries again",
+                    "tries again (to play the game once its folder is fixed, make the env "
+                    "again: an env plays the version of the game it was made with)",
                     details={**exc.details, "cause": exc.code},
                 ) from None
             self._instance = instance
             changed = [k for k in _SPEC_KEYS if instance["spec"].get(k) != self.spec_data.get(k)]
-            same_limits = all(
-                instance["spec"].get(k) == self.spec_data.get(k) for k in ("noop_max", "max_steps")
-            )
-            if changed == ["revision"] and same_limits and not self._played:
-                # No episode ever started (its script failed as it loaded, or in
-                # game.reset()): none of the old version to mix with, so the fixed game
-                # is this env's now.
-                self.spec_data["revision"], changed = instance["spec"]["revision"], []
             if changed:
                 self.release()
                 raise EnvError(
@@ -256,9 +248,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
         # which a new instance puts right, as a new worker would. Not a hang or a bad
         # reply: the game's script may cause those, and would again.
         lost = isinstance(exc, ConnectionLostError) and exc.details.get("closed") is True
+        advice = "" if lost else " (after a fix to the game's script, make the env again)"
         raise EnvError(
             f"{self.game} instance {instance_id} failed: {cause}; it was stopped and the "
-            "next reset() starts a new one",
+            f"next reset() starts a new one{advice}",
             details={**exc.details, "instance_id": instance_id, "instance_lost": lost},
         ) from None
 
@@ -300,7 +293,6 @@ class EmulatorEnv(gym.Env[Any, Any]):
             self.release()  # it died since the last step: a reset needs nothing of it
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
         reply = self._request(b"R", noops)
-        self._played = True
         self._steps = 0
         return self._observation(reply), {"noops": noops, **reply.info}
 
