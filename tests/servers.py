@@ -72,12 +72,12 @@ def alive(pid: int) -> bool:
 
 
 def start_service(
-    module: str, port: int, env: dict[str, str], log: Path
+    module: str, port: int, env: dict[str, str], log: Path, log_level: str = "warning"
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m MODULE`` and wait until its /v1/health answers 200."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "--log-level", "warning"],
+            [sys.executable, "-m", module, "--log-level", log_level],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -160,7 +160,11 @@ def restart_envapi(server: EnvApi) -> None:
 
 @contextmanager
 def run_emulator(
-    tmp_path: Path, games_dir: Path, port: int | None = None, **settings: str
+    tmp_path: Path,
+    games_dir: Path,
+    port: int | None = None,
+    log_level: str = "warning",
+    **settings: str,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A live ``netgym-emulator`` serving ``games_dir`` (on ``port``, else a free one);
     no FCEUX or Xvfb left afterwards.
@@ -174,7 +178,8 @@ def run_emulator(
         "NETGYM_EMULATOR_GAMES_DIR": str(games_dir),
     }
     env.update({f"NETGYM_EMULATOR_{k.upper()}": v for k, v in settings.items()})
-    process = start_service("netgym_emulator", port, env, tmp_path / f"emulator-{port}.log")
+    log = tmp_path / f"emulator-{port}.log"
+    process = start_service("netgym_emulator", port, env, log, log_level)
     try:
         yield f"http://127.0.0.1:{port}", process
     finally:

@@ -18,7 +18,7 @@ import netgym
 from netgym.emulator.bridge import BridgeConnection
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError, LimitExceededError
-from netgym_emulator.instances import LOG_LIMIT_BYTES
+from netgym_emulator.output import LOG_LIMIT_BYTES
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir

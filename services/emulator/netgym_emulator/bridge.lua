@@ -33,6 +33,7 @@ local exit_file = env("NETGYM_EXIT_FILE", nil)
 -- A client sends this first: any process that reaches the port could connect,
 -- but only the one the service gave the instance to knows it.
 local bridge_key = env("NETGYM_BRIDGE_KEY", "")
+local print_mark = env("NETGYM_PRINT_MARK", "")
 
 local ram_addresses = {}
 for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
@@ -128,6 +129,16 @@ for _, name in ipairs({"register", "registerwrite", "registerread", "registerexe
   if memory[name] ~= nil then memory[name] = forbidden("memory." .. name, NO_CALLBACKS) end
 end
 gui.register = forbidden("gui.register", NO_CALLBACKS)
+
+-- FCEUX's print() writes to its Lua console window, which a headless FCEUX
+-- has none of. A game script's print() goes to FCEUX's output instead, a line
+-- at a time, marked so that the service passes it on to its own log.
+io.stdout:setvbuf("line")
+function print(...)
+  local parts = {}
+  for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+  io.stdout:write(print_mark, table.concat(parts, "\t"), "\n")
+end
 
 -- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,
 -- for the script's own files, and require() looks there first.

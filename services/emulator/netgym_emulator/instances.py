@@ -24,6 +24,7 @@ from typing import Any
 
 from netgym.errors import NetgymError
 from netgym_emulator.manifest import Game
+from netgym_emulator.output import LOG_FILE, PRINT_MARK, FceuxOutput
 from netgym_emulator.problems import GameError
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
@@ -31,10 +32,8 @@ BRIDGE = Path(__file__).with_name("bridge.lua")
 BRIDGE_ERROR = "bridge: "
 SAVESTATE_ERROR = "savestate: "  # and a save state that did not load
 EXIT_FILE = "bridge-exit"  # why the bridge ended FCEUX itself, when it did
-LOG_LIMIT_BYTES = 8 * 2**20  # FCEUX's output kept per instance, at most (trimmed every second)
 BRIDGE_KEY_BYTES = 32  # hex digits a client sends first, as docs/games.md says
 _SECRETS = ("NETGYM_EMULATOR_TOKEN", "NETGYM_TOKEN")  # not for FCEUX and game scripts
-LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
@@ -78,6 +77,9 @@ class Instance:
     started_at: float = field(default_factory=time.time)
     client_gone_since: float | None = None  # when its client was first seen gone
 
+    def __post_init__(self) -> None:
+        self.output = FceuxOutput(self.home / LOG_FILE, f"{self.game.name} {self.instance_id}")
+
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -91,7 +93,7 @@ class Instance:
         with contextlib.suppress(OSError):  # the bridge's own reason: a timeout, say
             note = (self.home / EXIT_FILE).read_text(errors="backslashreplace")
             return f"was ended by its bridge: {note}"
-        if _DISPLAY_LOST in self.log_tail():
+        if _DISPLAY_LOST in self.output.tail():
             return (
                 f"exited with code {code}: it lost its virtual display (Xvfb died; the "
                 "service starts a new one)"
@@ -113,32 +115,6 @@ class Instance:
                     if inode and tcp_states.get(int(inode)) == _TCP_CLOSE_WAIT:
                         return True
         return False
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            with (self.home / "fceux.log").open("rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
-                text = log.read().decode(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def trim_log(self) -> None:
-        """Keep FCEUX's output (a game script's prints) under ``LOG_LIMIT_BYTES``: a
-        script that prints every step would otherwise fill the disk."""
-        path = self.home / "fceux.log"
-        try:
-            if path.stat().st_size <= LOG_LIMIT_BYTES:
-                return
-            # FCEUX appends (O_APPEND): it writes on at the new end. Nothing of the old
-            # output is put back: FCEUX's next lines could come before it.
-            os.truncate(path, 0)
-            with path.open("ab") as log:
-                log.write(
-                    f"[netgym: earlier output dropped past {LOG_LIMIT_BYTES:,} bytes]\n".encode()
-                )
-        except OSError:
-            pass
 
     def public(self) -> dict[str, Any]:
         return {
@@ -166,6 +142,7 @@ class Instance:
         if wait:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+        self.output.pass_on()  # its last prints, before its folder goes
         shutil.rmtree(self.home, ignore_errors=True)
         if self.screen_file is not None:
             self.screen_file.unlink(missing_ok=True)
@@ -283,12 +260,13 @@ def _launch(
         "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
         "NETGYM_BRIDGE_KEY": key,
+        "NETGYM_PRINT_MARK": PRINT_MARK,
     }
     if screen_file is not None:
         with screen_file.open("wb") as file:
             file.truncate(SCREEN_FILE_BYTES)
         env["NETGYM_SCREEN_FILE"] = str(screen_file)
-    with (home / "fceux.log").open("ab") as log:  # appending: trim_log may cut it
+    with (home / LOG_FILE).open("ab") as log:  # appending: FceuxOutput may empty it
         return subprocess.Popen(
             [fceux, "--sound", "0", "--loadlua", str(BRIDGE), str(game.rom)],
             env=env,
@@ -337,7 +315,7 @@ async def _wait_for_bridge(instance: Instance, start_timeout_s: float) -> tuple[
                 else f"its bridge did not report within {start_timeout_s:g} s (does the game "
                 "script's top level loop for ever, or its [start] sequence play too long?)"
             )
-            tail = instance.log_tail()
+            tail = instance.output.tail()
             raise InstanceStartError(
                 f"an instance of {game.name} did not start: {reason}"
                 + (f"; FCEUX said:\n{tail}" if tail else "")

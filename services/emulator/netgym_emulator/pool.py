@@ -160,7 +160,7 @@ class InstancePool:
                 continue
             if not check_clients:
                 continue
-            instance.trim_log()
+            instance.output.pass_on()
             if not instance.client_gone(states):
                 instance.client_gone_since = None
             elif instance.client_gone_since is None:

@@ -1,0 +1,83 @@
+"""FCEUX's output, a file per instance: a game script's ``print()`` passed on to the
+service's log, and the file kept small, so that a script that prints every step
+cannot fill the disk."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+LOG_FILE = "fceux.log"  # in the instance's home folder
+LOG_LIMIT_BYTES = 8 * 2**20  # kept per instance, at most (the file is emptied past it)
+LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
+# How the bridge marks each line of a game script's print(), among FCEUX's own lines.
+PRINT_MARK = "netgym-print: "
+PRINTS_PER_PASS = 20  # lines passed on per instance at each pass (every second)
+READ_PER_PASS = 256 * 2**10  # the most read at each pass; output past it is skipped
+
+log = logging.getLogger("netgym.emulator.game")
+
+
+class FceuxOutput:
+    """The output file of one FCEUX, which FCEUX appends to (stdout and stderr)."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        """``source`` names the instance in the service's log (its game and id)."""
+        self.path = path
+        self.source = source
+        self._passed = 0  # how far the file has been read for prints
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines FCEUX wrote, for an error's message."""
+        try:
+            with self.path.open("rb") as file:
+                file.seek(max(0, file.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+                text = file.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def pass_on(self) -> None:
+        """Log the game script's lines printed since the last pass (``PRINTS_PER_PASS``
+        of them at most, then how many more), and empty the file past
+        ``LOG_LIMIT_BYTES``."""
+        with contextlib.suppress(OSError):  # the instance's folder is gone: nothing to pass
+            self._log_prints()
+            self._trim()
+
+    def _log_prints(self) -> None:
+        size = self.path.stat().st_size
+        if size < self._passed:  # emptied since the last pass
+            self._passed = 0
+        skipped = max(0, size - self._passed - READ_PER_PASS)
+        with self.path.open("rb") as file:
+            file.seek(self._passed + skipped)
+            data = file.read(size - self._passed - skipped)
+        # A line FCEUX is still writing is read at the next pass.
+        complete = data[: data.rfind(b"\n") + 1]
+        self._passed += skipped + len(complete)
+        mark = PRINT_MARK.encode()
+        prints = [line for line in complete.splitlines() if line.startswith(mark)]
+        for line in prints[:PRINTS_PER_PASS]:
+            log.info("%s: %s", self.source, line[len(mark) :].decode(errors="replace"))
+        if len(prints) > PRINTS_PER_PASS or skipped:
+            log.info(
+                "%s: more printed than shown (%d lines, %d bytes skipped); %s has it all "
+                "while the instance runs",
+                self.source,
+                max(0, len(prints) - PRINTS_PER_PASS),
+                skipped,
+                self.path,
+            )
+
+    def _trim(self) -> None:
+        if self.path.stat().st_size <= LOG_LIMIT_BYTES:
+            return
+        # FCEUX appends (O_APPEND): it writes on at the new end. Nothing of the old
+        # output is put back: FCEUX's next lines could come before it.
+        os.truncate(self.path, 0)
+        note = f"[netgym: earlier output dropped past {LOG_LIMIT_BYTES:,} bytes]\n"
+        with self.path.open("ab") as file:
+            file.write(note.encode())

@@ -1,0 +1,80 @@
+"""A game script's print(): in the emulator service's log, never a flood of it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from netgym.emulator.env import EmulatorEnv
+from netgym_emulator.output import PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
+from tests.servers import run_emulator
+
+PRINTING_SCRIPT = """\
+print("loaded", 1, nil)
+local game = {}
+function game.step()
+  print("step", 2.5, true)
+  return 0, false, {}
+end
+return game
+"""
+
+
+def test_a_game_scripts_prints_reach_the_services_log(tmp_path: Path) -> None:
+    games = tmp_path / "games"
+    folder = games / "printing"
+    folder.mkdir(parents=True)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Printing", rom=EFP_ROM))
+    (folder / "game.lua").write_text(PRINTING_SCRIPT)
+    with run_emulator(tmp_path, games, log_level="info") as (url, _):
+        env = EmulatorEnv("Printing", url)
+        try:
+            env.reset(seed=0)
+            for _ in range(3):
+                env.step(0)
+            instance_id = env.instance_id
+        finally:
+            env.close()  # what it printed last is passed on as it goes
+    log = next(tmp_path.glob("emulator-*.log")).read_text()
+    source = f"netgym.emulator.game Printing {instance_id}:"
+    assert f"{source} loaded\t1\tnil" in log
+    assert log.count(f"{source} step\t2.5\ttrue") == 3
+    assert "Emulation speed" not in log  # FCEUX's own output stays in its file
+
+
+def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fceux.log"
+    output = FceuxOutput(path, "Game 1")
+    many = PRINTS_PER_PASS + 5
+    path.write_text(
+        "FCEUX's own line\n"
+        + "".join(f"{PRINT_MARK}line {i}\n" for i in range(many))
+        + f"{PRINT_MARK}half a li"
+    )
+    with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
+        output.pass_on()
+        messages = [record.getMessage() for record in caplog.records]
+        assert messages[:PRINTS_PER_PASS] == [f"Game 1: line {i}" for i in range(PRINTS_PER_PASS)]
+        assert "more printed than shown (5 lines" in messages[-1]
+        caplog.clear()
+        with path.open("a") as file:
+            file.write("ne\n")
+        output.pass_on()
+        assert [record.getMessage() for record in caplog.records] == ["Game 1: half a line"]
+        caplog.clear()
+        path.write_text(f"{PRINT_MARK}after it was emptied\n")
+        output.pass_on()
+        assert [record.getMessage() for record in caplog.records] == [
+            "Game 1: after it was emptied"
+        ]
+
+
+def test_passing_on_the_output_of_an_instance_whose_folder_is_gone_does_nothing(
+    tmp_path: Path,
+) -> None:
+    FceuxOutput(tmp_path / "gone" / "fceux.log", "Game 1").pass_on()
