@@ -157,13 +157,20 @@ def test_refused_step_with_autoreset_disabled_moves_no_env(remote_kwargs: dict) 
         remote.close()
 
 
-def test_reset_mask_selecting_no_env_is_refused(remote_kwargs: dict) -> None:
+@pytest.mark.parametrize(
+    ("mask", "refusal"),
+    [(np.zeros(2, dtype=np.bool_), "selects no env"), ([[True], [True, False]], "inhomogeneous")],
+    ids=["none-selected", "ragged"],
+)
+def test_a_wrong_reset_mask_is_refused_and_the_session_goes_on(
+    remote_kwargs: dict, mask: object, refusal: str
+) -> None:
     with netgym.make_vec(
         "CartPole-v1", 2, autoreset_mode=AutoresetMode.DISABLED, **remote_kwargs
     ) as envs:
         envs.reset(seed=0)
-        with pytest.raises(InvalidRequestError, match="selects no env"):
-            envs.reset(options={"reset_mask": np.zeros(2, dtype=np.bool_)})
+        with pytest.raises(InvalidRequestError, match=refusal):
+            envs.reset(options={"reset_mask": mask})
         envs.step(np.array([0, 1]))
 
 

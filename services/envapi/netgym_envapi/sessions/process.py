@@ -581,12 +581,14 @@ class Session:
         mask = None
         if options and "reset_mask" in options:
             options = dict(options)
-            mask = np.asarray(options.pop("reset_mask"))
+            num_envs = self.config.num_envs
+            wanted = f"options['reset_mask'] must be a bool array of shape ({num_envs},)"
+            try:
+                mask = np.asarray(options.pop("reset_mask"))
+            except (ValueError, TypeError) as exc:  # a ragged list, say
+                raise InvalidRequestError(f"{wanted}: {exc}") from None
             if mask.dtype != np.bool_ or mask.shape != (self.config.num_envs,):
-                raise InvalidRequestError(
-                    "options['reset_mask'] must be a bool array of shape "
-                    f"({self.config.num_envs},), got {mask.dtype} {mask.shape}"
-                )
+                raise InvalidRequestError(f"{wanted}, got {mask.dtype} {mask.shape}")
             if not mask.any():
                 raise InvalidRequestError(
                     "options['reset_mask'] selects no env: set at least one True, "
