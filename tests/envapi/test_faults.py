@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -414,6 +415,20 @@ def test_bad_hello_is_refused(
         )
         assert message_type == MessageType.ERROR
         assert isinstance(unpack_error(body), error)
+    assert_still_serving(envapi)
+
+
+def test_a_hello_whose_protocol_is_an_array_is_refused_with_an_error(envapi: EnvApi) -> None:
+    # Values may hold arrays of dtypes that are read but never sent: the refusal,
+    # whose details quote the value, goes without them.
+    session_id = open_session(envapi)
+    text = json.dumps(
+        {"protocol": {"$nd": [0, "|V8", [1]]}, "session_id": session_id, "token": envapi.token}
+    ).encode()
+    head = struct.pack("<I", len(text)) + text
+    with raw_connection(envapi) as sock:
+        send_frame(sock, MessageType.HELLO, [head + b"\0" * (-len(head) % 8) + b"\0" * 8])
+        assert isinstance(error_of(sock), ProtocolVersionError)
     assert_still_serving(envapi)
 
 

@@ -213,8 +213,12 @@ def send_value(sock: socket.socket, message_type: MessageType, value: Any) -> No
 
 
 def pack_error(error: NetgymError) -> bytes:
-    """The body of an ERROR frame."""
-    return pack_value(error.to_dict())
+    """The body of an ERROR frame; without the details where they cannot be sent (they
+    may quote what a client sent, an array of a dtype the codec does not carry, say)."""
+    try:
+        return pack_value(error.to_dict())
+    except ProtocolError:
+        return pack_value({**error.to_dict(), "details": {}})
 
 
 def unpack_error(body: Buffer) -> NetgymError:

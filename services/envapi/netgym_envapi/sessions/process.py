@@ -41,7 +41,7 @@ from netgym.errors import (
     SessionStateError,
 )
 from netgym.protocol import PROTOCOL_VERSION, BatchLayout, MessageType, ResultLayout, pack_space
-from netgym.protocol.frames import Buffer, FrameReader, send_frame, send_value
+from netgym.protocol.frames import Buffer, FrameReader, pack_error, send_frame, send_value
 from netgym.protocol.sharedmemory import HEADER_BYTES, create_results_file
 from netgym.protocol.values import pack_value, unpack_value
 from netgym_envapi.catalog import (
@@ -362,11 +362,7 @@ class Session:
     def _send_error(self, client: socket.socket, error: NetgymError) -> bool:
         """Send an ERROR frame; False when the client is gone."""
         try:
-            try:
-                body = pack_value(error.to_dict())
-            except ProtocolError:  # details it cannot carry: the message still goes
-                body = pack_value({**error.to_dict(), "details": {}})
-            _send_whole(client, MessageType.ERROR, [body])
+            _send_whole(client, MessageType.ERROR, [pack_error(error)])
         except OSError:
             self._client_gone()
             return False
