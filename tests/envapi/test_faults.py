@@ -193,6 +193,17 @@ def test_a_session_logs_each_env_error_once(tmp_envapi: EnvApi) -> None:
     assert tmp_envapi.log.read_text().count("the env broke on purpose") == 1
 
 
+def test_an_env_error_that_quotes_the_request_is_logged_shortened(tmp_envapi: EnvApi) -> None:
+    # Else a client could fill the disk with the log, as fast as it sends.
+    with netgym.make_vec("CartPole-v1", 1, url=tmp_envapi.url, token=tmp_envapi.token) as envs:
+        with pytest.raises(EnvError, match="x" * 60_000):  # the client gets it whole
+            envs.reset(options={"low": "x" * 60_000})
+        envs.reset(seed=0)
+    log = tmp_envapi.log.read_text()
+    assert "x" * 3000 in log and "x" * 5000 not in log
+    assert "more characters)" in log
+
+
 def test_an_error_code_the_client_does_not_know_keeps_its_code_and_the_session(
     tmp_envapi: EnvApi,
 ) -> None:

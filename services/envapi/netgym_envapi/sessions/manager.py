@@ -45,7 +45,7 @@ from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
-from netgym_envapi.sessions.process import run_session
+from netgym_envapi.sessions.process import run_session, shortened
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
 
@@ -61,9 +61,6 @@ WATCHDOG_PERIOD_S = 1.0
 WATCHDOG_MARGIN_S = 5.0
 # How long one good worker check (GET /v1/health) stands for the next ones.
 WORKER_CHECK_VALID_S = 5.0
-# What an ended session's record keeps of a reason or an error's message (an env's
-# error may quote the whole request back).
-ENDED_TEXT_CHARS = 4000
 
 
 class SessionState(enum.StrEnum):
@@ -122,9 +119,9 @@ class SessionRecord:
         self.config = replace(self.config, env_kwargs={}, wrappers=[])
         self.observation_space = self.action_space = self.action_meanings = None
         if self.end_reason is not None:
-            self.end_reason = _shortened(self.end_reason)
+            self.end_reason = shortened(self.end_reason)
         if self.end_error is not None and isinstance(self.end_error.get("message"), str):
-            self.end_error = {**self.end_error, "message": _shortened(self.end_error["message"])}
+            self.end_error = {**self.end_error, "message": shortened(self.end_error["message"])}
 
     def public(self) -> dict[str, Any]:
         """The session as the REST API shows it."""
@@ -600,9 +597,3 @@ def _emulator_timeout_s(step_timeout_s: float) -> float:
     from netgym.emulator.env import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 
     return max(MIN_TIMEOUT_S, min(DEFAULT_TIMEOUT_S, step_timeout_s / 2))
-
-
-def _shortened(text: str) -> str:
-    if len(text) <= ENDED_TEXT_CHARS:
-        return text
-    return f"{text[:ENDED_TEXT_CHARS]}... ({len(text) - ENDED_TEXT_CHARS:,} more characters)"

@@ -69,6 +69,9 @@ log = logging.getLogger("netgym.envapi.session")
 # with bounds per pixel takes about 2 MiB.
 MAX_SPACES_BYTES = 16 << 20
 LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
+# What is logged of an error's message, or kept of it in an ended session's record:
+# an env's error may quote the whole request back.
+KEPT_TEXT_CHARS = 4000
 
 
 class _Terminated(BaseException):
@@ -431,14 +434,15 @@ class Session:
     def _log_env_error(self, error: EnvError) -> None:
         """Log an env's error (a game script's, say: its author reads the service's log,
         docker compose logs envapi), each one once, the first ``LOGGED_ENV_ERRORS``."""
-        if error.message in self._logged_errors or len(self._logged_errors) > LOGGED_ENV_ERRORS:
+        message = shortened(error.message)
+        if message in self._logged_errors or len(self._logged_errors) > LOGGED_ENV_ERRORS:
             return
-        self._logged_errors.add(error.message)
+        self._logged_errors.add(message)
         config = self.config
         if len(self._logged_errors) > LOGGED_ENV_ERRORS:
             log.warning("session %s: more env errors, not logged", config.session_id)
         else:
-            log.warning("session %s (%s): %s", config.session_id, config.env_id, error.message)
+            log.warning("session %s (%s): %s", config.session_id, config.env_id, message)
 
     def _shared_memory_offer(self) -> dict[str, Any] | None:
         if self.shared_path is None:
@@ -605,6 +609,13 @@ class Session:
         observations = self.result_buffer[: self.results.reset_nbytes]
         parts: list[Buffer] = [info] if self.shared else [observations, info]
         _send_whole(client, MessageType.RESET_RESULT, parts)
+
+
+def shortened(text: str) -> str:
+    """``text``, or its first ``KEPT_TEXT_CHARS`` characters and how many more there were."""
+    if len(text) <= KEPT_TEXT_CHARS:
+        return text
+    return f"{text[:KEPT_TEXT_CHARS]}... ({len(text) - KEPT_TEXT_CHARS:,} more characters)"
 
 
 def _seeds(seed: Any, num_envs: int) -> list[int | None]:
