@@ -19,6 +19,7 @@ from netgym.errors import (
     AuthenticationError,
     InvalidRequestError,
     LimitExceededError,
+    MessageTooLargeError,
     NetgymError,
     ServerUnavailableError,
     UnknownEnvError,
@@ -293,7 +294,7 @@ def test_large_body_is_refused(envapi: EnvApi, framing: str) -> None:
         body = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for _ in range(size // len(piece)))
         body += b"0\r\n\r\n"
     else:
-        length_header, body = f"Content-Length: {size}", b""
+        length_header, body = f"Content-Length: {size}", b"a" * size
     status, reply = raw_request(
         envapi,
         f"POST /v1/sessions HTTP/1.1\nHost: x\nContent-Type: application/json\n"
@@ -303,6 +304,38 @@ def test_large_body_is_refused(envapi: EnvApi, framing: str) -> None:
     assert status == 413 and reply["error"]["code"] == "message_too_large"
     assert "1048576 bytes" in reply["error"]["message"]
     assert client(envapi).get("/v1/health").status_code == 200
+
+
+def test_the_client_is_told_its_body_is_too_large_while_it_still_sends_it(
+    envapi: EnvApi,
+) -> None:
+    # Answered before the body is all read, it got a reset connection instead.
+    with pytest.raises(MessageTooLargeError, match="1048576 bytes"):
+        netgym.make(
+            "CartPole-v1", env_kwargs={"x": "a" * (16 << 20)}, url=envapi.url, token=envapi.token
+        )
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b'{"env_id": "CartPole-v1", "env_kwargs": {"render_mode": 1e999}}', 422, None),
+        (b'{"env_id": "CartPole-v1", "env_kwargs": {"render_mode": NaN}}', 422, None),
+        (b'{"env_id": "CartPole-\\ud800"}', 404, "unknown_env"),
+    ],
+    ids=["infinity", "nan", "lone-surrogate"],
+)
+def test_an_error_that_quotes_what_json_cannot_carry_is_still_answered(
+    envapi: EnvApi, content: bytes, status: int, code: str | None
+) -> None:
+    with client(envapi) as http:
+        reply = http.post(
+            "/v1/sessions", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert reply.status_code == status, reply.text
+        error = reply.json()["error"]
+        assert error["code"] == (code or "invalid_request") and error["message"], error
+    assert "Exception in ASGI application" not in envapi.log.read_text()
 
 
 def test_bad_env_kwargs_are_always_an_invalid_request(envapi: EnvApi) -> None:

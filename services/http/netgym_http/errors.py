@@ -9,6 +9,8 @@ not validate, an unknown path or method, or a bug.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,8 +23,22 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 _SEND_JSON = "send the body as JSON in UTF-8, with Content-Type: application/json"
 
 
-def _body(code: str, message: str) -> dict[str, dict[str, object]]:
-    return {"error": {"code": code, "message": message, "details": {}}}
+def _body(code: str, message: str) -> dict[str, object]:
+    return {"code": code, "message": message, "details": {}}
+
+
+def _answer(
+    error: dict[str, Any], status_code: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The error body; where JSON cannot carry what the error quotes of a request (a
+    float such as 1e999, which Python reads as inf, or a lone surrogate), without
+    its details and with the message's unencodable characters escaped."""
+    try:
+        return JSONResponse({"error": error}, status_code=status_code, headers=headers)
+    except ValueError:  # UnicodeEncodeError included
+        message = str(error["message"]).encode("utf-8", "backslashreplace").decode()
+        plain = {**error, "message": message, "details": {}}
+        return JSONResponse({"error": plain}, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> None:
@@ -30,7 +46,7 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
 
     @app.exception_handler(NetgymError)
     async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+        return _answer(exc.to_dict(), exc.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -38,10 +54,10 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
             error = InvalidRequestError(
                 f"{request.method} {request.url.path}: {exc.detail} ({_SEND_JSON})"
             )
-            return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+            return _answer(error.to_dict(), error.http_status)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+        return _answer(_body(code, message), exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,10 +70,10 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
         if "json" not in request.headers.get("content-type", ""):
             problems += f" ({_SEND_JSON})"
         error = InvalidRequestError(f"invalid request: {problems}", details={"errors": errors})
-        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+        return _answer(error.to_dict(), error.http_status)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         message = f"the {service} failed on {request.method} {request.url.path}: {exc!r}"
-        return JSONResponse(_body("internal", message), status_code=500)
+        return _answer(_body("internal", message), 500)

@@ -5,7 +5,7 @@ Both services' REST APIs are guarded so.
 FastAPI reads and parses a request's body before the route's dependencies run,
 ``require_token`` included, so without this middleware anyone who reaches the
 port could make the service read (and hold in memory) a body of any size. This
-pure ASGI middleware refuses a request without the token before reading a byte
+pure ASGI middleware refuses a request without the token before it keeps a byte
 of its body, and refuses a body above ``MAX_BODY_BYTES`` whether or not it
 announces its length (a chunked body does not).
 """
@@ -22,6 +22,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from netgym.errors import AuthenticationError, MessageTooLargeError, NetgymError
 
 MAX_BODY_BYTES = 1 << 20  # REST bodies are small JSON documents
+# A refused request's body is read off (and dropped) up to this much before the
+# answer: a client still sending it would get a reset connection, not the answer.
+DRAINED_BYTES = 64 << 20
 
 
 def token_matches(token: SecretStr | None, authorization: str | None) -> bool:
@@ -71,12 +74,13 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        length = _header(scope, b"content-length")
+        announced = int(length) if length is not None and length.isdigit() else None
         if self.guarded(path) and not token_matches(self.token, _header(scope, b"authorization")):
-            await _refuse(send, AuthenticationError(self.unauthorized))
+            await _refuse(receive, send, AuthenticationError(self.unauthorized), announced)
             return
-        announced = _header(scope, b"content-length")
-        if announced is not None and announced.isdigit() and int(announced) > self.max_body_bytes:
-            await _refuse(send, self._too_large())
+        if announced is not None and announced > self.max_body_bytes:
+            await _refuse(receive, send, self._too_large(), announced)
             return
         # Read the body here, up to the cap, and hand it to the app from memory.
         chunks: list[bytes] = []
@@ -88,7 +92,10 @@ class RequestGuard:
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _refuse(send, self._too_large())
+                if message.get("more_body", False):
+                    await _refuse(receive, send, self._too_large(), announced)
+                else:
+                    await _answer(send, self._too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -120,8 +127,23 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(send: Send, error: NetgymError) -> None:
-    """Answer with the error body, and close the connection: its body stays unread."""
+async def _refuse(receive: Receive, send: Send, error: NetgymError, announced: int | None) -> None:
+    """Read off the rest of the request's body (kept nowhere), then answer with the
+    error and close the connection; answer at once where more than ``DRAINED_BYTES``
+    is announced."""
+    drained = 0
+    while (announced or 0) <= DRAINED_BYTES and drained <= DRAINED_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect: nobody to answer
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    await _answer(send, error)
+
+
+async def _answer(send: Send, error: NetgymError) -> None:
+    """Answer with the error body, and close the connection."""
     body = json.dumps({"error": error.to_dict()}).encode()
     await send(
         {
