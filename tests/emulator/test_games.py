@@ -247,6 +247,22 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
             ('name = "fire"', 'name = "noop"'),
             r"game.toml:8: \[actions\] combos name noop more than once; give each combo its own",
         ),
+        (
+            ('name = "Tiny"', 'name = "Tiny"\ndescription = 5'),
+            r'game.toml:2: description = 5 is not a text; write it in quotes: description = "',
+        ),
+        (
+            ('file = "game.lua"', "file = 5"),
+            r"game.toml:6: \[script\] file = 5 is not a text",
+        ),
+        (
+            ("[script]", "source = 3\n[script]"),
+            r"game.toml:5: \[rom\] source = 3 is not a text",
+        ),
+        (
+            ('name = "fire"', 'name = ""'),
+            r'game.toml:8: combo 1 has name = "", which is no name; write name = "jump", or leave',
+        ),
     ],
     ids=[
         "frames",
@@ -275,6 +291,10 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "no-name",
         "type-typo",
         "combo-name-twice",
+        "description-number",
+        "script-file-number",
+        "rom-source-number",
+        "combo-name-empty",
     ],
 )
 def test_bad_manifest(tmp_path: Path, change: tuple[str, str], message: str) -> None:

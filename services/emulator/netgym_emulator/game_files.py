@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from netgym_emulator.problems import as_toml, fail, line_of
+from netgym_emulator.problems import as_toml, fail, line_of, text_of
 
 # The first bytes of the formats FCEUX loads: iNES, UNIF, NSF, and a zip or gzip
 # of any of them. Not FDS: FCEUX needs the Famicom Disk System's BIOS for it,
@@ -27,12 +27,14 @@ ROM_SUFFIXES = (".nes", ".unf", ".unif", ".nsf")
 
 
 def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
-    file = rom.get("file")
-    if not isinstance(file, str):
+    file_name = text_of(path, text, rom, "file", "rom")
+    if file_name is None:
         raise fail(path, "[rom] has no file", 'set file = "game.nes"', line_of(text, "rom"))
-    rom_path = (folder / file).resolve()
+    source = text_of(path, text, rom, "source", "rom")
+    build_file = text_of(path, text, rom, "build", "rom")
+    rom_path = (folder / file_name).resolve()
     if not rom_path.is_file():
-        build = folder / str(rom["build"]) if rom.get("build") else None
+        build = folder / build_file if build_file else None
         if build is not None and build.is_file():
             fix = f"build it: bash {build}"
             if build.name == "build.sh":  # the name set-up and the container look for
@@ -42,14 +44,12 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
                     "restart emulator)"
                 )
         else:
-            fix = f"put the ROM at {rom_path}" + (
-                f"; get it from: {rom['source']}" if rom.get("source") else ""
-            )
+            fix = f"put the ROM at {rom_path}" + (f"; get it from: {source}" if source else "")
             if build is not None:
                 fix += f"; or put the build script that [rom] build names at {build}"
         problem = f"the ROM {rom_path} is missing"
-        if (folder / file).is_symlink():
-            problem = f"the ROM {folder / file} is a link to {rom_path}, which is missing"
+        if (folder / file_name).is_symlink():
+            problem = f"the ROM {folder / file_name} is a link to {rom_path}, which is missing"
         if not rom_path.is_relative_to(folder.parent.resolve()):
             fix += (
                 f" (it is outside the games folder {folder.parent}: an emulator service in "
@@ -90,8 +90,8 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
 
 
 def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -> Path:
-    file = script.get("file", "game.lua")
-    script_path = (folder / str(file)).resolve()
+    file = text_of(path, text, script, "file", "script") or "game.lua"
+    script_path = (folder / file).resolve()
     if not script_path.is_file():
         raise fail(
             path,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym_emulator.game_files import ROM_SUFFIXES, check_rom, check_script, revision_of
-from netgym_emulator.problems import Problems, Skipped, as_toml, fail, line_of
+from netgym_emulator.problems import Problems, Skipped, as_toml, fail, line_of, text_of
 
 BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 MANIFEST = "game.toml"
@@ -191,6 +191,7 @@ def load_game(folder: Path) -> Game:
         return section(name)
 
     name = problems.check(lambda: _check_name(path, text, data))
+    description = problems.check(lambda: text_of(path, text, data, "description"))
     rom = problems.check(lambda: check_rom(folder, path, text, table("rom")))
     script = problems.check(lambda: check_script(folder, path, text, table("script")))
     actions = problems.check(lambda: _check_actions(path, text, table("actions")))
@@ -203,7 +204,7 @@ def load_game(folder: Path) -> Game:
     return Game(
         name=name,
         folder=folder,
-        description=str(data.get("description", "")),
+        description=description or "",
         rom=rom,
         script=script,
         combos=combos,
@@ -271,6 +272,14 @@ def _check_actions(
             if unknown := _unknown_key(combo, _COMBO_KEYS):
                 key, fix = unknown
                 raise fail(path, f"combo {i} has an unknown key {key!r}", fix, combos_line)
+            name = combo.get("name")
+            if name is not None and (not isinstance(name, str) or not name.strip()):
+                raise fail(
+                    path,
+                    f"combo {i} has name = {as_toml(name)}, which is no name",
+                    f'write name = "jump", or leave name out (the combo is then called "{i}")',
+                    combos_line,
+                )
         names = [str(c["name"]) for c in raw if "name" in c]
         if twice := sorted({n for n in names if names.count(n) > 1}):
             raise fail(

@@ -40,6 +40,28 @@ def line_of(text: str, key: str, section: str | None = None) -> int | None:
     return None
 
 
+def text_of(
+    path: Path, text: str, table: dict[str, Any], key: str, section: str | None = None
+) -> str | None:
+    """``table[key]``, a string with more than spaces in it; None when it is not set.
+
+    Raises:
+        GameError: for a value of another type (``file = 5``) or a blank one.
+    """
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        where = f"[{section}] " if section else ""
+        raise fail(
+            path,
+            f"{where}{key} = {as_toml(value)} is not a text",
+            f'write it in quotes: {key} = "..."',
+            line_of(text, key, section),
+        )
+    return value
+
+
 def as_toml(value: Any, hex_ints: bool = False) -> str:
     """A manifest value written as in TOML (``"a"``, ``true``, ``{ wait = 5 }``), for messages."""
     if hex_ints and isinstance(value, int) and not isinstance(value, bool):
