@@ -295,8 +295,13 @@ local function shown(value)
   return type(value) == "string" and string.format("%q", value) or tostring(value)
 end
 
+-- Where game.step() is defined (its file may be a module the script requires).
+local step_source = debug.getinfo(game.step, "S")
+local step_where = step_source.source:gsub("^@", "") .. ":" .. step_source.linedefined
+  .. ": game.step() "
+
 local function step_problem(reward, done, info)
-  local where = script_path .. ": game.step() "
+  local where = step_where
   if type(reward) ~= "number" then
     return where .. "must return a number as its reward, not " .. shown(reward)
   end
