@@ -273,6 +273,16 @@ def test_an_instance_whose_client_quit_says_so(tmp_path: Path) -> None:
         assert "unknown request" not in message
 
 
+def test_an_instance_killed_by_a_signal_with_no_name_is_reaped(tmp_path: Path) -> None:
+    # Its exit, not described, left it in the pool: every start failed after it.
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+        instance = start(url).json()
+        os.kill(instance["pid"], signal.SIGRTMIN + 1)
+        message = wait_for_the_end(url, instance["instance_id"], 10).json()["error"]["message"]
+        assert f"killed by signal {signal.SIGRTMIN + 1}" in message, message
+        assert start(url).status_code == 201
+
+
 def test_a_game_script_that_prints_every_step_cannot_fill_the_disk(tmp_path: Path) -> None:
     games = tmp_path / "games"
     folder = games / "chatty"

@@ -89,7 +89,10 @@ class Instance:
         if code is None:
             return "is running"
         if code < 0:
-            return f"was killed by {signal.Signals(-code).name}"
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:  # a real-time signal, which has no name
+                return f"was killed by signal {-code}"
         with contextlib.suppress(OSError):  # the bridge's own reason: a timeout, say
             note = (self.home / EXIT_FILE).read_text(errors="backslashreplace")
             return f"was ended by its bridge: {note}"

@@ -78,6 +78,7 @@ class FceuxOutput:
         # FCEUX appends (O_APPEND): it writes on at the new end. Nothing of the old
         # output is put back: FCEUX's next lines could come before it.
         os.truncate(self.path, 0)
+        self._passed = 0
         note = f"[netgym: earlier output dropped past {LOG_LIMIT_BYTES:,} bytes]\n"
         with self.path.open("ab") as file:
             file.write(note.encode())
