@@ -55,7 +55,9 @@ def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
     token = secrets.token_hex(16)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.ftruncate(fd, HEADER_BYTES + nbytes)
+        # Its pages are taken now: a sparse file on a tmpfs that fills up later would
+        # kill whoever first touches a page with SIGBUS.
+        os.posix_fallocate(fd, 0, HEADER_BYTES + nbytes)
         memory = mmap.mmap(fd, HEADER_BYTES + nbytes)
     except BaseException:
         os.close(fd)

@@ -267,7 +267,17 @@ def _launch(
     }
     if screen_file is not None:
         with screen_file.open("wb") as file:
-            file.truncate(SCREEN_FILE_BYTES)
+            try:
+                # Its pages are taken now: a sparse file on a tmpfs that fills up
+                # later would kill the client that reads it with SIGBUS.
+                os.posix_fallocate(file.fileno(), 0, SCREEN_FILE_BYTES)
+            except OSError as exc:
+                raise InstanceStartError(
+                    f"no room for an instance's screen file in {screen_file.parent}: "
+                    f"{exc.strerror}; free space there (a tmpfs such as /dev/shm is "
+                    "shared with every program of the host), or make it larger",
+                    details={"screen_dir": str(screen_file.parent)},
+                ) from None
         env["NETGYM_SCREEN_FILE"] = str(screen_file)
     with (home / LOG_FILE).open("ab") as log:  # appending: FceuxOutput may empty it
         return subprocess.Popen(
