@@ -57,11 +57,13 @@ NETGYM_EMULATOR_TOKEN="${NETGYM_EMULATOR_TOKEN:-$(.venv/bin/python -c 'import se
 export NETGYM_EMULATOR_TOKEN
 # In a session of its own, so that Ctrl-C reaches the envapi alone: the
 # emulator service is stopped once the envapi, which uses it, has stopped.
-setsid .venv/bin/netgym-emulator --port "$emulator_port" \
+# Both get SIGTERM from Linux when this script dies without stopping them (a
+# SIGKILL): none of them is left holding its ports.
+setsid setpriv --pdeathsig TERM -- .venv/bin/netgym-emulator --port "$emulator_port" \
     --games-dir "${NETGYM_EMULATOR_GAMES_DIR:-games}" &
 emulator=$!
 export NETGYM_EMULATOR_URL="${NETGYM_EMULATOR_URL:-http://127.0.0.1:$emulator_port}"
-.venv/bin/netgym-envapi "$@" &
+setpriv --pdeathsig TERM -- .venv/bin/netgym-envapi "$@" &
 envapi=$!
 status=0
 wait "$envapi" || status=$?

@@ -37,7 +37,7 @@ def wait_until_both_answer(
             time.sleep(0.2)
 
 
-@pytest.mark.parametrize("stop", ["Ctrl-C", "Ctrl-C twice", "SIGTERM"])
+@pytest.mark.parametrize("stop", ["Ctrl-C", "Ctrl-C twice", "SIGTERM", "SIGKILL"])
 def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
     port, data_port, emulator_port = free_ports(3)
     environ = {
@@ -67,8 +67,10 @@ def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
             if stop == "Ctrl-C twice":  # impatient: while the envapi shuts down
                 time.sleep(0.1)
                 os.killpg(script.pid, signal.SIGINT)
-        else:
+        elif stop == "SIGTERM":
             script.terminate()
+        else:  # the script runs none of its own stopping: its services stop themselves
+            script.kill()
         script.wait(30)
     finally:
         if script.poll() is None:
@@ -80,8 +82,10 @@ def test_run_script_stops_both_services(tmp_path: Path, stop: str) -> None:
         time.sleep(0.1)
     assert not [pid for pid in services if alive(pid)], log.read_text()
     assert not answers(f"http://127.0.0.1:{port}/v1/health")
-    # The emulator service outlived the envapi, which never found it gone.
-    assert "does not answer" not in log.read_text()[started:]
+    assert not answers(f"http://127.0.0.1:{emulator_port}/v1/health")
+    if stop != "SIGKILL":  # else both stop at once
+        # The emulator service outlived the envapi, which never found it gone.
+        assert "does not answer" not in log.read_text()[started:]
 
 
 def test_help_names_both_services_and_every_setting() -> None:
