@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ class InstanceStartError(NetgymError):
     http_status = 500
 
 
-def _prepare_fceux() -> None:
+def _prepare_fceux(service: int) -> None:
     """In FCEUX's process before it starts: die with the service; schedule as a batch job.
 
     Under SCHED_BATCH, an instance that a request wakes does not preempt the
@@ -59,6 +60,8 @@ def _prepare_fceux() -> None:
     about 7% more steps/s through the whole path).
     """
     ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != service:  # the service died before prctl took effect
+        os._exit(1)
     with contextlib.suppress(OSError):  # a sandbox may refuse it: only speed is lost
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
@@ -286,7 +289,7 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_prepare_fceux,
+            preexec_fn=partial(_prepare_fceux, os.getpid()),
             cwd=home,
         )
 
