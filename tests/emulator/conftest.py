@@ -95,6 +95,14 @@ function game.step() return 0, false, {} end
 return game
 """
 
+# A script that plays frames itself, as the bridge does.
+FRAMES_SCRIPT = """\
+local game = {}
+function game.reset() emu.frameadvance() end
+function game.step() return 0, false, {} end
+return game
+"""
+
 
 @dataclass
 class Stack:
@@ -124,6 +132,7 @@ def games_dir(root: Path) -> Path:
         ("Plain", PLAIN_SCRIPT),
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),
         ("Callbacks", CALLBACK_SCRIPT),
+        ("PlaysFrames", FRAMES_SCRIPT),
     ):
         folder = games / name.lower()
         folder.mkdir()

@@ -173,7 +173,10 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("frames_per_step = 2", "frames_per_step = 0"), r"game.toml:9: frames_per_step = 0"),
+        (
+            ("frames_per_step = 2", "frames_per_step = 0"),
+            r"game.toml:9: \[actions\] frames_per_step = 0",
+        ),
         (('buttons = ["a"]', 'buttons = ["turbo"]'), r"unknown buttons \['turbo'\]"),
         (
             ('name = "Tiny"', 'name = "my game"'),
@@ -183,6 +186,10 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (
             ("ram = { x = 0x10 }", "ram = { x = 0x900 }"),
             r"game.toml:12: \[observation\] ram x = 0x900 is no address.*0x000-0x7FF",
+        ),
+        (
+            ("ram = { x = 0x10 }", "ram = { x = -1 }"),
+            r"game.toml:12: \[observation\] ram x = -1 is no address",
         ),
         (
             ("ram = { x = 0x10 }", 'ram = { "x y" = 0x10 }'),
@@ -208,7 +215,10 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         (("noop_max = 3", "noop_max = 3\n[episode]\nmax_steps = 0"), r"max_steps = 0 is not"),
         (("{ wait = 5 }", "{ wait = -5 }"), r"game.toml:14: start step \{ wait = -5 \}"),
         (("frames = 1", "frames = 1.5"), r"start step .* \(N a whole number of frames\)"),
-        (("frames_per_step = 2", "frames_per_step = true"), r"game.toml:9: frames_per_step = true"),
+        (
+            ("frames_per_step = 2", "frames_per_step = true"),
+            r"game.toml:9: \[actions\] frames_per_step = true",
+        ),
         (
             ("noop_max = 3", "noop_max = 3\n[episode]\nmax_step = 10"),
             r"game.toml:17: unknown key 'max_step' in \[episode\]; did you mean max_steps\?",
@@ -270,6 +280,7 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         "name",
         "toml-syntax",
         "ram-address",
+        "ram-address-negative",
         "ram-name-space",
         "combo-not-table",
         "screen-string",
@@ -314,7 +325,7 @@ def test_every_problem_of_a_manifest_is_said_at_once(tmp_path: Path) -> None:
     lines = raised.value.message.splitlines()
     assert lines[0] == f"{tmp_path / 'tiny' / 'game.toml'} has 3 problems:"
     assert lines[1].startswith("- ") and "game.toml:3: the ROM" in lines[1]
-    assert "game.toml:9: frames_per_step = 0 is not an integer in 1..60" in lines[2]
+    assert "game.toml:9: [actions] frames_per_step = 0 is not an integer in 1..60" in lines[2]
     assert "game.toml:15: [start] noop_max = -1 is not a whole number" in lines[3]
     assert len(raised.value.details["problems"]) == 3
 

@@ -289,6 +289,15 @@ def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
                 env.reset(seed=0)
 
 
+def test_a_script_may_not_play_frames(stack: Stack) -> None:
+    # The bridge plays each step's frames with the agent's buttons held.
+    with (
+        netgym.make("netgym/PlaysFrames-v0", **stack.kwargs) as env,
+        pytest.raises(EnvError, match=r"game\.lua:2: emu\.frameadvance\(\) is the bridge's"),
+    ):
+        env.reset(seed=0)
+
+
 def test_a_script_may_not_register_callbacks(stack: Stack) -> None:
     # FCEUX does not call them while the bridge drives it, and an error in one
     # would stop the bridge: the script fails as it loads, naming the line.

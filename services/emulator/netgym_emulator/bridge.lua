@@ -90,11 +90,14 @@ local function pad_for(mask)
   return pad
 end
 
+-- The bridge's own: a game script gets functions that refuse (below).
+local set_pad, frame_advance = joypad.set, emu.frameadvance
+
 local function advance(mask, frames)
   local pad = pad_for(mask)
   for _ = 1, frames do
-    joypad.set(1, pad)
-    emu.frameadvance()
+    set_pad(1, pad)
+    frame_advance()
   end
 end
 
@@ -119,6 +122,12 @@ local register_after = emu.registerafter
 local BRIDGES = "is the bridge's: a game script only reads RAM"
 emu.registerafter = forbidden("emu.registerafter", BRIDGES)
 emu.registerbefore = forbidden("emu.registerbefore", BRIDGES)
+-- Frames and buttons are the bridge's too: a step plays what the agent chose.
+local OWNS_FRAMES = "is the bridge's: it plays the frames and holds the agent's buttons; "
+  .. "a game script only reads RAM"
+emu.frameadvance = forbidden("emu.frameadvance", OWNS_FRAMES)
+joypad.set = forbidden("joypad.set", OWNS_FRAMES)
+joypad.write = forbidden("joypad.write", OWNS_FRAMES)
 -- Nor may it register callbacks: FCEUX does not call memory hooks while the
 -- bridge drives it (seen with memory.registerwrite), and an error in one would
 -- stop every script, the bridge with it. A script reads RAM in game.step().
@@ -361,9 +370,9 @@ end)
 -- Hold the buttons for `frames` frames; `send` answers after the last one.
 local function advance_then(mask, frames, send)
   advance(mask, frames - 1)
-  joypad.set(1, pad_for(mask))
+  set_pad(1, pad_for(mask))
   answer = send
-  emu.frameadvance()
+  frame_advance()
 end
 
 local function answer_step()

@@ -315,7 +315,7 @@ def _check_actions(
     if not _natural(frames, 1, 60):
         raise fail(
             path,
-            f"frames_per_step = {as_toml(frames)} is not an integer in 1..60",
+            f"[actions] frames_per_step = {as_toml(frames)} is not an integer in 1..60",
             "set it to the frames each action is held",
             line_of(text, "frames_per_step"),
         )

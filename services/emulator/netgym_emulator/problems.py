@@ -64,7 +64,7 @@ def text_of(
 
 def as_toml(value: Any, hex_ints: bool = False) -> str:
     """A manifest value written as in TOML (``"a"``, ``true``, ``{ wait = 5 }``), for messages."""
-    if hex_ints and isinstance(value, int) and not isinstance(value, bool):
+    if hex_ints and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return hex(value)
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {as_toml(v)}" for k, v in value.items()) + " }"
