@@ -453,7 +453,7 @@ def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
     if saved != config:
         keys = ", ".join(_differences(saved.model_dump(), config.model_dump()))
         why_not = f"its config differs at {keys}"
-    elif latest.final.exists():
+    elif _finished(latest, config) is not None:  # not a final model it has gone past
         why_not = "it has finished"
     elif latest.is_locked():
         why_not = "another process trains it now"

@@ -204,6 +204,26 @@ def test_resume_latest_continues_an_unfinished_run_of_the_same_config(
     assert both.returncode == 2 and "leave out" in both.stdout
 
 
+def test_resume_latest_goes_on_with_a_run_extended_past_its_final_model(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    first = run_train(envapi, "small.yaml", "--resume-latest", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout
+    (run,) = (tmp_path / "runs").iterdir()
+    # As --resume --set total_timesteps=2048 saves it, stopped before its new end:
+    saved = run / "config.yaml"
+    saved.write_text(
+        re.sub(r"(?m)^total_timesteps: 1024$", "total_timesteps: 2048", saved.read_text())
+    )
+    longer = ("--set", "total_timesteps=2048")
+    more = run_train(envapi, "small.yaml", "--resume-latest", *longer, cwd=tmp_path)
+    assert more.returncode == 0, more.stdout
+    assert f"resuming the newest unfinished run of this config: runs/{run.name}" in more.stdout
+    assert re.search(r"at step 1,024 of 2,048", more.stdout), more.stdout
+    assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
 def _stop_at_512(run_dir: Path) -> None:
     """Make a finished run look as if it had been stopped at step 512."""
     shutil.rmtree(run_dir / "final")
