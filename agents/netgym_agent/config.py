@@ -10,6 +10,7 @@ after an hour of training.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Sequence
@@ -124,7 +125,27 @@ class TrainConfig(_Section):
 
 
 class _Loader(yaml.SafeLoader):
-    """PyYAML, but ``1e-3`` and ``1e5`` are floats as in YAML 1.2, not strings."""
+    """PyYAML, but ``1e-3`` and ``1e5`` are floats as in YAML 1.2, not strings, and a
+    key set twice in one mapping is an error, not the last one winning in silence."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: an anchor's keys, on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            with contextlib.suppress(TypeError):  # a key that cannot be one: said below
+                if key in lines:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"{key!r} is set twice in one mapping (lines {lines[key]} and {line}): "
+                        "keep one",
+                        key_node.start_mark,
+                    )
+                lines[key] = line
+        return super().construct_mapping(node, deep)
 
 
 class _Dumper(yaml.SafeDumper):

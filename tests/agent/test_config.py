@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from netgym_agent.algorithms import model_kwargs
-from netgym_agent.config import TrainConfig, config_from_dict, config_to_yaml, load_config
+from netgym_agent.config import (
+    TrainConfig,
+    config_from_dict,
+    config_to_yaml,
+    load_config,
+    parse_yaml,
+)
 from netgym_agent.errors import ConfigError, RunDirError, explain
 from netgym_agent.rundir import RunDir
 from tests.agent.helpers import CONFIGS, SMALL_CARTPOLE, clean_env, run_train, write_config
@@ -304,3 +310,14 @@ def test_a_config_that_is_not_there_lists_those_beside_it(tmp_path: Path) -> Non
         f"my_catch.yaml: No such file or directory; {tmp_path} has cartpole.yaml, "
         "mycatch_ppo.yaml (did you mean 'mycatch_ppo.yaml'?)"
     )
+
+
+def test_a_key_set_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    # The last one would win without a word: the first block's settings lost.
+    path = write_config(tmp_path / "twice.yaml", SMALL_CARTPOLE)
+    path.write_text(path.read_text() + "eval:\n  episodes: 20\n")
+    with pytest.raises(ConfigError, match=r"'eval' is set twice in one mapping \(lines \d+ and"):
+        load_config(path)
+    # A key that overrides one merged from an anchor is no duplicate.
+    merged = parse_yaml("base: &base\n  n_steps: 16\nhp:\n  <<: *base\n  n_steps: 32\n", "x")
+    assert merged["hp"] == {"n_steps": 32}
