@@ -55,14 +55,17 @@ def gpu_required(config: TrainConfig) -> tuple[bool, str]:
     return False, ""
 
 
-def resolve_device(config: TrainConfig) -> torch.device:
+def resolve_device(config: TrainConfig, chosen: bool = False) -> torch.device:
     """The device to train on: CUDA when visible (``device: auto``), else the CPU.
+
+    ``chosen``: the config's device was named on the command line for this run
+    alone (``evaluate --device cpu``), which a GPU requirement does not overrule.
 
     Raises:
         DeviceError: a GPU is required, or ``device: cuda`` asked for, and none is visible.
         ConfigError: ``device: cpu`` together with a GPU requirement.
     """
-    required, by = gpu_required(config)
+    required, by = (False, "") if chosen else gpu_required(config)
     if config.device == "cpu":
         if required:
             raise ConfigError(

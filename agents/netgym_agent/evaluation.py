@@ -195,7 +195,9 @@ def evaluate_saved(
     config = run.load_config([] if device is None else [f"device={device}", "require_gpu=false"])
     directory = _saved_model(run, which, config.checkpoint.keep)
     model = ALGORITHMS[config.algo.name].load(
-        directory / MODEL_FILE, device=resolve_device(config), print_system_info=False
+        directory / MODEL_FILE,
+        device=resolve_device(config, chosen=device is not None),
+        print_system_info=False,
     )
     statistics = directory / VECNORMALIZE_FILE
     return evaluate(

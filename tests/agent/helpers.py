@@ -80,7 +80,9 @@ def start_train(server: EnvApi | None, log: Path, *args: str) -> subprocess.Pope
         )
 
 
-def run_evaluate(server: EnvApi, run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_evaluate(
+    server: EnvApi, run_dir: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``netgym_agent evaluate RUN_DIR ARGS`` against ``server`` to the end."""
     return subprocess.run(
         [
@@ -91,7 +93,7 @@ def run_evaluate(server: EnvApi, run_dir: Path, *args: str) -> subprocess.Comple
             *("--url", server.url, "--token", str(server.token)),
         ],
         cwd=ROOT,
-        env=clean_env(),
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=120,

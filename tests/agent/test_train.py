@@ -154,6 +154,10 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     assert refused.returncode != 0 and "cuda" in refused.stderr
     moved = run_evaluate(envapi, gpu_run, *one_episode, "--device", "cpu")
     assert moved.returncode == 0, moved.stderr
+    # In the GPU container (NETGYM_REQUIRE_GPU=1), which is about training, too.
+    required = {"NETGYM_REQUIRE_GPU": "1"}
+    moved = run_evaluate(envapi, gpu_run, *one_episode, "--device", "cpu", **required)
+    assert moved.returncode == 0, moved.stderr
 
 
 def test_resume_latest_continues_an_unfinished_run_of_the_same_config(
