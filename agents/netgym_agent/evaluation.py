@@ -9,12 +9,14 @@ same starting states, so their returns compare.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
@@ -139,14 +141,15 @@ def evaluate(
                 raise EvaluationInterrupted
 
         try:
-            returns, lengths = evaluate_policy(
-                model,
-                env,
-                n_eval_episodes=episodes,
-                deterministic=deterministic,
-                return_episode_rewards=True,
-                callback=poll,
-            )
+            with _seeded_sampling(model, config.seed + EVAL_SEED_OFFSET):
+                returns, lengths = evaluate_policy(
+                    model,
+                    env,
+                    n_eval_episodes=episodes,
+                    deterministic=deterministic,
+                    return_episode_rewards=True,
+                    callback=poll,
+                )
         except ReconnectFailedError as exc:
             if exc.details.get("stopped"):  # the stop cut a reconnect short
                 raise EvaluationInterrupted from exc
@@ -211,6 +214,25 @@ def evaluate_saved(
         statistics=statistics if statistics.exists() else None,
         num_envs_key="eval.num_envs" if num_envs is None else "--num-envs",
     )
+
+
+@contextmanager
+def _seeded_sampling(model: BaseAlgorithm, seed: int) -> Iterator[None]:
+    """Draw the policy's actions (a stochastic evaluation's, DQN's exploration) from
+    ``seed``, as the envs are seeded, and give training its random state back after."""
+    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    numpy_state = np.random.get_state()
+    space = model.action_space  # DQN explores with its samples
+    space_state = space.np_random.bit_generator.state
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        space.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            space.np_random.bit_generator.state = space_state
 
 
 def _saved_model(run: RunDir, which: str, keep: int) -> Path:
