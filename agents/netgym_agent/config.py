@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from netgym_agent.algorithms import check_hyperparams
 from netgym_agent.errors import ConfigError, did_you_mean
@@ -84,6 +91,15 @@ class EvalConfig(_Section):
     num_envs: int = Field(default=5, ge=1)
     deterministic: bool = True
     stop_at_mean_return: float | None = None
+
+    @model_validator(mode="after")
+    def _goal_needs_evaluations(self) -> EvalConfig:
+        if self.stop_at_mean_return is not None and self.every_steps == 0:
+            raise ValueError(
+                "stop_at_mean_return is checked at evaluations, and every_steps: 0 runs "
+                "none: set every_steps above 0, or stop_at_mean_return: null"
+            )
+        return self
 
 
 class CheckpointConfig(_Section):

@@ -81,6 +81,10 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
         ({"Seed": 3}, ["Seed: unknown key", "did you mean 'seed'"]),
         ({"env": {"id": "CartPole-v1", "Num_envs": 2}}, ["env.Num_envs: unknown key"]),
         ({"normalize": {"Norm_obs": True}}, ["normalize.Norm_obs: unknown key"]),
+        (
+            {"eval": {"every_steps": 0, "stop_at_mean_return": 100}},
+            ["eval: stop_at_mean_return is checked at evaluations", "every_steps above 0"],
+        ),
     ],
     ids=[
         "unknown-key",
@@ -96,6 +100,7 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
         "capitalised-key",
         "capitalised-nested-key",
         "capitalised-normalize-key",
+        "goal-without-evaluations",
     ],
 )
 def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
@@ -172,6 +177,7 @@ def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
         [
             "total_timesteps=1e5",
             "algo.hyperparams.learning_rate=3e-4",
+            "eval.every_steps=1000",
             "eval.stop_at_mean_return=475",
             "normalize=true",
             "env.kwargs.max_episode_steps=100",
