@@ -129,7 +129,7 @@ def evaluate(
     )
     try:
         check_env_fits(env, config, model.observation_space, model.action_space)
-        check_same_game(env, config, revision, "this run's training envs were made")
+        check_same_game(env, config, revision, "the model played it")
         saved = statistics if isinstance(statistics, Path) else None
         env = normalize_env(env, config, statistics=saved, training=False)
         if isinstance(statistics, VecNormalize) and isinstance(env, VecNormalize):
@@ -213,6 +213,7 @@ def evaluate_saved(
         deterministic=config.eval.deterministic if deterministic is None else deterministic,
         statistics=statistics if statistics.exists() else None,
         num_envs_key="eval.num_envs" if num_envs is None else "--num-envs",
+        revision=read_directory(directory, verify=False).info.get("env_revision"),
     )
 
 

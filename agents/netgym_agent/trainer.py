@@ -324,7 +324,7 @@ class _Run:
         if self.stop:
             return self._stopped(step, path)
         goal = self.config.eval.stop_at_mean_return if self.goal_reached else None
-        info = {"step": step, "goal": goal}
+        info = {"step": step, "goal": goal, "env_revision": env_revision(model.get_env())}
         write_directory(self.run.path, "final", self._write_policy, info)
         why = "goal reached: " if self.goal_reached else ""
         self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
@@ -408,7 +408,8 @@ class _Run:
         )
         if best:
             self.best_return, self.best_step = result.mean_return, result.step
-            write_directory(self.run.path, "best", self._write_policy, record)
+            info = {**record, "env_revision": env_revision(model.get_env())}
+            write_directory(self.run.path, "best", self._write_policy, info)
         goal = settings.stop_at_mean_return
         if goal is not None and result.mean_return >= goal:
             self.goal_reached = True

@@ -15,7 +15,7 @@ import pytest
 import netgym
 from netgym.errors import EnvError
 from netgym.sb3 import ReconnectingVecEnv
-from tests.agent.helpers import SMALL_CARTPOLE, run_train, write_config
+from tests.agent.helpers import SMALL_CARTPOLE, run_evaluate, run_train, write_config
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, Stack
 from tests.emulator.test_service import env_instance_pid
 
@@ -72,8 +72,11 @@ def test_a_run_does_not_resume_on_an_edited_game(stack: Stack, game: Path, tmp_p
     first = run_train(stack.envapi, str(config), cwd=tmp_path)
     assert first.returncode == 0, first.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
-    shutil.rmtree(run_dir / "final")  # as if stopped after its last checkpoint
     (game / "game.lua").write_text(PLAIN_SCRIPT + "-- edited\n")
+    evaluated = run_evaluate(stack.envapi, run_dir, "--model", "final", "--episodes", "1")
+    assert evaluated.returncode == 1, evaluated.stderr
+    assert "EditedResume-v0 has changed since the model played it" in evaluated.stderr
+    shutil.rmtree(run_dir / "final")  # as if stopped after its last checkpoint
     before = (run_dir / "config.yaml").read_text()
     resumed = run_train(stack.envapi, "--run-dir", str(run_dir), "--resume")
     assert resumed.returncode == 1, resumed.stdout
@@ -110,7 +113,7 @@ def test_an_evaluation_on_another_revision_of_the_game_stops(stack: Stack, game:
     envs = ReconnectingVecEnv("netgym/EditedEval-v0", 1, **stack.kwargs)
     try:
         model = PPO("CnnPolicy", envs, n_steps=16, batch_size=16, device="cpu")
-        with pytest.raises(EnvChangedError, match=r"changed since this run's training envs were"):
+        with pytest.raises(EnvChangedError, match=r"changed since the model played it"):
             evaluate(model, config, episodes=1, num_envs=1, revision="0" * 16, **stack.kwargs)
     finally:
         envs.close()
