@@ -1,6 +1,6 @@
 """netgym: Gymnasium environments served over the network.
 
-The client library: ``pip install netgym`` into training code, then::
+The client library: ``pip install /path/to/netgym`` into training code, then::
 
     import netgym
     env = netgym.make("CartPole-v1", url="http://gpu-box:8000")

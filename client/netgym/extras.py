@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import json
+import urllib.parse
 
 
 def require_extra(extra: str, modules: tuple[str, ...]) -> None:
@@ -15,6 +18,20 @@ def require_extra(extra: str, modules: tuple[str, ...]) -> None:
     if missing:
         raise ModuleNotFoundError(
             f"netgym's {extra} needs {', '.join(missing)}, which are not installed: "
-            f"pip install 'netgym[{extra}]'",
+            f"pip install {install_target(extra)}",
             name=missing[0],
         )
+
+
+def install_target(extra: str) -> str:
+    """What to give pip for netgym with ``extra``: the folder it was installed from
+    (netgym is not on PyPI, where another project could take the name)."""
+    source = "/path/to/netgym"
+    try:
+        record = importlib.metadata.distribution("netgym").read_text("direct_url.json")
+        url = str(json.loads(record or "{}").get("url", ""))
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        url = ""
+    if url.startswith("file://"):
+        source = urllib.parse.unquote(urllib.parse.urlparse(url).path)
+    return f'"{source}[{extra}]"'

@@ -5,7 +5,7 @@ a lost session: it opens a new session and goes on, the episodes in flight
 lost. ``ReconnectAwareVecMonitor`` is SB3's ``VecMonitor`` that does not count
 those lost episodes as finished ones.
 
-Needs ``pip install netgym[sb3]``; importing ``netgym`` alone never imports SB3.
+Needs ``pip install "/path/to/netgym[sb3]"``; importing ``netgym`` alone never imports SB3.
 """
 
 from __future__ import annotations
