@@ -34,3 +34,9 @@ def test_names_and_dicts_are_read_in_order() -> None:
 def test_a_mistake_is_refused_with_what_to_write(raw: Any, message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         parse_wrappers([raw])
+
+
+def test_the_atari_wrapper_after_a_frame_stack_is_refused_saying_the_order() -> None:
+    # Else the env fails at its first reset: "Invalid shape (4, 210), expecting ...".
+    with pytest.raises(InvalidRequestError, match=r"put it first: \['atari', 'frame_stack'\]"):
+        parse_wrappers(["frame_stack", "atari"])

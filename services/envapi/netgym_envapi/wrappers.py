@@ -143,6 +143,12 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
                 f"{{'name': {spec.name!r}, 'kwargs': {{{missing[0]!r}: ...}}}}"
             )
         specs.append(spec)
+    names = [spec.name for spec in specs]
+    if "atari" in names and "frame_stack" in names[: names.index("atari")]:
+        raise InvalidRequestError(
+            "wrapper 'atari' comes after 'frame_stack': it takes the game's own screen, so "
+            "put it first: ['atari', 'frame_stack']"
+        )
     return specs
 
 
