@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType
 
 from netgym.errors import NetgymError
 from netgym_envapi.settings import Settings
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     from netgym_envapi.app import create_app
     from netgym_http.timely import timely_http
 
+    # uvicorn ends by raising again the signal that stopped it. SIGTERM's own
+    # handling would end the process there and then; as SystemExit, the exit
+    # handlers run (multiprocessing's removes its folder in /tmp).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -53,6 +59,10 @@ def main(argv: list[str] | None = None) -> None:
         ws="none",
         http=timely_http(settings.request_timeout_s),
     )
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing.util
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,9 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await dataport.stop()
             await manager.shutdown()
-            # multiprocessing removes it at exit, which uvicorn skips: it ends the
-            # process by raising again the signal that stopped it.
-            shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
 
     app = FastAPI(title="netgym envapi", version="0.1.0", lifespan=lifespan)
     app.add_middleware(
