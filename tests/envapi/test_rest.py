@@ -275,14 +275,28 @@ def raw_request(envapi: EnvApi, head: str, body: bytes = b"") -> tuple[int, dict
     return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
 
 
-def test_token_is_checked_before_the_body_is_read(envapi: EnvApi) -> None:
-    # Announces 300 MiB and sends none: the answer comes from the headers alone.
+@pytest.mark.parametrize("announced", [2 << 20, 300 << 20], ids=["2-MiB", "300-MiB"])
+def test_token_is_checked_before_the_body_is_read(envapi: EnvApi, announced: int) -> None:
+    # Announces a body and sends none: the answer comes from the headers alone.
     status, body = raw_request(
         envapi,
         f"POST /v1/sessions HTTP/1.1\nHost: x\nContent-Type: application/json\n"
-        f"Content-Length: {300 << 20}\n",
+        f"Content-Length: {announced}\n",
     )
     assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_a_body_too_large_is_refused_before_a_client_that_waits_sends_it(
+    envapi: EnvApi,
+) -> None:
+    # curl waits for "100 Continue" before a body over 1 MiB: none is sent.
+    status, body = raw_request(
+        envapi,
+        f"POST /v1/sessions HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        f"Authorization: Bearer {envapi.token}\nExpect: 100-continue\n"
+        f"Content-Length: {2 << 20}\n",
+    )
+    assert status == 413 and body["error"]["code"] == "message_too_large"
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])

@@ -12,6 +12,8 @@ announces its length (a chunked body does not).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 from collections.abc import Callable
@@ -22,9 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from netgym.errors import AuthenticationError, MessageTooLargeError, NetgymError
 
 MAX_BODY_BYTES = 1 << 20  # REST bodies are small JSON documents
-# A refused request's body is read off (and dropped) up to this much before the
-# answer: a client still sending it would get a reset connection, not the answer.
+# A body too large is read off (and dropped) before the answer, up to this much
+# and for this long: a client still sending it would get a reset connection, not
+# the answer. A request without the token is answered at once, body unread.
 DRAINED_BYTES = 64 << 20
+DRAIN_TIMEOUT_S = 10.0
 
 
 def token_matches(token: SecretStr | None, authorization: str | None) -> bool:
@@ -77,10 +81,15 @@ class RequestGuard:
         length = _header(scope, b"content-length")
         announced = int(length) if length is not None and length.isdigit() else None
         if self.guarded(path) and not token_matches(self.token, _header(scope, b"authorization")):
-            await _refuse(receive, send, AuthenticationError(self.unauthorized), announced)
+            await _answer(send, AuthenticationError(self.unauthorized))
             return
+        # A client that waits for "100 Continue" sends nothing more: answer at once.
+        waits = (_header(scope, b"expect") or "").lower() == "100-continue"
         if announced is not None and announced > self.max_body_bytes:
-            await _refuse(receive, send, self._too_large(), announced)
+            if waits or announced > DRAINED_BYTES:
+                await _answer(send, self._too_large())
+            else:
+                await _refuse(receive, send, self._too_large())
             return
         # Read the body here, up to the cap, and hand it to the app from memory.
         chunks: list[bytes] = []
@@ -93,7 +102,7 @@ class RequestGuard:
             size += len(chunk)
             if size > self.max_body_bytes:
                 if message.get("more_body", False):
-                    await _refuse(receive, send, self._too_large(), announced)
+                    await _refuse(receive, send, self._too_large())
                 else:
                     await _answer(send, self._too_large())
                 return
@@ -127,18 +136,19 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(receive: Receive, send: Send, error: NetgymError, announced: int | None) -> None:
-    """Read off the rest of the request's body (kept nowhere), then answer with the
-    error and close the connection; answer at once where more than ``DRAINED_BYTES``
-    is announced."""
+async def _refuse(receive: Receive, send: Send, error: NetgymError) -> None:
+    """Read off the rest of the request's body (kept nowhere; ``DRAINED_BYTES`` and
+    ``DRAIN_TIMEOUT_S`` at most), then answer with the error and close the connection."""
     drained = 0
-    while (announced or 0) <= DRAINED_BYTES and drained <= DRAINED_BYTES:
-        message = await receive()
-        if message["type"] != "http.request":  # http.disconnect: nobody to answer
-            return
-        drained += len(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            while drained <= DRAINED_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: nobody to answer
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
     await _answer(send, error)
 
 
