@@ -249,6 +249,8 @@ def test_sessions_are_listed_and_closed(envapi: EnvApi) -> None:
         status = http.get(f"/v1/sessions/{envs.session_id}").json()
         assert status["state"] == "ended"
         assert status["end_reason"] == "closed by the client"
+        # DELETE, of an ended session too, answers as GET does.
+        assert http.delete(f"/v1/sessions/{envs.session_id}").json() == status
 
 
 def raw_request(envapi: EnvApi, head: str, body: bytes = b"") -> tuple[int, dict]:

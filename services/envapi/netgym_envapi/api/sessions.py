@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
 from netgym_envapi.sessions.config import AutoresetMode
+from netgym_envapi.sessions.manager import SessionRecord
 from netgym_envapi.wrappers import parse_wrappers
 
 router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
@@ -65,12 +66,15 @@ async def list_sessions(sessions: SessionsDep) -> dict[str, Any]:
 @router.get("/v1/sessions/{session_id}")
 async def get_session(session_id: str, sessions: SessionsDep) -> dict[str, Any]:
     """One session, live or recently ended (then with the reason it ended)."""
-    record = sessions.get(session_id)
-    return {**record.public(), "end_error": record.end_error}
+    return _described(sessions.get(session_id))
 
 
 @router.delete("/v1/sessions/{session_id}")
 async def close_session(session_id: str, sessions: SessionsDep) -> dict[str, Any]:
     """End a session and stop its workers."""
-    record = await sessions.close(session_id)
-    return record.public()
+    return _described(await sessions.close(session_id))
+
+
+def _described(record: SessionRecord) -> dict[str, Any]:
+    """A session as GET and DELETE give it: with the error it ended with, if any."""
+    return {**record.public(), "end_error": record.end_error}
