@@ -170,6 +170,13 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         load_game(make_game(tmp_path, script=broken))
 
 
+def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
+    manifest = MANIFEST.format(rom=EFP_ROM, extra_rom='source = ""\nbuild = ""').replace(
+        'name = "Tiny"', 'name = "Tiny"\ndescription = ""'
+    )
+    assert load_game(make_game(tmp_path, manifest)).description == ""
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

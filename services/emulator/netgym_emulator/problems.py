@@ -43,15 +43,15 @@ def line_of(text: str, key: str, section: str | None = None) -> int | None:
 def text_of(
     path: Path, text: str, table: dict[str, Any], key: str, section: str | None = None
 ) -> str | None:
-    """``table[key]``, a string with more than spaces in it; None when it is not set.
+    """``table[key]``, a string; None when it is not set or blank (``""``).
 
     Raises:
-        GameError: for a value of another type (``file = 5``) or a blank one.
+        GameError: for a value of another type (``file = 5``).
     """
     value = table.get(key)
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
         where = f"[{section}] " if section else ""
         raise fail(
             path,
