@@ -133,6 +133,7 @@ def games_dir(root: Path) -> Path:
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),
         ("Callbacks", CALLBACK_SCRIPT),
         ("PlaysFrames", FRAMES_SCRIPT),
+        ("OldPlaysFrames", "FCEU.frameadvance()  -- FCEUX's old name for emu\n" + PLAIN_SCRIPT),
     ):
         folder = games / name.lower()
         folder.mkdir()

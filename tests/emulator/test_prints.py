@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from netgym.emulator.env import EmulatorEnv
-from netgym_emulator.output import PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
+from netgym_emulator.output import PRINT_CHARS, PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
 from tests.servers import run_emulator
 
 PRINTING_SCRIPT = """\
 print("loaded", 1, nil)
+print("two\\r\\nlines")
 local game = {}
 function game.step()
   print("step", 2.5, true)
@@ -41,6 +42,7 @@ def test_a_game_scripts_prints_reach_the_services_log(tmp_path: Path) -> None:
     log = next(tmp_path.glob("emulator-*.log")).read_text()
     source = f"netgym.emulator.game Printing {instance_id}:"
     assert f"{source} loaded\t1\tnil" in log
+    assert f"{source} two\n" in log and f"{source} lines\n" in log
     assert log.count(f"{source} step\t2.5\ttrue") == 3
     assert "Emulation speed" not in log  # FCEUX's own output stays in its file
 
@@ -72,6 +74,16 @@ def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(
         assert [record.getMessage() for record in caplog.records] == [
             "Game 1: after it was emptied"
         ]
+
+
+def test_a_long_line_is_passed_on_shortened(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fceux.log"
+    path.write_text(f"{PRINT_MARK}{'x' * (PRINT_CHARS + 5)}\n")
+    with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
+        FceuxOutput(path, "Game 1").pass_on()
+    assert caplog.records[0].getMessage() == f"Game 1: {'x' * PRINT_CHARS}... (5 more characters)"
 
 
 def test_passing_on_the_output_of_an_instance_whose_folder_is_gone_does_nothing(

@@ -289,11 +289,18 @@ def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
                 env.reset(seed=0)
 
 
-def test_a_script_may_not_play_frames(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("game", "error"),
+    [
+        ("PlaysFrames", r"game\.lua:2: emu\.frameadvance\(\) is the bridge's"),
+        ("OldPlaysFrames", r"game\.lua:1: FCEU\.frameadvance\(\) is the bridge's"),
+    ],
+)
+def test_a_script_may_not_play_frames(stack: Stack, game: str, error: str) -> None:
     # The bridge plays each step's frames with the agent's buttons held.
     with (
-        netgym.make("netgym/PlaysFrames-v0", **stack.kwargs) as env,
-        pytest.raises(EnvError, match=r"game\.lua:2: emu\.frameadvance\(\) is the bridge's"),
+        netgym.make(f"netgym/{game}-v0", **stack.kwargs) as env,
+        pytest.raises(EnvError, match=error),
     ):
         env.reset(seed=0)
 

@@ -120,14 +120,20 @@ end
 -- one function per hook, so a game script must not take it over.
 local register_after = emu.registerafter
 local BRIDGES = "is the bridge's: a game script only reads RAM"
-emu.registerafter = forbidden("emu.registerafter", BRIDGES)
-emu.registerbefore = forbidden("emu.registerbefore", BRIDGES)
 -- Frames and buttons are the bridge's too: a step plays what the agent chose.
 local OWNS_FRAMES = "is the bridge's: it plays the frames and holds the agent's buttons; "
   .. "a game script only reads RAM"
-emu.frameadvance = forbidden("emu.frameadvance", OWNS_FRAMES)
 joypad.set = forbidden("joypad.set", OWNS_FRAMES)
 joypad.write = forbidden("joypad.write", OWNS_FRAMES)
+-- FCEUX gives the emu functions a second time, in its old FCEU table.
+for _, library in ipairs({{emu, "emu"}, {FCEU, "FCEU"}}) do
+  local functions, prefix = library[1], library[2]
+  if type(functions) == "table" then
+    functions.frameadvance = forbidden(prefix .. ".frameadvance", OWNS_FRAMES)
+    functions.registerafter = forbidden(prefix .. ".registerafter", BRIDGES)
+    functions.registerbefore = forbidden(prefix .. ".registerbefore", BRIDGES)
+  end
+end
 -- Nor may it register callbacks: FCEUX does not call memory hooks while the
 -- bridge drives it (seen with memory.registerwrite), and an error in one would
 -- stop every script, the bridge with it. A script reads RAM in game.step().
@@ -146,7 +152,9 @@ io.stdout:setvbuf("line")
 function print(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-  io.stdout:write(print_mark, table.concat(parts, "\t"), "\n")
+  -- Each line marked, those of a multi-line text (a traceback, say) too.
+  local text = table.concat(parts, "\t"):gsub("\r\n?", "\n")
+  io.stdout:write(print_mark, (text:gsub("\n", "\n" .. print_mark)), "\n")
 end
 
 -- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,

@@ -16,6 +16,7 @@ LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 PRINT_MARK = "netgym-print: "
 PRINTS_PER_PASS = 20  # lines passed on per instance at each pass (every second)
 READ_PER_PASS = 256 * 2**10  # the most read at each pass; output past it is skipped
+PRINT_CHARS = 1000  # of a line passed on, at most
 
 log = logging.getLogger("netgym.emulator.game")
 
@@ -61,7 +62,10 @@ class FceuxOutput:
         mark = PRINT_MARK.encode()
         prints = [line for line in complete.splitlines() if line.startswith(mark)]
         for line in prints[:PRINTS_PER_PASS]:
-            log.info("%s: %s", self.source, line[len(mark) :].decode(errors="replace"))
+            text = line[len(mark) :].decode(errors="replace")
+            if len(text) > PRINT_CHARS:
+                text = f"{text[:PRINT_CHARS]}... ({len(text) - PRINT_CHARS:,} more characters)"
+            log.info("%s: %s", self.source, text)
         if len(prints) > PRINTS_PER_PASS or skipped:
             log.info(
                 "%s: more printed than shown (%d lines, %d bytes skipped); %s has it all "
