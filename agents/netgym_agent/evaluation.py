@@ -221,7 +221,10 @@ def evaluate_saved(
 def _seeded_sampling(model: BaseAlgorithm, seed: int) -> Iterator[None]:
     """Draw the policy's actions (a stochastic evaluation's, DQN's exploration) from
     ``seed``, as the envs are seeded, and give training its random state back after."""
-    devices = [model.device.index or 0] if model.device.type == "cuda" else []
+    devices: list[int] = []
+    if model.device.type == "cuda":
+        index = model.device.index
+        devices = [torch.cuda.current_device() if index is None else index]
     numpy_state = np.random.get_state()
     space = model.action_space  # DQN explores with its samples
     space_state = space.np_random.bit_generator.state

@@ -40,3 +40,5 @@ def test_the_atari_wrapper_after_a_frame_stack_is_refused_saying_the_order() -> 
     # Else the env fails at its first reset: "Invalid shape (4, 210), expecting ...".
     with pytest.raises(InvalidRequestError, match=r"put it first: \['atari', 'frame_stack'\]"):
         parse_wrappers(["frame_stack", "atari"])
+    with pytest.raises(InvalidRequestError, match=r"put it first"):
+        parse_wrappers(["atari", "frame_stack", "atari"])

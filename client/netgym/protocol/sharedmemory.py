@@ -57,7 +57,10 @@ def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
     try:
         # Its pages are taken now: a sparse file on a tmpfs that fills up later would
         # kill whoever first touches a page with SIGBUS.
-        os.posix_fallocate(fd, 0, HEADER_BYTES + nbytes)
+        if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the file stays sparse
+            os.posix_fallocate(fd, 0, HEADER_BYTES + nbytes)
+        else:
+            os.ftruncate(fd, HEADER_BYTES + nbytes)
         memory = mmap.mmap(fd, HEADER_BYTES + nbytes)
     except BaseException:
         os.close(fd)

@@ -144,7 +144,7 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
             )
         specs.append(spec)
     names = [spec.name for spec in specs]
-    if "atari" in names and "frame_stack" in names[: names.index("atari")]:
+    if "atari" in names and "frame_stack" in names[: len(names) - names[::-1].index("atari")]:
         raise InvalidRequestError(
             "wrapper 'atari' comes after 'frame_stack': it takes the game's own screen, so "
             "put it first: ['atari', 'frame_stack']"
