@@ -587,6 +587,19 @@ def test_client_vanishing_before_its_welcome_just_disconnects(envapi: EnvApi) ->
     assert_still_serving(envapi)
 
 
+@pytest.mark.parametrize("sent", [3, 8 + 4], ids=["part-of-a-header", "part-of-a-body"])
+def test_client_gone_in_the_middle_of_a_frame_ends_with_connection_lost(
+    envapi: EnvApi, sent: int
+) -> None:
+    session_id = open_session(envapi)
+    with raw_connection(envapi) as sock:
+        assert hello(sock, session_id, envapi.token)[0] == MessageType.WELCOME
+        step = pack_header(MessageType.STEP, 16) + np.array([0, 1], "<i8").tobytes()
+        sock.sendall(step[:sent])
+    status = wait_for_end(envapi, session_id)
+    assert status["end_error"]["code"] == "connection_lost", status
+
+
 def test_client_vanishing_before_an_error_reaches_it_just_disconnects(envapi: EnvApi) -> None:
     sock = socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10)
     session_id = open_session(envapi, "netgym-test/SlowRaise-v0")

@@ -174,7 +174,8 @@ class FrameReader:
             count = self.sock.recv_into(self._view[self._end :])
             if count == 0:
                 raise ConnectionLostError(
-                    f"the connection closed after {self._end} of {wanted} expected bytes"
+                    f"the connection closed after {self._end} of {wanted} expected bytes",
+                    details={"received": self._end},
                 )
             self._end += count
 

@@ -400,7 +400,13 @@ class Session:
             except TimeoutError:
                 self.end(f"was idle for {config.idle_timeout_s:g} s (idle_timeout_s) and has ended")
                 return
-            except (ConnectionLostError, OSError):
+            except ConnectionLostError as exc:
+                if exc.details.get("received"):  # gone in the middle of a header
+                    self.end(exc.message, exc)
+                else:
+                    self._client_gone()
+                return
+            except OSError:
                 self._client_gone()
                 return
             except ProtocolError as exc:
