@@ -47,6 +47,19 @@ def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFold
     return folder.path, folder
 
 
+def reserve(fd: int, nbytes: int) -> None:
+    """Make the file ``nbytes`` long with its pages taken now: a sparse file on a tmpfs
+    that fills up later kills whoever first touches a page with SIGBUS.
+
+    Raises:
+        OSError: no room for it (ENOSPC).
+    """
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the file stays sparse
+        os.posix_fallocate(fd, 0, nbytes)
+    else:
+        os.ftruncate(fd, nbytes)
+
+
 def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
     """Make the file, readable by this user only, and map it; return the map and token.
 
@@ -55,12 +68,7 @@ def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
     token = secrets.token_hex(16)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        # Its pages are taken now: a sparse file on a tmpfs that fills up later would
-        # kill whoever first touches a page with SIGBUS.
-        if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the file stays sparse
-            os.posix_fallocate(fd, 0, HEADER_BYTES + nbytes)
-        else:
-            os.ftruncate(fd, HEADER_BYTES + nbytes)
+        reserve(fd, HEADER_BYTES + nbytes)
         memory = mmap.mmap(fd, HEADER_BYTES + nbytes)
     except BaseException:
         os.close(fd)

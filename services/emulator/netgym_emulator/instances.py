@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import NetgymError
+from netgym.protocol.sharedmemory import reserve
 from netgym_emulator.manifest import Game
 from netgym_emulator.output import LOG_FILE, PRINT_MARK, FceuxOutput
 from netgym_emulator.problems import GameError
@@ -271,9 +272,7 @@ def _launch(
     if screen_file is not None:
         with screen_file.open("wb") as file:
             try:
-                # Its pages are taken now: a sparse file on a tmpfs that fills up
-                # later would kill the client that reads it with SIGBUS.
-                os.posix_fallocate(file.fileno(), 0, SCREEN_FILE_BYTES)
+                reserve(file.fileno(), SCREEN_FILE_BYTES)
             except OSError as exc:
                 raise InstanceStartError(
                     f"no room for an instance's screen file in {screen_file.parent}: "

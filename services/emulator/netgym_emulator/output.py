@@ -52,6 +52,8 @@ class FceuxOutput:
         size = self.path.stat().st_size
         if size < self._passed:  # emptied since the last pass
             self._passed = 0
+        if size == self._passed:  # nothing new: most passes
+            return
         skipped = max(0, size - self._passed - READ_PER_PASS)
         with self.path.open("rb") as file:
             file.seek(self._passed + skipped)

@@ -144,7 +144,8 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
             )
         specs.append(spec)
     names = [spec.name for spec in specs]
-    if "atari" in names and "frame_stack" in names[: len(names) - names[::-1].index("atari")]:
+    ataris = [i for i, name in enumerate(names) if name == "atari"]
+    if ataris and "frame_stack" in names[: ataris[-1]]:
         raise InvalidRequestError(
             "wrapper 'atari' comes after 'frame_stack': it takes the game's own screen, so "
             "put it first: ['atari', 'frame_stack']"

@@ -5,7 +5,7 @@ Both services' REST APIs are guarded so.
 FastAPI reads and parses a request's body before the route's dependencies run,
 ``require_token`` included, so without this middleware anyone who reaches the
 port could make the service read (and hold in memory) a body of any size. This
-pure ASGI middleware refuses a request without the token before it keeps a byte
+pure ASGI middleware refuses a request without the token before reading a byte
 of its body, and refuses a body above ``MAX_BODY_BYTES`` whether or not it
 announces its length (a chunked body does not).
 """

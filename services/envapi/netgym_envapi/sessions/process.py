@@ -593,7 +593,7 @@ class Session:
                 mask = np.asarray(options.pop("reset_mask"))
             except (ValueError, TypeError) as exc:  # a ragged list, say
                 raise InvalidRequestError(f"{wanted}: {exc}") from None
-            if mask.dtype != np.bool_ or mask.shape != (self.config.num_envs,):
+            if mask.dtype != np.bool_ or mask.shape != (num_envs,):
                 raise InvalidRequestError(f"{wanted}, got {mask.dtype} {mask.shape}")
             if not mask.any():
                 raise InvalidRequestError(
