@@ -36,7 +36,9 @@ def token_matches(token: SecretStr | None, authorization: str | None) -> bool:
     if token is None:
         return True
     expected = token.get_secret_value().encode()
-    scheme, _, given = (authorization or "").partition(" ")
+    # RFC 9110: the scheme is case-insensitive, one or more spaces follow it.
+    scheme, _, given = (authorization or "").strip(" \t").partition(" ")
+    given = given.lstrip(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
 
 
