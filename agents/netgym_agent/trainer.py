@@ -8,6 +8,7 @@ leaves a checkpoint to ``--resume`` from.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -58,6 +59,10 @@ from netgym_agent.signals import StoppingOutput, StopRequested
 # hyperparameters and the normalisation statistics come from the checkpoint,
 # and its spaces from the env.
 FIXED_ON_RESUME = ("env", "algo", "normalize")
+
+# How to go on with a stopped run, where the command is not what starts the
+# trainer: the Compose agent sets it (there, `docker compose start` resumes).
+CONTINUE_WITH_VARIABLE = "NETGYM_CONTINUE_WITH"
 _EVENT_FILES = "events.out.tfevents.*"  # what a TensorBoard writer names its files
 # How long --resume-latest asks the envapi whether a run's game changed; the resume
 # checks again as it opens the env.
@@ -333,7 +338,7 @@ class _Run:
     def _stopped(self, step: int, path: Path) -> int:
         self._say(
             f"stopped by {self.stop.name} at step {step:,}; checkpoint {path}\n"
-            f"continue with: netgym-train train --run-dir {self.run.path} --resume"
+            f"continue with: {continue_with(self.run.path)}"
         )
         return self.stop.exit_status
 
@@ -657,3 +662,11 @@ def _purge_tensorboard_from(logger: Logger, folder: Path, step: int) -> None:
         if isinstance(output, TensorBoardOutputFormat):
             output.writer.close()
             output.writer = SummaryWriter(log_dir=str(folder), purge_step=step)
+
+
+def continue_with(run_path: Path) -> str:
+    """The command that goes on with the run in ``run_path`` after a stop."""
+    return (
+        os.environ.get(CONTINUE_WITH_VARIABLE, "").strip()
+        or f"netgym-train train --run-dir {run_path} --resume"
+    )

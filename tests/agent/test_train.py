@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from netgym_agent.checkpoints import read_directory
 from netgym_agent.errors import RunDirError
-from netgym_agent.trainer import TrainOptions, train
+from netgym_agent.trainer import TrainOptions, continue_with, train
 from tests.agent.helpers import (
     CONFIGS,
     ROOT,
@@ -353,6 +353,7 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     assert status == 128 + signum, output
     stopped = re.search(rf"stopped by {signum.name} at step ([\d,]+)", output)
     assert stopped, output
+    assert f"continue with: netgym-train train --run-dir {run_dir} --resume" in output
     step = int(stopped.group(1).replace(",", ""))
     [checkpoint] = checkpoint_dirs(run_dir)
     assert read_directory(checkpoint).step == step > 0
@@ -360,6 +361,15 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     assert not (run_dir / "final").exists()
     assert "Traceback" not in output
     wait_until_gone(envapi, before)
+
+
+def test_a_stopped_run_says_to_go_on_as_its_place_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NETGYM_CONTINUE_WITH", raising=False)
+    assert continue_with(tmp_path) == f"netgym-train train --run-dir {tmp_path} --resume"
+    monkeypatch.setenv("NETGYM_CONTINUE_WITH", "docker compose start")
+    assert continue_with(tmp_path) == "docker compose start"
 
 
 @pytest.mark.parametrize("how", ["closed-pipe", "SIGHUP"])
