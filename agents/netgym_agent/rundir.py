@@ -29,7 +29,7 @@ from netgym_agent.config import TrainConfig, config_to_yaml, load_config
 from netgym_agent.errors import CheckpointError, RunDirError, explain
 
 LOCK_NAME = ".lock"  # held by the process that trains the run
-_held_locks: list[int] = []
+_held_locks: dict[Path, int] = {}  # by run folder; the kernel lets go when this process ends
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,11 @@ class RunDir:
                 f"{self.path} is being trained by another process now: wait until it stops, "
                 "or choose another --run-dir"
             ) from None
-        _held_locks.append(descriptor)  # the kernel lets go when this process ends
+        _held_locks[self.path.absolute()] = descriptor
+
+    def holds_lock(self) -> bool:
+        """Whether this process has claimed the run (``lock``)."""
+        return self.path.absolute() in _held_locks
 
     def is_locked(self) -> bool:
         """Whether another process trains this run now."""
@@ -136,22 +140,45 @@ class RunDir:
             os.close(descriptor)
         return False
 
-    def create(self, config: TrainConfig, header: str) -> None:
-        """Start a new run here and save its config.
+    def make_folder(self) -> bool:
+        """Make the run's folder; whether this process made it (False: it was there).
 
         Raises:
-            RunDirError: the folder already holds a run, or cannot be written.
+            RunDirError: it cannot be made.
         """
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+        return True
+
+    def create(self, config: TrainConfig, header: str) -> None:
+        """Start a new run here, locked for this process (``lock``), and save its config.
+
+        Raises:
+            RunDirError: the folder already holds a run (or another process is
+                starting one there), or cannot be written.
+        """
+        self._refuse_a_run()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+        self.lock()
+        self._refuse_a_run()  # again: two processes given one new folder both passed it
+        try:
+            self.save_config(config, header)
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+
+    def _refuse_a_run(self) -> None:
         if self.config_file.exists() or self.checkpoints.exists():
             raise RunDirError(
                 f"{self.path} already holds a run: pass --resume to continue it, "
                 "or choose another --run-dir"
             )
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.save_config(config, header)
-        except OSError as exc:
-            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
 
     def load_config(self, overrides: list[str]) -> TrainConfig:
         """The run's saved config with ``overrides`` applied.

@@ -100,7 +100,9 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     announce(device, out)
     run = given or RunDir(RunDir.claim_default(options.config_file))
     store = CheckpointStore(run.checkpoints, keep=config.checkpoint.keep)
-    made_folder = not options.resume and (given is None or not run.path.exists())
+    # Made by this process (and so to remove if nothing is saved in it): found
+    # by making it, as another process may be given the same new folder.
+    made_folder = not options.resume and (given is None or given.make_folder())
     try:
         checkpoint, header = _prepare_run_dir(run, config, options, store, out)
     except BrokenPipeError:  # at its last line: the output's pipe closed (`| head -3`)
@@ -108,7 +110,9 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
             _forget_new_run(run, made_folder)
         raise
     except NetgymError:  # a folder that holds a run, or that cannot be written
-        if made_folder:  # there was none before: nothing of another run's is lost
+        # Made here and not claimed by another process given the same new folder:
+        # nothing of another run's is lost.
+        if made_folder and run.holds_lock():
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     try:
@@ -536,7 +540,6 @@ def _prepare_run_dir(
     header = f"{how}, from {source}, {time.strftime('%c')}{overrides}"
     if not options.resume:
         run.create(config, header)
-        run.lock()
         print(f"run folder: {run.path}", file=out, flush=True)
         return None, header
     run.lock()  # before anything of the run is touched

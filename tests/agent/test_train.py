@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from netgym_agent.checkpoints import read_directory
 from netgym_agent.errors import RunDirError
+from netgym_agent.rundir import RunDir
 from netgym_agent.trainer import TrainOptions, continue_with, train
 from tests.agent.helpers import (
     CONFIGS,
@@ -294,6 +295,39 @@ def test_a_run_folder_refused_for_holding_a_run_keeps_it(tmp_path: Path) -> None
     with pytest.raises(RunDirError, match="already holds a run"):
         train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), io.StringIO())
     assert (run_dir / "config.yaml").read_text() == config.read_text()
+
+
+@pytest.mark.parametrize("other", ["locked", "saved its config"])
+def test_a_new_run_folder_that_another_process_takes_first_is_left_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other: str
+) -> None:
+    """Two trainings given one new --run-dir: the other one made its run there
+    between this one making the folder and starting its run in it."""
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    make_folder = RunDir.make_folder
+    opened: list[io.BufferedWriter] = []
+
+    def the_other_process_comes_in(self: RunDir) -> bool:
+        made = make_folder(self)
+        held = (run_dir / ".lock").open("wb")  # a file description of its own, as a process has
+        fcntl.flock(held, fcntl.LOCK_EX)
+        opened.append(held)
+        if other == "saved its config":
+            shutil.copyfile(config, run_dir / "config.yaml")
+        return made
+
+    monkeypatch.setattr(RunDir, "make_folder", the_other_process_comes_in)
+    try:
+        message = "already holds a run" if other == "saved its config" else "another process"
+        with pytest.raises(RunDirError, match=message):
+            train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), io.StringIO())
+        assert (run_dir / ".lock").exists()
+        if other == "saved its config":
+            assert (run_dir / "config.yaml").read_text() == config.read_text()
+    finally:
+        for held in opened:
+            held.close()
 
 
 def test_a_new_run_folder_that_cannot_be_written_is_not_left_behind(
