@@ -267,7 +267,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node = data
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
-        if child is None:
+        if child is None or child is True:  # `normalize: true` is the section of defaults
             child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(parts[: depth + 1])

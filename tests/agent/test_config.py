@@ -192,6 +192,11 @@ def test_overrides_and_yaml_numbers(tmp_path: Path) -> None:
         load_config(path, ["seed"])
     with pytest.raises(ConfigError, match=r"seed\.x: unknown key|seed is 0, not a mapping"):
         load_config(path, ["seed.x=1"])
+    # `normalize: true` is the section with its defaults: one of them can be set.
+    config = load_config(path, ["normalize=true", "normalize.clip_obs=5"])
+    assert config.normalize is not None and config.normalize.clip_obs == 5
+    with pytest.raises(ConfigError, match="normalize is False, not a mapping"):
+        load_config(path, ["normalize=false", "normalize.clip_obs=5"])
 
 
 def test_saved_config_reads_back_equal(tmp_path: Path) -> None:
