@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from netgym.emulator.env import EmulatorEnv
+from netgym.errors import EnvError
 from netgym_emulator.output import PRINT_CHARS, PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
-from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, LUA_ERROR_SCRIPT
 from tests.servers import run_emulator
 
 PRINTING_SCRIPT = """\
@@ -45,6 +46,28 @@ def test_a_game_scripts_prints_reach_the_services_log(tmp_path: Path) -> None:
     assert f"{source} two\n" in log and f"{source} lines\n" in log
     assert log.count(f"{source} step\t2.5\ttrue") == 3
     assert "Emulation speed" not in log  # FCEUX's own output stays in its file
+
+
+def test_a_game_scripts_error_is_in_the_services_log_beside_its_prints(tmp_path: Path) -> None:
+    games = tmp_path / "games"
+    folder = games / "failing"
+    folder.mkdir(parents=True)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Failing", rom=EFP_ROM))
+    (folder / "game.lua").write_text(LUA_ERROR_SCRIPT)
+    with run_emulator(tmp_path, games, log_level="info") as (url, _):
+        env = EmulatorEnv("Failing", url)
+        try:
+            env.reset(seed=0)
+            env.step(0)
+            env.step(0)
+            instance_id = env.instance_id
+            with pytest.raises(EnvError, match="boom on purpose"):
+                env.step(0)
+        finally:
+            env.close()
+    log = next(tmp_path.glob("emulator-*.log")).read_text()
+    assert f"netgym.emulator.game Failing {instance_id}: error: " in log
+    assert "game.lua:6: boom on purpose" in log
 
 
 def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(

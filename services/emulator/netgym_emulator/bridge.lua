@@ -149,13 +149,14 @@ gui.register = forbidden("gui.register", NO_CALLBACKS)
 -- has none of. A game script's print() goes to FCEUX's output instead, a line
 -- at a time, marked so that the service passes it on to its own log.
 io.stdout:setvbuf("line")
-function print(...)
+local function print_marked(...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
   -- Each line marked, those of a multi-line text (a traceback, say) too.
   local text = table.concat(parts, "\t"):gsub("\r\n?", "\n")
   io.stdout:write(print_mark, (text:gsub("\n", "\n" .. print_mark)), "\n")
 end
+print = print_marked
 
 -- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,
 -- for the script's own files, and require() looks there first.
@@ -357,7 +358,10 @@ local function reply(reward, done, info)
   client:send(u32(#header) .. header .. observation())
 end
 
+-- The game's error goes to its client, and to the service's log beside the
+-- script's prints, where its author looks.
 local function fail(message)
+  print_marked("error: " .. tostring(message))
   local header = "error " .. tostring(message)
   client:send(u32(#header) .. header .. u32(0) .. string.rep("\0", #ram_addresses))
 end
