@@ -182,6 +182,24 @@ def test_a_body_that_is_not_json_is_an_invalid_request(
         assert error["code"] == "invalid_request" and message in error["message"], error
 
 
+@pytest.mark.parametrize("key", ["env_kwargs", "wrappers"])
+def test_kwargs_nested_too_deep_are_an_invalid_request(envapi: EnvApi, key: str) -> None:
+    deep = "[" * 600 + "]" * 600  # JSON parses it; the session's process could not take it
+    value = (
+        f'{{"x": {deep}}}'
+        if key == "env_kwargs"
+        else f'[{{"name": "time_limit", "kwargs": {{"max_episode_steps": {deep}}}}}]'
+    )
+    content = f'{{"env_id": "CartPole-v1", "{key}": {value}}}'
+    with client(envapi) as http:
+        reply = http.post(
+            "/v1/sessions", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert reply.status_code == 422, reply.text
+        error = reply.json()["error"]
+        assert error["code"] == "invalid_request" and "32 levels deep" in error["message"], error
+
+
 def test_the_atari_wrapper_on_another_env_says_what_it_is_for(envapi: EnvApi) -> None:
     with pytest.raises(
         InvalidRequestError, match=r"for ALE games \(ALE/\.\.\.\); CartPole-v1 is a"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
 from netgym_envapi.sessions.config import AutoresetMode
@@ -13,6 +13,10 @@ from netgym_envapi.sessions.manager import SessionRecord
 from netgym_envapi.wrappers import parse_wrappers
 
 router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
+
+# How deep env_kwargs and wrappers may nest: deeper ones cannot be passed on to
+# the session's process (Python's recursion limit), and no env needs them.
+MAX_NESTING = 32
 
 
 class OpenSession(BaseModel):
@@ -27,6 +31,26 @@ class OpenSession(BaseModel):
         default_factory=list, description="server-side wrappers, applied in order"
     )
     autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP
+
+    @field_validator("env_kwargs", "wrappers")
+    @classmethod
+    def _not_too_deep(cls, value: Any) -> Any:
+        if _nesting(value) > MAX_NESTING:
+            raise ValueError(f"nests lists and objects more than {MAX_NESTING} levels deep")
+        return value
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists and dicts ``value`` nests (without recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            pending += [
+                (child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)
+            ]
+    return deepest
 
 
 @router.post("/v1/sessions", status_code=201)
