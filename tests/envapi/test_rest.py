@@ -215,6 +215,21 @@ def test_spaces_too_big_to_describe_are_refused(envapi: EnvApi) -> None:
         netgym.make("CartPole-v1", wrappers=stack, url=envapi.url, token=envapi.token)
 
 
+def test_observations_too_large_to_hold_are_refused_before_they_are_made(envapi: EnvApi) -> None:
+    """A few bytes of request must not make the envapi hold gigabytes."""
+    server = {"url": envapi.url, "token": envapi.token}
+    stack = [{"name": "frame_stack", "kwargs": {"stack_size": 3000}}]
+    with pytest.raises(InvalidRequestError, match=r"'frame_stack' would make each observation 288"):
+        netgym.make("ALE/Pong-v5", wrappers=stack, **server)
+    screen = [{"name": "atari", "kwargs": {"screen_size": 100_000}}]
+    with pytest.raises(InvalidRequestError, match=r"'atari' would make each observation 9,537"):
+        netgym.make("ALE/Pong-v5", wrappers=screen, **server)
+    stack = [{"name": "frame_stack", "kwargs": {"stack_size": 50}}]
+    with pytest.raises(LimitExceededError, match=r"a step of 64 envs would return 308 MiB"):
+        netgym.make_vec("ALE/Pong-v5", 64, wrappers=stack, **server)
+    netgym.make("ALE/Pong-v5", wrappers=stack, **server).close()  # one of them is fine
+
+
 def test_a_token_read_with_its_line_end_still_works(envapi: EnvApi) -> None:
     assert Settings(token=" secret\n").token.get_secret_value() == "secret"  # type: ignore[union-attr]
     for token in (f"{envapi.token}\n", f"{envapi.token} "):  # the REST call and HELLO alike

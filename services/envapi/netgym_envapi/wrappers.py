@@ -6,7 +6,9 @@ unwrapped env (``env.unwrapped``) keeps the raw frames for recording.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import wrappers
 
-from netgym.errors import InvalidRequestError
+from netgym.errors import InvalidRequestError, UnsupportedSpaceError
+from netgym.protocol.spaces import BatchLayout
+
+# One env's observation out of a wrapper, at most: checked before the wrapper is
+# made, as Gymnasium's wrappers allocate their space's bounds (and frames) whole.
+MAX_OBSERVATION_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -36,11 +43,29 @@ def _atari(env: gym.Env[Any, Any], **kwargs: Any) -> gym.Env[Any, Any]:
         "scale_obs": False,
         **kwargs,
     }
+    size, gray, scaled = options["screen_size"], options["grayscale_obs"], options["scale_obs"]
+    with contextlib.suppress(TypeError, ValueError):  # Gymnasium says what is wrong with it
+        pixels = size * size if isinstance(size, int) else math.prod(int(n) for n in size)
+        _refuse_observations_over(pixels * (1 if gray else 3) * (4 if scaled else 1), "atari")
     return wrappers.AtariPreprocessing(env, **options)
 
 
 def _frame_stack(env: gym.Env[Any, Any], stack_size: int = 4) -> gym.Env[Any, Any]:
+    if isinstance(stack_size, int):
+        with contextlib.suppress(UnsupportedSpaceError):  # the session refuses it anyway
+            nbytes = BatchLayout(env.observation_space, 1, "observation").nbytes
+            _refuse_observations_over(stack_size * nbytes, "frame_stack")
     return wrappers.FrameStackObservation(env, stack_size=stack_size)
+
+
+def _refuse_observations_over(nbytes: int, wrapper: str) -> None:
+    if nbytes > MAX_OBSERVATION_BYTES:
+        raise InvalidRequestError(
+            f"wrapper {wrapper!r} would make each observation {nbytes / 2**20:,.0f} MiB, over "
+            f"the {MAX_OBSERVATION_BYTES >> 20} MiB the envapi serves: give it smaller "
+            "arguments",
+            details={"wrapper": wrapper, "observation_bytes": nbytes},
+        )
 
 
 def _clip_reward(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:

@@ -35,6 +35,7 @@ from netgym.errors import (
     ConnectionLostError,
     EnvError,
     InvalidRequestError,
+    LimitExceededError,
     NetgymError,
     ProtocolError,
     SessionEndedError,
@@ -68,6 +69,9 @@ log = logging.getLogger("netgym.envapi.session")
 # and the main process reads it in its event loop. A stack of four Atari screens
 # with bounds per pixel takes about 2 MiB.
 MAX_SPACES_BYTES = 16 << 20
+# One step's results of all the envs of a session, at most: the session, and the
+# client, hold them in memory (64 envs of four stacked Atari screens take 26 MB).
+MAX_STEP_BYTES = 256 << 20
 LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
 # What is logged of an error's message, or kept of it in an ended session's record:
 # an env's error may quote the whole request back.
@@ -239,12 +243,13 @@ class Session:
                 "action_space": pack_space(action_space),
             }
             _check_described_size(self.spaces)
+            self.results = ResultLayout(observation_space, config.num_envs)
+            _check_step_size(self.results)
             self.episode = episode_spec(probe)
             self.action_meanings = action_meanings(probe)
             self.env_revision = env_revision(probe)
         finally:
             probe.close()
-        self.results = ResultLayout(observation_space, config.num_envs)
         self.actions = BatchLayout(action_space, config.num_envs, "action")
         self._memory, offset = self._results_memory(self.results.step_nbytes + self.actions.nbytes)
         memory = memoryview(self._memory)[offset:]
@@ -653,6 +658,21 @@ def _discard(reader: FrameReader, length: int) -> None:
         count = min(length, len(chunk))
         reader.body_into(view[:count])
         length -= count
+
+
+def _check_step_size(results: ResultLayout) -> None:
+    """Refuse envs whose step results (every env's observation) are too large to hold.
+
+    Raises:
+        LimitExceededError: saying how large they are.
+    """
+    if results.step_nbytes > MAX_STEP_BYTES:
+        raise LimitExceededError(
+            f"a step of {results.num_envs} envs would return {results.step_nbytes / 2**20:,.0f} "
+            f"MiB of observations, over the {MAX_STEP_BYTES >> 20} MiB the envapi serves: "
+            "ask for fewer envs, or smaller observations",
+            details={"num_envs": results.num_envs, "step_bytes": results.step_nbytes},
+        )
 
 
 def _check_described_size(spaces: dict[str, Any]) -> None:
