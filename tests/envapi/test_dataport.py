@@ -233,15 +233,17 @@ def test_a_flood_of_refusals_logs_one_line_of_each_kind_per_period(
 ) -> None:
     sparse = SparseLog(period_s=2.0)  # the first calls come well within it
     with caplog.at_level(logging.INFO, logger="netgym.envapi.dataport"):
-        for _ in range(5):
-            sparse.log(logging.INFO, "refused protocol", "refused a data connection: no HELLO")
-        sparse.log(logging.WARNING, "accept", "accepting a data connection failed")
+        for what in ["no HELLO", *["a bad frame"] * 4]:  # of one kind, with their own messages
+            sparse.log(logging.INFO, "refused as protocol", f"refused a data connection: {what}")
+        sparse.log(logging.WARNING, "failed", "accepting a data connection failed")
         time.sleep(2.05)
-        sparse.log(logging.INFO, "refused protocol", "refused a data connection: no HELLO")
+        sparse.log(logging.INFO, "refused as protocol", "refused a data connection: no HELLO")
     lines = [record.getMessage() for record in caplog.records]
     assert lines[:2] == [
         "refused a data connection: no HELLO",
         "accepting a data connection failed",
     ]
-    assert lines[2].startswith("refused a data connection: no HELLO (and 4 more like it in ")
+    assert lines[2].startswith(
+        "refused a data connection: no HELLO (and 4 more refused as protocol in "
+    )
     assert len(lines) == 3

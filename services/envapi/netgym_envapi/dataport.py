@@ -112,7 +112,7 @@ class DataPort:
                 # EMFILE, ENFILE, ECONNABORTED, ENOBUFS...: this connection is lost,
                 # but the port must go on accepting the next ones.
                 self._sparse.log(
-                    logging.WARNING, "accept", f"accepting a data connection failed: {exc!r}"
+                    logging.WARNING, "failed", f"accepting a data connection failed: {exc!r}"
                 )
                 await asyncio.sleep(ACCEPT_RETRY_S)
                 continue
@@ -233,7 +233,7 @@ class DataPort:
 
     async def _refuse(self, client: socket.socket, error: NetgymError) -> None:
         self._sparse.log(
-            logging.INFO, f"refused {error.code}", f"refused a data connection: {error.message}"
+            logging.INFO, f"refused as {error.code}", f"refused a data connection: {error.message}"
         )
         body = pack_error(error)
         # A peer that reads nothing must not hold this connection (and its slot) for ever.
@@ -253,8 +253,9 @@ class DataPort:
 
 
 class SparseLog:
-    """Logs each kind of event at most once per ``period_s``, with how many it left out:
-    a flood of bad connections must not flood the log too."""
+    """Logs each kind of event at most once per ``period_s``, with how many of that
+    kind it left out (their messages may differ): a flood of bad connections must
+    not flood the log too."""
 
     def __init__(self, period_s: float = LOG_EVERY_S) -> None:
         self.period_s = period_s
@@ -270,7 +271,7 @@ class SparseLog:
         self._logged_at[kind] = now
         left_out = self._left_out.pop(kind, 0)
         if left_out and last is not None:
-            message += f" (and {left_out} more like it in {now - last:.0f} s)"
+            message += f" (and {left_out} more {kind} in {now - last:.0f} s)"
         log.log(level, "%s", message)
 
 
