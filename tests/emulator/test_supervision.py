@@ -387,3 +387,31 @@ def test_an_instance_given_back_is_killed_without_waiting_and_reaped_once_it_has
     pool.instances["slower"] = slower  # type: ignore[assignment]
     pool.stop_all()  # the service stopping waits for every one
     assert slower.waited and pool.dying == []
+
+
+@pytest.mark.parametrize("seen", [True, False], ids=["seen-before", "unseen"])
+def test_a_reset_right_after_its_instance_died_plays_on_a_new_one_as_if_it_had_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seen: bool
+) -> None:
+    """Seen dead before the reset or not (a race): the same no-ops, no error."""
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+        with EmulatorEnv("Plain", url) as reference:
+            reference.reset(seed=5)
+            reference.step(0)
+            expected = [reference.reset()[1]["noops"] for _ in range(3)]
+        with EmulatorEnv("Plain", url) as env:
+            env.reset(seed=5)
+            env.step(0)
+            killed = env.instance_id
+            pid = httpx.get(f"{url}/v1/instances/{killed}").json()["pid"]
+            os.kill(pid, signal.SIGKILL)
+            bridge = env._bridge
+            assert bridge is not None
+            deadline = time.monotonic() + 10
+            while not bridge.peer_closed():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            if not seen:
+                monkeypatch.setattr(bridge, "peer_closed", lambda: False)
+            assert [env.reset()[1]["noops"] for _ in range(3)] == expected
+            assert env.instance_id != killed

@@ -291,8 +291,21 @@ class EmulatorEnv(gym.Env[Any, Any]):
         super().reset(seed=seed)
         if self._bridge is not None and self._bridge.peer_closed():
             self.release()  # it died since the last step: a reset needs nothing of it
+        had_instance = self._bridge is not None
+        drawn_from = self.np_random.bit_generator.state
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
-        reply = self._request(b"R", noops)
+        try:
+            try:
+                reply = self._request(b"R", noops)
+            except EnvError as exc:
+                if not (had_instance and exc.details.get("instance_lost")):
+                    raise
+                # It died since the last step, before peer_closed() could see it.
+                reply = self._request(b"R", noops)
+        except NetgymError:
+            # The next reset() draws the same no-ops, as if this one had not been.
+            self.np_random.bit_generator.state = drawn_from
+            raise
         self._steps = 0
         return self._observation(reply), {"noops": noops, **reply.info}
 
