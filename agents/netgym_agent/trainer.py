@@ -12,10 +12,10 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TextIO, cast
 
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -24,7 +24,6 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
-import netgym
 from netgym.errors import NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
@@ -32,10 +31,9 @@ from netgym_agent.checkpoints import (
     Checkpoint,
     CheckpointStore,
     read_directory,
-    remove_temporaries,
     write_directory,
 )
-from netgym_agent.config import TrainConfig, load_config
+from netgym_agent.config import TrainConfig
 from netgym_agent.device import announce, resolve_device
 from netgym_agent.envs import (
     check_env_fits,
@@ -49,24 +47,23 @@ from netgym_agent.errors import (
     AgentError,
     CheckpointError,
     ConfigError,
-    RunDirError,
 )
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
+from netgym_agent.resume import (
+    config_and_run_dir,
+    finished,
+    fixed_sections,
+    prepare_run_dir,
+    resolve_latest,
+    resumed_header,
+)
 from netgym_agent.rundir import RunDir
 from netgym_agent.signals import StoppingOutput, StopRequested
-
-# Config sections a resumed run keeps as it was made with: the model's
-# hyperparameters and the normalisation statistics come from the checkpoint,
-# and its spaces from the env.
-FIXED_ON_RESUME = ("env", "algo", "normalize")
 
 # How to go on with a stopped run, where the command is not what starts the
 # trainer: the Compose agent sets it (there, `docker compose start` resumes).
 CONTINUE_WITH_VARIABLE = "NETGYM_CONTINUE_WITH"
 _EVENT_FILES = "events.out.tfevents.*"  # what a TensorBoard writer names its files
-# How long --resume-latest asks the envapi whether a run's game changed; the resume
-# checks again as it opens the env.
-GAME_CHECK_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -89,9 +86,9 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         AgentError: a bad config, a missing GPU, a run folder that cannot be used.
         netgym.errors.NetgymError: the server failed (after a checkpoint was saved).
     """
-    options = _resolve_latest(options, out)
-    config, given = _config_and_run_dir(options)
-    if options.resume and given is not None and (done := _finished(given, config)):
+    options = resolve_latest(options, out)
+    config, given = config_and_run_dir(options)
+    if options.resume and given is not None and (done := finished(given, config)):
         print(done, file=out, flush=True)
         return 0
     device = resolve_device(config)
@@ -104,7 +101,7 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
     # by making it, as another process may be given the same new folder.
     made_folder = not options.resume and (given is None or given.make_folder())
     try:
-        checkpoint, header = _prepare_run_dir(run, config, options, store, out)
+        checkpoint, header = prepare_run_dir(run, config, options, store, out)
     except BrokenPipeError:  # at its last line: the output's pipe closed (`| head -3`)
         if not options.resume:
             _forget_new_run(run, made_folder)
@@ -262,7 +259,7 @@ class _Run:
                 f"goes on: {aside}"
             )
             self.best_return, self.best_step = None, None
-        self.run.save_config(self.config, _resumed_header(self.run, header))
+        self.run.save_config(self.config, resumed_header(self.run, header))
 
     def _open_env(self, checkpoint: Checkpoint | None, start: int) -> VecEnv:
         env = make_env(
@@ -355,7 +352,7 @@ class _Run:
             info = {
                 "episodes": episodes,
                 **self.run.monitor_mark(self.start),
-                "config": _fixed_sections(self.config),
+                "config": fixed_sections(self.config),
                 "env_revision": env_revision(model.get_env()),
             }
             path = self.store.save(model.num_timesteps, self._write_model, info)
@@ -438,179 +435,6 @@ class _Run:
         print(text, file=self.out, flush=True)
 
 
-def _resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
-    """``--resume-latest``: ``--resume`` the run of this config used last, unless it has
-    finished, is trained by another process now, or was made with another config."""
-    if not options.resume_latest:
-        return options
-    if options.resume or options.run_dir is not None:
-        raise RunDirError(
-            "--resume-latest finds the run folder itself: leave out --resume and --run-dir"
-        )
-    if options.config_file is None:
-        raise RunDirError("--resume-latest needs a CONFIG file: the runs it made are resumed")
-    new = replace(options, resume_latest=False)
-    latest = RunDir.newest_of(options.config_file)
-    if latest is None:
-        return new
-    config = load_config(options.config_file, options.overrides)
-    try:
-        saved = latest.load_config([])
-    except (AgentError, OSError) as exc:
-        print(f"not resuming {latest.path}: {exc}; starting a new run", file=out, flush=True)
-        return new
-    why_not = None
-    if saved != config:
-        keys = ", ".join(_differences(saved.model_dump(), config.model_dump()))
-        why_not = f"its config differs at {keys}"
-    elif _finished(latest, config) is not None:  # not a final model it has gone past
-        why_not = "it has finished"
-    elif latest.is_locked():
-        why_not = "another process trains it now"
-    else:
-        why_not = _game_changed(latest, config, options)
-    if why_not is not None:
-        print(f"not resuming {latest.path}: {why_not}; starting a new run", file=out, flush=True)
-        return new
-    print(f"resuming the newest unfinished run of this config: {latest.path}", file=out, flush=True)
-    return replace(new, resume=True, run_dir=latest.path)
-
-
-def _game_changed(run: RunDir, config: TrainConfig, options: TrainOptions) -> str | None:
-    """Why not to resume ``run``: its game (an NES game's folder) has been edited since
-    its newest checkpoint; None when it has not, or the envapi cannot say now (the
-    resume then checks it as it opens the env)."""
-    store = CheckpointStore(run.checkpoints, config.checkpoint.keep)
-    for step in reversed(store.steps()):
-        try:
-            saved = read_directory(store.path(step), verify=False).info.get("env_revision")
-        except CheckpointError:
-            continue
-        if saved is None:
-            return None
-        try:
-            served = netgym.describe_env(
-                config.env.id, options.url, options.token, timeout_s=GAME_CHECK_TIMEOUT_S
-            )
-        except NetgymError:
-            return None
-        if served.get("env_revision") in (saved, None):  # None: an envapi that cannot say
-            return None
-        return (
-            f"its game has changed since its checkpoint at step {step:,} (revision {saved}, "
-            f"now {served.get('env_revision')}: its game folder was edited)"
-        )
-    return None
-
-
-def _config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | None]:
-    """The config, and the run folder given (None: a new one of the default name)."""
-    if not options.resume:
-        if options.config_file is None:
-            raise RunDirError("train needs a CONFIG file (or --run-dir D --resume)")
-        config = load_config(options.config_file, options.overrides)
-        return config, RunDir(options.run_dir) if options.run_dir else None
-    if options.run_dir is None:
-        raise RunDirError("--resume needs --run-dir: the run folder to continue")
-    run = RunDir(options.run_dir)
-    config = run.load_config(options.overrides)
-    if options.config_file is not None:
-        given = load_config(options.config_file, options.overrides)
-        if given != config:
-            keys = ", ".join(_differences(given.model_dump(), config.model_dump())) or "?"
-            raise RunDirError(
-                f"{options.config_file} differs from {run.config_file} at {keys}; --resume "
-                "continues the run's own config: leave CONFIG out, or change it with --set"
-            )
-    return config, run
-
-
-def _prepare_run_dir(
-    run: RunDir,
-    config: TrainConfig,
-    options: TrainOptions,
-    store: CheckpointStore,
-    out: TextIO,
-) -> tuple[Checkpoint | None, str]:
-    """Make a new run's folder, or find where a resume goes on from; returns that
-    checkpoint (None: step 0) and the header to save the config with."""
-    overrides = "".join(f"\n  --set {o}" for o in options.overrides)
-    source = options.config_file or run.config_file
-    how = "resumed" if options.resume else "netgym-train config as used"
-    header = f"{how}, from {source}, {time.strftime('%c')}{overrides}"
-    if not options.resume:
-        run.create(config, header)
-        print(f"run folder: {run.path}", file=out, flush=True)
-        return None, header
-    run.lock()  # before anything of the run is touched
-    for leftover in [*store.remove_temporaries(), *remove_temporaries(run.path)]:
-        print(f"removed an incomplete checkpoint: {leftover}", file=out, flush=True)
-    checkpoint = store.latest()
-    if checkpoint is not None and isinstance(saved := checkpoint.info.get("config"), dict):
-        # What the checkpoint was saved with: an edit of config.yaml counts, and a
-        # --set that undoes one is no change.
-        since = f" since its checkpoint at step {checkpoint.step:,} was saved"
-    else:  # no checkpoint, or one of an older netgym that recorded no config: --set is all
-        saved, since = _fixed_sections(run.load_config([])), ""
-    if changed := _fixed_changes(saved, config):
-        raise RunDirError(
-            f"the run's config ({run.config_file}, with any --set) changes "
-            f"{', '.join(changed)}{since}, which a resumed run cannot change: the saved model "
-            "and its statistics keep what they were made with; undo the change, or start a "
-            "new run"
-        )
-    if checkpoint is None:
-        print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
-    return checkpoint, header
-
-
-def _finished(run: RunDir, config: TrainConfig) -> str | None:
-    """What to say when ``run`` has finished as ``config`` asks (None: it has not):
-    its final model reached ``total_timesteps``, or the goal that ended it is the same."""
-    try:
-        info = read_directory(run.final, verify=False).info
-    except CheckpointError:  # no final model (yet)
-        return None
-    step, goal = info.get("step"), info.get("goal")
-    if not isinstance(step, int):
-        return None
-    if step >= config.total_timesteps:
-        more = f"--set total_timesteps=<more than {step}>"
-    elif goal is not None and goal == config.eval.stop_at_mean_return:
-        more = "--set eval.stop_at_mean_return=<a higher return, or null>"
-    else:
-        return None
-    return (
-        f"{run.path} has finished: its final model (step {step:,}) is in {run.final}; "
-        f"to train it further, resume with {more}"
-    )
-
-
-def _fixed_sections(config: TrainConfig) -> dict[str, Any]:
-    """The config sections a resumed run cannot change, as a checkpoint records them."""
-    data = config.model_dump(mode="json")
-    return {section: data[section] for section in FIXED_ON_RESUME}
-
-
-def _fixed_changes(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """The keys of ``FIXED_ON_RESUME`` that ``config`` sets otherwise than ``saved``."""
-    changed = _differences(saved, _fixed_sections(config))
-    free = {"env.reconnect_timeout_s"}  # how long to wait for the server: no part of the model
-    if config.algo.name != "dqn":  # on-policy: the model takes the new env's count
-        free.add("env.num_envs")
-    return [key for key in changed if key not in free]
-
-
-def _resumed_header(run: RunDir, header: str) -> str:
-    """The saved config's header, where the run came from, with this resume added."""
-    try:
-        lines = run.config_file.read_text().splitlines()
-    except OSError:
-        return header
-    before = [line[2:] for line in lines if line.startswith("# ")]
-    return "\n".join([*before, header])
-
-
 def _best_so_far(run: RunDir) -> tuple[float | None, int | None]:
     """The mean return and step of the run's best model, from its manifest."""
     if not run.best.is_dir():
@@ -628,13 +452,6 @@ def _best_so_far(run: RunDir) -> tuple[float | None, int | None]:
 def _last_eval(run: RunDir) -> int:
     records = run.read_evaluations()
     return int(records[-1]["step"]) if records else -1
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = list(dict.fromkeys([*a, *b]))
-        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _dump_only(logger: Logger, prefix: str, step: int) -> None:
