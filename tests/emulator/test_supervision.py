@@ -415,3 +415,27 @@ def test_a_reset_right_after_its_instance_died_plays_on_a_new_one_as_if_it_had_n
                 monkeypatch.setattr(bridge, "peer_closed", lambda: False)
             assert [env.reset()[1]["noops"] for _ in range(3)] == expected
             assert env.instance_id != killed
+
+
+def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
+    tmp_path: Path,
+) -> None:
+    """A session ended (or killed) while its instance started: no one can stop that
+    instance, and it held a slot until its attach timeout."""
+    with run_emulator(tmp_path, games_dir(tmp_path), log_level="info", attach_timeout_s="60") as (
+        url,
+        _,
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        body = b'{"game": "Plain"}'
+        with socket.create_connection(("127.0.0.1", port)) as caller:
+            caller.sendall(
+                b"POST /v1/instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            time.sleep(0.05)  # the request is read, the instance starting
+        time.sleep(5)  # its start takes about a second
+        assert httpx.get(f"{url}/v1/instances").json()["instances"] == []
+        assert (
+            "its caller left before the reply" in next(tmp_path.glob("emulator-*.log")).read_text()
+        )

@@ -106,6 +106,13 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
         instance = await pool.start(body.game, body.screen, body.screen_file)
+        if await request.is_disconnected():  # its session ended (or died) meanwhile
+            pool.stop(instance.instance_id)
+            log.info(
+                "%s instance %s stopped: its caller left before the reply",
+                body.game,
+                instance.instance_id,
+            )
         # The bridge is reached at the address the caller reached us by, with the key
         # that only this reply gives.
         return {
