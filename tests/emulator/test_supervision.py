@@ -439,3 +439,24 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
         assert (
             "its caller left before the reply" in next(tmp_path.glob("emulator-*.log")).read_text()
         )
+
+
+def test_a_stopped_service_leaves_no_display_socket_or_lock(tmp_path: Path) -> None:
+    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
+        assert start(url).status_code == 201
+        [xvfb] = [pid for pid, name in process_names(process.pid).items() if name == "Xvfb"]
+        [socket_file] = _listening_socket_files(xvfb)
+        assert socket_file.startswith("/tmp/.X11-unix/X")
+        files = [Path(socket_file), Path(f"/tmp/.X{socket_file[16:]}-lock")]  # the lock, if any
+    assert not any(file.exists() for file in files), files
+
+
+def _listening_socket_files(pid: int) -> list[str]:
+    """The paths of the Unix sockets that process ``pid`` has open (not abstract ones)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if (target := os.readlink(fd)).startswith("socket:["):
+                inodes.add(target[8:-1])
+    rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    return [row[7] for row in rows if len(row) > 7 and row[6] in inodes and row[7][0] == "/"]

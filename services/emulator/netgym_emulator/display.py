@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
+import time
 from typing import Any
 
 from pyvirtualdisplay.xvfb import XvfbDisplay
 
 log = logging.getLogger("netgym.emulator.display")
+XVFB_STOP_TIMEOUT_S = 2.0  # after SIGTERM, before pyvirtualdisplay's SIGKILL
 
 
 class OwnedXvfb(XvfbDisplay):
@@ -28,6 +33,19 @@ class OwnedXvfb(XvfbDisplay):
         command: list[str] = super()._cmd()  # type: ignore[no-untyped-call]
         return ["setpriv", "--pdeathsig", "KILL", "--", *command]
 
+    def stop(self) -> OwnedXvfb:
+        """Stop Xvfb with SIGTERM first, so that it removes its socket and lock file
+        (``/tmp/.X11-unix/X<n>``, ``/tmp/.X<n>-lock``): pyvirtualdisplay's SIGKILL
+        leaves them behind."""
+        if self.is_alive():  # type: ignore[no-untyped-call]
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + XVFB_STOP_TIMEOUT_S
+            while self.is_alive() and time.monotonic() < deadline:  # type: ignore[no-untyped-call]
+                time.sleep(0.01)
+        super().stop()  # type: ignore[no-untyped-call]
+        return self
+
     @property
     def display_name(self) -> str:
         return f":{self.display}"
@@ -46,7 +64,7 @@ class VirtualDisplay:
 
     def stop(self) -> None:
         if self._xvfb is not None:
-            self._xvfb.stop()  # type: ignore[no-untyped-call]
+            self._xvfb.stop()
             self._xvfb = None
 
     def is_alive(self) -> bool:
