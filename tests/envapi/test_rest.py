@@ -230,6 +230,12 @@ def test_observations_too_large_to_hold_are_refused_before_they_are_made(envapi:
     netgym.make("ALE/Pong-v5", wrappers=stack, **server).close()  # one of them is fine
 
 
+def test_an_atari_session_keeps_ale_s_banner_out_of_the_log(envapi: EnvApi) -> None:
+    with netgym.make("ALE/Pong-v5", url=envapi.url, token=envapi.token) as env:
+        env.reset(seed=0)
+    assert "Powered by Stella" not in envapi.log.read_text()
+
+
 def test_a_token_read_with_its_line_end_still_works(envapi: EnvApi) -> None:
     assert Settings(token=" secret\n").token.get_secret_value() == "secret"  # type: ignore[union-attr]
     for token in (f"{envapi.token}\n", f"{envapi.token} "):  # the REST call and HELLO alike

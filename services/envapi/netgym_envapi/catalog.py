@@ -189,6 +189,8 @@ def register_ale() -> None:
         import ale_py
 
         gym.register_envs(ale_py)
+        # Its warnings and errors, not the banner that each new env prints.
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
 
 
 def list_envs() -> list[EnvEntry]:
