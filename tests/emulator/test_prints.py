@@ -1,4 +1,4 @@
-"""A game script's print(): in the emulator service's log, never a flood of it."""
+"""A game script's print() and errors: in the emulator service's log, never a flood."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import pytest
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError
 from netgym_emulator.output import PRINT_CHARS, PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
-from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, LUA_ERROR_SCRIPT
+from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
 from tests.servers import run_emulator
 
 PRINTING_SCRIPT = """\
 print("loaded", 1, nil)
 print("two\\r\\nlines")
 local game = {}
+local steps = 0
 function game.step()
+  steps = steps + 1
+  if steps > 3 then error("boom on purpose") end
   print("step", 2.5, true)
   return 0, false, {}
 end
@@ -25,49 +28,31 @@ return game
 """
 
 
-def test_a_game_scripts_prints_reach_the_services_log(tmp_path: Path) -> None:
-    games = tmp_path / "games"
-    folder = games / "printing"
+def test_a_game_scripts_prints_and_errors_reach_the_services_log(tmp_path: Path) -> None:
+    folder = tmp_path / "games" / "printing"
     folder.mkdir(parents=True)
     (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Printing", rom=EFP_ROM))
     (folder / "game.lua").write_text(PRINTING_SCRIPT)
-    with run_emulator(tmp_path, games, log_level="info") as (url, _):
-        env = EmulatorEnv("Printing", url)
-        try:
-            env.reset(seed=0)
-            for _ in range(3):
-                env.step(0)
-            instance_id = env.instance_id
-        finally:
-            env.close()  # what it printed last is passed on as it goes
+    # Closed before the service stops: what it printed last is passed on as it goes.
+    with (
+        run_emulator(tmp_path, folder.parent, log_level="info") as (url, _),
+        EmulatorEnv("Printing", url) as env,
+    ):
+        env.reset(seed=0)
+        for _ in range(3):
+            env.step(0)
+        instance_id = env.instance_id
+        with pytest.raises(EnvError, match="boom on purpose"):
+            env.step(0)
     log = next(tmp_path.glob("emulator-*.log")).read_text()
     source = f"netgym.emulator.game Printing {instance_id}:"
     assert f"{source} loaded\t1\tnil" in log
     assert f"{source} two\n" in log and f"{source} lines\n" in log
     assert log.count(f"{source} step\t2.5\ttrue") == 3
+    # An error of the script's too, after what it printed before it.
+    assert f"{source} error: " in log and "game.lua:7: boom on purpose" in log
+    assert log.index(f"{source} error: ") > log.rindex(f"{source} step")
     assert "Emulation speed" not in log  # FCEUX's own output stays in its file
-
-
-def test_a_game_scripts_error_is_in_the_services_log_beside_its_prints(tmp_path: Path) -> None:
-    games = tmp_path / "games"
-    folder = games / "failing"
-    folder.mkdir(parents=True)
-    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Failing", rom=EFP_ROM))
-    (folder / "game.lua").write_text(LUA_ERROR_SCRIPT)
-    with run_emulator(tmp_path, games, log_level="info") as (url, _):
-        env = EmulatorEnv("Failing", url)
-        try:
-            env.reset(seed=0)
-            env.step(0)
-            env.step(0)
-            instance_id = env.instance_id
-            with pytest.raises(EnvError, match="boom on purpose"):
-                env.step(0)
-        finally:
-            env.close()
-    log = next(tmp_path.glob("emulator-*.log")).read_text()
-    assert f"netgym.emulator.game Failing {instance_id}: error: " in log
-    assert "game.lua:6: boom on purpose" in log
 
 
 def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(
