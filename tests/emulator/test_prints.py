@@ -9,7 +9,13 @@ import pytest
 
 from netgym.emulator.env import EmulatorEnv
 from netgym.errors import EnvError
-from netgym_emulator.output import PRINT_CHARS, PRINT_MARK, PRINTS_PER_PASS, FceuxOutput
+from netgym_emulator.output import (
+    ERROR_MARK,
+    PRINT_CHARS,
+    PRINT_MARK,
+    PRINTS_PER_PASS,
+    FceuxOutput,
+)
 from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST
 from tests.servers import run_emulator
 
@@ -23,6 +29,22 @@ function game.step()
   if steps > 3 then error("boom on purpose") end
   print("step", 2.5, true)
   return 0, false, {}
+end
+return game
+"""
+
+CLOBBERING_SCRIPT = """\
+local game = {}
+local marker = GAME_DIR .. "/failed-once.txt"
+function game.step()
+  local failed_once = io.open(marker)
+  if failed_once == nil then
+    io.open(marker, "w"):close()
+    select, tostring, print = nil, nil, nil
+    error("boom with the globals gone")
+  end
+  failed_once:close()
+  error(setmetatable({}, {__tostring = function() error("not shown") end}))
 end
 return game
 """
@@ -82,6 +104,43 @@ def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(
         assert [record.getMessage() for record in caplog.records] == [
             "Game 1: after it was emptied"
         ]
+
+
+def test_an_error_is_passed_on_even_after_a_flood_of_prints(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "fceux.log"
+    many = PRINTS_PER_PASS + 5
+    path.write_text(
+        "".join(f"{PRINT_MARK}line {i}\n" for i in range(many)) + f"{ERROR_MARK}game.lua:3: boom\n"
+    )
+    with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
+        FceuxOutput(path, "Game 1").pass_on()
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Game 1: error: game.lua:3: boom" in messages
+    assert len([m for m in messages if m.startswith("Game 1: line")]) == PRINTS_PER_PASS
+
+
+def test_a_script_that_undid_the_globals_the_bridge_uses_still_gets_its_errors_out(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "games" / "clobbering"
+    folder.mkdir(parents=True)
+    (folder / "game.toml").write_text(FAULT_MANIFEST.format(name="Clobbering", rom=EFP_ROM))
+    (folder / "game.lua").write_text(CLOBBERING_SCRIPT)
+    with (
+        run_emulator(tmp_path, folder.parent, log_level="info") as (url, _),
+        EmulatorEnv("Clobbering", url) as env,
+    ):
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match="boom with the globals gone") as raised:
+            env.step(0)
+        assert raised.value.details["instance_lost"] is False
+        env.reset(seed=0)  # on a new instance, whose step() errors with a value
+        with pytest.raises(EnvError, match=r"tostring\(\) fails on: .*not shown") as raised:
+            env.step(0)
+        assert raised.value.details["instance_lost"] is False
+    assert "boom with the globals gone" in next(tmp_path.glob("emulator-*.log")).read_text()
 
 
 def test_a_long_line_is_passed_on_shortened(

@@ -34,6 +34,7 @@ local exit_file = env("NETGYM_EXIT_FILE", nil)
 -- but only the one the service gave the instance to knows it.
 local bridge_key = env("NETGYM_BRIDGE_KEY", "")
 local print_mark = env("NETGYM_PRINT_MARK", "")
+local error_mark = env("NETGYM_ERROR_MARK", "")
 
 local ram_addresses = {}
 for address in string.gmatch(env("NETGYM_RAM", ""), "%d+") do
@@ -148,15 +149,18 @@ gui.register = forbidden("gui.register", NO_CALLBACKS)
 -- FCEUX's print() writes to its Lua console window, which a headless FCEUX
 -- has none of. A game script's print() goes to FCEUX's output instead, a line
 -- at a time, marked so that the service passes it on to its own log.
-io.stdout:setvbuf("line")
-local function print_marked(...)
+-- The functions it uses are the bridge's own: the game script may replace the
+-- globals, yet its error must still be written.
+local stdout, select, tostring, concat, gsub = io.stdout, select, tostring, table.concat, string.gsub
+stdout:setvbuf("line")
+local function write_marked(mark, ...)
   local parts = {}
   for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
   -- Each line marked, those of a multi-line text (a traceback, say) too.
-  local text = table.concat(parts, "\t"):gsub("\r\n?", "\n")
-  io.stdout:write(print_mark, (text:gsub("\n", "\n" .. print_mark)), "\n")
+  local text = gsub(concat(parts, "\t"), "\r\n?", "\n")
+  stdout:write(mark, (gsub(text, "\n", "\n" .. mark)), "\n")
 end
-print = print_marked
+function print(...) write_marked(print_mark, ...) end
 
 -- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,
 -- for the script's own files, and require() looks there first.
@@ -361,8 +365,10 @@ end
 -- The game's error goes to its client, and to the service's log beside the
 -- script's prints, where its author looks.
 local function fail(message)
-  print_marked("error: " .. tostring(message))
-  local header = "error " .. tostring(message)
+  local shown, text = pcall(tostring, message)
+  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  write_marked(error_mark, text)
+  local header = "error " .. text
   client:send(u32(#header) .. header .. u32(0) .. string.rep("\0", #ram_addresses))
 end
 

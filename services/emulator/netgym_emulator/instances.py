@@ -26,7 +26,7 @@ from typing import Any
 from netgym.errors import NetgymError
 from netgym.protocol.sharedmemory import reserve
 from netgym_emulator.manifest import Game
-from netgym_emulator.output import LOG_FILE, PRINT_MARK, FceuxOutput
+from netgym_emulator.output import ERROR_MARK, LOG_FILE, PRINT_MARK, FceuxOutput
 from netgym_emulator.problems import GameError
 
 BRIDGE = Path(__file__).with_name("bridge.lua")
@@ -268,6 +268,7 @@ def _launch(
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
         "NETGYM_BRIDGE_KEY": key,
         "NETGYM_PRINT_MARK": PRINT_MARK,
+        "NETGYM_ERROR_MARK": ERROR_MARK,
     }
     if screen_file is not None:
         with screen_file.open("wb") as file:

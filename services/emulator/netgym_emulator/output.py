@@ -12,8 +12,10 @@ from pathlib import Path
 LOG_FILE = "fceux.log"  # in the instance's home folder
 LOG_LIMIT_BYTES = 8 * 2**20  # kept per instance, at most (the file is emptied past it)
 LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
-# How the bridge marks each line of a game script's print(), among FCEUX's own lines.
+# How the bridge marks each line of a game script's print(), among FCEUX's own lines,
+# and each line of the script's errors (passed on even past the prints' limit).
 PRINT_MARK = "netgym-print: "
+ERROR_MARK = "netgym-error: "
 PRINTS_PER_PASS = 20  # lines passed on per instance at each pass (every second)
 READ_PER_PASS = 256 * 2**10  # the most read at each pass; output past it is skipped
 PRINT_CHARS = 1000  # of a line passed on, at most
@@ -61,19 +63,27 @@ class FceuxOutput:
         # A line FCEUX is still writing is read at the next pass.
         complete = data[: data.rfind(b"\n") + 1]
         self._passed += skipped + len(complete)
-        mark = PRINT_MARK.encode()
-        prints = [line for line in complete.splitlines() if line.startswith(mark)]
-        for line in prints[:PRINTS_PER_PASS]:
+        shown = {PRINT_MARK: 0, ERROR_MARK: 0}
+        for line in complete.splitlines():
+            mark = next((m for m in shown if line.startswith(m.encode())), None)
+            if mark is None:  # FCEUX's own
+                continue
+            shown[mark] += 1
+            if shown[mark] > PRINTS_PER_PASS:
+                continue
             text = line[len(mark) :].decode(errors="replace")
             if len(text) > PRINT_CHARS:
                 text = f"{text[:PRINT_CHARS]}... ({len(text) - PRINT_CHARS:,} more characters)"
-            log.info("%s: %s", self.source, text)
-        if len(prints) > PRINTS_PER_PASS or skipped:
+            if mark == ERROR_MARK:
+                log.warning("%s: error: %s", self.source, text)
+            else:
+                log.info("%s: %s", self.source, text)
+        if shown[PRINT_MARK] > PRINTS_PER_PASS or skipped:
             log.info(
                 "%s: more printed than shown (%d lines, %d bytes skipped); %s has it all "
                 "while the instance runs",
                 self.source,
-                max(0, len(prints) - PRINTS_PER_PASS),
+                max(0, shown[PRINT_MARK] - PRINTS_PER_PASS),
                 skipped,
                 self.path,
             )
