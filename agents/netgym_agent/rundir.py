@@ -111,7 +111,10 @@ class RunDir:
         Raises:
             RunDirError: another process trains this run now.
         """
-        descriptor = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -125,6 +128,12 @@ class RunDir:
     def holds_lock(self) -> bool:
         """Whether this process has claimed the run (``lock``)."""
         return self.path.absolute() in _held_locks
+
+    def unlock(self) -> None:
+        """Let go of the run (``lock``): once its folder is removed, say."""
+        descriptor = _held_locks.pop(self.path.absolute(), None)
+        if descriptor is not None:
+            os.close(descriptor)
 
     def is_locked(self) -> bool:
         """Whether another process trains this run now."""

@@ -8,6 +8,7 @@ leaves a checkpoint to ``--resume`` from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -107,10 +108,14 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
             _forget_new_run(run, made_folder)
         raise
     except NetgymError:  # a folder that holds a run, or that cannot be written
-        # Made here and not claimed by another process given the same new folder:
-        # nothing of another run's is lost.
+        # Made here, and not claimed by another process given the same new folder
+        # (an empty folder is no one's): nothing of another run's is lost.
         if made_folder and run.holds_lock():
             shutil.rmtree(run.path, ignore_errors=True)
+        elif made_folder:
+            with contextlib.suppress(OSError):
+                run.path.rmdir()  # only if it is empty
+        run.unlock()
         raise
     try:
         with StopRequested() as stop:
@@ -136,6 +141,7 @@ def _forget_new_run(run: RunDir, made_folder: bool) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
     else:
         run.config_file.unlink(missing_ok=True)
+    run.unlock()
 
 
 class _StoppedBeforeTraining(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -330,13 +331,34 @@ def test_a_new_run_folder_that_another_process_takes_first_is_left_to_it(
             held.close()
 
 
+def test_a_run_let_go_of_is_no_longer_held(tmp_path: Path) -> None:
+    """A run folder removed in this process (a new run that saved nothing) must not
+    count as claimed by it when a later run is made at the same path."""
+    run = RunDir(tmp_path)
+    run.lock()
+    assert run.holds_lock() and run.is_locked()
+    run.unlock()
+    assert not run.holds_lock() and not run.is_locked()
+
+
+@pytest.mark.parametrize("failing", ["config", "lock"])
 def test_a_new_run_folder_that_cannot_be_written_is_not_left_behind(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
     def disk_full(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("netgym_agent.rundir.RunDir.save_config", disk_full)
+    if failing == "config":
+        monkeypatch.setattr("netgym_agent.rundir.RunDir.save_config", disk_full)
+    else:
+        real_open = os.open
+
+        def open_but_the_lock(path: str | Path, *args: int) -> int:
+            if Path(path).name == ".lock":
+                disk_full()
+            return real_open(path, *args)
+
+        monkeypatch.setattr(os, "open", open_but_the_lock)
     config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
     run_dir = tmp_path / "run"
     with pytest.raises(RunDirError, match="cannot write the run folder"):
