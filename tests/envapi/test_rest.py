@@ -222,10 +222,13 @@ def test_observations_too_large_to_hold_are_refused_before_they_are_made(envapi:
     with pytest.raises(InvalidRequestError, match=r"'frame_stack' would make each observation 288"):
         netgym.make("ALE/Pong-v5", wrappers=stack, **server)
     screen = [{"name": "atari", "kwargs": {"screen_size": 100_000}}]
-    with pytest.raises(InvalidRequestError, match=r"'atari' would make each observation 9,537"):
+    with pytest.raises(InvalidRequestError, match=r"'atari' would make each observation 9,536"):
         netgym.make("ALE/Pong-v5", wrappers=screen, **server)
+    stack = [{"name": "frame_stack", "kwargs": {"stack_size": 10**400}}]
+    with pytest.raises(InvalidRequestError, match=r"each observation over 2\*\*60 bytes"):
+        netgym.make("ALE/Pong-v5", wrappers=stack, **server)
     stack = [{"name": "frame_stack", "kwargs": {"stack_size": 50}}]
-    with pytest.raises(LimitExceededError, match=r"a step of 64 envs would return 308 MiB"):
+    with pytest.raises(InvalidRequestError, match=r"a step of 64 envs would return 307 MiB"):
         netgym.make_vec("ALE/Pong-v5", 64, wrappers=stack, **server)
     netgym.make("ALE/Pong-v5", wrappers=stack, **server).close()  # one of them is fine
 

@@ -44,8 +44,14 @@ def _atari(env: gym.Env[Any, Any], **kwargs: Any) -> gym.Env[Any, Any]:
         **kwargs,
     }
     size, gray, scaled = options["screen_size"], options["grayscale_obs"], options["scale_obs"]
-    with contextlib.suppress(TypeError, ValueError):  # Gymnasium says what is wrong with it
-        pixels = size * size if isinstance(size, int) else math.prod(int(n) for n in size)
+    sides = [size, size] if isinstance(size, int) else size
+    # Else Gymnasium says what is wrong with it.
+    if (
+        isinstance(sides, list | tuple)
+        and len(sides) == 2
+        and all(isinstance(n, int) for n in sides)
+    ):
+        pixels = math.prod(sides)
         _refuse_observations_over(pixels * (1 if gray else 3) * (4 if scaled else 1), "atari")
     return wrappers.AtariPreprocessing(env, **options)
 
@@ -60,8 +66,9 @@ def _frame_stack(env: gym.Env[Any, Any], stack_size: int = 4) -> gym.Env[Any, An
 
 def _refuse_observations_over(nbytes: int, wrapper: str) -> None:
     if nbytes > MAX_OBSERVATION_BYTES:
+        size = f"{nbytes >> 20:,} MiB" if nbytes < 1 << 60 else "over 2**60 bytes"
         raise InvalidRequestError(
-            f"wrapper {wrapper!r} would make each observation {nbytes / 2**20:,.0f} MiB, over "
+            f"wrapper {wrapper!r} would make each observation {size}, over "
             f"the {MAX_OBSERVATION_BYTES >> 20} MiB the envapi serves: give it smaller "
             "arguments",
             details={"wrapper": wrapper, "observation_bytes": nbytes},

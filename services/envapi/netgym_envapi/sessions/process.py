@@ -35,7 +35,6 @@ from netgym.errors import (
     ConnectionLostError,
     EnvError,
     InvalidRequestError,
-    LimitExceededError,
     NetgymError,
     ProtocolError,
     SessionEndedError,
@@ -664,13 +663,13 @@ def _check_step_size(results: ResultLayout) -> None:
     """Refuse envs whose step results (every env's observation) are too large to hold.
 
     Raises:
-        LimitExceededError: saying how large they are.
+        InvalidRequestError: saying how large they are.
     """
     if results.step_nbytes > MAX_STEP_BYTES:
-        raise LimitExceededError(
-            f"a step of {results.num_envs} envs would return {results.step_nbytes / 2**20:,.0f} "
-            f"MiB of observations, over the {MAX_STEP_BYTES >> 20} MiB the envapi serves: "
-            "ask for fewer envs, or smaller observations",
+        raise InvalidRequestError(
+            f"a step of {results.num_envs} envs would return {results.step_nbytes >> 20:,} MiB "
+            f"of observations, over the {MAX_STEP_BYTES >> 20} MiB the envapi serves: ask for "
+            "fewer envs, or smaller observations",
             details={"num_envs": results.num_envs, "step_bytes": results.step_nbytes},
         )
 
