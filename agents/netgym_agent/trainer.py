@@ -240,14 +240,15 @@ class _Run:
                 "Raise reconnect_timeout_s", "Raise env.reconnect_timeout_s"
             )
             exc.args = (exc.message,)
-        resume = f"netgym-train train --run-dir {self.run.path} --resume"
+        resume = continue_with(self.run.path)
         if {"served", "changed"} & set(exc.details):  # the game's revision changed
             then = (
                 "its game was edited: put the game folder back as it was and "
                 f"continue with: {resume}; or start a new run (--resume-latest starts one)"
             )
         elif isinstance(exc, ConfigError):
-            then = f"continue with: {resume} --set KEY=VALUE (for the key the error names)"
+            command = f"netgym-train train --run-dir {self.run.path} --resume"
+            then = f"continue with: {command} --set KEY=VALUE (for the key the error names)"
         else:
             then = f"continue with: {resume}"
         self._say(f"training stopped at step {step:,}; checkpoint {path}; {then}")
