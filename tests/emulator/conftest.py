@@ -115,6 +115,17 @@ class Stack:
         return {"url": self.envapi.url, "token": self.envapi.token}
 
 
+def one_game(root: Path, name: str, script: str, noop_max: int = 0) -> Path:
+    """A games folder with the game ``name`` alone: Escape from Pong's ROM, ``script``
+    its Lua script, resets drawing 0 to ``noop_max`` no-op frames."""
+    folder = root / "games" / name.lower()
+    folder.mkdir(parents=True)
+    manifest = FAULT_MANIFEST.format(name=name, rom=EFP_ROM) + f"noop_max = {noop_max}\n"
+    (folder / "game.toml").write_text(manifest)  # noop_max in [start], the last table
+    (folder / "game.lua").write_text(script)
+    return folder.parent
+
+
 def games_dir(root: Path) -> Path:
     """The repo's games plus small ones for fault tests (one broken), in one folder."""
     games = root / "games"

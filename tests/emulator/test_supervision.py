@@ -21,7 +21,13 @@ from netgym.errors import EnvError, LimitExceededError
 from netgym_emulator.output import LOG_LIMIT_BYTES
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
-from tests.emulator.conftest import EFP_ROM, FAULT_MANIFEST, PLAIN_SCRIPT, games_dir
+from tests.emulator.conftest import (
+    EFP_ROM,
+    FAULT_MANIFEST,
+    PLAIN_SCRIPT,
+    games_dir,
+    one_game,
+)
 from tests.servers import descendants, run_emulator, run_envapi
 
 
@@ -394,11 +400,12 @@ def test_a_reset_right_after_its_instance_died_plays_on_a_new_one_as_if_it_had_n
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seen: bool
 ) -> None:
     """Seen dead before the reset or not (a race): the same no-ops, no error."""
-    with run_emulator(tmp_path, games_dir(tmp_path)) as (url, _):
+    with run_emulator(tmp_path, one_game(tmp_path, "Plain", PLAIN_SCRIPT, noop_max=30)) as (url, _):
         with EmulatorEnv("Plain", url) as reference:
             reference.reset(seed=5)
             reference.step(0)
             expected = [reference.reset()[1]["noops"] for _ in range(3)]
+        assert len(set(expected)) > 1  # else this test could not tell
         with EmulatorEnv("Plain", url) as env:
             env.reset(seed=5)
             env.step(0)
@@ -460,3 +467,34 @@ def _listening_socket_files(pid: int) -> list[str]:
                 inodes.add(target[8:-1])
     rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
     return [row[7] for row in rows if len(row) > 7 and row[6] in inodes and row[7][0] == "/"]
+
+
+FAILS_ONCE_SCRIPT = """\
+local game = {}
+local marker = GAME_DIR .. "/failed-once.txt"
+function game.reset()
+  local failed_once = io.open(marker)
+  if failed_once == nil then
+    io.open(marker, "w"):close()
+    error("the first reset fails")
+  end
+  failed_once:close()
+end
+function game.step() return 0, false, {} end
+return game
+"""
+
+
+def test_a_failed_reset_gives_its_no_op_draw_back(tmp_path: Path) -> None:
+    """The next reset draws what the failed one drew, as if it had not been."""
+    with run_emulator(
+        tmp_path, one_game(tmp_path, "FailsOnce", FAILS_ONCE_SCRIPT, noop_max=30)
+    ) as (url, _):
+        with EmulatorEnv("FailsOnce", url) as env:
+            with pytest.raises(EnvError, match="the first reset fails"):
+                env.reset(seed=5)
+            noops = env.reset()[1]["noops"]
+        with EmulatorEnv("FailsOnce", url) as reference:
+            first, second = (reference.reset(seed=5)[1]["noops"], reference.reset()[1]["noops"])
+    assert first != second  # else this test could not tell
+    assert noops == first

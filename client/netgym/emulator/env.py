@@ -32,6 +32,10 @@ from netgym.errors import (
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
 DEFAULT_TIMEOUT_S = 10.0
+# A reset whose instance is found gone this soon after the request is made again
+# on a new one: that instance had died before (not in game.reset(), which the
+# timeout is for, once).
+LOST_AT_ONCE_S = 0.5
 # What an instance started from the game folder as it is now must share with the
 # env: its spaces, how much of the game one step plays, and the files (revision).
 _SPEC_KEYS = ("actions", "buttons", "frames_per_step", "screen", "ram", "revision")
@@ -295,10 +299,12 @@ class EmulatorEnv(gym.Env[Any, Any]):
         drawn_from = self.np_random.bit_generator.state
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
         try:
+            sent_at = time.monotonic()
             try:
                 reply = self._request(b"R", noops)
             except EnvError as exc:
-                if not (had_instance and exc.details.get("instance_lost")):
+                lost_at_once = time.monotonic() - sent_at < LOST_AT_ONCE_S
+                if not (had_instance and exc.details.get("instance_lost") and lost_at_once):
                     raise
                 # It died since the last step, before peer_closed() could see it.
                 reply = self._request(b"R", noops)
