@@ -424,15 +424,14 @@ def test_a_reset_right_after_its_instance_died_plays_on_a_new_one_as_if_it_had_n
             assert env.instance_id != killed
 
 
+@pytest.mark.parametrize("how", ["closed", "half-closed"])
 def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
-    tmp_path: Path,
+    tmp_path: Path, how: str
 ) -> None:
     """A session ended (or killed) while its instance started: no one can stop that
     instance, and it held a slot until its attach timeout."""
-    with run_emulator(tmp_path, games_dir(tmp_path), log_level="info", attach_timeout_s="60") as (
-        url,
-        _,
-    ):
+    games = games_dir(tmp_path)
+    with run_emulator(tmp_path, games, log_level="info", attach_timeout_s="60") as (url, service):
         port = int(url.rsplit(":", 1)[1])
         body = b'{"game": "Plain"}'
         with socket.create_connection(("127.0.0.1", port)) as caller:
@@ -440,12 +439,18 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
                 b"POST /v1/instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
             )
-            time.sleep(0.05)  # the request is read, the instance starting
+            deadline = time.monotonic() + 30
+            while "fceux" not in process_names(service.pid).values():  # it is starting
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            if how == "half-closed":  # one that still reads is not given a stopped instance
+                caller.shutdown(socket.SHUT_WR)
+                caller.settimeout(30)
+                assert not caller.recv(4096).startswith(b"HTTP/1.1 201 ")
         time.sleep(5)  # its start takes about a second
         assert httpx.get(f"{url}/v1/instances").json()["instances"] == []
-        assert (
-            "its caller left before the reply" in next(tmp_path.glob("emulator-*.log")).read_text()
-        )
+        log = next(tmp_path.glob("emulator-*.log")).read_text()
+        assert "its caller left before the reply" in log
 
 
 def test_a_stopped_service_leaves_no_display_socket_or_lock(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from netgym.errors import NetgymError
+from netgym.errors import NetgymError, SessionEndedError
 from netgym_emulator.display import VirtualDisplay
 from netgym_emulator.pool import InstancePool
 from netgym_emulator.settings import EmulatorSettings
@@ -108,11 +108,9 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
         instance = await pool.start(body.game, body.screen, body.screen_file)
         if await request.is_disconnected():  # its session ended (or died) meanwhile
             pool.stop(instance.instance_id)
-            log.info(
-                "%s instance %s stopped: its caller left before the reply",
-                body.game,
-                instance.instance_id,
-            )
+            message = f"{body.game} instance {instance.instance_id} stopped: its caller left"
+            log.info("%s before the reply", message)
+            raise SessionEndedError(f"{message} (or closed its half of the connection)")
         # The bridge is reached at the address the caller reached us by, with the key
         # that only this reply gives.
         return {
