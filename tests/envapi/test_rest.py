@@ -295,6 +295,30 @@ def test_sessions_are_listed_and_closed(envapi: EnvApi) -> None:
         assert http.delete(f"/v1/sessions/{envs.session_id}").json() == status
 
 
+def test_a_session_closed_while_its_envs_are_made_answers_that_it_ended(envapi: EnvApi) -> None:
+    """Closed on purpose, not crashed: session_ended, not worker_crashed."""
+    with client(envapi) as http:
+        before = {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]}
+        answers: list[httpx.Response] = []
+        body = {"env_id": "ALE/Pong-v5", "num_envs": 32}  # seconds to make
+        opening = threading.Thread(
+            target=lambda: answers.append(http.post("/v1/sessions", json=body))
+        )
+        opening.start()
+        deadline = time.monotonic() + 30
+        while not (
+            new := {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]} - before
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        http.delete(f"/v1/sessions/{new.pop()}")
+        opening.join(60)
+    [answer] = answers
+    assert answer.status_code == 410, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "session_ended" and "closed through the REST API" in error["message"]
+
+
 def raw_request(envapi: EnvApi, head: str, body: bytes = b"") -> tuple[int, dict]:
     """Send a request's head (and some body) over a raw socket; read the whole reply.
 

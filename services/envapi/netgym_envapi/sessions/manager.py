@@ -439,11 +439,11 @@ class SessionManager:
         record.state = SessionState.ENDED
         if not record.ready.done():
             record.ready.set_exception(
-                WorkerCrashedError(
+                SessionEndedError(  # by the service itself: no crash
                     f"session {record.session_id} ended while making its envs: {ended_by}"
-                    if ended_by
-                    else f"the session process {exit_words} while making its envs"
                 )
+                if ended_by
+                else WorkerCrashedError(f"the session process {exit_words} while making its envs")
             )
         self._live.pop(record.session_id, None)
         record.keep_only_its_end()
