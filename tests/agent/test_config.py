@@ -228,9 +228,17 @@ def test_command_reports_a_bad_config_and_exits_2(tmp_path: Path) -> None:
     assert not run_dir.exists()
 
 
+def made_run(run_dir: Path) -> None:
+    """A run folder with its config, as a training that stopped before its first
+    checkpoint leaves it (no longer locked)."""
+    run = RunDir(run_dir)
+    run.create(config_from_dict(small()), "a run")
+    run.unlock()
+
+
 def test_resume_refuses_to_change_what_the_saved_model_keeps(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    RunDir(run_dir).create(config_from_dict(small()), "a run")
+    made_run(run_dir)
     result = run_train(
         None, "--run-dir", str(run_dir), "--resume", "--set", "algo.hyperparams.ent_coef=0.1"
     )
@@ -248,7 +256,7 @@ def test_policy_kwargs_that_are_no_names_are_a_config_error() -> None:
 
 def test_resume_may_change_the_env_count_of_ppo(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    RunDir(run_dir).create(config_from_dict(small()), "a run")
+    made_run(run_dir)
     result = run_train(
         None,
         *("--run-dir", str(run_dir), "--resume", "--set", "env.num_envs=2"),
