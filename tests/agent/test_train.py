@@ -353,10 +353,10 @@ def test_a_new_run_folder_that_cannot_be_written_is_not_left_behind(
     else:
         real_open = os.open
 
-        def open_but_the_lock(path: str | Path, *args: int) -> int:
+        def open_but_the_lock(path: str | Path, *args: int, **kwargs: int | None) -> int:
             if Path(path).name == ".lock":
                 disk_full()
-            return real_open(path, *args)
+            return real_open(path, *args, **kwargs)
 
         monkeypatch.setattr(os, "open", open_but_the_lock)
     config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)

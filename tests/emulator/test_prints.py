@@ -36,7 +36,8 @@ return game
 CLOBBERING_SCRIPT = """\
 local game = {}
 function game.step()
-  select, tostring, print = nil, nil, nil
+  select, tostring, print, pcall, pairs, unpack = nil, nil, nil, nil, nil, nil
+  type, string, math = memory.readbyte(0x30), nil, nil  -- a `local` forgotten
   error(setmetatable({}, {__tostring = function() error("not shown") end}))
 end
 return game
@@ -96,19 +97,23 @@ def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(
         ]
 
 
-def test_an_error_is_passed_on_even_after_a_flood_of_prints(
+def test_an_error_is_passed_on_whole_even_after_a_flood_of_prints(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "fceux.log"
     many = PRINTS_PER_PASS + 5
     path.write_text(
-        "".join(f"{PRINT_MARK}line {i}\n" for i in range(many)) + f"{ERROR_MARK}game.lua:3: boom\n"
+        "".join(f"{PRINT_MARK}line {i}\n" for i in range(many))
+        + "".join(f"{ERROR_MARK}traceback line {i}\n" for i in range(many))
     )
     with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
         FceuxOutput(path, "Game 1").pass_on()
     messages = [record.getMessage() for record in caplog.records]
-    assert "Game 1: error: game.lua:3: boom" in messages
+    assert [m for m in messages if "error:" in m] == [
+        f"Game 1: error: traceback line {i}" for i in range(many)
+    ]
     assert len([m for m in messages if m.startswith("Game 1: line")]) == PRINTS_PER_PASS
+    assert "more printed than shown (5 lines" in messages[-1]
 
 
 def test_a_script_that_undid_the_globals_the_bridge_uses_still_gets_its_errors_out(

@@ -122,6 +122,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self._bridge: BridgeConnection | None = None
         self._waiting_for = "game.reset()"  # the script's function the last request runs
         self._steps = 0
+        self._failed_at = 0.0  # when the last request found its instance failed
         self._last_screen: np.ndarray | None = None
         self._shares_screens = self.observation_kind != "ram" and self._screen_folder_shared()
 
@@ -240,6 +241,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
 
     def _failed(self, exc: ConnectionLostError | EnvError) -> NoReturn:
         """Give the instance back and raise an EnvError that says what happened to it."""
+        self._failed_at = time.monotonic()  # before asking the service how it ended
         instance_id = self.instance_id
         cause = exc.message
         if exc.details.get("timed_out"):
@@ -299,11 +301,11 @@ class EmulatorEnv(gym.Env[Any, Any]):
         drawn_from = self.np_random.bit_generator.state
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))
         try:
-            sent_at = time.monotonic()
+            sent_at = self._failed_at = time.monotonic()
             try:
                 reply = self._request(b"R", noops)
             except EnvError as exc:
-                lost_at_once = time.monotonic() - sent_at < LOST_AT_ONCE_S
+                lost_at_once = self._failed_at - sent_at < LOST_AT_ONCE_S
                 if not (had_instance and exc.details.get("instance_lost") and lost_at_once):
                     raise
                 # It died since the last step, before peer_closed() could see it.

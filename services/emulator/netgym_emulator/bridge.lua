@@ -7,6 +7,13 @@
 -- The game's own script (reward, done, info) runs inside pcall: its errors
 -- are sent to the client, never fatal here.
 
+-- The bridge's own references to the globals it uses: a game script that assigns
+-- one (`type = memory.readbyte(0x30)`, a `local` forgotten) cannot break it.
+local assert, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack =
+  assert, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack
+local debug, emu, gui, io, joypad, math, memory, os, savestate, string, table =
+  debug, emu, gui, io, joypad, math, memory, os, savestate, string, table
+
 local has_socket, socket = pcall(require, "socket")
 
 local function env(name, default)
@@ -149,9 +156,7 @@ gui.register = forbidden("gui.register", NO_CALLBACKS)
 -- FCEUX's print() writes to its Lua console window, which a headless FCEUX
 -- has none of. A game script's print() goes to FCEUX's output instead, a line
 -- at a time, marked so that the service passes it on to its own log.
--- The functions it uses are the bridge's own: the game script may replace the
--- globals, yet its error must still be written.
-local stdout, select, tostring, concat, gsub = io.stdout, select, tostring, table.concat, string.gsub
+local stdout, concat, gsub = io.stdout, table.concat, string.gsub
 stdout:setvbuf("line")
 local function write_marked(mark, ...)
   local parts = {}

@@ -17,6 +17,7 @@ LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 PRINT_MARK = "netgym-print: "
 ERROR_MARK = "netgym-error: "
 PRINTS_PER_PASS = 20  # lines passed on per instance at each pass (every second)
+ERROR_LINES_PER_PASS = 200  # of errors (a traceback, say): a script may write the mark too
 READ_PER_PASS = 256 * 2**10  # the most read at each pass; output past it is skipped
 PRINT_CHARS = 1000  # of a line passed on, at most
 
@@ -63,13 +64,14 @@ class FceuxOutput:
         # A line FCEUX is still writing is read at the next pass.
         complete = data[: data.rfind(b"\n") + 1]
         self._passed += skipped + len(complete)
-        shown = {PRINT_MARK: 0, ERROR_MARK: 0}
+        limits = {PRINT_MARK: PRINTS_PER_PASS, ERROR_MARK: ERROR_LINES_PER_PASS}
+        shown = dict.fromkeys(limits, 0)
         for line in complete.splitlines():
-            mark = next((m for m in shown if line.startswith(m.encode())), None)
+            mark = next((m for m in limits if line.startswith(m.encode())), None)
             if mark is None:  # FCEUX's own
                 continue
             shown[mark] += 1
-            if shown[mark] > PRINTS_PER_PASS:
+            if shown[mark] > limits[mark]:
                 continue
             text = line[len(mark) :].decode(errors="replace")
             if len(text) > PRINT_CHARS:
@@ -78,12 +80,13 @@ class FceuxOutput:
                 log.warning("%s: error: %s", self.source, text)
             else:
                 log.info("%s: %s", self.source, text)
-        if shown[PRINT_MARK] > PRINTS_PER_PASS or skipped:
+        left_out = sum(max(0, shown[mark] - limit) for mark, limit in limits.items())
+        if left_out or skipped:
             log.info(
                 "%s: more printed than shown (%d lines, %d bytes skipped); %s has it all "
                 "while the instance runs",
                 self.source,
-                max(0, shown[PRINT_MARK] - PRINTS_PER_PASS),
+                left_out,
                 skipped,
                 self.path,
             )
