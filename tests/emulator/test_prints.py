@@ -104,6 +104,7 @@ def test_an_error_is_passed_on_whole_even_after_a_flood_of_prints(
     many = PRINTS_PER_PASS + 5
     path.write_text(
         "".join(f"{PRINT_MARK}line {i}\n" for i in range(many))
+        + "progress: 50%"  # io.write() with no line end: the error's mark follows it
         + "".join(f"{ERROR_MARK}traceback line {i}\n" for i in range(many))
     )
     with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
@@ -130,6 +131,30 @@ def test_a_script_that_undid_the_globals_the_bridge_uses_still_gets_its_errors_o
         assert raised.value.details["instance_lost"] is False
     log = next(tmp_path.glob("emulator-*.log")).read_text()
     assert "error: an error whose value tostring() fails on: " in log
+
+
+LIBRARY_CHANGING_SCRIPT = """\
+local game = {}
+function game.step()
+  string.format, string.char, table.concat, math.floor = nil, nil, nil, nil
+  function gui.gdscreenshot() return "" end
+  function memory.readbyte() error("the script's own readbyte") end
+  return 1.5, false, {k = 2}
+end
+return game
+"""
+
+
+def test_a_script_that_changed_the_libraries_it_shares_with_the_bridge_plays_on(
+    tmp_path: Path,
+) -> None:
+    games = one_game(tmp_path, "Changing", LIBRARY_CHANGING_SCRIPT)
+    with run_emulator(tmp_path, games) as (url, _), EmulatorEnv("Changing", url) as env:
+        env.reset(seed=0)
+        for _ in range(3):
+            observation, reward, _, _, info = env.step(0)
+            assert (reward, info["k"]) == (1.5, 2)
+            assert observation.shape == (240, 256, 3) and observation.any()
 
 
 def test_a_long_line_is_passed_on_shortened(

@@ -280,9 +280,15 @@ class BridgeConnection:
         status, _, rest = header.partition(" ")
         if status != "ok":
             raise EnvError(f"the game's Lua script failed: {rest}", details={"lua_error": rest})
-        reward, done, *pairs = rest.split(" ")
-        info = {key: float(value) for key, _, value in (p.partition("=") for p in pairs)}
-        return BridgeReply(float(reward), done == "1", info, screen, ram)
+        try:
+            reward, done, *pairs = rest.split(" ")
+            info = {key: float(value) for key, _, value in (p.partition("=") for p in pairs)}
+            return BridgeReply(float(reward), done == "1", info, screen, ram)
+        except ValueError:  # the bridge itself broken (by its game script, say)
+            raise EnvError(
+                f"the emulator sent a reply that is not one: {header[:200]!r}",
+                details={"bad_reply": True},
+            ) from None
 
     def close(self) -> None:
         """Ask the instance to quit (it exits FCEUX) and close the socket."""

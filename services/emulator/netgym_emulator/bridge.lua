@@ -171,6 +171,18 @@ function print(...) write_marked(print_mark, ...) end
 -- for the script's own files, and require() looks there first.
 GAME_DIR = script_path:match("^(.*)/[^/]*$") or "."
 package.path = GAME_DIR .. "/?.lua;" .. package.path
+
+-- The libraries as they are now, for the bridge alone: the game script shares
+-- the tables, and may change a function in one (`string.format = ...`).
+local function own_copy(library)
+  local copy = {}
+  for name, value in pairs(library) do copy[name] = value end
+  return copy
+end
+emu, gui, math, memory, savestate, string, table =
+  own_copy(emu), own_copy(gui), own_copy(math), own_copy(memory), own_copy(savestate),
+  own_copy(string), own_copy(table)
+
 local ok, game = pcall(dofile, script_path)
 if not ok then
   report("error " .. tostring(game))
@@ -324,7 +336,7 @@ end
 
 -- Where game.step() is defined (its file may be a module the script requires).
 local step_source = debug.getinfo(game.step, "S")
-local step_where = step_source.source:gsub("^@", "") .. ":" .. step_source.linedefined
+local step_where = string.gsub(step_source.source, "^@", "") .. ":" .. step_source.linedefined
   .. ": game.step() "
 
 local function step_problem(reward, done, info)

@@ -67,13 +67,15 @@ class FceuxOutput:
         limits = {PRINT_MARK: PRINTS_PER_PASS, ERROR_MARK: ERROR_LINES_PER_PASS}
         shown = dict.fromkeys(limits, 0)
         for line in complete.splitlines():
-            mark = next((m for m in limits if line.startswith(m.encode())), None)
-            if mark is None:  # FCEUX's own
+            # Where a line starts, or after what io.write() left without a line end.
+            found = [(at, mark) for mark in limits if (at := line.find(mark.encode())) >= 0]
+            if not found:  # FCEUX's own
                 continue
+            at, mark = min(found)
             shown[mark] += 1
             if shown[mark] > limits[mark]:
                 continue
-            text = line[len(mark) :].decode(errors="replace")
+            text = line[at + len(mark) :].decode(errors="replace")
             if len(text) > PRINT_CHARS:
                 text = f"{text[:PRINT_CHARS]}... ({len(text) - PRINT_CHARS:,} more characters)"
             if mark == ERROR_MARK:
