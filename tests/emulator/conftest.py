@@ -145,6 +145,11 @@ def games_dir(root: Path) -> Path:
         ("Callbacks", CALLBACK_SCRIPT),
         ("PlaysFrames", FRAMES_SCRIPT),
         ("OldPlaysFrames", "FCEU.frameadvance()  -- FCEUX's old name for emu\n" + PLAIN_SCRIPT),
+        ("Exits", PLAIN_SCRIPT.replace("function game.step()", "function game.step() os.exit(3)")),
+        (
+            "Pauses",
+            PLAIN_SCRIPT.replace("function game.step()", "function game.step() emu.pause()"),
+        ),
     ):
         folder = games / name.lower()
         folder.mkdir()

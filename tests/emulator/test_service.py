@@ -305,6 +305,22 @@ def test_a_script_may_not_play_frames(stack: Stack, game: str, error: str) -> No
         env.reset(seed=0)
 
 
+@pytest.mark.parametrize(
+    ("game", "error"),
+    [
+        ("Exits", r"game\.lua:2: os\.exit\(\) is the bridge's"),
+        ("Pauses", r"game\.lua:2: emu\.pause\(\) is the bridge's"),
+    ],
+)
+def test_a_script_may_not_run_fceux(stack: Stack, game: str, error: str) -> None:
+    # It ended FCEUX (a lost instance, with no line), or paused it (a step timeout).
+    with netgym.make(f"netgym/{game}-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=error) as raised:
+            env.step(0)
+        assert raised.value.details.get("instance_lost") is not True
+
+
 def test_a_script_may_not_register_callbacks(stack: Stack) -> None:
     # FCEUX does not call them while the bridge drives it, and an error in one
     # would stop the bridge: the script fails as it loads, naming the line.

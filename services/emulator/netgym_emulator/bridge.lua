@@ -182,6 +182,18 @@ end
 emu, gui, math, memory, savestate, string, table =
   own_copy(emu), own_copy(gui), own_copy(math), own_copy(memory), own_copy(savestate),
   own_copy(string), own_copy(table)
+-- Nor may the script run FCEUX as it pleases (the bridge has its own copies).
+local RUNS_FCEUX = "is the bridge's: it runs FCEUX, and a game script only reads RAM "
+  .. "(to end an episode, return done = true)"
+for _, library in ipairs({{_G.emu, "emu"}, {_G.FCEU, "FCEU"}}) do
+  local functions, prefix = library[1], library[2]
+  if type(functions) == "table" then
+    for _, name in ipairs({"exit", "pause", "unpause", "poweron", "softreset", "speedmode"}) do
+      functions[name] = forbidden(prefix .. "." .. name, RUNS_FCEUX)
+    end
+  end
+end
+os.exit = forbidden("os.exit", RUNS_FCEUX)
 
 local ok, game = pcall(dofile, script_path)
 if not ok then
