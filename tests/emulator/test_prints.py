@@ -157,6 +157,18 @@ def test_a_script_that_changed_the_libraries_it_shares_with_the_bridge_plays_on(
             assert observation.shape == (240, 256, 3) and observation.any()
 
 
+def test_a_script_that_does_not_load_is_in_the_services_log(tmp_path: Path) -> None:
+    games = one_game(tmp_path, "NoLoad", 'local game = require("missing_helper")\nreturn game\n')
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("NoLoad", url) as env,
+        pytest.raises(EnvError, match="missing_helper"),
+    ):
+        env.reset(seed=0)
+    log = next(tmp_path.glob("emulator-*.log")).read_text()
+    assert "NoLoad: no instance could start: " in log and "missing_helper" in log
+
+
 def test_a_long_line_is_passed_on_shortened(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

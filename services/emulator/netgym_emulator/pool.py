@@ -211,6 +211,9 @@ class InstancePool:
                 screen_dir=self.screen_dir if screen_file else None,
                 idle_timeout_s=self.settings.idle_timeout_s,
             )
+        except NetgymError as exc:  # its script did not load, say: its author looks here
+            log.warning("%s: no instance could start: %s", name, exc.message[:4000])
+            raise
         finally:
             self._starting -= 1
         self.instances[instance.instance_id] = instance
