@@ -471,20 +471,29 @@ def _listening_socket_files(pid: int) -> list[str]:
     return [row[7] for row in rows if len(row) > 7 and row[6] in inodes and row[7][0] == "/"]
 
 
-FAILS_ONCE_SCRIPT = """\
-local game = {}
-local marker = GAME_DIR .. "/failed-once.txt"
-function game.reset()
-  local failed_once = io.open(marker)
-  if failed_once == nil then
-    io.open(marker, "w"):close()
-    error("the first reset fails")
+# Whether a game script runs this for the first time, across instances.
+FIRST_TIME_LUA = """\
+local function first_time(name)
+  local marker = io.open(GAME_DIR .. "/" .. name)
+  if marker ~= nil then
+    marker:close()
+    return false
   end
-  failed_once:close()
+  io.open(GAME_DIR .. "/" .. name, "w"):close()
+  return true
+end
+"""
+FAILS_ONCE_SCRIPT = (
+    FIRST_TIME_LUA
+    + """\
+local game = {}
+function game.reset()
+  if first_time("failed-once") then error("the first reset fails") end
 end
 function game.step() return 0, false, {} end
 return game
 """
+)
 
 
 def test_a_failed_reset_gives_its_no_op_draw_back(tmp_path: Path) -> None:
@@ -502,26 +511,26 @@ def test_a_failed_reset_gives_its_no_op_draw_back(tmp_path: Path) -> None:
     assert noops == first
 
 
-DIES_IN_ITS_SECOND_RESET_SCRIPT = """\
+DIES_IN_ITS_SECOND_RESET_SCRIPT = (
+    FIRST_TIME_LUA
+    + """\
 local game = {}
-local marker = GAME_DIR .. "/reset-once.txt"
 function game.reset()
-  local reset_once = io.open(marker)
-  if reset_once == nil then
-    io.open(marker, "w"):close()
-    return
-  end
-  reset_once:close()
+  if first_time("reset-once") then return end
   local deaths = io.open(GAME_DIR .. "/deaths.txt", "a")
   deaths:write("died\\n")
   deaths:close()
   local started = os.clock()
   while os.clock() - started < 1 do end  -- a second in game.reset(), then FCEUX dies
-  os.exit(1)
+  local stat = io.open("/proc/self/stat")
+  local pid = stat:read("*n")
+  stat:close()
+  os.execute("kill -KILL " .. pid)
 end
 function game.step() return 0, false, {} end
 return game
 """
+)
 
 
 def test_an_instance_that_dies_in_game_reset_is_not_tried_again(tmp_path: Path) -> None:
