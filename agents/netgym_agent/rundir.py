@@ -114,7 +114,7 @@ class RunDir:
         try:
             descriptor = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+            raise self._cannot_write(exc) from exc
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -160,7 +160,7 @@ class RunDir:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+            raise self._cannot_write(exc) from exc
         return True
 
     def create(self, config: TrainConfig, header: str) -> None:
@@ -174,13 +174,13 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+            raise self._cannot_write(exc) from exc
         self.lock()
         self._refuse_a_run()  # again: two processes given one new folder both passed it
         try:
             self.save_config(config, header)
         except OSError as exc:
-            raise RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}") from exc
+            raise self._cannot_write(exc) from exc
 
     def _refuse_a_run(self) -> None:
         if self.config_file.exists() or self.checkpoints.exists():
@@ -188,6 +188,9 @@ class RunDir:
                 f"{self.path} already holds a run: pass --resume to continue it, "
                 "or choose another --run-dir"
             )
+
+    def _cannot_write(self, exc: OSError) -> RunDirError:
+        return RunDirError(f"cannot write the run folder {self.path}: {explain(exc)}")
 
     def load_config(self, overrides: list[str]) -> TrainConfig:
         """The run's saved config with ``overrides`` applied.

@@ -247,8 +247,8 @@ class _Run:
                 f"continue with: {resume}; or start a new run (--resume-latest starts one)"
             )
         elif isinstance(exc, ConfigError):
-            command = f"netgym-train train --run-dir {self.run.path} --resume"
-            then = f"continue with: {command} --set KEY=VALUE (for the key the error names)"
+            command = f"{resume_command(self.run.path)} --set KEY=VALUE"
+            then = f"continue with: {command} (for the key the error names)"
         else:
             then = f"continue with: {resume}"
         self._say(f"training stopped at step {step:,}; checkpoint {path}; {then}")
@@ -492,8 +492,10 @@ def _purge_tensorboard_from(logger: Logger, folder: Path, step: int) -> None:
 
 
 def continue_with(run_path: Path) -> str:
-    """The command that goes on with the run in ``run_path`` after a stop."""
-    return (
-        os.environ.get(CONTINUE_WITH_VARIABLE, "").strip()
-        or f"netgym-train train --run-dir {run_path} --resume"
-    )
+    """What goes on with the run in ``run_path`` after a stop, here."""
+    return os.environ.get(CONTINUE_WITH_VARIABLE, "").strip() or resume_command(run_path)
+
+
+def resume_command(run_path: Path) -> str:
+    """The command that goes on with the run in ``run_path``."""
+    return f"netgym-train train --run-dir {run_path} --resume"

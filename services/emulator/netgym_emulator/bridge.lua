@@ -133,15 +133,6 @@ local OWNS_FRAMES = "is the bridge's: it plays the frames and holds the agent's 
   .. "a game script only reads RAM"
 joypad.set = forbidden("joypad.set", OWNS_FRAMES)
 joypad.write = forbidden("joypad.write", OWNS_FRAMES)
--- FCEUX gives the emu functions a second time, in its old FCEU table.
-for _, library in ipairs({{emu, "emu"}, {FCEU, "FCEU"}}) do
-  local functions, prefix = library[1], library[2]
-  if type(functions) == "table" then
-    functions.frameadvance = forbidden(prefix .. ".frameadvance", OWNS_FRAMES)
-    functions.registerafter = forbidden(prefix .. ".registerafter", BRIDGES)
-    functions.registerbefore = forbidden(prefix .. ".registerbefore", BRIDGES)
-  end
-end
 -- Nor may it register callbacks: FCEUX does not call memory hooks while the
 -- bridge drives it (seen with memory.registerwrite), and an error in one would
 -- stop every script, the bridge with it. A script reads RAM in game.step().
@@ -182,14 +173,21 @@ end
 emu, gui, math, memory, savestate, string, table =
   own_copy(emu), own_copy(gui), own_copy(math), own_copy(memory), own_copy(savestate),
   own_copy(string), own_copy(table)
--- Nor may the script run FCEUX as it pleases (the bridge has its own copies).
+-- Nor may the script play frames, take the hooks or run FCEUX as it pleases (the
+-- bridge has its own copies). FCEUX gives the emu functions a second time, in
+-- its old FCEU table.
 local RUNS_FCEUX = "is the bridge's: it runs FCEUX, and a game script only reads RAM "
   .. "(to end an episode, return done = true)"
+local NOT_FOR_SCRIPTS = {
+  frameadvance = OWNS_FRAMES, registerafter = BRIDGES, registerbefore = BRIDGES,
+  exit = RUNS_FCEUX, pause = RUNS_FCEUX, unpause = RUNS_FCEUX, poweron = RUNS_FCEUX,
+  softreset = RUNS_FCEUX, speedmode = RUNS_FCEUX,
+}
 for _, library in ipairs({{_G.emu, "emu"}, {_G.FCEU, "FCEU"}}) do
   local functions, prefix = library[1], library[2]
   if type(functions) == "table" then
-    for _, name in ipairs({"exit", "pause", "unpause", "poweron", "softreset", "speedmode"}) do
-      functions[name] = forbidden(prefix .. "." .. name, RUNS_FCEUX)
+    for name, why in pairs(NOT_FOR_SCRIPTS) do
+      functions[name] = forbidden(prefix .. "." .. name, why)
     end
   end
 end
