@@ -278,6 +278,18 @@ def test_fceux_emulates_as_a_batch_job_and_draws_its_window_on_idle_cpu(stack: S
         assert set(policies.values()) == {os.SCHED_IDLE}
 
 
+def test_fceux_draws_nothing_on_the_virtual_display(stack: Stack) -> None:
+    with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        for _ in range(30):
+            env.step(0)
+        pid = env_instance_pid(stack, env)
+        names = {
+            (task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()
+        }
+        assert not {name for name in names if name.startswith("llvmpipe")}  # Mesa's drawing
+
+
 def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
     # The instance does not start: its script fails as it loads. That is the
     # game's error, and the env lives on: the next reset tries again.
