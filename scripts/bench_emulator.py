@@ -63,10 +63,11 @@ MASKS = [0, 16, 32]
 
 
 def lease_instance(emulator_url: str) -> dict[str, Any]:
-    """An instance of the benchmark's game, its screens in a shared file."""
+    """An instance of the benchmark's game, its screens in a shared file, its script
+    under a time limit (as ``EmulatorEnv`` asks)."""
     rest = RestClient(emulator_url, emulator_token(), service=EMULATOR)
     instance: dict[str, Any] = rest.call(
-        "POST", "/v1/instances", {"game": GAME, "screen_file": True}
+        "POST", "/v1/instances", {"game": GAME, "screen_file": True, "script_timeout_s": 27.0}
     )
     return instance
 

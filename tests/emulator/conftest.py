@@ -75,6 +75,10 @@ function game.step()
 end
 return game
 """
+# A script that hangs where no Lua hook reaches it (in C, from its second step).
+SLEEPING_SCRIPT = ENDLESS_LOOP_SCRIPT.replace(
+    "while steps >= 2 do end", 'if steps >= 2 then require("socket").sleep(60) end'
+)
 # A script that uses a module of its own folder, and a file in it.
 REQUIRE_SCRIPT = """\
 local helper = require("helper")
@@ -142,6 +146,7 @@ def games_dir(root: Path) -> Path:
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),
+        ("Sleeping", SLEEPING_SCRIPT),
         ("Callbacks", CALLBACK_SCRIPT),
         ("PlaysFrames", FRAMES_SCRIPT),
         ("OldPlaysFrames", "FCEU.frameadvance()  -- FCEUX's old name for emu\n" + PLAIN_SCRIPT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,48 @@ def test_passing_on_the_output_of_an_instance_whose_folder_is_gone_does_nothing(
     tmp_path: Path,
 ) -> None:
     FceuxOutput(tmp_path / "gone" / "fceux.log", "Game 1").pass_on()
+
+
+LOOPING_SCRIPT = """\
+local game = {}
+local steps = 0
+function game.step()
+  steps = steps + 1
+  while steps == 2 do local _ = memory.readbyte(0x30) end
+  return 0, false, {}
+end
+function game.reset()
+  steps = 0
+  while LOOP_IN_RESET do end
+end
+return game
+"""
+
+
+def test_an_endless_loop_in_a_script_is_an_error_with_its_line_in_time(tmp_path: Path) -> None:
+    games = one_game(tmp_path, "Looping", LOOPING_SCRIPT)
+    with (
+        run_emulator(tmp_path, games, log_level="info") as (url, _),
+        EmulatorEnv("Looping", url, timeout_s=2) as env,
+    ):
+        env.reset(seed=0)
+        env.step(0)
+        # Stopped at 90% of the env's timeout_s, so that the client hears of it in time.
+        looping = r"game\.lua:5: game\.step\(\) has run for 1\.8 s, past the time its client"
+        with pytest.raises(EnvError, match=looping):
+            env.step(0)
+        env.reset(seed=0)  # a new episode plays on
+        env.step(0)
+    log = next(tmp_path.glob("emulator-*.log")).read_text()
+    assert re.search(r"Looping \w+: error: \S*" + looping, log)  # where its author looks
+
+
+def test_an_endless_loop_in_game_reset_is_an_error_with_its_line(tmp_path: Path) -> None:
+    games = one_game(tmp_path, "Looping", "LOOP_IN_RESET = true\n" + LOOPING_SCRIPT)
+    looping = r"game\.lua:11: game\.reset\(\) has run for 0\.9 s"
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("Looping", url, timeout_s=1) as env,
+        pytest.raises(EnvError, match=looping),
+    ):
+        env.reset(seed=0)

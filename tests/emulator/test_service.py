@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -402,10 +403,12 @@ def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_e
         envs.step(np.array([0, 0]))
     finally:
         envs.close()
-    # Bugs of the game, which a new instance would meet again: an error, an endless loop.
+    # Bugs of the game, which a new instance would meet again: an error, an endless
+    # loop (stopped at 90% of timeout_s), a hang that no Lua hook reaches.
     for game, kwargs, error in [
         ("LuaError", {}, r"game.lua:6: boom on purpose"),
-        ("EndlessLoop", {"env_kwargs": {"timeout_s": 1}}, r"no reply within 1 s"),
+        ("EndlessLoop", {"env_kwargs": {"timeout_s": 1}}, r"game.lua:6: game.step\(\) has run"),
+        ("Sleeping", {"env_kwargs": {"timeout_s": 1}}, r"no reply within 1 s"),
     ]:
         failing = ReconnectingVecEnv(f"netgym/{game}-v0", 1, **kwargs, **stack.kwargs)
         try:
@@ -444,7 +447,7 @@ def test_a_short_step_timeout_shortens_an_nes_envs_own_default(
     # reset starts a new FCEUX, which takes seconds on a loaded machine.)
     with (
         run_envapi(tmp_path, emulator_url=stack.emulator_url, step_timeout_s="8") as short,
-        netgym.make("netgym/EndlessLoop-v0", url=short.url, token=short.token) as env,
+        netgym.make("netgym/Sleeping-v0", url=short.url, token=short.token) as env,
     ):
         env.reset(seed=0)
         env.step(0)
@@ -632,6 +635,18 @@ def test_the_emulator_service_answers_every_error_with_netgyms_error_body(stack:
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
     with pytest.raises(InvalidRequestError, match=r"body\.game"):  # the client's exception
         RestClient(url, None, service=EMULATOR).call("POST", "/v1/instances", {})
+
+
+@pytest.mark.parametrize("limit", [0, -1, 3601, "1", True, float("nan"), float("inf")])
+def test_a_script_time_limit_out_of_range_is_refused(stack: Stack, limit: object) -> None:
+    body = {"game": "Plain", "script_timeout_s": limit}
+    reply = httpx.post(
+        f"{stack.emulator_url}/v1/instances",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
+    assert (reply.status_code, reply.json()["error"]["code"]) == (422, "invalid_request")
+    assert "script_timeout_s" in reply.json()["error"]["message"]
 
 
 def test_render_keeps_its_frame_when_the_next_step_overwrites_the_observation(

@@ -32,6 +32,7 @@ from netgym.errors import (
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
 DEFAULT_TIMEOUT_S = 10.0
+SCRIPT_SHARE_OF_TIMEOUT = 0.9  # of timeout_s, for one call of the game's step() or reset()
 # A reset whose instance is found gone this soon after the request is made again
 # on a new one: that instance had died before (not in game.reset(), which the
 # timeout is for, once).
@@ -49,7 +50,9 @@ class EmulatorEnv(gym.Env[Any, Any]):
         emulator_url: the emulator service, e.g. ``http://127.0.0.1:8002``.
         observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
         timeout_s: how long a step may take before the instance counts as hung
-            (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default).
+            (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default). A call of
+            the game's script that runs past 90% of it is stopped with an error
+            that names its line.
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
         token: the emulator service's token for its instances; default
             ``$NETGYM_EMULATOR_TOKEN``.
@@ -157,7 +160,14 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 instance = self._rest.call(
                     "POST",
                     "/v1/instances",
-                    {"game": self.game, "screen": screen, "screen_file": self._shares_screens},
+                    {
+                        "game": self.game,
+                        "screen": screen,
+                        "screen_file": self._shares_screens,
+                        # An endless loop in the game's script: an error with its line,
+                        # in time for this env's timeout.
+                        "script_timeout_s": SCRIPT_SHARE_OF_TIMEOUT * self.timeout_s,
+                    },
                 )
             except NetgymError as exc:
                 if not isinstance(exc, PeerError) and type(exc) is not NetgymError:

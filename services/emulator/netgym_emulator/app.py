@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from netgym.errors import NetgymError, SessionEndedError
 from netgym_emulator.display import VirtualDisplay
@@ -40,6 +40,9 @@ class StartInstance(BaseModel):
     game: str
     screen: bool | None = None  # False: no screen in replies (faster when only RAM is observed)
     screen_file: bool = False  # True: screens go to a file in the shared screen folder
+    # How long one call of the game script may run before it is stopped with an
+    # error that names its line; a client sets it below its own reply timeout.
+    script_timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
 
 
 def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
@@ -105,7 +108,9 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
-        instance = await pool.start(body.game, body.screen, body.screen_file)
+        instance = await pool.start(
+            body.game, body.screen, body.screen_file, body.script_timeout_s or 0.0
+        )
         if await request.is_disconnected():  # its session ended (or died) meanwhile
             pool.stop(instance.instance_id)
             message = f"{body.game} instance {instance.instance_id} stopped: its caller left"

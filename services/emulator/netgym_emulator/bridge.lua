@@ -29,6 +29,10 @@ local frames_per_step = tonumber(env("NETGYM_FRAMES_PER_STEP", "1"))
 local want_screen = env("NETGYM_SCREEN", "1") == "1"
 local attach_timeout = tonumber(env("NETGYM_ATTACH_TIMEOUT", "30"))
 local idle_timeout = tonumber(env("NETGYM_IDLE_TIMEOUT", "0"))  -- 0: wait for ever
+-- How long one call of game.step() or game.reset() may run (0: no limit). The
+-- client sets it below its own timeout, so that an endless loop in a script is
+-- an error that names its line, where the client would only see no reply.
+local script_timeout = tonumber(env("NETGYM_SCRIPT_TIMEOUT", "0")) or 0
 local start_sequence = env("NETGYM_START", "")
 local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 -- When set, screens go into this file (made by the service, on a tmpfs the
@@ -79,6 +83,7 @@ if not has_socket then
     .. tostring(socket))
   return
 end
+local gettime, sethook = socket.gettime, debug.sethook
 
 local function u32(n)
   return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
@@ -420,8 +425,31 @@ local function advance_then(mask, frames, send)
   frame_advance()
 end
 
+-- A game's function, called with pcall, and stopped with an error at the line it
+-- runs when it runs past script_timeout: a count hook looks at the clock every
+-- thousand Lua instructions, which a script that returns in time never reaches.
+local running, running_until = "", 0
+local function past_its_time()
+  if gettime() > running_until then
+    sethook()
+    error(running .. " has run for " .. string.format("%g", script_timeout)
+      .. " s, past the time its client allows (an endless loop? a loop that waits for "
+      .. "RAM to change cannot: frames advance only between calls)", 2)
+  end
+end
+local function unhooked(...)
+  sethook()
+  return ...
+end
+local function call_game(name, fn)
+  if script_timeout <= 0 then return pcall(fn) end
+  running, running_until = name, gettime() + script_timeout
+  sethook(past_its_time, "", 1000)
+  return unhooked(pcall(fn))
+end
+
 local function answer_step()
-  local called, reward, done, info = pcall(game.step)
+  local called, reward, done, info = call_game("game.step()", game.step)
   if not called then
     fail(reward)
   else
@@ -434,7 +462,9 @@ local episode_start = 0  -- FCEUX's frame count when the episode's start state w
 
 local function answer_reset()
   local called, message = true, nil
-  if type(game.reset) == "function" then called, message = pcall(game.reset) end
+  if type(game.reset) == "function" then
+    called, message = call_game("game.reset()", game.reset)
+  end
   -- Frames since the start of play: the seeded no-ops, and the one that redraws.
   local frame = emu.framecount() - episode_start
   if called then reply(0, false, {frame = frame}) else fail(message) end

@@ -178,11 +178,14 @@ async def start_instance(
     screen: bool = True,
     screen_dir: Path | None = None,
     idle_timeout_s: float = 0.0,
+    script_timeout_s: float = 0.0,
 ) -> Instance:
     """Start FCEUX with the bridge and wait until the bridge reports its port.
 
     With ``screen_dir``, the bridge writes screens to a file there instead of
     sending them (for clients that share that folder, see ``bridge.lua``).
+    ``script_timeout_s``: how long one call of the game script's ``step()`` or
+    ``reset()`` may run before it is stopped with an error (0: no limit).
 
     Call it from the event loop's thread: FCEUX dies with the thread that
     started it, so it must not be a short-lived worker thread.
@@ -197,7 +200,7 @@ async def start_instance(
     screen_file = screen_dir / f"{instance_id}.screen" if screen and screen_dir else None
     instance: Instance | None = None
     try:
-        timeouts = (attach_timeout_s, idle_timeout_s)
+        timeouts = (attach_timeout_s, idle_timeout_s, script_timeout_s)
         process = _launch(
             game, fceux, display, home, bridge_host, timeouts, screen, screen_file, key
         )
@@ -223,14 +226,14 @@ def _launch(
     display: str,
     home: Path,
     bridge_host: str,
-    timeouts: tuple[float, float],
+    timeouts: tuple[float, float, float],
     screen: bool,
     screen_file: Path | None,
     key: str,
 ) -> subprocess.Popen[bytes]:
     """Make the instance's home (and screen file), and start FCEUX with the bridge.
 
-    ``timeouts``: the bridge's attach and idle timeouts, in seconds. ``key``: what
+    ``timeouts``: the bridge's attach, idle and script timeouts, in seconds. ``key``: what
     the bridge takes a client by.
     """
     home.mkdir(parents=True)
@@ -269,6 +272,7 @@ def _launch(
         "NETGYM_BIND": bridge_host,
         "NETGYM_ATTACH_TIMEOUT": str(timeouts[0]),
         "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
+        "NETGYM_SCRIPT_TIMEOUT": str(timeouts[2]),
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
         "NETGYM_BRIDGE_KEY": key,
         "NETGYM_PRINT_MARK": PRINT_MARK,

@@ -181,9 +181,14 @@ class InstancePool:
                 )
 
     async def start(
-        self, name: str, screen: bool | None = None, screen_file: bool = False
+        self,
+        name: str,
+        screen: bool | None = None,
+        screen_file: bool = False,
+        script_timeout_s: float = 0.0,
     ) -> Instance:
-        """A new instance of a game; ``screen_file``: screens go to a shared file.
+        """A new instance of a game; ``screen_file``: screens go to a shared file;
+        ``script_timeout_s``: how long one call of its script may run (0: no limit).
 
         Raises:
             UnknownGameError, LimitExceededError, InstanceStartError, GameError (the
@@ -210,6 +215,7 @@ class InstancePool:
                 screen=game.screen if screen is None else screen and game.screen,
                 screen_dir=self.screen_dir if screen_file else None,
                 idle_timeout_s=self.settings.idle_timeout_s,
+                script_timeout_s=script_timeout_s,
             )
         except NetgymError as exc:  # its script did not load, say: its author looks here
             log.warning("%s: no instance could start: %s", name, exc.message[:4000])
