@@ -191,7 +191,7 @@ local game = {}
 local steps = 0
 function game.step()
   steps = steps + 1
-  while steps == 2 do local _ = memory.readbyte(0x30) end
+  while steps == 2 do pcall(function() while true do local _ = memory.readbyte(0) end end) end
   return 0, false, {}
 end
 function game.reset()

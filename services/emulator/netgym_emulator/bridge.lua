@@ -83,7 +83,7 @@ if not has_socket then
     .. tostring(socket))
   return
 end
-local gettime, sethook = socket.gettime, debug.sethook
+local gettime, sethook, get_info = socket.gettime, debug.sethook, debug.getinfo
 
 local function u32(n)
   return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256,
@@ -428,13 +428,18 @@ end
 -- A game's function, called with pcall, and stopped with an error at the line it
 -- runs when it runs past script_timeout: a count hook looks at the clock every
 -- thousand Lua instructions, which a script that returns in time never reaches.
+-- Past the time it raises at every instruction of the script's, so that the
+-- script's own pcall() cannot keep it, and at none of the bridge's.
+local bridge_source = debug.getinfo(1, "S").source
 local running, running_until = "", 0
 local function past_its_time()
   if gettime() > running_until then
-    sethook()
-    error(running .. " has run for " .. string.format("%g", script_timeout)
-      .. " s, past the time its client allows (an endless loop? a loop that waits for "
-      .. "RAM to change cannot: frames advance only between calls)", 2)
+    sethook(past_its_time, "", 1)
+    if get_info(2, "S").source ~= bridge_source then
+      error(running .. " has run for " .. string.format("%g", script_timeout)
+        .. " s, past the time its client allows (an endless loop? a loop that waits for "
+        .. "RAM to change cannot: frames advance only between calls)", 2)
+    end
   end
 end
 local function unhooked(...)
