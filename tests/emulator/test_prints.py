@@ -229,3 +229,46 @@ def test_an_endless_loop_in_game_reset_is_an_error_with_its_line(tmp_path: Path)
         pytest.raises(EnvError, match=looping),
     ):
         env.reset(seed=0)
+
+
+HOARDING_SCRIPT = """\
+local game = {}
+local kept = {}
+function game.step()
+  kept[#kept + 1] = string.rep("x", 1000000) .. #kept  -- a megabyte more every step
+  return 0, false, {}
+end
+function game.reset()
+  while HOARD_IN_RESET do kept[#kept + 1] = string.rep("y", 100000) .. #kept end
+end
+return game
+"""
+
+
+def test_a_script_that_holds_too_much_memory_is_an_error(tmp_path: Path) -> None:
+    games = one_game(tmp_path, "Hoarding", HOARDING_SCRIPT)
+    with (
+        run_emulator(tmp_path, games, script_memory_mb="20") as (url, _),
+        EmulatorEnv("Hoarding", url) as env,
+    ):
+        env.reset(seed=0)
+        with pytest.raises(EnvError) as caught:
+            for _ in range(40):
+                env.step(0)
+        message = caught.value.message
+        assert re.search(
+            r"game\.lua:3: game\.step\(\) holds 2\d MB of Lua memory, over the 20 MB", message
+        )
+        assert "NETGYM_EMULATOR_SCRIPT_MEMORY_MB" in message
+        env.reset(seed=0)  # a new instance, which holds nothing yet
+        env.step(0)
+
+
+def test_a_script_that_takes_memory_in_a_loop_is_stopped_at_its_line(tmp_path: Path) -> None:
+    games = one_game(tmp_path, "Hoarding", "HOARD_IN_RESET = true\n" + HOARDING_SCRIPT)
+    with (
+        run_emulator(tmp_path, games, script_memory_mb="50") as (url, _),
+        EmulatorEnv("Hoarding", url) as env,
+        pytest.raises(EnvError, match=r"game\.lua:9: game\.reset\(\) holds \d+ MB of Lua memory"),
+    ):
+        env.reset(seed=0)

@@ -9,8 +9,8 @@
 
 -- The bridge's own references to the globals it uses: a game script that assigns
 -- one (`type = memory.readbyte(0x30)`, a `local` forgotten) cannot break it.
-local assert, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack =
-  assert, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack
+local assert, collect, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack =
+  assert, collectgarbage, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack
 local debug, emu, gui, io, joypad, math, memory, os, savestate, string, table =
   debug, emu, gui, io, joypad, math, memory, os, savestate, string, table
 
@@ -33,6 +33,9 @@ local idle_timeout = tonumber(env("NETGYM_IDLE_TIMEOUT", "0"))  -- 0: wait for e
 -- client sets it below its own timeout, so that an endless loop in a script is
 -- an error that names its line, where the client would only see no reply.
 local script_timeout = tonumber(env("NETGYM_SCRIPT_TIMEOUT", "0")) or 0
+-- The Lua memory a game script may hold (0: no limit), so that one that keeps
+-- a little more every step ends with an error, not with the host's memory.
+local memory_limit_mb = tonumber(env("NETGYM_SCRIPT_MEMORY_MB", "0")) or 0
 local start_sequence = env("NETGYM_START", "")
 local from_savestate = env("NETGYM_SAVESTATE", "0") == "1"
 -- When set, screens go into this file (made by the service, on a tmpfs the
@@ -426,31 +429,67 @@ local function advance_then(mask, frames, send)
 end
 
 -- A game's function, called with pcall, and stopped with an error at the line it
--- runs when it runs past script_timeout: a count hook looks at the clock every
--- thousand Lua instructions, which a script that returns in time never reaches.
--- Past the time it raises at every instruction of the script's, so that the
--- script's own pcall() cannot keep it, and at none of the bridge's.
+-- runs when it runs past script_timeout or holds more than memory_limit_mb: a
+-- count hook looks every thousand Lua instructions, which a script that returns
+-- at once never reaches. Once it must stop, the hook raises at every instruction
+-- of the script's, so that the script's own pcall() cannot keep it, and at none
+-- of the bridge's.
 local bridge_source = debug.getinfo(1, "S").source
-local running, running_until = "", 0
-local function past_its_time()
-  if gettime() > running_until then
-    sethook(past_its_time, "", 1)
-    if get_info(2, "S").source ~= bridge_source then
-      error(running .. " has run for " .. string.format("%g", script_timeout)
-        .. " s, past the time its client allows (an endless loop? a loop that waits for "
-        .. "RAM to change cannot: frames advance only between calls)", 2)
-    end
-  end
+local running, running_until, why_stopped = "", 0, nil
+
+local function held_mb()
+  return collect("count") / 1024
 end
+
+local function over_memory()
+  if memory_limit_mb <= 0 or held_mb() <= memory_limit_mb then return false end
+  collect("collect")  -- what it holds, not what it has dropped
+  return held_mb() > memory_limit_mb
+end
+
+local function memory_problem()
+  return string.format(" holds %.0f MB of Lua memory, over the %g MB a game script may "
+    .. "hold (NETGYM_EMULATOR_SCRIPT_MEMORY_MB): does a table grow at every step?", held_mb(),
+    memory_limit_mb)
+end
+
+local function look_at_the_script()
+  if why_stopped == nil then
+    if gettime() > running_until then
+      why_stopped = " has run for " .. string.format("%g", script_timeout)
+        .. " s, past the time its client allows (an endless loop? a loop that waits for "
+        .. "RAM to change cannot: frames advance only between calls)"
+    elseif over_memory() then
+      why_stopped = memory_problem()
+    else
+      return
+    end
+    sethook(look_at_the_script, "", 1)
+  end
+  if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
+end
+
 local function unhooked(...)
   sethook()
   return ...
 end
+
+-- What a call that returned still holds: named by where its function is defined.
+local function checked(fn, called, ...)
+  if called and over_memory() then
+    local defined = get_info(fn, "S")
+    return false, string.gsub(defined.source, "^@", "") .. ":" .. defined.linedefined .. ": "
+      .. running .. memory_problem()
+  end
+  return called, ...
+end
+
 local function call_game(name, fn)
-  if script_timeout <= 0 then return pcall(fn) end
-  running, running_until = name, gettime() + script_timeout
-  sethook(past_its_time, "", 1000)
-  return unhooked(pcall(fn))
+  if script_timeout <= 0 and memory_limit_mb <= 0 then return pcall(fn) end
+  running, why_stopped = name, nil
+  running_until = script_timeout > 0 and gettime() + script_timeout or math.huge
+  sethook(look_at_the_script, "", 1000)
+  return checked(fn, unhooked(pcall(fn)))
 end
 
 local function answer_step()

@@ -179,13 +179,15 @@ async def start_instance(
     screen_dir: Path | None = None,
     idle_timeout_s: float = 0.0,
     script_timeout_s: float = 0.0,
+    script_memory_mb: float = 0.0,
 ) -> Instance:
     """Start FCEUX with the bridge and wait until the bridge reports its port.
 
     With ``screen_dir``, the bridge writes screens to a file there instead of
     sending them (for clients that share that folder, see ``bridge.lua``).
     ``script_timeout_s``: how long one call of the game script's ``step()`` or
-    ``reset()`` may run before it is stopped with an error (0: no limit).
+    ``reset()`` may run before it is stopped with an error (0: no limit);
+    ``script_memory_mb``: the Lua memory it may hold (0: no limit).
 
     Call it from the event loop's thread: FCEUX dies with the thread that
     started it, so it must not be a short-lived worker thread.
@@ -200,10 +202,8 @@ async def start_instance(
     screen_file = screen_dir / f"{instance_id}.screen" if screen and screen_dir else None
     instance: Instance | None = None
     try:
-        timeouts = (attach_timeout_s, idle_timeout_s, script_timeout_s)
-        process = _launch(
-            game, fceux, display, home, bridge_host, timeouts, screen, screen_file, key
-        )
+        limits = (attach_timeout_s, idle_timeout_s, script_timeout_s, script_memory_mb)
+        process = _launch(game, fceux, display, home, bridge_host, limits, screen, screen_file, key)
         instance = Instance(instance_id, game, process, home, 0, key, screen_file=screen_file)
         instance.port, emulation_thread = await _wait_for_bridge(instance, start_timeout_s)
         if emulation_thread is not None:
@@ -226,14 +226,15 @@ def _launch(
     display: str,
     home: Path,
     bridge_host: str,
-    timeouts: tuple[float, float, float],
+    limits: tuple[float, float, float, float],
     screen: bool,
     screen_file: Path | None,
     key: str,
 ) -> subprocess.Popen[bytes]:
     """Make the instance's home (and screen file), and start FCEUX with the bridge.
 
-    ``timeouts``: the bridge's attach, idle and script timeouts, in seconds. ``key``: what
+    ``limits``: the bridge's attach, idle and script timeouts, in seconds, and the
+    script's memory, in MB. ``key``: what
     the bridge takes a client by.
     """
     home.mkdir(parents=True)
@@ -270,9 +271,10 @@ def _launch(
         "NETGYM_START": game.start_sequence,
         "NETGYM_SAVESTATE": "1" if game.savestate is not None else "0",
         "NETGYM_BIND": bridge_host,
-        "NETGYM_ATTACH_TIMEOUT": str(timeouts[0]),
-        "NETGYM_IDLE_TIMEOUT": str(timeouts[1]),
-        "NETGYM_SCRIPT_TIMEOUT": str(timeouts[2]),
+        "NETGYM_ATTACH_TIMEOUT": str(limits[0]),
+        "NETGYM_IDLE_TIMEOUT": str(limits[1]),
+        "NETGYM_SCRIPT_TIMEOUT": str(limits[2]),
+        "NETGYM_SCRIPT_MEMORY_MB": str(limits[3]),
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
         "NETGYM_BRIDGE_KEY": key,
         "NETGYM_PRINT_MARK": PRINT_MARK,

@@ -216,6 +216,7 @@ class InstancePool:
                 screen_dir=self.screen_dir if screen_file else None,
                 idle_timeout_s=self.settings.idle_timeout_s,
                 script_timeout_s=script_timeout_s,
+                script_memory_mb=self.settings.script_memory_mb,
             )
         except NetgymError as exc:  # its script did not load, say: its author looks here
             log.warning("%s: no instance could start: %s", name, exc.message[:4000])

@@ -34,6 +34,14 @@ class EmulatorSettings(BaseSettings):
         ge=0,
         description="an instance whose client sends nothing for this long exits (0: never)",
     )
+    script_memory_mb: float = Field(
+        256.0,
+        gt=0,
+        description=(
+            "the Lua memory a game script may hold in an instance; a call of it that holds "
+            "more is an error"
+        ),
+    )
     token: SecretStr | None = Field(
         None,
         description=(
