@@ -17,7 +17,7 @@ from netgym_emulator.output import (
     PRINTS_PER_PASS,
     FceuxOutput,
 )
-from tests.emulator.conftest import one_game
+from tests.emulator.conftest import PLAIN_SCRIPT, one_game
 from tests.servers import run_emulator
 
 PRINTING_SCRIPT = """\
@@ -127,11 +127,12 @@ def test_a_script_that_undid_the_globals_the_bridge_uses_still_gets_its_errors_o
         EmulatorEnv("Clobbering", url) as env,
     ):
         env.reset(seed=0)
-        with pytest.raises(EnvError, match=r"tostring\(\) fails on: .*not shown") as raised:
+        fails = r"game\.lua:5: game\.step\(\) raised a table .*tostring\(\) fails on: .*not shown"
+        with pytest.raises(EnvError, match=fails) as raised:
             env.step(0)
         assert raised.value.details["instance_lost"] is False
     log = next(tmp_path.glob("emulator-*.log")).read_text()
-    assert "error: an error whose value tostring() fails on: " in log
+    assert "as its error, not a message: an error whose value tostring() fails on: " in log
 
 
 LIBRARY_CHANGING_SCRIPT = """\
@@ -272,3 +273,22 @@ def test_a_script_that_takes_memory_in_a_loop_is_stopped_at_its_line(tmp_path: P
         pytest.raises(EnvError, match=r"game\.lua:9: game\.reset\(\) holds \d+ MB of Lua memory"),
     ):
         env.reset(seed=0)
+
+
+@pytest.mark.parametrize(
+    ("raised", "shown"), [("{code = 3}", r"a table .*: {code=3}$"), ("nil", "a nil .*: nil$")]
+)
+def test_an_error_that_is_not_a_message_gets_its_line(
+    tmp_path: Path, raised: str, shown: str
+) -> None:
+    script = PLAIN_SCRIPT.replace("function game.step()", f"function game.step() error({raised})")
+    games = one_game(tmp_path, "Raising", script)
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("Raising", url) as env,
+    ):
+        env.reset(seed=0)
+        with pytest.raises(EnvError) as caught:
+            env.step(0)
+        where = rf"game\.lua:2: game\.step\(\) raised {shown}"
+        assert re.search(where, caught.value.details["lua_error"])

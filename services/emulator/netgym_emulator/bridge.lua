@@ -9,8 +9,9 @@
 
 -- The bridge's own references to the globals it uses: a game script that assigns
 -- one (`type = memory.readbyte(0x30)`, a `local` forgotten) cannot break it.
-local assert, collect, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack =
-  assert, collectgarbage, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack
+local assert, collect, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack,
+  xpcall = assert, collectgarbage, error, ipairs, pairs, pcall, select, tonumber, tostring, type,
+  unpack, xpcall
 local debug, emu, gui, io, joypad, math, memory, os, savestate, string, table =
   debug, emu, gui, io, joypad, math, memory, os, savestate, string, table
 
@@ -469,6 +470,23 @@ local function look_at_the_script()
   if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
 end
 
+-- Lua gives a place only to an error that is a string: a script's error({...})
+-- or error() gets the line of the script's that raised it here.
+local function located(problem)
+  if type(problem) == "string" then return problem end
+  local shown, text = pcall(tostring, problem)
+  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  for level = 2, 50 do
+    local info = get_info(level, "Sl")
+    if info == nil then break end
+    if info.currentline > 0 and info.source ~= bridge_source then
+      return string.gsub(info.source, "^@", "") .. ":" .. info.currentline .. ": "
+        .. running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
+    end
+  end
+  return problem
+end
+
 local function unhooked(...)
   sethook()
   return ...
@@ -485,11 +503,11 @@ local function checked(fn, called, ...)
 end
 
 local function call_game(name, fn)
-  if script_timeout <= 0 and memory_limit_mb <= 0 then return pcall(fn) end
   running, why_stopped = name, nil
+  if script_timeout <= 0 and memory_limit_mb <= 0 then return xpcall(fn, located) end
   running_until = script_timeout > 0 and gettime() + script_timeout or math.huge
   sethook(look_at_the_script, "", 1000)
-  return checked(fn, unhooked(pcall(fn)))
+  return checked(fn, unhooked(xpcall(fn, located)))
 end
 
 local function answer_step()
