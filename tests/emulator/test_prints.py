@@ -212,7 +212,7 @@ def test_an_endless_loop_in_a_script_is_an_error_with_its_line_in_time(tmp_path:
         env.reset(seed=0)
         env.step(0)
         # Stopped at 90% of the env's timeout_s, so that the client hears of it in time.
-        looping = r"game\.lua:5: game\.step\(\) has run for 1\.8 s, past the time its client"
+        looping = r"game\.lua:5: game\.step\(\) has run for more than 1\.8 s, the time its client"
         with pytest.raises(EnvError, match=looping):
             env.step(0)
         env.reset(seed=0)  # a new episode plays on
@@ -223,7 +223,7 @@ def test_an_endless_loop_in_a_script_is_an_error_with_its_line_in_time(tmp_path:
 
 def test_an_endless_loop_in_game_reset_is_an_error_with_its_line(tmp_path: Path) -> None:
     games = one_game(tmp_path, "Looping", "LOOP_IN_RESET = true\n" + LOOPING_SCRIPT)
-    looping = r"game\.lua:11: game\.reset\(\) has run for 0\.9 s"
+    looping = r"game\.lua:11: game\.reset\(\) has run for more than 0\.9 s"
     with (
         run_emulator(tmp_path, games) as (url, _),
         EmulatorEnv("Looping", url, timeout_s=1) as env,
@@ -292,3 +292,61 @@ def test_an_error_that_is_not_a_message_gets_its_line(
             env.step(0)
         where = rf"game\.lua:2: game\.step\(\) raised {shown}"
         assert re.search(where, caught.value.details["lua_error"])
+
+
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        (  # a loop in a coroutine: Lua hooks each thread apart
+            "function game.step() coroutine.wrap(function() while true do end end)() end",
+            r"game\.lua:2: game\.step\(\) has run for more than 0\.9 s",
+        ),
+        (  # one made as the script loads, resumed again and again
+            "local co = coroutine.create(function() while true do end end)\n"
+            "function game.step() while true do coroutine.resume(co) end end",
+            r"game\.lua:[23]: game\.step\(\) has run for more than 0\.9 s",
+        ),
+        (  # a __tostring of its own, which the bridge would call to say what is wrong
+            "local forever = {__tostring = function() while true do end end}\n"
+            "function game.step() return setmetatable({}, forever), false end",
+            r"as its reward, not a table with a metatable",
+        ),
+    ],
+    ids=["coroutine", "coroutine-made-at-load", "tostring"],
+)
+def test_a_script_cannot_get_past_its_time_limit(tmp_path: Path, script: str, error: str) -> None:
+    games = one_game(tmp_path, "Escaping", f"local game = {{}}\n{script}\nreturn game\n")
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("Escaping", url, timeout_s=1) as env,
+    ):
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=error):
+            env.step(0)
+
+
+def test_a_script_may_not_take_the_time_limits_hook(tmp_path: Path) -> None:
+    script = "debug.sethook()\n" + PLAIN_SCRIPT
+    games = one_game(tmp_path, "Unhooking", script)
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("Unhooking", url) as env,
+        pytest.raises(EnvError, match=r"game\.lua:1: debug\.sethook\(\) is the bridge's"),
+    ):
+        env.reset(seed=0)
+
+
+def test_one_allocation_too_large_for_the_instance_is_an_error(tmp_path: Path) -> None:
+    script = PLAIN_SCRIPT.replace(
+        "function game.step()", 'function game.step() local s = string.rep("x", 2^30)'
+    )
+    games = one_game(tmp_path, "Huge", script)
+    with (
+        run_emulator(tmp_path, games, script_memory_mb="20") as (url, _),
+        EmulatorEnv("Huge", url) as env,
+    ):
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r"game\.lua:2: game\.step\(\) asked for more memory"):
+            env.step(0)
+        env.reset(seed=0)
+        assert env.instance_id is not None  # the instance lived on

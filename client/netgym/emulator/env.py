@@ -32,7 +32,6 @@ from netgym.errors import (
 MIN_TIMEOUT_S = 0.001
 MAX_TIMEOUT_S = 3600.0
 DEFAULT_TIMEOUT_S = 10.0
-SCRIPT_SHARE_OF_TIMEOUT = 0.9  # of timeout_s, for one call of the game's step() or reset()
 # A reset whose instance is found gone this soon after the request is made again
 # on a new one: that instance had died before (not in game.reset(), which the
 # timeout is for, once).
@@ -51,8 +50,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
         observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
         timeout_s: how long a step may take before the instance counts as hung
             (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default). A call of
-            the game's script that runs past 90% of it is stopped with an error
-            that names its line.
+            the game's script that runs past ``script_timeout_s(timeout_s)`` (90%
+            of it) is stopped with an error that names its line.
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
         token: the emulator service's token for its instances; default
             ``$NETGYM_EMULATOR_TOKEN``.
@@ -166,7 +165,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
                         "screen_file": self._shares_screens,
                         # An endless loop in the game's script: an error with its line,
                         # in time for this env's timeout.
-                        "script_timeout_s": SCRIPT_SHARE_OF_TIMEOUT * self.timeout_s,
+                        "script_timeout_s": script_timeout_s(self.timeout_s),
                     },
                 )
             except NetgymError as exc:
@@ -377,6 +376,12 @@ class EmulatorEnv(gym.Env[Any, Any]):
 
     def close(self) -> None:
         self.release()
+
+
+def script_timeout_s(timeout_s: float) -> float:
+    """How long one call of the game's ``step()`` or ``reset()`` may run: ``timeout_s``
+    less 10% (at least 0.1 s, at most half) for the frames and the reply."""
+    return timeout_s - min(max(0.1 * timeout_s, 0.1), 0.5 * timeout_s)
 
 
 def _shares_screen_folder(screen_files: dict[str, str] | None) -> bool:

@@ -9,9 +9,10 @@
 
 -- The bridge's own references to the globals it uses: a game script that assigns
 -- one (`type = memory.readbyte(0x30)`, a `local` forgotten) cannot break it.
-local assert, collect, error, ipairs, pairs, pcall, select, tonumber, tostring, type, unpack,
-  xpcall = assert, collectgarbage, error, ipairs, pairs, pcall, select, tonumber, tostring, type,
-  unpack, xpcall
+local assert, collect, error, getmetatable, ipairs, pairs, pcall, select, tonumber, tostring,
+  type, unpack, xpcall = assert, collectgarbage, error, getmetatable, ipairs, pairs, pcall, select,
+  tonumber, tostring, type, unpack, xpcall
+local coroutine_create, coroutine_resume = coroutine.create, coroutine.resume
 local debug, emu, gui, io, joypad, math, memory, os, savestate, string, table =
   debug, emu, gui, io, joypad, math, memory, os, savestate, string, table
 
@@ -201,6 +202,116 @@ for _, library in ipairs({{_G.emu, "emu"}, {_G.FCEU, "FCEU"}}) do
   end
 end
 os.exit = forbidden("os.exit", RUNS_FCEUX)
+-- The bridge's hook stops a call of the script that runs too long or holds too
+-- much (below); the script may not take it away.
+debug.sethook = forbidden("debug.sethook", "is the bridge's: it stops a call of game.step() "
+  .. "or game.reset() that runs too long")
+
+-- A game's function, called with pcall, and stopped with an error at the line it
+-- runs when it runs past script_timeout or holds more than memory_limit_mb: a
+-- count hook looks every hundred Lua instructions, which a script that returns
+-- at once seldom reaches. Once it must stop, the hook raises at every instruction
+-- of the script's, so that the script's own pcall() cannot keep it, and at none
+-- of the bridge's.
+local bridge_source = debug.getinfo(1, "S").source
+local running, running_until, why_stopped = "the script", math.huge, nil
+local LOOK_EVERY = 100  -- instructions: a loop of slow C calls is seen in time too
+
+local function held_mb()
+  return collect("count") / 1024
+end
+
+local function over_memory()
+  if memory_limit_mb <= 0 or held_mb() <= memory_limit_mb then return false end
+  collect("collect")  -- what it holds, not what it has dropped
+  return held_mb() > memory_limit_mb
+end
+
+local function memory_problem()
+  return string.format(" holds %.0f MB of Lua memory, over the %g MB a game script may "
+    .. "hold (NETGYM_EMULATOR_SCRIPT_MEMORY_MB): does a table grow at every step?", held_mb(),
+    memory_limit_mb)
+end
+
+local function look_at_the_script()
+  if why_stopped == nil then
+    if gettime() > running_until then
+      why_stopped = " has run for more than " .. string.format("%g", script_timeout)
+        .. " s, the time its client allows (an endless loop? a loop that waits for "
+        .. "RAM to change cannot: frames advance only between calls)"
+    elseif over_memory() then
+      why_stopped = memory_problem()
+    else
+      return
+    end
+    sethook(look_at_the_script, "", 1)
+  end
+  if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
+end
+
+-- Lua gives a place only to an error that is a string: a script's error({...})
+-- or error() gets the line of the script's that raised it here.
+local function located(problem)
+  if type(problem) == "string" then return problem end
+  local shown, text = pcall(tostring, problem)
+  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  for level = 2, 50 do
+    local info = get_info(level, "Sl")
+    if info == nil then break end
+    if info.currentline > 0 and info.source ~= bridge_source then
+      return string.gsub(info.source, "^@", "") .. ":" .. info.currentline .. ": "
+        .. running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
+    end
+  end
+  return problem
+end
+
+-- A coroutine of the script's runs under the same hook: Lua sets hooks per thread.
+function coroutine.create(fn)
+  local thread = coroutine_create(fn)
+  if script_timeout > 0 or memory_limit_mb > 0 then
+    sethook(thread, look_at_the_script, "", LOOK_EVERY)
+  end
+  return thread
+end
+function coroutine.wrap(fn)
+  local thread = coroutine.create(fn)
+  local function resumed(ok, ...)
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return function(...) return resumed(coroutine_resume(thread, ...)) end
+end
+
+local function unhooked(...)
+  sethook()
+  return ...
+end
+
+-- What a call that returned still holds, and what it could not get from the
+-- system (Lua gives that error no place): named by where its function is defined.
+local function checked(fn, called, ...)
+  local problem = nil
+  if called and over_memory() then
+    problem = memory_problem()
+  elseif not called and (...) == "not enough memory" then
+    problem = string.format(" asked for more memory than its instance may have (%g MB for "
+      .. "the script, NETGYM_EMULATOR_SCRIPT_MEMORY_MB, and 1 GB for FCEUX): one string or "
+      .. "table that large?", memory_limit_mb)
+  end
+  if problem == nil then return called, ... end
+  local defined = get_info(fn, "S")
+  return false, string.gsub(defined.source, "^@", "") .. ":" .. defined.linedefined .. ": "
+    .. running .. problem
+end
+
+local function call_game(name, fn)
+  running, why_stopped = name, nil
+  if script_timeout <= 0 and memory_limit_mb <= 0 then return xpcall(fn, located) end
+  running_until = script_timeout > 0 and gettime() + script_timeout or math.huge
+  sethook(look_at_the_script, "", LOOK_EVERY)
+  return checked(fn, unhooked(xpcall(fn, located)))
+end
 
 local ok, game = pcall(dofile, script_path)
 if not ok then
@@ -350,7 +461,10 @@ end
 -- What game.step() returned, checked: nil when it is well formed, else what is wrong.
 -- A value as the script wrote it: a string in quotes, so that "1" is not taken for 1.
 local function shown(value)
-  return type(value) == "string" and string.format("%q", value) or tostring(value)
+  if type(value) == "string" then return string.format("%q", value) end
+  -- Its __tostring would run the script's code again, past the time limit's hook.
+  if getmetatable(value) ~= nil then return "a " .. type(value) .. " with a metatable" end
+  return tostring(value)
 end
 
 -- Where game.step() is defined (its file may be a module the script requires).
@@ -427,87 +541,6 @@ local function advance_then(mask, frames, send)
   set_pad(1, pad_for(mask))
   answer = send
   frame_advance()
-end
-
--- A game's function, called with pcall, and stopped with an error at the line it
--- runs when it runs past script_timeout or holds more than memory_limit_mb: a
--- count hook looks every thousand Lua instructions, which a script that returns
--- at once never reaches. Once it must stop, the hook raises at every instruction
--- of the script's, so that the script's own pcall() cannot keep it, and at none
--- of the bridge's.
-local bridge_source = debug.getinfo(1, "S").source
-local running, running_until, why_stopped = "", 0, nil
-
-local function held_mb()
-  return collect("count") / 1024
-end
-
-local function over_memory()
-  if memory_limit_mb <= 0 or held_mb() <= memory_limit_mb then return false end
-  collect("collect")  -- what it holds, not what it has dropped
-  return held_mb() > memory_limit_mb
-end
-
-local function memory_problem()
-  return string.format(" holds %.0f MB of Lua memory, over the %g MB a game script may "
-    .. "hold (NETGYM_EMULATOR_SCRIPT_MEMORY_MB): does a table grow at every step?", held_mb(),
-    memory_limit_mb)
-end
-
-local function look_at_the_script()
-  if why_stopped == nil then
-    if gettime() > running_until then
-      why_stopped = " has run for " .. string.format("%g", script_timeout)
-        .. " s, past the time its client allows (an endless loop? a loop that waits for "
-        .. "RAM to change cannot: frames advance only between calls)"
-    elseif over_memory() then
-      why_stopped = memory_problem()
-    else
-      return
-    end
-    sethook(look_at_the_script, "", 1)
-  end
-  if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
-end
-
--- Lua gives a place only to an error that is a string: a script's error({...})
--- or error() gets the line of the script's that raised it here.
-local function located(problem)
-  if type(problem) == "string" then return problem end
-  local shown, text = pcall(tostring, problem)
-  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
-  for level = 2, 50 do
-    local info = get_info(level, "Sl")
-    if info == nil then break end
-    if info.currentline > 0 and info.source ~= bridge_source then
-      return string.gsub(info.source, "^@", "") .. ":" .. info.currentline .. ": "
-        .. running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
-    end
-  end
-  return problem
-end
-
-local function unhooked(...)
-  sethook()
-  return ...
-end
-
--- What a call that returned still holds: named by where its function is defined.
-local function checked(fn, called, ...)
-  if called and over_memory() then
-    local defined = get_info(fn, "S")
-    return false, string.gsub(defined.source, "^@", "") .. ":" .. defined.linedefined .. ": "
-      .. running .. memory_problem()
-  end
-  return called, ...
-end
-
-local function call_game(name, fn)
-  running, why_stopped = name, nil
-  if script_timeout <= 0 and memory_limit_mb <= 0 then return xpcall(fn, located) end
-  running_until = script_timeout > 0 and gettime() + script_timeout or math.huge
-  sethook(look_at_the_script, "", 1000)
-  return checked(fn, unhooked(xpcall(fn, located)))
 end
 
 local function answer_step()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -41,6 +42,7 @@ _SECRETS = ("NETGYM_EMULATOR_TOKEN", "NETGYM_TOKEN")  # not for FCEUX and game s
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
 FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n"
 _PR_SET_PDEATHSIG = 1
+FCEUX_DATA_MB = 1024  # an instance's data besides its script's (bridge.lua says "1 GB")
 _DISPLAY_LOST = "X11 connection broke"  # what FCEUX (Qt) logs when Xvfb dies
 _TCP_CLOSE_WAIT = "08"  # /proc/net/tcp's state of a socket whose peer has closed
 
@@ -52,8 +54,9 @@ class InstanceStartError(NetgymError):
     http_status = 500
 
 
-def _prepare_fceux(service: int) -> None:
-    """In FCEUX's process before it starts: die with the service; schedule as a batch job.
+def _prepare_fceux(service: int, memory_bytes: int) -> None:
+    """In FCEUX's process before it starts: die with the service; schedule as a batch job;
+    hold at most ``memory_bytes`` of data (0: no limit).
 
     Under SCHED_BATCH, an instance that a request wakes does not preempt the
     process that sent it, so a session that steps several instances sends
@@ -65,6 +68,10 @@ def _prepare_fceux(service: int) -> None:
         os._exit(1)
     with contextlib.suppress(OSError):  # a sandbox may refuse it: only speed is lost
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if memory_bytes:
+        # One allocation of a game script's (string.rep of gigabytes) happens before
+        # the bridge can look: past this, Lua says "not enough memory" to the script.
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
 
 
 @dataclass
@@ -299,9 +306,17 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=partial(_prepare_fceux, os.getpid()),
+            preexec_fn=partial(_prepare_fceux, os.getpid(), _data_limit(limits[3])),
             cwd=home,
         )
+
+
+def _data_limit(script_memory_mb: float) -> int:
+    """The bytes of data an instance may hold: its script's Lua memory and FCEUX's own
+    (about 100 MB, with room to spare); 0 (no limit) when the script has none."""
+    if script_memory_mb <= 0:
+        return 0
+    return int((script_memory_mb + FCEUX_DATA_MB) * 2**20)
 
 
 def _idle_all_but(pid: int, emulation_thread: int) -> None:
