@@ -94,6 +94,18 @@ def test_missing_rom_says_where_to_get_it(tmp_path: Path) -> None:
         load_game(make_game(tmp_path, manifest))
 
 
+def test_a_folder_named_as_the_rom_or_the_script_is_said_to_be_one(tmp_path: Path) -> None:
+    folder = make_game(tmp_path, MANIFEST.format(rom="roms", extra_rom=""))
+    (folder / "roms").mkdir()
+    with pytest.raises(GameError, match=r"game.toml:3: the ROM .*tiny/roms is a folder; name"):
+        load_game(folder)
+    (folder / "game.toml").write_text(MANIFEST.format(rom=EFP_ROM, extra_rom=""))
+    (folder / "game.lua").unlink()
+    (folder / "game.lua").mkdir()
+    with pytest.raises(GameError, match=r"the Lua script .*tiny/game.lua is a folder; name"):
+        load_game(folder)
+
+
 def test_a_missing_rom_outside_the_games_folder_says_a_container_sees_only_that_folder(
     tmp_path: Path,
 ) -> None:

@@ -33,6 +33,13 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
     source = text_of(path, text, rom, "source", "rom")
     build_file = text_of(path, text, rom, "build", "rom")
     rom_path = (folder / file_name).resolve()
+    if rom_path.is_dir():
+        raise fail(
+            path,
+            f"the ROM {rom_path} is a folder",
+            "name the ROM file itself in [rom] file (its path from the game folder)",
+            line_of(text, "file", "rom"),
+        )
     if not rom_path.is_file():
         build = folder / build_file if build_file else None
         if build is not None and build.is_file():
@@ -92,6 +99,13 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
 def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -> Path:
     file = text_of(path, text, script, "file", "script") or "game.lua"
     script_path = (folder / file).resolve()
+    if script_path.is_dir():
+        raise fail(
+            path,
+            f"the Lua script {script_path} is a folder",
+            "name the script file itself in [script] file (game.lua by default)",
+            line_of(text, "script"),
+        )
     if not script_path.is_file():
         raise fail(
             path,
