@@ -311,8 +311,22 @@ def test_an_error_that_is_not_a_message_gets_its_line(
             "function game.step() return setmetatable({}, forever), false end",
             r"as its reward, not a table with a metatable",
         ),
+        (  # the stop seen first in a coroutine, then a pcall loop in the main thread
+            "local function work() for _ = 1, 1000 do end end\n"
+            "function game.step()\n"
+            "  pcall(coroutine.wrap(function() while true do end end))\n"
+            "  while true do pcall(work) end\n"
+            "end",
+            r"game\.lua:[25]: game\.step\(\) has run for more than 0\.9 s",
+        ),
+        (  # an error value whose __tostring loops, raised where no line of the script's is
+            "local bad = setmetatable({}, {__tostring = function() while true do end end})\n"
+            "local raise = coroutine.wrap(function() error(bad) end)\n"
+            "function game.step() return raise() end",
+            r"game\.step\(\) raised a table as its error.*has run for more than 0\.9 s",
+        ),
     ],
-    ids=["coroutine", "coroutine-made-at-load", "tostring"],
+    ids=["coroutine", "coroutine-made-at-load", "tostring", "pcall-after-coroutine", "tail-call"],
 )
 def test_a_script_cannot_get_past_its_time_limit(tmp_path: Path, script: str, error: str) -> None:
     games = one_game(tmp_path, "Escaping", f"local game = {{}}\n{script}\nreturn game\n")

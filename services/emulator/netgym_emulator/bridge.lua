@@ -244,8 +244,8 @@ local function look_at_the_script()
     else
       return
     end
-    sethook(look_at_the_script, "", 1)
   end
+  sethook(look_at_the_script, "", 1)  -- in whichever thread (coroutine) sees it
   if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
 end
 
@@ -263,24 +263,36 @@ local function located(problem)
         .. running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
     end
   end
-  return problem
+  -- As text made here, under the hook: the value's __tostring is the script's code.
+  return running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
 end
 
--- A coroutine of the script's runs under the same hook: Lua sets hooks per thread.
-function coroutine.create(fn)
-  local thread = coroutine_create(fn)
-  if script_timeout > 0 or memory_limit_mb > 0 then
-    sethook(thread, look_at_the_script, "", LOOK_EVERY)
+-- A coroutine of the script's runs under the same hook, while it runs: Lua sets
+-- hooks per thread, and Lua 5.1 keeps an entry for each thread hooked until its
+-- hook is cleared, even once the thread is gone.
+local function unhook_thread(thread, ...)
+  sethook(thread)
+  return ...
+end
+local function resume(thread, ...)
+  if type(thread) ~= "thread" then
+    error("bad argument #1 to 'resume' (coroutine expected, got " .. type(thread) .. ")", 2)
   end
-  return thread
+  if script_timeout <= 0 and memory_limit_mb <= 0 then return coroutine_resume(thread, ...) end
+  sethook(thread, look_at_the_script, "", why_stopped and 1 or LOOK_EVERY)
+  return unhook_thread(thread, coroutine_resume(thread, ...))
+end
+coroutine.resume = resume
+local function rethrown(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
 end
 function coroutine.wrap(fn)
-  local thread = coroutine.create(fn)
-  local function resumed(ok, ...)
-    if not ok then error((...), 0) end
-    return ...
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'wrap' (function expected, got " .. type(fn) .. ")", 2)
   end
-  return function(...) return resumed(coroutine_resume(thread, ...)) end
+  local thread = coroutine_create(fn)
+  return function(...) return rethrown(resume(thread, ...)) end
 end
 
 local function unhooked(...)

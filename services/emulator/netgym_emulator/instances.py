@@ -71,7 +71,9 @@ def _prepare_fceux(service: int, memory_bytes: int) -> None:
     if memory_bytes:
         # One allocation of a game script's (string.rep of gigabytes) happens before
         # the bridge can look: past this, Lua says "not enough memory" to the script.
-        resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+        # The service's own hard limit may be lower: that one holds then.
+        with contextlib.suppress(OSError, ValueError):
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
 
 
 @dataclass
