@@ -50,8 +50,8 @@ class EmulatorEnv(gym.Env[Any, Any]):
         observation: ``"screen"``, ``"ram"`` or ``"both"``; default: what the manifest says.
         timeout_s: how long a step may take before the instance counts as hung
             (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default). A call of
-            the game's script that runs past ``script_timeout_s(timeout_s)`` (90%
-            of it) is stopped with an error that names its line.
+            the game's script that runs past ``script_timeout_s(timeout_s)`` (10%
+            less) is stopped with an error that names its line.
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
         token: the emulator service's token for its instances; default
             ``$NETGYM_EMULATOR_TOKEN``.

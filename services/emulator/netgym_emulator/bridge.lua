@@ -207,7 +207,7 @@ os.exit = forbidden("os.exit", RUNS_FCEUX)
 debug.sethook = forbidden("debug.sethook", "is the bridge's: it stops a call of game.step() "
   .. "or game.reset() that runs too long")
 
--- A game's function, called with pcall, and stopped with an error at the line it
+-- A game's function, called with xpcall, and stopped with an error at the line it
 -- runs when it runs past script_timeout or holds more than memory_limit_mb: a
 -- count hook looks every hundred Lua instructions, which a script that returns
 -- at once seldom reaches. Once it must stop, the hook raises at every instruction
