@@ -182,6 +182,16 @@ def test_lua_syntax_error_names_the_line(tmp_path: Path) -> None:
         load_game(make_game(tmp_path, script=broken))
 
 
+@pytest.mark.skipif(shutil.which("luac5.1") is None, reason="luac5.1 (Debian lua5.1) not installed")
+def test_a_syntax_error_in_a_module_beside_the_script_names_its_file_and_line(
+    tmp_path: Path,
+) -> None:
+    folder = make_game(tmp_path)
+    (folder / "helper.lua").write_text("local helper = {}\nfunction helper.x(\nreturn helper\n")
+    with pytest.raises(GameError, match=r"helper\.lua:3: Lua syntax error: [^/]*; fix the script"):
+        load_game(folder)
+
+
 def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
     manifest = MANIFEST.format(rom=EFP_ROM, extra_rom='source = ""\nbuild = ""').replace(
         'name = "Tiny"', 'name = "Tiny"\ndescription = ""'

@@ -115,19 +115,26 @@ def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) ->
         )
     luac = shutil.which("luac5.1")
     if luac:
-        result = subprocess.run([luac, "-p", str(script_path)], capture_output=True, text=True)
-        if result.returncode != 0:
-            message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
-            line = re.search(r":(\d+):", message)
-            if line and message[: line.start()].endswith(script_path.name):
-                message = message[line.end() :].strip()  # its path (luac may cut it) and line
-            raise fail(
-                script_path,
-                f"Lua syntax error: {message}",
-                "fix the script",
-                int(line.group(1)) if line else None,
-            )
+        # The modules it may require (those beside it, as the revision counts them)
+        # too: a syntax error in one would otherwise show only at the first reset.
+        for lua_file in sorted({script_path, *script_path.parent.glob("*.lua")}):
+            _check_syntax(luac, lua_file)
     return script_path
+
+
+def _check_syntax(luac: str, lua_file: Path) -> None:
+    result = subprocess.run([luac, "-p", str(lua_file)], capture_output=True, text=True)
+    if result.returncode != 0:
+        message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
+        line = re.search(r":(\d+):", message)
+        if line and message[: line.start()].endswith(lua_file.name):
+            message = message[line.end() :].strip()  # its path (luac may cut it) and line
+        raise fail(
+            lua_file,
+            f"Lua syntax error: {message}",
+            "fix the script",
+            int(line.group(1)) if line else None,
+        )
 
 
 def revision_of(manifest: str, rom: Path, script: Path, savestate: Path | None) -> str:
