@@ -41,6 +41,7 @@ from tests.servers import run_emulator, run_envapi  # noqa: E402
 import netgym  # noqa: E402
 from netgym.client.rest import EMULATOR, RestClient, emulator_token  # noqa: E402
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection  # noqa: E402
+from netgym.emulator.env import script_timeout_s  # noqa: E402
 
 GAME = "BenchPong"
 MANIFEST = f"""\
@@ -60,6 +61,7 @@ screen = true
 buttons = [ {{ wait = 30 }}, {{ press = ["start"], frames = 1 }}, {{ wait = 30 }} ]
 """
 MASKS = [0, 16, 32]
+TIMEOUT_S = 30.0  # the direct bridge's wait for a reply
 
 
 def lease_instance(emulator_url: str) -> dict[str, Any]:
@@ -67,7 +69,9 @@ def lease_instance(emulator_url: str) -> dict[str, Any]:
     under a time limit (as ``EmulatorEnv`` asks)."""
     rest = RestClient(emulator_url, emulator_token(), service=EMULATOR)
     instance: dict[str, Any] = rest.call(
-        "POST", "/v1/instances", {"game": GAME, "screen_file": True, "script_timeout_s": 27.0}
+        "POST",
+        "/v1/instances",
+        {"game": GAME, "screen_file": True, "script_timeout_s": script_timeout_s(TIMEOUT_S)},
     )
     return instance
 
@@ -81,7 +85,12 @@ def direct_worker(emulator_url: str, steps: int, seed: int, results: multiproces
     """Lease an instance and step it straight through the bridge; report steps/s."""
     instance = lease_instance(emulator_url)
     bridge = BridgeConnection(
-        instance["host"], instance["port"], 0, 30.0, instance["screen_file"], key=instance["key"]
+        instance["host"],
+        instance["port"],
+        0,
+        TIMEOUT_S,
+        instance["screen_file"],
+        key=instance["key"],
     )
     actions = np.random.default_rng(seed).integers(0, 3, steps + 10)
     bridge.request(b"R", 0)
@@ -114,7 +123,7 @@ def direct_lockstep(emulator_url: str, instances: int, steps: int, seed: int) ->
     leases = [lease_instance(emulator_url) for _ in range(instances)]
     bridges = [
         BridgeConnection(
-            lease["host"], lease["port"], 0, 30.0, lease["screen_file"], key=lease["key"]
+            lease["host"], lease["port"], 0, TIMEOUT_S, lease["screen_file"], key=lease["key"]
         )
         for lease in leases
     ]

@@ -249,12 +249,18 @@ local function look_at_the_script()
   if get_info(2, "S").source ~= bridge_source then error(running .. why_stopped, 2) end
 end
 
+-- An error value as text, even one whose __tostring fails.
+local function error_text(problem)
+  local shown, text = pcall(tostring, problem)
+  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  return text
+end
+
 -- Lua gives a place only to an error that is a string: a script's error({...})
 -- or error() gets the line of the script's that raised it here.
 local function located(problem)
   if type(problem) == "string" then return problem end
-  local shown, text = pcall(tostring, problem)
-  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  local text = error_text(problem)
   for level = 2, 50 do
     local info = get_info(level, "Sl")
     if info == nil then break end
@@ -527,8 +533,7 @@ end
 -- The game's error goes to its client, and to the service's log beside the
 -- script's prints, where its author looks.
 local function fail(message)
-  local shown, text = pcall(tostring, message)
-  if not shown then text = "an error whose value tostring() fails on: " .. tostring(text) end
+  local text = error_text(message)
   write_marked(error_mark, text)
   local header = "error " .. text
   client:send(u32(#header) .. header .. u32(0) .. string.rep("\0", #ram_addresses))
