@@ -291,6 +291,29 @@ def test_fceux_draws_nothing_on_the_virtual_display(stack: Stack) -> None:
         assert not {name for name in names if name.startswith("llvmpipe")}  # Mesa's drawing
 
 
+def test_fceux_binds_no_key_to_the_game_pads(stack: Stack) -> None:
+    # FCEUX looks up the key of every pad button bound to no key 120 times a
+    # second, most of its main thread's CPU; the bridge presses buttons itself.
+    with netgym.make("netgym/Plain-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        environ = Path(f"/proc/{env_instance_pid(stack, env)}/environ").read_bytes()
+        home = Path(dict(v.split(b"=", 1) for v in environ.split(b"\0") if v)[b"HOME"].decode())
+        config = (home / ".fceux" / "fceux.cfg").read_text()
+        pads = dict(re.findall(r"SDL\.Input\.GamePad\.(\d)\.Profile = (\S+)", config))
+        assert pads.keys() == {"0", "1", "2", "3"} and len(set(pads.values())) == 1
+        bindings: dict[tuple[int, str], str] = {}
+        # FCEUX's format: a GUID, a name, then a pad configuration's button:binding pairs.
+        profile = home / ".fceux" / "input" / "keyboard" / f"{pads['0']}.txt"
+        for line in profile.read_text().splitlines():
+            pairs = dict(field.split(":") for field in line.split(",")[2:])
+            configuration = int(pairs.pop("config"))
+            bindings |= {(configuration, button): bound for button, bound in pairs.items()}
+        buttons = {"a", "b", "back", "start", "dpup", "dpdown", "dpleft", "dpright"}
+        assert bindings.keys() == {(c, b) for c in range(4) for b in buttons | {"turboA", "turboB"}}
+        # A key (k), a joystick's button (b), hat (h) or axis (a, +a, -a): none.
+        assert not [bound for bound in bindings.values() if re.match(r"[kbh]|[+-]?a", bound)]
+
+
 def test_a_script_may_not_take_the_bridges_frame_hook(stack: Stack) -> None:
     # The instance does not start: its script fails as it loads. That is the
     # game's error, and the env lives on: the next reset tries again.

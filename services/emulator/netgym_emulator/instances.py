@@ -40,7 +40,23 @@ _SECRETS = ("NETGYM_EMULATOR_TOKEN", "NETGYM_TOKEN")  # not for FCEUX and game s
 # FCEUX's GD screenshot (an 11-byte header, then 256x240 ARGB), plus one byte so
 # that a reader can view the pixels as RGBA from the second byte of the first.
 SCREEN_FILE_BYTES = 11 + 256 * 240 * 4 + 1
-FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n"
+# FCEUX's SDL output (not OpenGL), no sound, and the game pads' buttons bound to
+# nothing (PAD_PROFILE).
+FCEUX_CONFIG = "SDL.VideoDriver = 1\nSDL.OpenGL = 0\nSDL.Sound = 0\n" + "".join(
+    f"SDL.Input.GamePad.{pad}.Profile = netgym\n" for pad in range(4)
+)
+# FCEUX polls its 4 game pads 120 times a second, and looks up the key of every
+# button of their 4 configurations that is bound to none by a scan of SDL's
+# 512-entry key table: most of its main thread's CPU (30 µs a step of 2 instances).
+# The bridge presses buttons through joypad.set(), never the keyboard, so every
+# button is bound to "none", which FCEUX reads as neither a key nor a joystick
+# and skips. The file is FCEUX's input profile format: a GUID, a name, then
+# button:binding pairs, a line for each configuration.
+PAD_PROFILE = "".join(
+    f"keyboard,netgym,config:{config},a:none,b:none,back:none,start:none,dpup:none,"
+    "dpdown:none,dpleft:none,dpright:none,turboA:none,turboB:none\n"
+    for config in range(4)
+)
 _PR_SET_PDEATHSIG = 1
 FCEUX_DATA_MB = 1024  # an instance's data besides its script's (bridge.lua says "1 GB")
 _DISPLAY_LOST = "X11 connection broke"  # what FCEUX (Qt) logs when Xvfb dies
@@ -253,6 +269,9 @@ def _launch(
     # burns a second core. Its SDL output (below, with SDL's dummy video driver)
     # draws nothing: the screens come from the emulator's own frame buffer.
     (home / ".fceux" / "fceux.cfg").write_text(FCEUX_CONFIG)
+    profiles = home / ".fceux" / "input" / "keyboard"  # FCEUX looks here with no joystick
+    profiles.mkdir(parents=True)
+    (profiles / "netgym.txt").write_text(PAD_PROFILE)
     if game.savestate is not None:
         # FCEUX reads slot 0 of a ROM from ~/.fceux/fcs/<rom name>.fc0.
         slots = home / ".fceux" / "fcs"
