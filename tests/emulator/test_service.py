@@ -386,9 +386,14 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
     ):
         env.reset(seed=0)
         bystander.reset(seed=0)
-        victim = env_instance_pid(stack, env)
+        (victim,) = env_instance_pids(stack, env)
         os.kill(victim, getattr(signal, fault))
         started = time.monotonic()
+        if fault == "SIGSTOP":  # stopped ("T"): no step can be answered
+            state = Path(f"/proc/{victim}/stat")
+            while state.read_text().rsplit(")", 1)[1].split()[0] != "T":
+                assert time.monotonic() - started < 1, "FCEUX did not stop"
+                time.sleep(0.01)
         # A killed instance: the error says how it ended, as the service saw it.
         expected = "failed: .*FCEUX was killed by SIGKILL" if fault == "SIGKILL" else "within 3 s"
         with pytest.raises(EnvError, match=expected):
