@@ -168,7 +168,7 @@ def test_lua_error_reaches_the_client_and_the_instance_is_replaced(stack: Stack)
             env.step(0)
         env.reset(seed=0)  # a new instance
         assert instance_pid(stack, "LuaError") != first
-        assert not alive(first)
+        wait_for_the_signal(first, "SIGKILL")  # the service kills it, and does not wait
         env.step(0)
 
 
@@ -388,12 +388,8 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
         bystander.reset(seed=0)
         (victim,) = env_instance_pids(stack, env)
         os.kill(victim, getattr(signal, fault))
+        wait_for_the_signal(victim, fault)
         started = time.monotonic()
-        if fault == "SIGSTOP":  # stopped ("T"): no step can be answered
-            state = Path(f"/proc/{victim}/stat")
-            while state.read_text().rsplit(")", 1)[1].split()[0] != "T":
-                assert time.monotonic() - started < 1, "FCEUX did not stop"
-                time.sleep(0.01)
         # A killed instance: the error says how it ended, as the service saw it.
         expected = "failed: .*FCEUX was killed by SIGKILL" if fault == "SIGKILL" else "within 3 s"
         with pytest.raises(EnvError, match=expected):
@@ -407,10 +403,7 @@ def test_dead_or_stopped_fceux_is_a_clear_error_in_time(stack: Stack, fault: str
             bystander.step(1)
         env.reset(seed=0)
         env.step(0)
-        deadline = time.monotonic() + 5
-        while alive(victim) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not alive(victim)
+        wait_for_the_signal(victim, "SIGKILL")  # the service kills a stopped one
 
 
 def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_error(
@@ -435,7 +428,7 @@ def test_a_reconnecting_env_goes_on_after_an_instance_dies_but_not_after_a_lua_e
     # loop (stopped at 90% of timeout_s), a hang that no Lua hook reaches.
     for game, kwargs, error in [
         ("LuaError", {}, r"game.lua:6: boom on purpose"),
-        ("EndlessLoop", {"env_kwargs": {"timeout_s": 1}}, r"game.lua:6: game.step\(\) has run"),
+        ("EndlessLoop", {"env_kwargs": {"timeout_s": 3}}, r"game.lua:6: game.step\(\) has run"),
         ("Sleeping", {"env_kwargs": {"timeout_s": 1}}, r"no reply within 1 s"),
     ]:
         failing = ReconnectingVecEnv(f"netgym/{game}-v0", 1, **kwargs, **stack.kwargs)
@@ -459,6 +452,8 @@ def test_instances_that_all_hang_in_one_step_take_one_timeout_not_one_each(stack
         assert len(pids) == 3
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
+        for pid in pids:
+            wait_for_the_signal(pid, "SIGSTOP")
         started = time.monotonic()
         with pytest.raises(EnvError, match=r"within 2 s.*game script's game\.step\(\)"):
             envs.step(np.zeros(3, np.int64))
@@ -519,6 +514,27 @@ def test_one_failed_instance_in_a_vector_session_leaves_the_others_in_step(stack
             assert np.array_equal(got[index], want), f"env {index} differs at step {step}"
 
 
+# FCEUX's threads but the emulating one are idle-class: on a busy machine its
+# main thread, which a signal wakes first, may wait seconds for a core before
+# FCEUX stops, or exits.
+SIGNAL_TAKES_S = 15
+
+
+def wait_for_the_signal(pid: int, fault: str) -> None:
+    """Wait until FCEUX ``pid`` has stopped (SIGSTOP: state "T") or exited (SIGKILL)."""
+    deadline = time.monotonic() + SIGNAL_TAKES_S
+    stat = Path(f"/proc/{pid}/stat")
+
+    def taken() -> bool:
+        if fault == "SIGKILL":
+            return not alive(pid)
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+    while not taken():
+        assert time.monotonic() < deadline, f"FCEUX {pid} has not taken {fault}"
+        time.sleep(0.01)
+
+
 def env_instance_pid(stack: Stack, env: netgym.RemoteEnv | netgym.RemoteVectorEnv) -> int:
     """The FCEUX pid behind a remote env (the first one of a vector env's)."""
     return env_instance_pids(stack, env)[0]
@@ -571,7 +587,7 @@ def test_emulator_service_killed_leaves_no_fceux_or_xvfb(tmp_path: Path) -> None
         assert reply["pid"] in spawned and len(spawned) >= 2  # FCEUX and Xvfb
         process.kill()
         process.wait()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + SIGNAL_TAKES_S
         while any(alive(p) for p in spawned) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [p for p in spawned if alive(p)]
