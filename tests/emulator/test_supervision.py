@@ -432,9 +432,13 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
     """A session ended (or killed) while its instance started: no one can stop that
     instance, and it held a slot until its attach timeout."""
     games = games_dir(tmp_path)
+    slow = games / "slow-start"  # 3 s for the caller to leave in, on a busy machine too
+    slow.mkdir()
+    (slow / "game.toml").write_text(FAULT_MANIFEST.format(name="SlowStart", rom=EFP_ROM))
+    (slow / "game.lua").write_text('require("socket").sleep(3)\n' + PLAIN_SCRIPT)
     with run_emulator(tmp_path, games, log_level="info", attach_timeout_s="60") as (url, service):
         port = int(url.rsplit(":", 1)[1])
-        body = b'{"game": "Plain"}'
+        body = b'{"game": "SlowStart"}'
         with socket.create_connection(("127.0.0.1", port)) as caller:
             caller.sendall(
                 b"POST /v1/instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -445,7 +449,7 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
         log = next(tmp_path.glob("emulator-*.log"))
-        deadline = time.monotonic() + 30  # its start takes about a second
+        deadline = time.monotonic() + 30  # its start takes about 4 s
         while "its caller left before the reply" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
