@@ -260,17 +260,17 @@ end
 -- or error() gets the line of the script's that raised it here.
 local function located(problem)
   if type(problem) == "string" then return problem end
-  local text = error_text(problem)
+  -- As text made here, under the hook: the value's __tostring is the script's code.
+  local said = running .. " raised a " .. type(problem) .. " as its error, not a message: "
+    .. error_text(problem)
   for level = 2, 50 do
     local info = get_info(level, "Sl")
     if info == nil then break end
     if info.currentline > 0 and info.source ~= bridge_source then
-      return string.gsub(info.source, "^@", "") .. ":" .. info.currentline .. ": "
-        .. running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
+      return string.gsub(info.source, "^@", "") .. ":" .. info.currentline .. ": " .. said
     end
   end
-  -- As text made here, under the hook: the value's __tostring is the script's code.
-  return running .. " raised a " .. type(problem) .. " as its error, not a message: " .. text
+  return said
 end
 
 -- A coroutine of the script's runs under the same hook, while it runs: Lua sets

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from netgym.errors import NetgymError
 from netgym.protocol.sharedmemory import reserve
@@ -90,6 +90,15 @@ def _prepare_fceux(service: int, memory_bytes: int) -> None:
         # The service's own hard limit may be lower: that one holds then.
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+
+
+class BridgeLimits(NamedTuple):
+    """The limits an instance's bridge keeps (0: none), as start_instance documents them."""
+
+    attach_timeout_s: float
+    idle_timeout_s: float
+    script_timeout_s: float
+    script_memory_mb: float
 
 
 @dataclass
@@ -227,7 +236,7 @@ async def start_instance(
     screen_file = screen_dir / f"{instance_id}.screen" if screen and screen_dir else None
     instance: Instance | None = None
     try:
-        limits = (attach_timeout_s, idle_timeout_s, script_timeout_s, script_memory_mb)
+        limits = BridgeLimits(attach_timeout_s, idle_timeout_s, script_timeout_s, script_memory_mb)
         process = _launch(game, fceux, display, home, bridge_host, limits, screen, screen_file, key)
         instance = Instance(instance_id, game, process, home, 0, key, screen_file=screen_file)
         instance.port, emulation_thread = await _wait_for_bridge(instance, start_timeout_s)
@@ -251,16 +260,14 @@ def _launch(
     display: str,
     home: Path,
     bridge_host: str,
-    limits: tuple[float, float, float, float],
+    limits: BridgeLimits,
     screen: bool,
     screen_file: Path | None,
     key: str,
 ) -> subprocess.Popen[bytes]:
     """Make the instance's home (and screen file), and start FCEUX with the bridge.
 
-    ``limits``: the bridge's attach, idle and script timeouts, in seconds, and the
-    script's memory, in MB. ``key``: what
-    the bridge takes a client by.
+    ``key``: what the bridge takes a client by.
     """
     home.mkdir(parents=True)
     port_file = home / "bridge-port"
@@ -299,10 +306,10 @@ def _launch(
         "NETGYM_START": game.start_sequence,
         "NETGYM_SAVESTATE": "1" if game.savestate is not None else "0",
         "NETGYM_BIND": bridge_host,
-        "NETGYM_ATTACH_TIMEOUT": str(limits[0]),
-        "NETGYM_IDLE_TIMEOUT": str(limits[1]),
-        "NETGYM_SCRIPT_TIMEOUT": str(limits[2]),
-        "NETGYM_SCRIPT_MEMORY_MB": str(limits[3]),
+        "NETGYM_ATTACH_TIMEOUT": str(limits.attach_timeout_s),
+        "NETGYM_IDLE_TIMEOUT": str(limits.idle_timeout_s),
+        "NETGYM_SCRIPT_TIMEOUT": str(limits.script_timeout_s),
+        "NETGYM_SCRIPT_MEMORY_MB": str(limits.script_memory_mb),
         "NETGYM_EXIT_FILE": str(home / EXIT_FILE),
         "NETGYM_BRIDGE_KEY": key,
         "NETGYM_PRINT_MARK": PRINT_MARK,
@@ -327,7 +334,7 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=partial(_prepare_fceux, os.getpid(), _data_limit(limits[3])),
+            preexec_fn=partial(_prepare_fceux, os.getpid(), _data_limit(limits.script_memory_mb)),
             cwd=home,
         )
 
