@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +19,36 @@ TOKEN = "test-token"
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports: each socket stays bound until all are picked,
-    so the kernel cannot hand out one port twice."""
-    with ExitStack() as sockets:
-        ports = []
-        for _ in range(count):
-            sock = sockets.enter_context(socket.socket())
-            sock.bind(("127.0.0.1", 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+    """``count`` distinct free ports, below the kernel's range for ephemeral ports.
+
+    The kernel never gives a port below that range to a socket bound to port 0 or
+    to an outgoing connection, so nothing else of the tests (an FCEUX bridge, a
+    client) can take one of these between its pick here and a service's bind.
+    """
+    low, high = _unassigned_ports()
+    picker = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = picker.randrange(low, high)
+        if port in ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue  # taken, or in TIME_WAIT
+        ports.append(port)
+    return ports
+
+
+def _unassigned_ports() -> tuple[int, int]:
+    """A range of ports that the kernel does not hand out itself."""
+    try:
+        first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768  # Linux's default
+    low = max(1024, first_ephemeral - 10000)
+    return low, max(first_ephemeral, low + 1000)
 
 
 def free_port() -> int:
