@@ -217,6 +217,10 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
             r"game.toml:12: \[observation\] ram x = 0x900 is no address.*0x000-0x7FF",
         ),
         (
+            ("ram = { x = 0x10 }", 'ram = { x = "0x10" }'),
+            r"game.toml:12: .*; write the address as a number, without quotes: x = 0x10",
+        ),
+        (
             ("ram = { x = 0x10 }", "ram = { x = -1 }"),
             r"game.toml:12: \[observation\] ram x = -1 is no address",
         ),
@@ -262,7 +266,7 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
         ),
         (
             ('buttons = ["a"]', 'button = ["a"]'),
-            r"game.toml:8: combo 1 has an unknown key 'button'; did you mean buttons\?",
+            r'game.toml:8: combo 1 \("fire"\) has an unknown key .button.; did you mean buttons\?',
         ),
         (
             ("frames = 1", "frame = 1"),
@@ -273,7 +277,10 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
             r"game.toml:14: start step \{ wait = 5, frames = 2 \} is neither",
         ),
         (("frames_per_step = 2", 'type = "buttons"'), r"game.toml:9: \[actions\] sets both"),
-        (('buttons = ["a"]', 'buttons = ["jump"]'), r"game.toml:8: combo 1 names unknown buttons"),
+        (
+            ('buttons = ["a"]', 'buttons = ["jump"]'),
+            r'game.toml:8: combo 1 \("fire"\) names unknown buttons',
+        ),
         (('name = "Tiny"\n', ""), r"game.toml: the manifest has no name; set name = "),
         (
             (
@@ -309,6 +316,7 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
         "name",
         "toml-syntax",
         "ram-address",
+        "ram-address-quoted",
         "ram-address-negative",
         "ram-name-space",
         "combo-not-table",

@@ -201,8 +201,9 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         assert (reward, terminated, info["flag"]) == (1.0, False, 1.0)  # booleans become 1, 0
         with pytest.raises(EnvError) as caught:
             env.step(0)
-        assert "game.lua:4: game.step() must return true or false as done, not 0" in str(
-            caught.value
+        assert (
+            "game.lua:4: game.step() (the function that starts on this line) must return "
+            "true or false as done, not 0" in str(caught.value)
         )
         env.reset(seed=0)  # a new instance
         env.step(0)

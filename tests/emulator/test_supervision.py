@@ -364,6 +364,40 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
             fixed.close()
 
 
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        (
+            'local helper = require("helpr")\n' + PLAIN_SCRIPT,
+            r"game.lua:1: module 'helpr' not found: put helpr.lua in the game folder "
+            r"\S+/games/loading, where require\(\) looks first",
+        ),
+        (
+            PLAIN_SCRIPT.replace("game.step", "game.Step"),
+            r'must return a table with a step\(\) function: its table has "Step" '
+            r"\(names are case-sensitive\)",
+        ),
+        (
+            PLAIN_SCRIPT.replace("return game\n", ""),
+            r"must return a table with a step\(\) function: it returned nil "
+            r"\(end the script with `return game`\)",
+        ),
+    ],
+    ids=["missing-module", "misnamed-step", "returns-nothing"],
+)
+def test_a_script_that_does_not_load_says_what_to_fix(
+    tmp_path: Path, script: str, error: str
+) -> None:
+    games = one_game(tmp_path, "Loading", script)
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        EmulatorEnv("Loading", url) as env,
+        pytest.raises(EnvError, match=error) as caught,
+    ):
+        env.reset(seed=0)
+    assert "/usr/" not in str(caught.value)  # none of Lua's own search paths
+
+
 class _SlowToDie:
     """An instance whose FCEUX has been killed and has not exited yet."""
 

@@ -173,9 +173,10 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     raise  # an unknown game, the limit of instances, no service: as they are
                 # The game's script did not load, or FCEUX did not start.
                 raise EnvError(
-                    f"{self.game}: no instance could start: {exc.message}; the next reset() "
-                    "tries again (to play the game once its folder is fixed, make the env "
-                    "again: an env plays the version of the game it was made with)",
+                    f"{self.game}: no instance could start: {exc.message}; once the game's "
+                    "folder is fixed, make the env again (an env plays the version of the game "
+                    "it was made with: its next reset() tries that version again, which helps "
+                    "only when the cause has passed)",
                     details={**exc.details, "cause": exc.code},
                 ) from None
             self._instance = instance

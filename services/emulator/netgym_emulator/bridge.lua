@@ -173,6 +173,20 @@ function print(...) write_marked(print_mark, ...) end
 GAME_DIR = script_path:match("^(.*)/[^/]*$") or "."
 package.path = GAME_DIR .. "/?.lua;" .. package.path
 
+-- A module that is nowhere: say where it belongs, not every folder of Lua's own
+-- search paths (a dozen lines of system folders).
+local find_module = require
+function require(name)
+  local found, module = pcall(find_module, name)
+  if found then return module end
+  if type(name) == "string" and type(module) == "string"
+    and string.find(module, "^module '.-' not found:") then
+    error("module '" .. name .. "' not found: put " .. string.gsub(name, "%.", "/")
+      .. ".lua in the game folder " .. GAME_DIR .. ", where require() looks first", 2)
+  end
+  error(module, 0)
+end
+
 -- The libraries as they are now, for the bridge alone: the game script shares
 -- the tables, and may change a function in one (`string.format = ...`).
 local function own_copy(library)
@@ -338,8 +352,18 @@ if not ok then
   return
 end
 if type(game) ~= "table" or type(game.step) ~= "function" then
-  report("error " .. script_path .. " must return a table with a step() function "
-    .. "(end the script with `return game`)")
+  local returned = "it returned " .. tostring(game) .. " (end the script with `return game`)"
+  if type(game) == "table" then
+    local names = {}
+    for key in pairs(game) do
+      if #names < 10 then table.insert(names, string.format("%q", tostring(key))) end
+    end
+    table.sort(names)
+    returned = #names == 0 and "it returned an empty table"
+      or "its table has " .. table.concat(names, ", ") .. " (names are case-sensitive)"
+  end
+  report("error " .. script_path .. " must return a table with a step() function: "
+    .. returned)
   emu.exit()
   return
 end
@@ -488,7 +512,7 @@ end
 -- Where game.step() is defined (its file may be a module the script requires).
 local step_source = debug.getinfo(game.step, "S")
 local step_where = string.gsub(step_source.source, "^@", "") .. ":" .. step_source.linedefined
-  .. ": game.step() "
+  .. ": game.step() (the function that starts on this line) "
 
 local function step_problem(reward, done, info)
   local where = step_where

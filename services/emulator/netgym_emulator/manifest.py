@@ -137,6 +137,21 @@ def _natural(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+def _is_int_text(text: str) -> bool:
+    """Whether ``text`` reads as an integer (``"0x13"``, ``"19"``): a number put in quotes."""
+    try:
+        int(text, 0)
+    except ValueError:
+        return False
+    return True
+
+
+def _combo_label(index: int, combo: dict[str, Any]) -> str:
+    """A combo as an error names it: ``combo 1 ("up")``, or ``combo 1`` with no name."""
+    name = combo.get("name")
+    return f"combo {index} ({as_toml(name)})" if isinstance(name, str) else f"combo {index}"
+
+
 def _buttons(path: Path, raw: Any, where: str, line: int | None) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(b, str) for b in raw):
         raise fail(path, f"{where} must be a list of button names", f"use {list(BUTTONS)}", line)
@@ -271,7 +286,8 @@ def _check_actions(
         for i, combo in enumerate(raw):
             if unknown := _unknown_key(combo, _COMBO_KEYS):
                 key, fix = unknown
-                raise fail(path, f"combo {i} has an unknown key {key!r}", fix, combos_line)
+                where = _combo_label(i, combo)
+                raise fail(path, f"{where} has an unknown key {key!r}", fix, combos_line)
             name = combo.get("name")
             if name is not None and (not isinstance(name, str) or not name.strip()):
                 raise fail(
@@ -292,7 +308,7 @@ def _check_actions(
         combos = tuple(
             Combo(
                 str(c.get("name", i)),
-                _buttons(path, c.get("buttons", []), f"combo {i}", combos_line),
+                _buttons(path, c.get("buttons", []), _combo_label(i, c), combos_line),
             )
             for i, c in enumerate(raw)
         )
@@ -346,7 +362,9 @@ def _check_observation(
                 path,
                 f"[observation] ram {key} = {as_toml(address, hex_ints=True)} is no address "
                 "in the NES's 2 KiB of RAM",
-                "give an address 0x000-0x7FF, e.g. player_x = 0x86",
+                f"write the address as a number, without quotes: {key} = {address}"
+                if isinstance(address, str) and _is_int_text(address)
+                else "give an address 0x000-0x7FF, e.g. player_x = 0x86",
                 line_of(text, key, "observation.ram")
                 or line_of(text, "ram", "observation")
                 or line_of(text, "ram"),
