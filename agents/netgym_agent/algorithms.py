@@ -137,7 +137,8 @@ def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlg
             verbose=0,
             **model_kwargs(config.algo),
         )
-    except (TypeError, ValueError, AssertionError) as exc:
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        # RuntimeError: PyTorch's, for a layer size below 1 in policy_kwargs' net_arch.
         raise ConfigError(
             f"algo: stable-baselines3's {cls.__name__} refused algo.hyperparams or "
             f"algo.policy ({config.algo.policy}): {type(exc).__name__}: {exc}"

@@ -201,12 +201,25 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
         ConfigError: naming the file and the key that is wrong.
     """
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"cannot read config {path}: it is not text in UTF-8 (byte {exc.start} is "
+            f"{exc.object[exc.start : exc.start + 1]!r}); a config is a YAML file"
+        ) from None
     except OSError as exc:
         raise ConfigError(
             f"cannot read config {path}: {exc.strerror or exc}{_configs_beside(path)}"
+            f"{_run_folder_hint(path)}"
         ) from None
     return config_from_dict(parse_yaml(text, str(path)), source=str(path), overrides=overrides)
+
+
+def _run_folder_hint(path: Path) -> str:
+    """For a run folder given as the config: how to go on with that run."""
+    if not (path / "config.yaml").is_file():
+        return ""
+    return f"; it is a run folder: to go on with it, netgym-train train --run-dir {path} --resume"
 
 
 def _configs_beside(path: Path) -> str:

@@ -46,6 +46,13 @@ class EnvChangedError(AgentError):
     code = "agent_env_changed"
 
 
+class TrainingError(AgentError):
+    """Stable-baselines3 or PyTorch failed while training (not the server, not the run
+    folder): a hyperparameter it refuses only at its first update, or out of memory."""
+
+    code = "agent_training"
+
+
 class RunDirError(AgentError):
     """The run folder cannot be used as asked (exists without --resume, and so on)."""
 

@@ -197,8 +197,8 @@ def _fixed_changes(saved: dict[str, Any], config: TrainConfig) -> list[str]:
 def resumed_header(run: RunDir, header: str) -> str:
     """The saved config's header, where the run came from, with this resume added."""
     try:
-        lines = run.config_file.read_text().splitlines()
-    except OSError:
+        lines = run.config_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
         return header
     before = [line[2:] for line in lines if line.startswith("# ")]
     return "\n".join([*before, header])

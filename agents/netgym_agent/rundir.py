@@ -221,7 +221,7 @@ class RunDir:
         if not self.evaluations.exists():
             return []
         records = []
-        for line in self.evaluations.read_text().splitlines():
+        for line in self.evaluations.read_text(errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except ValueError:

@@ -48,6 +48,7 @@ from netgym_agent.errors import (
     AgentError,
     CheckpointError,
     ConfigError,
+    TrainingError,
 )
 from netgym_agent.evaluation import EvaluationInterrupted, evaluate
 from netgym_agent.resume import (
@@ -226,6 +227,10 @@ class _Run:
                         return self._stopped(model.num_timesteps, path)
                     self._failed(exc, model.num_timesteps, path)
                     raise
+                except OSError:
+                    raise  # the run folder's (a full disk): the command names the file
+                except Exception as exc:
+                    raise self._crashed(exc, model.num_timesteps) from exc
                 self.progress.print_line()  # its numbers come from the model learn() ran
             return self._finish(model)
         finally:
@@ -252,6 +257,23 @@ class _Run:
         else:
             then = f"continue with: {resume}"
         self._say(f"training stopped at step {step:,}; checkpoint {path}; {then}")
+
+    def _crashed(self, exc: Exception, step: int) -> TrainingError:
+        """The error for SB3 or PyTorch failing inside ``learn()``. No checkpoint is
+        saved: the model may be half way through an update."""
+        algo = self.config.algo
+        saved = self.store.steps()
+        then = (
+            f"; the last checkpoint is at step {max(saved):,}: once the cause is fixed, "
+            f"continue with: {continue_with(self.run.path)}"
+            if saved
+            else ""
+        )
+        return TrainingError(
+            f"training failed at step {step:,}: stable-baselines3's {algo.name.upper()} "
+            f"or PyTorch raised {type(exc).__name__}: {exc} (a value in algo.hyperparams "
+            f"that it refuses only once it trains, such as n_epochs: 0? out of memory?){then}"
+        )
 
     def _settle_resume(self, checkpoint: Checkpoint | None, header: str) -> None:
         """What a resume changes in the run folder, once it is sure to go on from

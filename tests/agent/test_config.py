@@ -331,6 +331,24 @@ def test_a_config_that_is_not_there_lists_those_beside_it(tmp_path: Path) -> Non
     )
 
 
+def test_a_file_that_is_no_text_is_a_config_error(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("# réglages\n".encode("latin-1") + b"seed: 1\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml: it is not text in UTF-8 \(byte 3 is"):
+        load_config(latin1)
+
+
+def test_a_run_folder_given_as_the_config_says_how_to_go_on_with_it(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run / "config.yaml", small())
+    with pytest.raises(ConfigError) as caught:
+        load_config(run)
+    assert str(caught.value).endswith(
+        f"it is a run folder: to go on with it, netgym-train train --run-dir {run} --resume"
+    )
+
+
 def test_a_key_set_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
     # The last one would win without a word: the first block's settings lost.
     path = write_config(tmp_path / "twice.yaml", SMALL_CARTPOLE)

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from stable_baselines3 import PPO
@@ -264,6 +265,41 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
     assert "this env never starts, on purpose" in failed.stdout
     assert "checkpoint" not in failed.stdout.split("this env never starts")[0], failed.stdout
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("hyperparams", "status", "error"),
+    [
+        (  # SB3 finds out only at its first update, after the first rollout
+            {"n_epochs": 0},
+            1,
+            r"training failed at step 64: stable-baselines3's PPO or PyTorch raised "
+            r"UnboundLocalError: .*such as n_epochs: 0\?",
+        ),
+        (  # PyTorch finds out as the policy is made
+            {"policy_kwargs": {"net_arch": [-5]}},
+            2,
+            r"algo: stable-baselines3's PPO refused algo.hyperparams .*RuntimeError",
+        ),
+    ],
+    ids=["at-the-first-update", "as-the-model-is-made"],
+)
+def test_hyperparameters_that_sb3_refuses_late_are_one_error_and_leave_no_folder(
+    envapi: EnvApi, tmp_path: Path, hyperparams: dict[str, Any], status: int, error: str
+) -> None:
+    algo = SMALL_CARTPOLE["algo"]
+    config = {
+        **SMALL_CARTPOLE,
+        "algo": {**algo, "hyperparams": {**algo["hyperparams"], **hyperparams}},
+    }
+    run_dir = tmp_path / "run"
+    result = run_train(
+        envapi, str(write_config(tmp_path / "bad.yaml", config)), "--run-dir", str(run_dir)
+    )
+    assert result.returncode == status, result.stdout
+    assert re.search(error, result.stdout), result.stdout
+    assert "Traceback" not in result.stdout
+    assert not run_dir.exists()  # the same command works once the config is fixed
 
 
 class _PipeClosedAfterTheBanner(io.StringIO):
