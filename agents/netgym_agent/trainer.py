@@ -227,8 +227,12 @@ class _Run:
                         return self._stopped(model.num_timesteps, path)
                     self._failed(exc, model.num_timesteps, path)
                     raise
+                except BrokenPipeError:
+                    raise
                 except OSError:
-                    raise  # the run folder's (a full disk): the command names the file
+                    # The run folder's (a full disk, say): the command prints the error.
+                    self._say(f"training stopped at step {model.num_timesteps:,}{self._then()}")
+                    raise
                 except Exception as exc:
                     raise self._crashed(exc, model.num_timesteps) from exc
                 self.progress.print_line()  # its numbers come from the model learn() ran
@@ -258,17 +262,21 @@ class _Run:
             then = f"continue with: {resume}"
         self._say(f"training stopped at step {step:,}; checkpoint {path}; {then}")
 
+    def _then(self) -> str:
+        """After a failure inside ``learn()``: where the run goes on from, and how."""
+        saved = self.store.steps()
+        where = (
+            f"the last checkpoint is at step {max(saved):,}"
+            if saved
+            else "no checkpoint was saved (it starts again at step 0)"
+        )
+        return f"; {where}: once the cause is fixed, continue with: {continue_with(self.run.path)}"
+
     def _crashed(self, exc: Exception, step: int) -> TrainingError:
         """The error for SB3 or PyTorch failing inside ``learn()``. No checkpoint is
         saved: the model may be half way through an update."""
         algo = self.config.algo
-        saved = self.store.steps()
-        then = (
-            f"; the last checkpoint is at step {max(saved):,}: once the cause is fixed, "
-            f"continue with: {continue_with(self.run.path)}"
-            if saved
-            else ""
-        )
+        then = self._then() if self.store.steps() else ""  # else the new run is removed
         return TrainingError(
             f"training failed at step {step:,}: stable-baselines3's {algo.name.upper()} "
             f"or PyTorch raised {type(exc).__name__}: {exc} (a value in algo.hyperparams "

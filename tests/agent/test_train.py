@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -19,10 +20,10 @@ import pytest
 from stable_baselines3 import PPO
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from netgym_agent.checkpoints import read_directory
+from netgym_agent.checkpoints import CheckpointStore, read_directory
 from netgym_agent.errors import RunDirError
 from netgym_agent.rundir import RunDir
-from netgym_agent.trainer import TrainOptions, continue_with, train
+from netgym_agent.trainer import CONTINUE_WITH_VARIABLE, TrainOptions, continue_with, train
 from tests.agent.helpers import (
     CONFIGS,
     ROOT,
@@ -281,8 +282,13 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
             2,
             r"algo: stable-baselines3's PPO refused algo.hyperparams .*RuntimeError",
         ),
+        (  # SB3 finds out as the policy is made: FlattenExtractor takes no size
+            {"policy_kwargs": {"features_extractor_kwargs": {"size": 8}}},
+            2,
+            r"algo: stable-baselines3's PPO refused algo.hyperparams .*size",
+        ),
     ],
-    ids=["at-the-first-update", "as-the-model-is-made"],
+    ids=["at-the-first-update", "as-the-model-is-made", "a-keyword-sb3-does-not-take"],
 )
 def test_hyperparameters_that_sb3_refuses_late_are_one_error_and_leave_no_folder(
     envapi: EnvApi, tmp_path: Path, hyperparams: dict[str, Any], status: int, error: str
@@ -300,6 +306,30 @@ def test_hyperparameters_that_sb3_refuses_late_are_one_error_and_leave_no_folder
     assert re.search(error, result.stdout), result.stdout
     assert "Traceback" not in result.stdout
     assert not run_dir.exists()  # the same command works once the config is fixed
+
+
+def test_a_full_disk_says_where_training_stopped_and_how_to_go_on(
+    envapi: EnvApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CONTINUE_WITH_VARIABLE, raising=False)
+    save = CheckpointStore.save
+
+    def second_save_fails(store: CheckpointStore, step: int, *args: Any) -> Path:
+        if store.steps():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(store, step, *args)
+
+    monkeypatch.setattr(CheckpointStore, "save", second_save_fails)
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    out = io.StringIO()
+    with pytest.raises(OSError, match="No space left on device"):
+        train(TrainOptions(config, run_dir, url=envapi.url, token=envapi.token), out)
+    assert (
+        "training stopped at step 512; the last checkpoint is at step 256: once the cause is "
+        f"fixed, continue with: netgym-train train --run-dir {run_dir} --resume"
+    ) in out.getvalue()
+    assert [c.name for c in checkpoint_dirs(run_dir)] == ["step_000000256"]
 
 
 class _PipeClosedAfterTheBanner(io.StringIO):
@@ -400,21 +430,6 @@ def test_a_new_run_folder_that_cannot_be_written_is_not_left_behind(
     with pytest.raises(RunDirError, match="cannot write the run folder"):
         train(TrainOptions(config, run_dir, url="http://127.0.0.1:9"), io.StringIO())
     assert not run_dir.exists()
-
-
-def test_hyperparameters_sb3_refuses_are_a_config_error(envapi: EnvApi, tmp_path: Path) -> None:
-    policy_kwargs = {"features_extractor_kwargs": {"size": 8}}  # FlattenExtractor takes no size
-    hyperparams = {**SMALL_CARTPOLE["algo"]["hyperparams"], "policy_kwargs": policy_kwargs}
-    config = write_config(
-        tmp_path / "typo.yaml",
-        {**SMALL_CARTPOLE, "algo": {**SMALL_CARTPOLE["algo"], "hyperparams": hyperparams}},
-    )
-    run_dir = tmp_path / "run"
-    result = run_train(envapi, str(config), "--run-dir", str(run_dir))
-    assert result.returncode == 2, result.stdout
-    assert "refused algo.hyperparams" in result.stdout and "size" in result.stdout
-    assert "Traceback" not in result.stdout
-    assert not run_dir.exists()  # the same command works once the config is fixed
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
