@@ -197,11 +197,20 @@ def evaluate_saved(
     run = RunDir(run_dir)
     config = run.load_config([] if device is None else [f"device={device}", "require_gpu=false"])
     directory = _saved_model(run, which, config.checkpoint.keep)
-    model = ALGORITHMS[config.algo.name].load(
-        directory / MODEL_FILE,
-        device=resolve_device(config, chosen=device is not None),
-        print_system_info=False,
-    )
+    _check_of_this_run(run, config, directory)
+    cls = ALGORITHMS[config.algo.name]
+    try:
+        model = cls.load(
+            directory / MODEL_FILE,
+            device=resolve_device(config, chosen=device is not None),
+            print_system_info=False,
+        )
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{directory / MODEL_FILE} does not load as a {cls.__name__} model "
+            f"({type(exc).__name__}: {exc}): is it a model of another run? evaluate a "
+            "model with the run folder that trained it"
+        ) from None
     statistics = directory / VECNORMALIZE_FILE
     return evaluate(
         model,
@@ -237,6 +246,20 @@ def _seeded_sampling(model: BaseAlgorithm, seed: int) -> Iterator[None]:
         finally:
             np.random.set_state(numpy_state)
             space.np_random.bit_generator.state = space_state
+
+
+def _check_of_this_run(run: RunDir, config: TrainConfig, directory: Path) -> None:
+    """Refuse a model folder saved by a run of another env or algorithm (``--model``)."""
+    saved = read_directory(directory, verify=False).info.get("config")
+    if not isinstance(saved, dict):
+        return  # saved by an older netgym, which recorded no config: loading tells
+    trained = (saved.get("algo", {}).get("name"), saved.get("env", {}).get("id"))
+    if trained != (config.algo.name, config.env.id):
+        raise CheckpointError(
+            f"{directory} holds a model trained with {trained[0]} on {trained[1]}, but "
+            f"{run.path} trains {config.algo.name} on {config.env.id}: evaluate a model "
+            "with the run folder that trained it"
+        )
 
 
 def _saved_model(run: RunDir, which: str, keep: int) -> Path:

@@ -367,7 +367,12 @@ class _Run:
         if self.stop:
             return self._stopped(step, path)
         goal = self.config.eval.stop_at_mean_return if self.goal_reached else None
-        info = {"step": step, "goal": goal, "env_revision": env_revision(model.get_env())}
+        info = {
+            "step": step,
+            "goal": goal,
+            "env_revision": env_revision(model.get_env()),
+            "config": fixed_sections(self.config),
+        }
         write_directory(self.run.path, "final", self._write_policy, info)
         why = "goal reached: " if self.goal_reached else ""
         self._say(f"{why}training done at step {step:,}; final model in {self.run.final}")
@@ -451,7 +456,11 @@ class _Run:
         )
         if best:
             self.best_return, self.best_step = result.mean_return, result.step
-            info = {**record, "env_revision": env_revision(model.get_env())}
+            info = {
+                **record,
+                "env_revision": env_revision(model.get_env()),
+                "config": fixed_sections(self.config),
+            }
             write_directory(self.run.path, "best", self._write_policy, info)
         goal = settings.stop_at_mean_return
         if goal is not None and result.mean_return >= goal:

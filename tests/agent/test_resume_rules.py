@@ -105,6 +105,22 @@ def test_evaluate_plays_as_the_runs_evaluations_did(envapi: EnvApi, tmp_path: Pa
         assert json.loads(result.stdout.splitlines()[-1])["deterministic"] is deterministic
 
 
+def test_evaluate_refuses_a_model_of_another_run(envapi: EnvApi, tmp_path: Path) -> None:
+    runs = {}
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        config = {**SMALL_CARTPOLE, "env": {"id": env_id, "num_envs": 2}, "total_timesteps": 64}
+        runs[env_id] = tmp_path / env_id
+        path = write_config(tmp_path / f"{env_id}.yaml", config)
+        assert run_train(envapi, str(path), "--run-dir", str(runs[env_id])).returncode == 0
+    other = runs["Acrobot-v1"] / "final"
+    result = run_evaluate(envapi, runs["CartPole-v1"], "--model", str(other))
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"{other} holds a model trained with ppo on Acrobot-v1, but {runs['CartPole-v1']} "
+        "trains ppo on CartPole-v1: evaluate a model with the run folder that trained it"
+    ) in result.stderr
+
+
 def test_an_eval_num_envs_above_the_servers_limit_is_a_config_error(
     envapi: EnvApi, tmp_path: Path
 ) -> None:
