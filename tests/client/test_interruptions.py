@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -102,6 +104,27 @@ def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
         with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
             RestClient(url, None).call("GET", "/v1/health")
         server.shutdown()
+
+
+def test_a_server_that_drops_the_connection_may_have_stopped_meanwhile() -> None:
+    # What a client sees of an envapi killed while it answers, or of a port that
+    # resets every connection.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def reset_one() -> None:
+            connection, _ = listener.accept()
+            connection.recv(1024)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            connection.close()
+
+        threading.Thread(target=reset_one, daemon=True).start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(
+            ServerUnavailableError,
+            match=r"dropped the connection with no HTTP reply to GET /v1/health: it stopped or "
+            r"restarted meanwhile, or what answers there is not the envapi's REST API",
+        ):
+            RestClient(url, None).call("GET", "/v1/health")
 
 
 def test_another_netgym_service_or_a_url_without_scheme_is_named_as_such(

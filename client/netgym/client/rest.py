@@ -111,9 +111,12 @@ class RestClient:
                     f"the {self.service} at {self.url} did not answer {method} {path} within "
                     f"{timeout:g} s: it is hung, stopped or overloaded"
                 ) from None
-            if isinstance(reason, ConnectionResetError):  # something listens, but no HTTP
-                why = "it dropped the connection with no HTTP reply, or was restarting"
-                raise self._not_the_api(why) from None
+            if isinstance(reason, ConnectionResetError):  # gone meanwhile, or no HTTP there
+                raise ServerUnavailableError(
+                    f"the {self.service} at {self.url} dropped the connection with no HTTP "
+                    f"reply to {method} {path}: it stopped or restarted meanwhile, or what "
+                    f"answers there is not the {self.service}'s REST API ({_WRONG_PORT})"
+                ) from None
             raise ServerUnavailableError(
                 f"cannot reach the {self.service} at {self.url} ({reason}); is it running? "
                 f"{self.start_hint}"
@@ -127,8 +130,11 @@ class RestClient:
     def _not_the_api(self, why: str) -> ServerUnavailableError:
         return ServerUnavailableError(
             f"what answers at {self.url} is not the {self.service}'s REST API ({why}); "
-            "is this its REST port, not the envapi's data port or another service's?"
+            f"{_WRONG_PORT}"
         )
+
+
+_WRONG_PORT = "is this its REST port, not the envapi's data port or another service's?"
 
 
 def _error_from_reply(exc: urllib.error.HTTPError, who: str) -> NetgymError:
