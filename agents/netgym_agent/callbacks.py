@@ -126,6 +126,7 @@ class ProgressLine(BaseCallback):
         self._last_time = 0.0
         self._last_step = 0
         self._left_out = 0.0  # seconds since the last line that were no training
+        self._printed = False
 
     def _on_training_start(self) -> None:
         self._last_time = time.monotonic()
@@ -144,8 +145,15 @@ class ProgressLine(BaseCallback):
             self.print_line(now)
         return True
 
+    def print_last_line(self) -> None:
+        """The line at the end of training, unless the last one printed has its step
+        (it would add only a speed of 0 steps/s)."""
+        if not self._printed or self.num_timesteps != self._last_step:
+            self.print_line()
+
     def print_line(self, now: float | None = None) -> None:
-        """Print the line now (also called once more at the end)."""
+        """Print the line now."""
+        self._printed = True
         now = time.monotonic() if now is None else now
         step = self.num_timesteps
         training_s = now - self._last_time - self._left_out

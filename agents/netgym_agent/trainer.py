@@ -235,7 +235,7 @@ class _Run:
                     raise
                 except Exception as exc:
                     raise self._crashed(exc, model.num_timesteps) from exc
-                self.progress.print_line()  # its numbers come from the model learn() ran
+                self.progress.print_last_line()  # its numbers come from the model learn() ran
             return self._finish(model)
         finally:
             if env is not None:

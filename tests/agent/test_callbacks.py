@@ -79,3 +79,18 @@ def test_evaluations_more_often_than_lines_leave_the_lines_printed() -> None:
     line.leave_out(2.0)
     line._on_step()  # the line is due: its time counts from the last line, not the last eval
     assert "steps/s" in out.getvalue()
+
+
+def test_the_last_line_is_left_out_when_the_line_before_it_has_its_step() -> None:
+    out = io.StringIO()
+    line = ProgressLine(100_000, 5.0, out=out)
+    line.model = SimpleNamespace(ep_info_buffer=[])  # type: ignore[assignment]
+    line._on_training_start()
+    line.print_last_line()  # nothing printed yet: the line, whatever its step
+    line.num_timesteps += 1_000
+    line.print_line()
+    line.print_last_line()  # a stop right after a line: it would say 0 steps/s
+    assert out.getvalue().count("steps/s") == 2
+    line.num_timesteps += 10
+    line.print_last_line()
+    assert out.getvalue().count("steps/s") == 3
