@@ -276,7 +276,8 @@ class _Run:
         """The error for SB3 or PyTorch failing inside ``learn()``. No checkpoint is
         saved: the model may be half way through an update."""
         algo = self.config.algo
-        then = self._then() if self.store.steps() else ""  # else the new run is removed
+        kept = self.options.resume or self.store.steps()  # else the new run is removed
+        then = self._then() if kept else ""
         return TrainingError(
             f"training failed at step {step:,}: stable-baselines3's {algo.name.upper()} "
             f"or PyTorch raised {type(exc).__name__}: {exc} (a value in algo.hyperparams "

@@ -175,13 +175,13 @@ package.path = GAME_DIR .. "/?.lua;" .. package.path
 
 -- A module that is nowhere: say where it belongs, not every folder of Lua's own
 -- search paths (a dozen lines of system folders).
-local find_module = require
+local find_module, find = require, string.find
 function require(name)
   local found, module = pcall(find_module, name)
   if found then return module end
   if type(name) == "string" and type(module) == "string"
-    and string.find(module, "^module '.-' not found:") then
-    error("module '" .. name .. "' not found: put " .. string.gsub(name, "%.", "/")
+    and find(module, "^module '.-' not found:") then
+    error("module '" .. name .. "' not found: put " .. (gsub(name, "%.", "/"))
       .. ".lua in the game folder " .. GAME_DIR .. ", where require() looks first", 2)
   end
   error(module, 0)
