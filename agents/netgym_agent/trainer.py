@@ -186,6 +186,7 @@ class _Run:
         env: VecEnv | None = None
         try:
             env = self._open_env(checkpoint, start)
+            self._check_eval_env()
             model = self.model = self._model(checkpoint, env, device)
             if self.options.resume:
                 self._settle_resume(checkpoint, header)
@@ -320,6 +321,19 @@ class _Run:
         if statistics is not None and not statistics.exists():
             statistics = None
         return normalize_env(env, self.config, statistics=statistics, training=True)
+
+    def _check_eval_env(self) -> None:
+        """Open the evaluations' session once, and close it: what the server refuses
+        of it (an eval.num_envs above its limit) stops the run before training, not
+        at its first evaluation, maybe hours later."""
+        if self.config.eval.every_steps:
+            make_env(
+                self.config,
+                num_envs=self.config.eval.num_envs,
+                url=self.options.url,
+                token=self.options.token,
+                num_envs_key="eval.num_envs",
+            ).close()
 
     def _model(
         self, checkpoint: Checkpoint | None, env: VecEnv, device: torch.device

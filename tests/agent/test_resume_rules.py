@@ -133,8 +133,15 @@ def test_an_eval_num_envs_above_the_servers_limit_is_a_config_error(
     assert result.returncode == 2, result.stdout
     assert "eval.num_envs: num_envs=100 is above 64" in result.stdout
     assert "lower eval.num_envs" in result.stdout
-    assert "--resume --set KEY=VALUE (for the key the error names)" in result.stdout
-    evaluated = run_evaluate(envapi, run_dir, "--model", "latest", "--num-envs", "100")
+    # Found before training, not at the first evaluation: the run saved nothing.
+    assert "checkpoint" not in result.stdout
+    assert not run_dir.exists()
+    fixed = config.read_text().replace("num_envs: 100", "num_envs: 2")
+    config.write_text(fixed.replace("episodes: 100", "episodes: 2"))
+    assert run_train(envapi, str(config), "--run-dir", str(run_dir)).returncode == 0
+    evaluated = run_evaluate(
+        envapi, run_dir, "--model", "latest", "--num-envs", "100", "--episodes", "100"
+    )
     assert evaluated.returncode == 2, evaluated.stderr
     assert "--num-envs: num_envs=100 is above 64" in evaluated.stderr
 
