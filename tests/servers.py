@@ -42,13 +42,15 @@ def free_ports(count: int) -> list[int]:
 
 
 def _unassigned_ports() -> tuple[int, int]:
-    """A range of ports that the kernel does not hand out itself."""
+    """A range of ports that the kernel does not hand out itself (but for a machine
+    whose ephemeral range starts below 2048)."""
     try:
         first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         first_ephemeral = 32768  # Linux's default
-    low = max(1024, first_ephemeral - 10000)
-    return low, max(first_ephemeral, low + 1000)
+    if first_ephemeral < 2048:  # no room below it: ports it may hand out too
+        return 49152, 65536
+    return max(1024, first_ephemeral - 10000), first_ephemeral
 
 
 def free_port() -> int:

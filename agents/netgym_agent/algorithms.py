@@ -137,8 +137,7 @@ def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlg
             verbose=0,
             **model_kwargs(config.algo),
         )
-    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
-        # RuntimeError: PyTorch's, for a layer size below 1 in policy_kwargs' net_arch.
+    except (TypeError, ValueError, AssertionError) as exc:
         raise ConfigError(
             f"algo: stable-baselines3's {cls.__name__} refused algo.hyperparams or "
             f"algo.policy ({config.algo.policy}): {type(exc).__name__}: {exc}"
@@ -253,10 +252,22 @@ def _schedule(value: Any) -> Any:
     raise ValueError(f"expected a number or lin_<number> (e.g. lin_2.5e-4), got {value!r}")
 
 
+def _check_net_arch(net_arch: Any) -> None:
+    """Layer sizes of at least 1 (PyTorch's own error for 0 or -5 names no key)."""
+    layers = net_arch.values() if isinstance(net_arch, dict) else [net_arch]
+    for sizes in layers:
+        if isinstance(sizes, list):
+            for size in sizes:
+                if isinstance(size, int) and not isinstance(size, bool) and size < 1:
+                    raise ValueError(f"net_arch: a layer of {size} units; layers have 1 or more")
+
+
 def _policy_kwargs(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"expected a mapping such as {{net_arch: [64, 64]}}, got {value!r}")
     kwargs = dict(value)
+    if "net_arch" in kwargs:
+        _check_net_arch(kwargs["net_arch"])
     for key, table in (("activation_fn", _ACTIVATIONS), ("optimizer_class", _OPTIMIZERS)):
         if key in kwargs:
             name = kwargs[key]

@@ -211,7 +211,7 @@ class RunDir:
 
     def append_evaluation(self, record: dict[str, Any]) -> None:
         """Add one evaluation to ``evaluations.jsonl``, durably."""
-        with self.evaluations.open("a") as stream:
+        with self.evaluations.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
@@ -221,7 +221,7 @@ class RunDir:
         if not self.evaluations.exists():
             return []
         records = []
-        for line in self.evaluations.read_text(errors="replace").splitlines():
+        for line in self.evaluations.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except ValueError:
@@ -279,7 +279,7 @@ class RunDir:
 
 def _write_atomic(path: Path, text: str) -> None:
     temp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with temp.open("w") as stream:
+    with temp.open("w", encoding="utf-8") as stream:
         stream.write(text)
         stream.flush()
         os.fsync(stream.fileno())

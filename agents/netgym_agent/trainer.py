@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat, con
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 
+import netgym
 from netgym.errors import NetgymError, ReconnectFailedError
 from netgym_agent import algorithms
 from netgym_agent.callbacks import PeriodicTasks, ProgressLine, StopOnRequest
@@ -126,7 +128,7 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         # A bad config, the envapi unreachable or refusing the env, before any
         # checkpoint: the folder holds no run, so that the same command works
         # once the cause is fixed.
-        if not options.resume and not store.steps():
+        if not options.resume and nothing_recorded(run, store):
             _forget_new_run(run, made_folder)
             if made_folder:
                 print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
@@ -134,6 +136,24 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
             print(f"stopped by {exc.stop.name} before the first step", file=out, flush=True)
             return exc.stop.exit_status
         raise
+
+
+def nothing_recorded(run: RunDir, store: CheckpointStore) -> bool:
+    """Whether a run has saved nothing yet: no checkpoint, and no evaluation (nor so a
+    ``best/`` model), which can come before the first checkpoint."""
+    return not store.steps() and not run.evaluations.exists()
+
+
+def _raised_by_netgym(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised in netgym's own code, not in SB3's or PyTorch's."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    where = Path(frames[-1].filename).resolve()
+    return any(where.is_relative_to(folder) for folder in _OUR_CODE)
+
+
+_OUR_CODE = (Path(netgym.__file__).resolve().parent, Path(__file__).resolve().parent)
 
 
 def _forget_new_run(run: RunDir, made_folder: bool) -> None:
@@ -214,30 +234,35 @@ class _Run:
                 ]
             )
             remaining = self.config.total_timesteps - model.num_timesteps
-            if remaining > 0:
-                try:
-                    model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
-                except NetgymError as exc:
-                    if checkpoint is None and model.num_timesteps == 0:
-                        # Nothing learned (the first reset failed, say): nothing to save.
-                        if self.stop:
-                            raise _StoppedBeforeTraining(self.stop) from exc
+            try:
+                if remaining > 0:
+                    try:
+                        model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
+                    except NetgymError as exc:
+                        if checkpoint is None and model.num_timesteps == 0:
+                            # Nothing learned (the first reset failed, say): nothing to save.
+                            if self.stop:
+                                raise _StoppedBeforeTraining(self.stop) from exc
+                            raise
+                        path = self._checkpoint()
+                        if self.stop:  # a stop cut a reconnect short: it is the stop's exit
+                            return self._stopped(model.num_timesteps, path)
+                        self._failed(exc, model.num_timesteps, path)
                         raise
-                    path = self._checkpoint()
-                    if self.stop:  # a stop cut a reconnect short: it is the stop's exit
-                        return self._stopped(model.num_timesteps, path)
-                    self._failed(exc, model.num_timesteps, path)
-                    raise
-                except BrokenPipeError:
-                    raise
-                except OSError:
-                    # The run folder's (a full disk, say): the command prints the error.
-                    self._say(f"training stopped at step {model.num_timesteps:,}{self._then()}")
-                    raise
-                except Exception as exc:
-                    raise self._crashed(exc, model.num_timesteps) from exc
-                self.progress.print_last_line()  # its numbers come from the model learn() ran
-            return self._finish(model)
+                    except OSError:
+                        raise
+                    except Exception as exc:
+                        if _raised_by_netgym(exc):
+                            raise  # a bug of ours: its traceback is what helps
+                        raise self._crashed(exc, model.num_timesteps) from exc
+                    self.progress.print_last_line()  # its numbers come from the model learn() ran
+                return self._finish(model)
+            except BrokenPipeError:
+                raise
+            except OSError:
+                # The run folder's (a full disk, say): the command prints the error.
+                self._say(f"training stopped at step {model.num_timesteps:,}{self._then()}")
+                raise
         finally:
             if env is not None:
                 env.close()
@@ -277,8 +302,8 @@ class _Run:
         """The error for SB3 or PyTorch failing inside ``learn()``. No checkpoint is
         saved: the model may be half way through an update."""
         algo = self.config.algo
-        kept = self.options.resume or self.store.steps()  # else the new run is removed
-        then = self._then() if kept else ""
+        removed = not self.options.resume and nothing_recorded(self.run, self.store)
+        then = "" if removed else self._then()
         return TrainingError(
             f"training failed at step {step:,}: stable-baselines3's {algo.name.upper()} "
             f"or PyTorch raised {type(exc).__name__}: {exc} (a value in algo.hyperparams "
@@ -326,12 +351,14 @@ class _Run:
         """Open the evaluations' session once, and close it: what the server refuses
         of it (an eval.num_envs above its limit) stops the run before training, not
         at its first evaluation, maybe hours later."""
-        if self.config.eval.every_steps:
+        settings = self.config.eval
+        if settings.every_steps:
             make_env(
                 self.config,
-                num_envs=self.config.eval.num_envs,
+                num_envs=min(settings.num_envs, settings.episodes),  # as evaluations open
                 url=self.options.url,
                 token=self.options.token,
+                stopping=lambda: bool(self.stop),
                 num_envs_key="eval.num_envs",
             ).close()
 

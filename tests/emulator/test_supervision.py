@@ -365,30 +365,51 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
 
 
 @pytest.mark.parametrize(
-    ("script", "error"),
+    ("script", "modules", "error"),
     [
         (
             'local helper = require("helpr")\n' + PLAIN_SCRIPT,
+            {},
             r"game.lua:1: module 'helpr' not found: put helpr.lua in the game folder "
             r"\S+/games/loading, where require\(\) looks first",
         ),
+        (  # a module of the game's that requires one that is missing: that one is named
+            'local outer = require("outer")\n' + PLAIN_SCRIPT,
+            {"outer.lua": 'return require("helpr")\n'},
+            r"module 'helpr' not found: put helpr.lua in the game folder",
+        ),
         (
             PLAIN_SCRIPT.replace("game.step", "game.Step"),
+            {},
             r'must return a table with a step\(\) function: its table has "Step" '
             r"\(names are case-sensitive\)",
         ),
         (
+            PLAIN_SCRIPT.replace("function game.step() return 0, false, {} end", "game.step = 0"),
+            {},
+            r"must return a table with a step\(\) function: its step is a number, not a function",
+        ),
+        (
             PLAIN_SCRIPT.replace("return game\n", ""),
-            r"must return a table with a step\(\) function: it returned nil "
+            {},
+            r"must return a table with a step\(\) function: it returned nothing "
             r"\(end the script with `return game`\)",
         ),
     ],
-    ids=["missing-module", "misnamed-step", "returns-nothing"],
+    ids=[
+        "missing-module",
+        "missing-in-a-module",
+        "misnamed-step",
+        "step-no-function",
+        "returns-nothing",
+    ],
 )
 def test_a_script_that_does_not_load_says_what_to_fix(
-    tmp_path: Path, script: str, error: str
+    tmp_path: Path, script: str, modules: dict[str, str], error: str
 ) -> None:
     games = one_game(tmp_path, "Loading", script)
+    for name, text in modules.items():
+        (games / "loading" / name).write_text(text)
     with (
         run_emulator(tmp_path, games) as (url, _),
         EmulatorEnv("Loading", url) as env,
@@ -396,6 +417,7 @@ def test_a_script_that_does_not_load_says_what_to_fix(
     ):
         env.reset(seed=0)
     assert "/usr/" not in str(caught.value)  # none of Lua's own search paths
+    assert "module 'outer'" not in str(caught.value)
 
 
 class _SlowToDie:

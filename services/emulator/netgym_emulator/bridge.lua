@@ -175,14 +175,16 @@ package.path = GAME_DIR .. "/?.lua;" .. package.path
 
 -- A module that is nowhere: say where it belongs, not every folder of Lua's own
 -- search paths (a dozen lines of system folders).
-local find_module, find = require, string.find
+local find_module, find, sub, game_dir = require, string.find, string.sub, GAME_DIR
 function require(name)
   local found, module = pcall(find_module, name)
   if found then return module end
-  if type(name) == "string" and type(module) == "string"
-    and find(module, "^module '.-' not found:") then
-    error("module '" .. name .. "' not found: put " .. (gsub(name, "%.", "/"))
-      .. ".lua in the game folder " .. GAME_DIR .. ", where require() looks first", 2)
+  -- Lua's own message for this very name (not one from a module it loads).
+  local missing = type(name) == "string" and "module '" .. name .. "' not found:"
+  if missing and type(module) == "string" and sub(module, 1, #missing) == missing
+    and find(module, "no field package.preload", 1, true) then
+    error(missing .. " put " .. (gsub(name, "%.", "/")) .. ".lua in the game folder "
+      .. game_dir .. ", where require() looks first", 2)
   end
   error(module, 0)
 end
@@ -352,15 +354,23 @@ if not ok then
   return
 end
 if type(game) ~= "table" or type(game.step) ~= "function" then
-  local returned = "it returned " .. tostring(game) .. " (end the script with `return game`)"
-  if type(game) == "table" then
-    local names = {}
+  local returned = "it returned " .. (game == nil and "nothing" or "a " .. type(game))
+    .. " (end the script with `return game`)"
+  if type(game) == "table" and rawget(game, "step") ~= nil then
+    returned = "its step is a " .. type(rawget(game, "step")) .. ", not a function"
+  elseif type(game) == "table" then
+    -- Its keys as they are, never through a __tostring of the script's.
+    local names, count = {}, 0
     for key in pairs(game) do
-      if #names < 10 then table.insert(names, string.format("%q", tostring(key))) end
+      count = count + 1
+      table.insert(names, type(key) == "string" and string.format("%q", key) or "a " .. type(key))
     end
     table.sort(names)
-    returned = #names == 0 and "it returned an empty table"
-      or "its table has " .. table.concat(names, ", ") .. " (names are case-sensitive)"
+    local shown = {}
+    for i = 1, math.min(#names, 20) do shown[i] = names[i] end
+    returned = count == 0 and "it returned an empty table"
+      or "its table has " .. table.concat(shown, ", ") .. (count > 20 and ", ..." or "")
+        .. " (names are case-sensitive)"
   end
   report("error " .. script_path .. " must return a table with a step() function: "
     .. returned)

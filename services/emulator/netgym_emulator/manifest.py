@@ -137,13 +137,12 @@ def _natural(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _is_int_text(text: str) -> bool:
-    """Whether ``text`` reads as an integer (``"0x13"``, ``"19"``): a number put in quotes."""
+def _is_address_text(text: str) -> bool:
+    """Whether ``text`` reads as a RAM address (``"0x13"``, ``"19"``): one put in quotes."""
     try:
-        int(text, 0)
+        return 0 <= int(text, 0) <= 0x7FF
     except ValueError:
         return False
-    return True
 
 
 def _combo_label(index: int, combo: dict[str, Any]) -> str:
@@ -363,7 +362,7 @@ def _check_observation(
                 f"[observation] ram {key} = {as_toml(address, hex_ints=True)} is no address "
                 "in the NES's 2 KiB of RAM",
                 f"write the address as a number, without quotes: {key} = {address}"
-                if isinstance(address, str) and _is_int_text(address)
+                if isinstance(address, str) and _is_address_text(address)
                 else "give an address 0x000-0x7FF, e.g. player_x = 0x86",
                 line_of(text, key, "observation.ram")
                 or line_of(text, "ram", "observation")
