@@ -76,19 +76,26 @@ class RunDir:
     def claim_default(config_file: Path | None, root: Path = Path("runs")) -> Path:
         """Make and return ``runs/<config name>-<date>-<time>``, under the current
         directory; ``-2``, ``-3``... when runs of that config start in the same second
-        (each process gets its own, however many start at once)."""
+        (each process gets its own, however many start at once).
+
+        Raises:
+            RunDirError: it cannot be made (``runs/`` is read-only, say).
+        """
         stem = config_file.stem if config_file else "run"
         path = root / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        root.mkdir(parents=True, exist_ok=True)
         taken = 1
-        while True:
-            free = path.with_name(f"{path.name}-{taken}" if taken > 1 else path.name)
-            try:
-                free.mkdir()
-            except FileExistsError:
-                taken += 1
-                continue
-            return free
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            while True:
+                free = path.with_name(f"{path.name}-{taken}" if taken > 1 else path.name)
+                try:
+                    free.mkdir()
+                except FileExistsError:
+                    taken += 1
+                    continue
+                return free
+        except OSError as exc:  # as for a --run-dir that cannot be written
+            raise RunDir(path)._cannot_write(exc) from None
 
     @staticmethod
     def newest_of(config_file: Path, root: Path = Path("runs")) -> RunDir | None:

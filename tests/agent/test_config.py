@@ -287,6 +287,14 @@ def test_runs_of_one_config_started_at_once_get_their_own_folders(tmp_path: Path
     assert newest is not None and newest.path in claims
 
 
+def test_a_default_run_folder_that_cannot_be_made_is_a_run_folder_error(tmp_path: Path) -> None:
+    # As for a --run-dir that cannot be written: the same error and exit status.
+    blocked = tmp_path / "runs"
+    blocked.write_text("a file where runs/ would be")
+    with pytest.raises(RunDirError, match=r"cannot write the run folder .*runs/small-\d{8}"):
+        RunDir.claim_default(Path("small.yaml"), root=blocked)
+
+
 def test_a_folder_with_no_run_says_what_to_give(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match=r"holds no run \(no config.yaml\): give a run folder"):
         RunDir(tmp_path).load_config([])
