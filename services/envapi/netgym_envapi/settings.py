@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     workers_per_session: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,
-        description="at most this many worker processes step one session's envs",
+        description="a session's envs step in at most this many slices: the session "
+        "process steps one, a worker process each of the others",
     )
     idle_timeout_s: float = Field(300.0, gt=0, description="end a session silent this long")
     attach_timeout_s: float = Field(30.0, gt=0, description="end a session not attached by then")
