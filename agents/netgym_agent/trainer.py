@@ -236,25 +236,9 @@ class _Run:
             remaining = self.config.total_timesteps - model.num_timesteps
             try:
                 if remaining > 0:
-                    try:
-                        model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
-                    except NetgymError as exc:
-                        if checkpoint is None and model.num_timesteps == 0:
-                            # Nothing learned (the first reset failed, say): nothing to save.
-                            if self.stop:
-                                raise _StoppedBeforeTraining(self.stop) from exc
-                            raise
-                        path = self._checkpoint()
-                        if self.stop:  # a stop cut a reconnect short: it is the stop's exit
-                            return self._stopped(model.num_timesteps, path)
-                        self._failed(exc, model.num_timesteps, path)
-                        raise
-                    except OSError:
-                        raise
-                    except Exception as exc:
-                        if _raised_by_netgym(exc):
-                            raise  # a bug of ours: its traceback is what helps
-                        raise self._crashed(exc, model.num_timesteps) from exc
+                    stopped = self._learn(model, remaining, callbacks, checkpoint)
+                    if stopped is not None:
+                        return stopped
                     self.progress.print_last_line()  # its numbers come from the model learn() ran
                 return self._finish(model)
             except BrokenPipeError:
@@ -266,6 +250,36 @@ class _Run:
         finally:
             if env is not None:
                 env.close()
+
+    def _learn(
+        self,
+        model: BaseAlgorithm,
+        steps: int,
+        callbacks: CallbackList,
+        checkpoint: Checkpoint | None,
+    ) -> int | None:
+        """``model.learn()`` and what its failures become: the exit status when a stop
+        cut a reconnect short, else None."""
+        try:
+            model.learn(steps, callback=callbacks, reset_num_timesteps=False)
+        except NetgymError as exc:
+            if checkpoint is None and model.num_timesteps == 0:
+                # Nothing learned (the first reset failed, say): nothing to save.
+                if self.stop:
+                    raise _StoppedBeforeTraining(self.stop) from exc
+                raise
+            path = self._checkpoint()
+            if self.stop:  # a stop cut a reconnect short: it is the stop's exit
+                return self._stopped(model.num_timesteps, path)
+            self._failed(exc, model.num_timesteps, path)
+            raise
+        except OSError:
+            raise  # the run folder's: go() says how to go on
+        except Exception as exc:
+            if _raised_by_netgym(exc):
+                raise  # a bug of ours: its traceback is what helps
+            raise self._crashed(exc, model.num_timesteps) from exc
+        return None
 
     def _failed(self, exc: NetgymError, step: int, path: Path) -> None:
         """Say where training stopped for ``exc`` and how to go on (the error itself

@@ -279,7 +279,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
             r"training failed at step 64: stable-baselines3's PPO or PyTorch raised "
             r"UnboundLocalError: .*such as n_epochs: 0\?",
         ),
-        (  # PyTorch would find out as the policy is made, and name no key
+        (  # checked with the config: PyTorch would find out later, and name no key
             {"policy_kwargs": {"net_arch": [-5]}},
             2,
             r"algo.hyperparams.policy_kwargs: net_arch: a layer of -5 units; layers have 1 or more",
@@ -290,9 +290,9 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
             r"algo: stable-baselines3's PPO refused algo.hyperparams .*size",
         ),
     ],
-    ids=["at-the-first-update", "as-the-model-is-made", "a-keyword-sb3-does-not-take"],
+    ids=["at-the-first-update", "a-layer-of-no-units", "a-keyword-sb3-does-not-take"],
 )
-def test_hyperparameters_that_sb3_refuses_late_are_one_error_and_leave_no_folder(
+def test_hyperparameters_that_sb3_refuses_are_one_error_and_leave_no_folder(
     envapi: EnvApi, tmp_path: Path, hyperparams: dict[str, Any], status: int, error: str
 ) -> None:
     algo = SMALL_CARTPOLE["algo"]
