@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from netgym.errors import ReconnectFailedError
 from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
-from netgym_agent.checkpoints import CheckpointStore, read_directory
+from netgym_agent.checkpoints import Checkpoint, CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
 from netgym_agent.device import resolve_device
 from netgym_agent.envs import (
@@ -196,8 +196,9 @@ def evaluate_saved(
     """
     run = RunDir(run_dir)
     config = run.load_config([] if device is None else [f"device={device}", "require_gpu=false"])
-    directory = _saved_model(run, which, config.checkpoint.keep)
-    _check_of_this_run(run, config, directory)
+    saved = _saved_model(run, which, config.checkpoint.keep)
+    _check_of_this_run(run, config, saved)
+    directory = saved.path
     cls = ALGORITHMS[config.algo.name]
     try:
         model = cls.load(
@@ -222,7 +223,7 @@ def evaluate_saved(
         deterministic=config.eval.deterministic if deterministic is None else deterministic,
         statistics=statistics if statistics.exists() else None,
         num_envs_key="eval.num_envs" if num_envs is None else "--num-envs",
-        revision=read_directory(directory, verify=False).info.get("env_revision"),
+        revision=saved.info.get("env_revision"),
     )
 
 
@@ -248,31 +249,31 @@ def _seeded_sampling(model: BaseAlgorithm, seed: int) -> Iterator[None]:
             space.np_random.bit_generator.state = space_state
 
 
-def _check_of_this_run(run: RunDir, config: TrainConfig, directory: Path) -> None:
+def _check_of_this_run(run: RunDir, config: TrainConfig, checkpoint: Checkpoint) -> None:
     """Refuse a model folder saved by a run of another env or algorithm (``--model``)."""
-    saved = read_directory(directory, verify=False).info.get("config")
+    saved = checkpoint.info.get("config")
     if not isinstance(saved, dict):
         return  # saved by an older netgym, which recorded no config: loading tells
     trained = (saved.get("algo", {}).get("name"), saved.get("env", {}).get("id"))
     if trained != (config.algo.name, config.env.id):
         raise CheckpointError(
-            f"{directory} holds a model trained with {trained[0]} on {trained[1]}, but "
+            f"{checkpoint.path} holds a model trained with {trained[0]} on {trained[1]}, but "
             f"{run.path} trains {config.algo.name} on {config.env.id}: evaluate a model "
             "with the run folder that trained it"
         )
 
 
-def _saved_model(run: RunDir, which: str, keep: int) -> Path:
+def _saved_model(run: RunDir, which: str, keep: int) -> Checkpoint:
+    """The model ``which`` names, its files checked."""
     if which == "latest":
         latest = CheckpointStore(run.checkpoints, keep).latest()
         if latest is None:
             raise CheckpointError(f"{run.checkpoints} holds no complete checkpoint")
-        return latest.path
+        return latest
     directory = {"best": run.best, "final": run.final}.get(which, Path(which))
     if not directory.is_dir():
         raise CheckpointError(
             f"no model at {directory}: best appears after the first evaluation, final when "
             "training is done; or pass latest or a checkpoint folder"
         )
-    read_directory(directory)
-    return directory
+    return read_directory(directory)

@@ -360,17 +360,14 @@ if type(game) ~= "table" or type(game.step) ~= "function" then
     returned = "its step is a " .. type(rawget(game, "step")) .. ", not a function"
   elseif type(game) == "table" then
     -- Its keys as they are, never through a __tostring of the script's.
-    local names, count = {}, 0
+    local names = {}
     for key in pairs(game) do
-      count = count + 1
       table.insert(names, type(key) == "string" and string.format("%q", key) or "a " .. type(key))
     end
     table.sort(names)
-    local shown = {}
-    for i = 1, math.min(#names, 20) do shown[i] = names[i] end
-    returned = count == 0 and "it returned an empty table"
-      or "its table has " .. table.concat(shown, ", ") .. (count > 20 and ", ..." or "")
-        .. " (names are case-sensitive)"
+    returned = #names == 0 and "it returned an empty table"
+      or "its table has " .. table.concat(names, ", ", 1, math.min(#names, 20))
+        .. (#names > 20 and ", ..." or "") .. " (names are case-sensitive)"
   end
   report("error " .. script_path .. " must return a table with a step() function: "
     .. returned)
