@@ -12,6 +12,7 @@ server. ``netgym.sb3`` adapts a remote vector env to stable-baselines3.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from netgym.client.env import RemoteEnv
@@ -35,7 +36,8 @@ def list_envs(url: str | None = None, token: str | None = None) -> list[str]:
 
     ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
     """
-    reply = RestClient(*server_address(url, token), 60.0).call("GET", "/v1/envs")
+    client = RestClient(*server_address(url, token), 60.0)
+    reply = client.call("GET", "/v1/envs", expect=("envs",))
     return [entry["env_id"] for entry in reply["envs"]]
 
 
@@ -48,7 +50,9 @@ def describe_env(
     ``url`` and ``token`` default to ``$NETGYM_URL`` and ``$NETGYM_TOKEN``, as for ``make``.
     """
     reply: dict[str, Any] = RestClient(*server_address(url, token), timeout_s).call(
-        "GET", f"/v1/envs/{env_id}"
+        "GET",
+        f"/v1/envs/{urllib.parse.quote(env_id, safe='/')}",  # an id may hold "?", "#", " "
+        expect=("env_id", "observation_space", "action_space"),
     )
     return reply
 

@@ -7,7 +7,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -23,11 +23,13 @@ from netgym.errors import (
     InvalidRequestError,
     ServerUnavailableError,
     SessionStateError,
+    UnknownEnvError,
     UnsupportedSpaceError,
     WorkerTimeoutError,
 )
 from netgym.protocol import MessageType
 from netgym.protocol.frames import send_frame
+from netgym.sb3 import is_retryable
 from tests.servers import EnvApi
 
 
@@ -104,6 +106,88 @@ def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
         with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
             RestClient(url, None).call("GET", "/v1/health")
         server.shutdown()
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers every request with the server's ``status`` and ``body``."""
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def answering_server() -> Iterator[Callable[[int, bytes], str]]:
+    """A server that answers every request alike; call it with the status and body."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Answers) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        def answering(status: int, body: bytes) -> str:
+            server.answer = (status, body)  # type: ignore[attr-defined]
+            return f"http://127.0.0.1:{server.server_address[1]}"
+
+        yield answering
+        server.shutdown()
+
+
+def test_a_proxy_with_nothing_behind_it_is_a_service_down_which_reconnects_retry(
+    answering_server: Callable[[int, bytes], str],
+) -> None:
+    url = answering_server(502, b"<html><h1>502 Bad Gateway</h1></html>")
+    with pytest.raises(ServerUnavailableError) as caught:
+        netgym.make("CartPole-v1", url=url)
+    assert caught.value.message.startswith(
+        f"{url} answered HTTP 502 Bad Gateway, not the envapi: is the envapi behind it down "
+        "or restarting?"
+    )
+    assert is_retryable(caught.value)
+
+
+def test_an_http_error_of_another_server_is_named_as_such(
+    answering_server: Callable[[int, bytes], str],
+) -> None:
+    url = answering_server(501, b"Unsupported method")
+    with pytest.raises(
+        ServerUnavailableError,
+        match=r"is not the envapi's REST API \(it answered HTTP 501 Not Implemented\)",
+    ):
+        netgym.make("CartPole-v1", url=url)
+
+
+@pytest.mark.parametrize(
+    ("call", "missing"),
+    [
+        (lambda url: netgym.make("CartPole-v1", url=url), "'session_id', 'data_port'"),
+        (lambda url: netgym.list_envs(url=url), "'envs'"),
+        (lambda url: netgym.describe_env("CartPole-v1", url=url), "'env_id'"),
+    ],
+    ids=["make", "list_envs", "describe_env"],
+)
+def test_json_that_is_not_the_envapis_answer_is_named_as_such(
+    answering_server: Callable[[int, bytes], str], call: Callable[[str], Any], missing: str
+) -> None:
+    url = answering_server(200, b'{"ok": true}')
+    with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API") as caught:
+        call(url)
+    assert f"has no {missing}" in caught.value.message
+
+
+def test_describe_env_takes_an_id_as_it_is(tmp_envapi: EnvApi) -> None:
+    # Not part of the URL's query or fragment: an unknown id, not CartPole-v1's description.
+    for env_id in ("CartPole-v1?x=1", "CartPole-v1#", "Cart Pole"):
+        with pytest.raises(UnknownEnvError):
+            netgym.describe_env(env_id, url=tmp_envapi.url, token=tmp_envapi.token)
+    described = netgym.describe_env("ALE/Pong-v5", url=tmp_envapi.url, token=tmp_envapi.token)
+    assert described["env_id"] == "ALE/Pong-v5"
 
 
 def test_a_server_that_drops_the_connection_may_have_stopped_meanwhile() -> None:

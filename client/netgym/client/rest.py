@@ -66,10 +66,13 @@ class RestClient:
         body: dict[str, Any] | None = None,
         *,
         timeout_s: float | None = None,
+        expect: tuple[str, ...] = (),
     ) -> Any:
         """Send one request; return the decoded JSON reply.
 
-        ``timeout_s`` replaces the client's own timeout for this request.
+        ``timeout_s`` replaces the client's own timeout for this request. A
+        reply that is not an object with every key of ``expect`` is not the
+        service's (another server answers there).
 
         Raises:
             ServerUnavailableError: when the service cannot be reached or does not answer.
@@ -97,10 +100,12 @@ class RestClient:
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as reply:
-                return json.loads(reply.read() or b"null")
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                reply = json.loads(answer.read() or b"null")
         except urllib.error.HTTPError as exc:
-            error = _error_from_reply(exc, f"the {self.service} at {self.url}")
+            error = _error_from_reply(exc)
+            if error is None:
+                raise self._not_netgym_error(exc) from None
             if error.code in ("not_found", "method_not_allowed"):  # a netgym service, not this
                 raise self._not_the_api(f"it has no {method} {path}") from None
             raise error from None
@@ -126,6 +131,22 @@ class RestClient:
             if not text.isprintable():  # bytes of a binary protocol, as the data port sends
                 raise self._not_the_api("it answered in binary, not HTTP") from None
             raise self._not_the_api(f"{type(exc).__name__}: {text}") from None
+        missing = [key for key in expect if not isinstance(reply, dict) or key not in reply]
+        if missing:
+            raise self._not_the_api(
+                f"its answer to {method} {path} has no {', '.join(map(repr, missing))}"
+            )
+        return reply
+
+    def _not_netgym_error(self, exc: urllib.error.HTTPError) -> ServerUnavailableError:
+        """An HTTP error with no netgym error body: a proxy's, or another server's."""
+        status = f"HTTP {exc.code} {exc.reason}"
+        if exc.code in (502, 503, 504):  # a proxy, or a gateway, with nothing behind it
+            return ServerUnavailableError(
+                f"{self.url} answered {status}, not the {self.service}: is the "
+                f"{self.service} behind it down or restarting? {self.start_hint}"
+            )
+        return self._not_the_api(f"it answered {status}")
 
     def _not_the_api(self, why: str) -> ServerUnavailableError:
         return ServerUnavailableError(
@@ -137,11 +158,12 @@ class RestClient:
 _WRONG_PORT = "is this its REST port, not the envapi's data port or another service's?"
 
 
-def _error_from_reply(exc: urllib.error.HTTPError, who: str) -> NetgymError:
+def _error_from_reply(exc: urllib.error.HTTPError) -> NetgymError | None:
+    """The netgym error an HTTP error's body holds; None when it holds none."""
     try:
         payload = json.loads(exc.read())
         if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
             return error_from_dict(payload["error"])
     except (ValueError, OSError):
         pass
-    return NetgymError(f"{who} answered HTTP {exc.code} {exc.reason}")
+    return None

@@ -129,6 +129,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 "autoreset_mode": _WIRE_MODES[mode],
             },
             timeout_s=open_timeout_s,
+            expect=("session_id", "data_port", "observation_space", "action_space"),
         )
         self.session_id: str = reply["session_id"]
         host = urllib.parse.urlsplit(self.url).hostname or "127.0.0.1"
@@ -381,6 +382,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                     "GET",
                     f"/v1/sessions/{self.session_id}",
                     timeout_s=3.0 if timed_out else max(deadline - time.monotonic(), 0.5),
+                    expect=("state",),
                 )
             except SessionNotFoundError:
                 self._session_ended = True
