@@ -22,6 +22,7 @@ from netgym.errors import (
     InvalidActionError,
     InvalidRequestError,
     ServerUnavailableError,
+    SessionEndedError,
     SessionStateError,
     UnknownEnvError,
     UnsupportedSpaceError,
@@ -50,7 +51,11 @@ def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
     with pytest.raises(KeyboardInterrupt):
         envs.step(np.ones(2, np.int64))
     # The reply to that step is unread: no later call may take it for its own.
-    with pytest.raises(ConnectionLostError, match="make a new env"):
+    with pytest.raises(
+        ConnectionLostError,
+        match=r"cannot call step\(\): an earlier call was cut short by KeyboardInterrupt, and "
+        r"this env's connection went with it .*; make a new env",
+    ):
         envs.step(np.ones(2, np.int64))
     envs.close()
     assert envs.session_id not in live_sessions(tmp_envapi)
@@ -63,10 +68,40 @@ def test_a_reply_of_the_wrong_type_is_a_lost_connection(tmp_envapi: EnvApi) -> N
     send_frame(envs._connection.sock, MessageType.PING, [b""])
     with pytest.raises(ConnectionLostError, match="out of step: expected STEP_RESULT, got PONG"):
         envs.step(np.ones(2, np.int64))
-    with pytest.raises(ConnectionLostError, match="make a new env"):
+    with pytest.raises(
+        ConnectionLostError,
+        match=r"cannot call step\(\): this env's session has ended \(.*out of step.*; make a new",
+    ):
         envs.step(np.ones(2, np.int64))
     envs.close()
     assert envs.session_id not in live_sessions(tmp_envapi)
+
+
+def test_calls_after_the_session_ended_raise_its_end_again(tmp_envapi: EnvApi) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
+    envs.reset(seed=0)
+    RestClient(tmp_envapi.url, tmp_envapi.token).call("DELETE", f"/v1/sessions/{envs.session_id}")
+    with pytest.raises(SessionEndedError) as first:
+        envs.step(np.ones(2, np.int64))
+    # Code that catches the session's end catches it on every later call too.
+    with pytest.raises(SessionEndedError) as again:
+        envs.reset()
+    assert again.value.message == (
+        f"cannot call reset(): this env's session has ended ({first.value.message}); make a "
+        "new env (netgym.sb3.ReconnectingVecEnv does that itself)"
+    )
+    envs.close()
+
+
+def test_a_call_while_another_thread_closes_the_env_says_so(tmp_envapi: EnvApi) -> None:
+    envs = netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
+    envs.close()
+    # As close() from another thread holds the env while it ends the session.
+    with (
+        envs._in_call,
+        pytest.raises(SessionStateError, match="this env was closed by another thread"),
+    ):
+        envs.reset()
 
 
 def test_a_session_whose_spaces_the_client_cannot_read_is_closed(

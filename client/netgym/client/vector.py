@@ -25,6 +25,7 @@ from netgym.errors import (
     ConnectionLostError,
     InvalidRequestError,
     NetgymError,
+    PeerError,
     SessionEndedError,
     SessionNotFoundError,
     SessionStateError,
@@ -159,6 +160,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._in_call = threading.Lock()  # one thread in a call at a time
         self._caller = 0  # the thread that took _in_call last
         self._session_ended = False  # known to have ended on the server
+        self._dropped_by: BaseException | None = None  # why the state is DROPPED
         self._server_silent = False  # it did not answer when asked why the connection broke
         self._closed = False
 
@@ -303,6 +305,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 env is not in the state ``call`` needs.
         """
         if not self._in_call.acquire(blocking=False):
+            if self._closed:  # close() from another thread holds it while it closes
+                raise SessionStateError(
+                    f"cannot call {call}(): this env was closed by another thread; make a new one"
+                )
             raise SessionStateError(
                 f"cannot call {call}(): another thread is in a call on this env; an env "
                 "serves one thread at a time (make one env per thread)"
@@ -318,16 +324,35 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         if self._state == _State.CLOSED:
             raise SessionStateError(f"cannot call {call}(): this env is closed; make a new one")
         if self._state == _State.DROPPED:
-            raise ConnectionLostError(
-                f"cannot call {call}(): an earlier call failed or was interrupted, and this "
-                "env's connection went with it; make a new env "
-                "(netgym.sb3.ReconnectingVecEnv does that itself)"
-            )
+            raise self._dropped_error(call)
         if self._state != wanted:
             raise SessionStateError(
                 f"cannot call {call}() while the env is {self._state.value}"
                 + (": call step_wait() first" if self._state == _State.WAITING_STEP else "")
             )
+
+    def _dropped_error(self, call: str) -> NetgymError:
+        """Why no call can be made any more: what dropped the connection, again."""
+        cause = self._dropped_by
+        advice = "make a new env (netgym.sb3.ReconnectingVecEnv does that itself)"
+        if isinstance(cause, NetgymError):  # raised as the same class again
+            what = "session has ended" if self._session_ended else "connection broke"
+            message = f"cannot call {call}(): this env's {what} ({cause.message}); {advice}"
+            if isinstance(cause, PeerError):
+                return PeerError(cause.code, message, details=cause.details)
+            return type(cause)(message, details=cause.details)
+        what = type(cause).__name__ if cause is not None else "an error"
+        return ConnectionLostError(
+            f"cannot call {call}(): an earlier call was cut short by {what}, and this env's "
+            "connection went with it (part of a request may have gone, or a reply be left "
+            f"unread); {advice}"
+        )
+
+    def _drop(self, cause: BaseException) -> None:
+        """The connection is gone for good, because of ``cause``."""
+        self._state = _State.DROPPED
+        self._dropped_by = cause
+        self._connection.abort()
 
     def _call(self, function: Any, *args: Any) -> Any:
         try:
@@ -347,26 +372,24 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 raise  # no need to ask the server why: _call says
             # A reply may still be on its way (after our own timeout): the stream is
             # out of step for good. close() then DELETEs the session, unless it ended.
-            self._state = _State.DROPPED
-            self._connection.abort()
-            raise self._explain(exc) from None
-        except SessionEndedError:  # worker_crashed and worker_timeout too
-            self._state = _State.DROPPED
+            self._drop(exc)
+            explained = self._explain(exc)
+            self._dropped_by = explained
+            raise explained from None
+        except SessionEndedError as exc:  # worker_crashed and worker_timeout too
             self._session_ended = True
-            self._connection.abort()
+            self._drop(exc)
             raise
         except NetgymError as exc:  # an answer, read whole: the stream is in step
             if type(exc) is NetgymError and exc.code == "internal":
                 # The session failed inside the service, which ended it.
-                self._state = _State.DROPPED
                 self._session_ended = True
-                self._connection.abort()
+                self._drop(exc)
             raise
-        except BaseException:
+        except BaseException as exc:
             # Ctrl-C (or a bug) in the middle of a request: part of a frame may be
             # sent or left unread, so no later reply could be trusted.
-            self._state = _State.DROPPED
-            self._connection.abort()
+            self._drop(exc)
             raise
 
     def _explain(self, exc: ConnectionLostError) -> NetgymError:
