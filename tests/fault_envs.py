@@ -119,6 +119,16 @@ class RaiseOnResetEnv(_FaultEnv):
         raise RuntimeError("this env never starts, on purpose")
 
 
+class EchoOptionsEnv(_FaultEnv):
+    """Its reset info says what options it got: -1 for None, else how many keys."""
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        obs, _ = super().reset(seed=seed)
+        return obs, {"options": -1 if options is None else len(options)}
+
+
 class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
     """Three buttons (MultiBinary); the reward counts the pressed ones; 3 steps an episode."""
 
@@ -210,6 +220,7 @@ for _name, _cls in [
     ("BadObs", BadObsEnv),
     ("BadReward", BadRewardEnv),
     ("RaiseOnReset", RaiseOnResetEnv),
+    ("EchoOptions", EchoOptionsEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),

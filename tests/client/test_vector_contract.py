@@ -158,6 +158,40 @@ def test_refused_step_with_autoreset_disabled_moves_no_env(remote_kwargs: dict) 
 
 
 @pytest.mark.parametrize(
+    "options",
+    [None, {}, {"level": 2}, {"reset_mask": [True, False]}, {"reset_mask": [True, True], "x": 1}],
+    ids=["none", "empty", "one-key", "mask-only", "mask-and-key"],
+)
+def test_reset_passes_options_to_the_envs_as_gymnasium_does(
+    options: dict[str, Any] | None, remote_kwargs: dict
+) -> None:
+    import tests.fault_envs  # noqa: F401  (registers the env for the local side)
+
+    mode = AutoresetMode.DISABLED
+    env_id = "netgym-test/EchoOptions-v0"
+    local = SyncVectorEnv([partial(gym.make, env_id) for _ in range(2)], autoreset_mode=mode)
+    remote = netgym.make_vec(env_id, 2, autoreset_mode=mode, **remote_kwargs)
+    try:
+        for envs in (local, remote):
+            envs.reset(seed=0)
+        given = (
+            None
+            if options is None
+            else {
+                key: np.array(value) if key == "reset_mask" else value
+                for key, value in options.items()
+            }
+        )
+        _, expected = local.reset(options=None if given is None else dict(given))
+        _, got = remote.reset(options=given)
+        np.testing.assert_array_equal(got["options"], expected["options"])
+        np.testing.assert_array_equal(got["_options"], expected["_options"])
+    finally:
+        local.close()
+        remote.close()
+
+
+@pytest.mark.parametrize(
     ("mask", "refusal"),
     [(np.zeros(2, dtype=np.bool_), "selects no env"), ([[True], [True, False]], "inhomogeneous")],
     ids=["none-selected", "ragged"],

@@ -606,7 +606,7 @@ class Session:
                 )
         assert self.pool is not None
         with self._step_deadline():
-            infos = self.pool.reset(seeds, options or None, mask, self.config.step_timeout_s)
+            infos = self.pool.reset(seeds, options, mask, self.config.step_timeout_s)
         selected = slice(None) if mask is None else mask
         self.needs_reset[selected] = False
         self.all_reset = not self.needs_reset.any()
