@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -448,20 +447,34 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
 
 
-@dataclass(frozen=True)
 class _NewSession:
     """The entry point of a remote env's spec: another session of one env of the same id.
 
-    It keeps the token, out of the spec's kwargs and out of its printout.
+    It keeps the token, out of the spec's kwargs, its printout and its JSON (no
+    dataclass, which ``EnvSpec.to_json`` would write out field by field: that
+    refuses a callable entry point instead).
     """
 
-    env_id: str
-    token: str | None = field(repr=False)
+    def __init__(self, env_id: str, token: str | None) -> None:
+        self.env_id = env_id
+        self.token = token
 
     def __call__(self, **kwargs: Any) -> Any:
         from netgym.client.env import RemoteEnv  # which is built on this module
 
         return RemoteEnv(self.env_id, token=self.token, **kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _NewSession) and (other.env_id, other.token) == (
+            self.env_id,
+            self.token,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.env_id, self.token))
+
+    def __repr__(self) -> str:
+        return f"<a new netgym session of {self.env_id!r}>"
 
 
 def _spec(
