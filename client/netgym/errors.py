@@ -137,6 +137,13 @@ class ReconnectFailedError(ConnectionLostError):
     code = "reconnect_failed"
 
 
+class NotPicklableError(NetgymError, TypeError):
+    """A remote env was pickled or copied: a live session cannot travel (a TypeError,
+    as pickle's own refusals are)."""
+
+    code = "not_picklable"
+
+
 class ServerUnavailableError(NetgymError):
     """The server could not be reached at all."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import netgym
+from netgym.errors import NotPicklableError
 from netgym_envapi.catalog import make_env
 from netgym_envapi.wrappers import parse_wrappers
 
@@ -195,5 +198,20 @@ def test_remote_env_has_a_spec_that_opens_another_session(remote_kwargs: dict) -
             assert_same(env.reset(seed=1)[0], obs)
         finally:
             again.close()
+    finally:
+        env.close()
+
+
+def test_a_remote_env_refuses_to_be_pickled_or_copied_saying_why(remote_kwargs: dict) -> None:
+    env = netgym.make("CartPole-v1", **remote_kwargs)
+    try:
+        wrapped = gym.wrappers.TimeLimit(env, 10)
+        attempts = [(pickle.dumps, env), (copy.deepcopy, env), (copy.copy, env)]
+        attempts += [(pickle.dumps, env.unwrapped._vector), (copy.deepcopy, wrapped)]  # type: ignore[attr-defined]
+        for copy_it, what in attempts:
+            with pytest.raises(NotPicklableError, match="make it there") as refused:
+                copy_it(what)
+            assert isinstance(refused.value, TypeError)  # what pickle's own refusals are
+        env.reset(seed=0)  # still usable
     finally:
         env.close()

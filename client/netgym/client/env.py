@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 
-from netgym.client.vector import NO_RENDERING, NOT_RENDERED, RemoteVectorEnv
+from netgym.client.vector import NO_RENDERING, NOT_RENDERED, RemoteVectorEnv, not_picklable
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
@@ -134,3 +134,6 @@ class RemoteEnv(gym.Env[Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteEnv({self.env_id!r}, url={self._vector.url!r})"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise not_picklable(self)

@@ -24,6 +24,7 @@ from netgym.errors import (
     ConnectionLostError,
     InvalidRequestError,
     NetgymError,
+    NotPicklableError,
     PeerError,
     SessionEndedError,
     SessionNotFoundError,
@@ -445,6 +446,19 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def __repr__(self) -> str:
         return f"RemoteVectorEnv({self.env_id!r}, num_envs={self.num_envs}, url={self.url!r})"
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise not_picklable(self)
+
+
+def not_picklable(env: Any) -> NotPicklableError:
+    """What pickling or copying a remote env raises."""
+    return NotPicklableError(
+        f"{env!r} cannot be pickled or copied: it is a live session on the envapi, and its "
+        "connection cannot travel. To use the env in another process, make it there: give "
+        "a function that calls netgym.make(...) (as AsyncVectorEnv and SB3's SubprocVecEnv "
+        "take), not the env"
+    )
 
 
 class _NewSession:
