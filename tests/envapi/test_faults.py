@@ -660,6 +660,27 @@ def test_delete_ends_a_session_hung_in_python_at_once(envapi: EnvApi, num_envs: 
         wait_until_gone(processes)
 
 
+def test_delete_of_a_session_deaf_to_sigterm_records_why_it_ended(tmp_envapi: EnvApi) -> None:
+    # Hung in C code (or blocked sending to a client that reads nothing), the session
+    # cannot say why it ends before the 5 s grace is over and it is killed.
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with netgym.make_vec("netgym-test/CHang-v0", 1, **kwargs) as envs:
+        envs.reset(seed=0)
+        envs.step_async(np.array([1]))
+        time.sleep(0.5)
+        headers = {"Authorization": f"Bearer {tmp_envapi.token}"}
+        reply = httpx.delete(
+            f"{tmp_envapi.url}/v1/sessions/{envs.session_id}", headers=headers, timeout=60
+        )
+        assert reply.json()["end_reason"] == "closed through the REST API"
+        assert reply.json()["end_error"] == {
+            "code": "session_ended",
+            "message": f"session {envs.session_id} ended: closed through the REST API",
+            "details": {},
+        }
+    assert_still_serving(tmp_envapi)
+
+
 def test_session_hung_in_c_code_is_killed_past_its_deadline(tmp_envapi: EnvApi) -> None:
     kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
     with netgym.make_vec("netgym-test/CHang-v0", 1, **kwargs) as envs:

@@ -529,7 +529,12 @@ class SessionManager:
         record = self.get(session_id)
         if not record.exited.is_set():
             if record.state != SessionState.ENDED and record.running:
-                record.end_reason = record.end_reason or reason
+                if record.end_reason is None:
+                    # Its own, should the process be killed before it says why it ended.
+                    record.end_reason = reason
+                    record.end_error = SessionEndedError(
+                        f"session {session_id} ended: {reason}"
+                    ).to_dict()
                 _signal(record.pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(record.exited.wait(), 5.0)
