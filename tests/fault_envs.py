@@ -178,6 +178,18 @@ class FineBoundsEnv(gym.Env[np.ndarray, int]):
         return np.zeros((84, 84, 3), np.float32), 0.0, False, False, {}
 
 
+class BigObsEnv(_FaultEnv):
+    """An 8 MB observation: more than a socket's buffers hold."""
+
+    observation_space = spaces.Box(0, 255, (2048, 4096), np.uint8)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        return np.zeros(self.observation_space.shape, np.uint8), {}
+
+
 class ResizingEnv(gym.Env[np.ndarray, int]):
     """Observations of the shape the file ``$NETGYM_TEST_SIZE_FILE`` holds when it is made
     (``4``: floats, ``8 8 3``: an image): an env that changes between runs, as an edited
@@ -221,6 +233,7 @@ for _name, _cls in [
     ("BadReward", BadRewardEnv),
     ("RaiseOnReset", RaiseOnResetEnv),
     ("EchoOptions", EchoOptionsEnv),
+    ("BigObs", BigObsEnv),
     ("Buttons", ButtonsEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),

@@ -297,6 +297,13 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         end_error = session_status(server, envs.session_id)["end_error"]
         assert end_error["code"] == "session_ended" and "idle for 4 s" in end_error["message"]
         envs.close()
+        # One that asks for a reply and reads none of it is not idle: it does not read.
+        session_id = open_session(server, "netgym-test/BigObs-v0")
+        with raw_connection(server) as sock:
+            expect(*hello(sock, session_id, server.token), MessageType.WELCOME)
+            send_frame(sock, MessageType.RESET, [pack_value({"seed": 0})])  # 16 MB to read
+            status = wait_for_end(server, session_id)
+        assert status["end_reason"] == "its client read nothing of a reply for 4 s (idle_timeout_s)"
 
 
 def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
@@ -528,7 +535,9 @@ def test_an_envapi_killed_outright_takes_its_sessions_with_it(tmp_path: Path) ->
         server.process.kill()
         server.process.wait(15)
         wait_until_gone(processes)
-        with pytest.raises(SessionEndedError, match="the envapi that served it is gone"):
+        with pytest.raises(
+            SessionEndedError, match=r"has ended: the envapi that served it is gone \(killed\?\)$"
+        ):
             envs.step(np.array([0, 0]))
 
 

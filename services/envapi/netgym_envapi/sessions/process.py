@@ -85,6 +85,10 @@ class _Terminated(BaseException):
     """
 
 
+class _ClientNotReading(TimeoutError):
+    """A reply could not go out within the idle timeout: the client reads nothing."""
+
+
 class _FrameGuard:
     """Whether a reply frame is going out, and whether SIGTERM came meanwhile."""
 
@@ -101,6 +105,8 @@ def _send_whole(client: socket.socket, message_type: MessageType, parts: list[Bu
     _FrameGuard.sending = True
     try:
         send_frame(client, message_type, parts)
+    except TimeoutError:
+        raise _ClientNotReading from None
     finally:
         _FrameGuard.sending = False
         if _FrameGuard.pending:  # the frame is out (or failed): now SIGTERM takes effect
@@ -128,7 +134,7 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     except _Terminated:
         session.terminated = True
         session.end(
-            "ended: the envapi that served it is gone (killed?)"
+            "the envapi that served it is gone (killed?)"
             if _envapi_gone.is_set()
             else "was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)"
         )
@@ -421,6 +427,12 @@ class Session:
                     return
             except (SessionEndedError, ConnectionLostError) as exc:
                 self.end(exc.message, exc)
+                return
+            except _ClientNotReading:
+                self.end(
+                    f"its client read nothing of a reply for {config.idle_timeout_s:g} s "
+                    "(idle_timeout_s)"
+                )
                 return
             except TimeoutError:
                 self.end(f"was idle for {config.idle_timeout_s:g} s in the middle of a message")
