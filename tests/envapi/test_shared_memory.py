@@ -159,11 +159,20 @@ def test_shared_memory_can_be_turned_off(tmp_path: Path) -> None:
             envs.step(envs.action_space.sample())
 
 
-def test_a_killed_envapis_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "next_settings",
+    [{}, {"NETGYM_SHARED_MEMORY": "false"}, {"NETGYM_SHARED_MEMORY_DIR": "named"}],
+    ids=["same-settings", "no-shared-memory", "a-folder-named"],
+)
+def test_a_killed_envapis_folder_is_removed_by_the_next_one(
+    tmp_path: Path, next_settings: dict[str, str]
+) -> None:
     with run_envapi(tmp_path) as envapi:  # its own folder in /dev/shm
         with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
             folder = Path(welcome_of(envapi, sock)["shared_memory"]["path"]).parent
             kill_tree(envapi.process)
         assert folder.is_dir()
+        named = {key: str(tmp_path / value) for key, value in next_settings.items()}
+        envapi.environ.update(named if "NETGYM_SHARED_MEMORY_DIR" in named else next_settings)
         restart_envapi(envapi)
         assert not folder.exists()

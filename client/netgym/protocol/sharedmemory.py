@@ -37,14 +37,27 @@ def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFold
     elsewhere, which a crashed owner's successor removes (``netgym.folders``).
     """
     if configured is not None:
+        remove_stale_memory_folders(prefix)  # made by a killed service that had none named
         configured.mkdir(parents=True, exist_ok=True)
         return configured, None
     from netgym.folders import OwnedFolder  # POSIX only (fcntl), and only services need it
 
-    shm = Path("/dev/shm")
-    parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    folder = OwnedFolder(prefix, parent)
+    folder = OwnedFolder(prefix, _memory_parent())
     return folder.path, folder
+
+
+def remove_stale_memory_folders(prefix: str) -> None:
+    """Remove the folders ``memory_folder`` made for killed services (for a service
+    that makes none itself)."""
+    from netgym.folders import remove_stale
+
+    remove_stale(prefix, _memory_parent())
+
+
+def _memory_parent() -> Path | None:
+    """``/dev/shm`` where it can be written, else None (the temp folder)."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def reserve(fd: int, nbytes: int) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
-from netgym.folders import OwnedFolder
+from netgym.folders import OwnedFolder, remove_stale
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import (
     changed_between,
@@ -26,6 +26,7 @@ from netgym_emulator.settings import EmulatorSettings
 
 log = logging.getLogger("netgym.emulator")
 
+WORK_DIR_PREFIX = "netgym-emulator-"  # FCEUX home folders, in the temp folder
 ENDED_KEPT = 1000  # ended instances whose end a client may still ask about
 # How long an instance may go on after its client has gone (a bridge notices at once).
 CLIENT_GONE_GRACE_S = 3.0
@@ -62,9 +63,10 @@ class InstancePool:
         # FCEUX's home folders; a killed service's are removed by its successor.
         self._own_work_dir: OwnedFolder | None = None
         if settings.work_dir is not None:
+            remove_stale(WORK_DIR_PREFIX)  # made by a killed service that had none named
             self.work_dir = settings.work_dir
         else:
-            self._own_work_dir = OwnedFolder("netgym-emulator-")
+            self._own_work_dir = OwnedFolder(WORK_DIR_PREFIX)
             self.work_dir = self._own_work_dir.path
         self.screen_dir, self._own_screen_dir = memory_folder(
             settings.screen_dir, "netgym-screens-"

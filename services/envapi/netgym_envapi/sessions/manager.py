@@ -39,7 +39,7 @@ from netgym.errors import (
     error_from_dict,
 )
 from netgym.folders import OwnedFolder
-from netgym.protocol.sharedmemory import memory_folder
+from netgym.protocol.sharedmemory import memory_folder, remove_stale_memory_folders
 from netgym_envapi.catalog import find_env, register_ale, serve_emulator, serve_modules
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
@@ -61,6 +61,7 @@ WATCHDOG_PERIOD_S = 1.0
 WATCHDOG_MARGIN_S = 5.0
 # How long one good worker check (GET /v1/health) stands for the next ones.
 WORKER_CHECK_VALID_S = 5.0
+SHARED_MEMORY_PREFIX = "netgym-sessions-"  # the shared-memory folders the envapi makes
 
 
 class SessionState(enum.StrEnum):
@@ -160,8 +161,10 @@ class SessionManager:
         self._own_shared_memory_dir: OwnedFolder | None = None
         if settings.shared_memory:
             self.shared_memory_dir, self._own_shared_memory_dir = memory_folder(
-                settings.shared_memory_dir, "netgym-sessions-"
+                settings.shared_memory_dir, SHARED_MEMORY_PREFIX
             )
+        else:
+            remove_stale_memory_folders(SHARED_MEMORY_PREFIX)
 
     @property
     def live_sessions(self) -> list[SessionRecord]:
