@@ -77,13 +77,23 @@ def test_a_session_over_the_limit_gives_back_what_its_failed_reset_started(
         run_envapi(tmp_path, emulator_url=url) as envapi,
     ):
         kwargs = {"url": envapi.url, "token": envapi.token}
-        with netgym.make_vec("netgym/Plain-v0", 3, wrappers=wrappers, **kwargs) as envs:
-            with pytest.raises(LimitExceededError, match=r"^env \d: .*close envs you no longer"):
-                envs.reset(seed=0)
-            assert httpx.get(f"{url}/v1/instances").json()["instances"] == []
-            with netgym.make("netgym/Plain-v0", **kwargs) as other:  # not starved
-                other.reset(seed=0)
-                other.step(0)
+        # More envs than the service ever runs: refused at once, not at every reset.
+        with pytest.raises(
+            LimitExceededError,
+            match=r"num_envs=3 is above 2, the emulator service's limit of FCEUX instances at "
+            r"once \(NETGYM_EMULATOR_MAX_INSTANCES\)",
+        ):
+            netgym.make_vec("netgym/Plain-v0", 3, wrappers=wrappers, **kwargs)
+        with netgym.make("netgym/Plain-v0", **kwargs) as other:
+            other.reset(seed=0)  # one instance of the two
+            with netgym.make_vec("netgym/Plain-v0", 2, wrappers=wrappers, **kwargs) as envs:
+                with pytest.raises(LimitExceededError, match=r"^env \d: .*close envs you no"):
+                    envs.reset(seed=0)
+                assert len(httpx.get(f"{url}/v1/instances").json()["instances"]) == 1  # other's
+            other.step(0)
+            with netgym.make("netgym/Plain-v0", **kwargs) as third:  # not starved
+                third.reset(seed=0)
+                third.step(0)
 
 
 def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -> None:

@@ -100,7 +100,11 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.get("/v1/games")
     async def games(pool: PoolDep) -> dict[str, Any]:
         pool.rescan()
-        return {"games": [g.spec() for g in pool.games.values()], "problems": pool.problems}
+        return {
+            "games": [g.spec() for g in pool.games.values()],
+            "problems": pool.problems,
+            "max_instances": pool.settings.max_instances,
+        }
 
     @app.get("/v1/games/{name}")
     async def game(name: str, pool: PoolDep) -> dict[str, Any]:

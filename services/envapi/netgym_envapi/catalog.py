@@ -50,6 +50,7 @@ class EmulatorGames:
     games: dict[str, str]
     error: str | None
     read_at: float
+    max_instances: int | None = None  # FCEUX instances it runs at once (one per env)
 
 
 class _EmulatorCatalog:
@@ -94,7 +95,10 @@ class _EmulatorCatalog:
         try:
             reply = RestClient(url, None, 10, EMULATOR).call("GET", "/v1/games")
             games = {g["env_id"]: g["name"] for g in reply["games"]}
-            return EmulatorGames(games, None, time.monotonic())
+            limit = reply.get("max_instances")  # absent from older services
+            if not isinstance(limit, int) or isinstance(limit, bool):
+                limit = None
+            return EmulatorGames(games, None, time.monotonic(), limit)
         except NetgymError as exc:
             error = exc.message
         except (KeyError, TypeError, ValueError) as exc:
@@ -124,6 +128,12 @@ def _recent_games() -> dict[str, str]:
     if _emulator.last.error is not None:
         return {}
     return _emulator.current(wait=False, max_age_s=0.5).games
+
+
+def emulator_instance_limit() -> int | None:
+    """How many instances the emulator service runs at once, as it said last (None
+    when it has not said)."""
+    return _emulator.last.max_instances
 
 
 def emulator_status() -> str | None:

@@ -40,7 +40,13 @@ from netgym.errors import (
 )
 from netgym.folders import OwnedFolder
 from netgym.protocol.sharedmemory import memory_folder, remove_stale_memory_folders
-from netgym_envapi.catalog import find_env, register_ale, serve_emulator, serve_modules
+from netgym_envapi.catalog import (
+    emulator_instance_limit,
+    find_env,
+    register_ale,
+    serve_emulator,
+    serve_modules,
+)
 from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
 from netgym_envapi.sessions.deadline import StepDeadline
@@ -228,6 +234,14 @@ class SessionManager:
                 f"num_envs={num_envs} is above {settings.max_envs_per_session}, the limit "
                 "(NETGYM_MAX_ENVS_PER_SESSION)",
                 details={"num_envs": num_envs, "limit": settings.max_envs_per_session},
+            )
+        instance_limit = emulator_instance_limit() if entry.family == "emulator" else None
+        if instance_limit is not None and num_envs > instance_limit:
+            raise LimitExceededError(
+                f"num_envs={num_envs} is above {instance_limit}, the emulator service's limit "
+                f"of FCEUX instances at once (NETGYM_EMULATOR_MAX_INSTANCES), and each env of "
+                f"{env_id} runs one; lower num_envs or raise that limit",
+                details={"num_envs": num_envs, "limit": instance_limit},
             )
         if not await self._reserve_slot():
             raise LimitExceededError(
