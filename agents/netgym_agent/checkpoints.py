@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,7 +90,8 @@ def write_directory(
         The final path.
     """
     parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-", dir=parent))
+    temp = parent / _unique(name)
+    temp.mkdir()  # readable as the rest of the run folder is (mkdtemp's would be 0700)
     final = parent / name
     old: Path | None = None
     try:

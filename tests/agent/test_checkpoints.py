@@ -39,6 +39,16 @@ def test_saved_checkpoint_has_a_manifest_and_verifies(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
+def test_a_saved_folder_is_as_readable_as_the_umask_allows(tmp_path: Path) -> None:
+    # Other users of the host (a shared runs/ folder) read the models as the rest.
+    old = os.umask(0o022)
+    try:
+        path = CheckpointStore(tmp_path, keep=3).save(1, writer("weights"), {})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o755
+
+
 def test_a_failing_writer_leaves_nothing(tmp_path: Path) -> None:
     def broken(directory: Path) -> None:
         (directory / "model.zip").write_text("half")
