@@ -25,7 +25,8 @@ RUN python /src/requirements.py /src/pyproject.toml agent > /tmp/requirements.tx
 COPY README.md /src/
 COPY client /src/client
 COPY services /src/services
-COPY agents /src/agents
+# The package only: a new config in agents/configs leaves this layer as it was.
+COPY agents/netgym_agent /src/agents/netgym_agent
 RUN pip wheel --no-deps --wheel-dir /dist /src
 
 FROM debian:bookworm-slim

@@ -123,7 +123,9 @@ def test_stopped_agent_saves_a_checkpoint_and_goes_on_with_its_run_when_started_
     try:
         stack.logs_until(first, "| return")  # a progress line: it is training
         subprocess.run(["docker", "stop", "-t", "100", first], check=True, timeout=120)
-        output = stack.logs_until(first, "continue with: docker compose start")
+        output = stack.logs_until(
+            first, "continue with: docker compose up emulator envapi agent-cpu tensorboard"
+        )
         stopped_at = step.search(output)
         assert stopped_at, output[-2000:]
         assert _exit_code(first) == 143
