@@ -6,6 +6,7 @@ import logging
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from netgym.emulator.env import EmulatorEnv
@@ -56,6 +57,8 @@ def test_a_game_scripts_prints_and_errors_reach_the_services_log(tmp_path: Path)
         for _ in range(3):
             env.step(0)
         instance_id = env.instance_id
+        for path in ("/v1/health", "/v1/games"):  # as Docker and the envapi poll them
+            httpx.get(url + path, timeout=30).raise_for_status()
         with pytest.raises(EnvError, match="boom on purpose"):
             env.step(0)
     log = next(tmp_path.glob("emulator-*.log")).read_text()
@@ -67,6 +70,9 @@ def test_a_game_scripts_prints_and_errors_reach_the_services_log(tmp_path: Path)
     assert f"{source} error: " in log and "game.lua:7: boom on purpose" in log
     assert log.index(f"{source} error: ") > log.rindex(f"{source} step")
     assert "Emulation speed" not in log  # FCEUX's own output stays in its file
+    # The polls are left out of the access log, which would be mostly them.
+    assert '"POST /v1/instances HTTP/1.1" 201' in log
+    assert '"GET /v1/health HTTP' not in log and '"GET /v1/games HTTP' not in log
 
 
 def test_output_is_passed_on_in_whole_lines_and_a_flood_is_counted(

@@ -31,12 +31,14 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from netgym_emulator.app import create_app
+    from netgym_http.access_log import quiet_polls
     from netgym_http.timely import timely_http
 
     try:
         app = create_app(settings)
     except NetgymError as exc:
         sys.exit(f"netgym-emulator: {exc.message}")
+    quiet_polls()
     uvicorn.run(
         app,
         host=settings.host,

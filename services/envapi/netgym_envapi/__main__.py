@@ -45,12 +45,14 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from netgym_envapi.app import create_app
+    from netgym_http.access_log import quiet_polls
     from netgym_http.timely import timely_http
 
     # uvicorn ends by raising again the signal that stopped it. SIGTERM's own
     # handling would end the process there and then; as SystemExit, the exit
     # handlers run (multiprocessing's removes its folder in /tmp).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    quiet_polls()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
