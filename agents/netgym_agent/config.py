@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ from pydantic import (
 
 from netgym_agent.algorithms import check_hyperparams
 from netgym_agent.errors import ConfigError, did_you_mean
+
+# Compose's agent trains configs/$NETGYM_AGENT_CONFIG (compose.yaml).
+COMPOSE_CONFIG_VARIABLE = "NETGYM_AGENT_CONFIG"
 
 
 class _Section(BaseModel):
@@ -210,7 +214,7 @@ def load_config(path: Path, overrides: Sequence[str] = ()) -> TrainConfig:
     except OSError as exc:
         raise ConfigError(
             f"cannot read config {path}: {exc.strerror or exc}{_configs_beside(path)}"
-            f"{_run_folder_hint(path)}"
+            f"{_run_folder_hint(path)}{_compose_config_hint(path)}"
         ) from None
     return config_from_dict(parse_yaml(text, str(path)), source=str(path), overrides=overrides)
 
@@ -220,6 +224,18 @@ def _run_folder_hint(path: Path) -> str:
     if not (path / "config.yaml").is_file():
         return ""
     return f"; it is a run folder: to go on with it, netgym-train train --run-dir {path} --resume"
+
+
+def _compose_config_hint(path: Path) -> str:
+    """For Compose's agent, whose config is ``configs/$NETGYM_AGENT_CONFIG``: that the
+    variable names a file of agents/configs/, should it hold a path."""
+    named = os.environ.get(COMPOSE_CONFIG_VARIABLE, "")
+    if "/" not in named or not str(path).endswith(named):
+        return ""
+    return (
+        f"; {COMPOSE_CONFIG_VARIABLE} takes the name of a file in agents/configs/ "
+        f"(e.g. {Path(named).name}), not a path"
+    )
 
 
 def _configs_beside(path: Path) -> str:

@@ -357,6 +357,19 @@ def test_a_run_folder_given_as_the_config_says_how_to_go_on_with_it(tmp_path: Pa
     )
 
 
+def test_a_path_in_compose_config_variable_says_it_takes_a_file_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # compose.yaml gives the agent configs/$NETGYM_AGENT_CONFIG.
+    monkeypatch.setenv("NETGYM_AGENT_CONFIG", "agents/configs/catch2_ppo.yaml")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "configs" / "agents/configs/catch2_ppo.yaml")
+    assert str(caught.value).endswith(
+        "; NETGYM_AGENT_CONFIG takes the name of a file in agents/configs/ "
+        "(e.g. catch2_ppo.yaml), not a path"
+    )
+
+
 def test_a_key_set_twice_is_an_error_naming_both_lines(tmp_path: Path) -> None:
     # The last one would win without a word: the first block's settings lost.
     path = write_config(tmp_path / "twice.yaml", SMALL_CARTPOLE)
