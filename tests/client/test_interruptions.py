@@ -21,6 +21,7 @@ from netgym.errors import (
     ConnectionLostError,
     InvalidActionError,
     InvalidRequestError,
+    NetgymError,
     ServerUnavailableError,
     SessionEndedError,
     SessionStateError,
@@ -70,7 +71,9 @@ def test_a_reply_of_the_wrong_type_is_a_lost_connection(tmp_envapi: EnvApi) -> N
         envs.step(np.ones(2, np.int64))
     with pytest.raises(
         ConnectionLostError,
-        match=r"cannot call step\(\): this env's session has ended \(.*out of step.*; make a new",
+        # Ended, once the server has seen the client go; else broken, as far as it knows.
+        match=r"cannot call step\(\): this env's (session has ended|connection broke) \(.*out of "
+        r"step.*; make a new",
     ):
         envs.step(np.ones(2, np.int64))
     envs.close()
@@ -196,6 +199,15 @@ def test_an_http_error_of_another_server_is_named_as_such(
         match=r"is not the envapi's REST API \(it answered HTTP 501 Not Implemented\)",
     ):
         netgym.make("CartPole-v1", url=url)
+
+
+def test_a_proxys_own_refusal_is_not_a_service_down(
+    answering_server: Callable[[int, bytes], str],
+) -> None:
+    url = answering_server(413, b"<html>413 Request Entity Too Large</html>")
+    with pytest.raises(NetgymError, match=r"answered HTTP 413 .*a proxy in front") as caught:
+        netgym.make("CartPole-v1", url=url)
+    assert not is_retryable(caught.value)  # no reconnect waits on a proxy's setting
 
 
 @pytest.mark.parametrize(

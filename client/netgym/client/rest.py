@@ -138,7 +138,7 @@ class RestClient:
             )
         return reply
 
-    def _not_netgym_error(self, exc: urllib.error.HTTPError) -> ServerUnavailableError:
+    def _not_netgym_error(self, exc: urllib.error.HTTPError) -> NetgymError:
         """An HTTP error with no netgym error body: a proxy's, or another server's."""
         status = f"HTTP {exc.code} {exc.reason}"
         if exc.code in (502, 503, 504):  # a proxy, or a gateway, with nothing behind it
@@ -146,7 +146,14 @@ class RestClient:
                 f"{self.url} answered {status}, not the {self.service}: is the "
                 f"{self.service} behind it down or restarting? {self.start_hint}"
             )
-        return self._not_the_api(f"it answered {status}")
+        if exc.code in (404, 405, 501):  # it knows nothing of netgym's paths
+            return self._not_the_api(f"it answered {status}")
+        # A proxy's own refusal (its authentication, a body size, a rate limit): no
+        # retry puts that right.
+        return NetgymError(
+            f"{self.url} answered {status} with no error of the {self.service}'s: a proxy "
+            f"in front of it refused the request? (or another server answers there)"
+        )
 
     def _not_the_api(self, why: str) -> ServerUnavailableError:
         return ServerUnavailableError(

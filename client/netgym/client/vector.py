@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,6 @@ from netgym.errors import (
     InvalidRequestError,
     NetgymError,
     NotPicklableError,
-    PeerError,
     SessionEndedError,
     SessionNotFoundError,
     SessionStateError,
@@ -63,6 +63,26 @@ class _State(enum.Enum):
     WAITING_STEP = "waiting for a step result"
     DROPPED = "dropped"  # the session ended, or a call broke off: the connection is gone
     CLOSED = "closed"
+
+
+# The errors that a call after a drop raises again as their own class.
+_KEPT_WHEN_DROPPED = (SessionEndedError, ConnectionLostError)
+
+
+@dataclass(frozen=True)
+class _Drop:
+    """What dropped an env's connection: the exception's class, message and details,
+    not the exception (whose traceback would keep the caller's frames alive)."""
+
+    kind: type[BaseException]
+    message: str | None  # None: not a netgym error (Ctrl-C, a bug)
+    details: dict[str, Any]
+
+    @staticmethod
+    def of(cause: BaseException) -> _Drop:
+        if isinstance(cause, NetgymError):
+            return _Drop(type(cause), cause.message, cause.details)
+        return _Drop(type(cause), None, {})
 
 
 class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
@@ -160,7 +180,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         self._in_call = threading.Lock()  # one thread in a call at a time
         self._caller = 0  # the thread that took _in_call last
         self._session_ended = False  # known to have ended on the server
-        self._dropped_by: BaseException | None = None  # why the state is DROPPED
+        self._dropped_by: _Drop | None = None  # why the state is DROPPED
         self._server_silent = False  # it did not answer when asked why the connection broke
         self._closed = False
 
@@ -332,16 +352,22 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             )
 
     def _dropped_error(self, call: str) -> NetgymError:
-        """Why no call can be made any more: what dropped the connection, again."""
+        """Why no call can be made any more: what dropped the connection, again.
+
+        A session's end or a lost connection is raised as its own class again;
+        anything else as ``ConnectionLostError``: every one of them is an error that
+        ``netgym.sb3.ReconnectingVecEnv`` opens a new session for.
+        """
         cause = self._dropped_by
         advice = "make a new env (netgym.sb3.ReconnectingVecEnv does that itself)"
-        if isinstance(cause, NetgymError):  # raised as the same class again
+        if cause is not None and cause.message is not None:
             what = "session has ended" if self._session_ended else "connection broke"
             message = f"cannot call {call}(): this env's {what} ({cause.message}); {advice}"
-            if isinstance(cause, PeerError):
-                return PeerError(cause.code, message, details=cause.details)
-            return type(cause)(message, details=cause.details)
-        what = type(cause).__name__ if cause is not None else "an error"
+            kind: type[NetgymError] = ConnectionLostError
+            if issubclass(cause.kind, _KEPT_WHEN_DROPPED):
+                kind = cause.kind
+            return kind(message, details=dict(cause.details))
+        what = cause.kind.__name__ if cause is not None else "an error"
         return ConnectionLostError(
             f"cannot call {call}(): an earlier call was cut short by {what}, and this env's "
             "connection went with it (part of a request may have gone, or a reply be left "
@@ -351,7 +377,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
     def _drop(self, cause: BaseException) -> None:
         """The connection is gone for good, because of ``cause``."""
         self._state = _State.DROPPED
-        self._dropped_by = cause
+        self._dropped_by = _Drop.of(cause)
         self._connection.abort()
 
     def _call(self, function: Any, *args: Any) -> Any:
@@ -374,7 +400,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             # out of step for good. close() then DELETEs the session, unless it ended.
             self._drop(exc)
             explained = self._explain(exc)
-            self._dropped_by = explained
+            self._dropped_by = _Drop.of(explained)
             raise explained from None
         except SessionEndedError as exc:  # worker_crashed and worker_timeout too
             self._session_ended = True

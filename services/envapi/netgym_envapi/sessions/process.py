@@ -86,7 +86,8 @@ class _Terminated(BaseException):
 
 
 class _ClientNotReading(TimeoutError):
-    """A reply could not go out within the idle timeout: the client reads nothing."""
+    """A reply could not go out whole within the idle timeout: the client reads
+    nothing, or too slowly."""
 
 
 class _FrameGuard:
@@ -430,7 +431,7 @@ class Session:
                 return
             except _ClientNotReading:
                 self.end(
-                    f"its client read nothing of a reply for {config.idle_timeout_s:g} s "
+                    f"its client did not read a whole reply within {config.idle_timeout_s:g} s "
                     "(idle_timeout_s)"
                 )
                 return
