@@ -38,6 +38,21 @@ class OwnedFolder:
             self._lock_fd = None
 
 
+def named_or_owned(
+    named: Path | None, prefix: str, parent: Path | None = None
+) -> tuple[Path, OwnedFolder | None]:
+    """``named``, else a new ``OwnedFolder`` ``parent/prefix*`` (returned too, to remove).
+
+    Either way the folders of that prefix whose owner is gone are removed: a killed
+    service that had none named made them.
+    """
+    if named is not None:
+        remove_stale(prefix, parent)
+        return named, None
+    folder = OwnedFolder(prefix, parent)
+    return folder.path, folder
+
+
 def remove_stale(prefix: str, parent: Path | None = None) -> list[Path]:
     """Remove the ``parent/prefix*`` folders whose owner is gone; return them."""
     removed = []

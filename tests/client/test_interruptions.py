@@ -128,24 +128,6 @@ def test_the_data_port_given_for_the_rest_url_is_named_as_such(tmp_envapi: EnvAp
         netgym.make("CartPole-v1", url=url, token=tmp_envapi.token)
 
 
-def test_a_web_server_that_is_not_the_envapi_is_named_as_such() -> None:
-    class Page(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"<html>a web page</html>")
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
-            RestClient(url, None).call("GET", "/v1/health")
-        server.shutdown()
-
-
 class _Answers(http.server.BaseHTTPRequestHandler):
     """Answers every request with the server's ``status`` and ``body``."""
 
@@ -175,6 +157,14 @@ def answering_server() -> Iterator[Callable[[int, bytes], str]]:
 
         yield answering
         server.shutdown()
+
+
+def test_a_web_server_that_is_not_the_envapi_is_named_as_such(
+    answering_server: Callable[[int, bytes], str],
+) -> None:
+    url = answering_server(200, b"<html>a web page</html>")
+    with pytest.raises(ServerUnavailableError, match="is not the envapi's REST API"):
+        RestClient(url, None).call("GET", "/v1/health")
 
 
 def test_a_proxy_with_nothing_behind_it_is_a_service_down_which_reconnects_retry(

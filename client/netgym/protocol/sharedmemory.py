@@ -36,14 +36,12 @@ def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFold
     folder in ``/dev/shm`` (memory-backed on Linux), or in the temp folder
     elsewhere, which a crashed owner's successor removes (``netgym.folders``).
     """
-    if configured is not None:
-        remove_stale_memory_folders(prefix)  # made by a killed service that had none named
-        configured.mkdir(parents=True, exist_ok=True)
-        return configured, None
-    from netgym.folders import OwnedFolder  # POSIX only (fcntl), and only services need it
+    from netgym.folders import named_or_owned  # POSIX only (fcntl), and only services need it
 
-    folder = OwnedFolder(prefix, _memory_parent())
-    return folder.path, folder
+    path, owned = named_or_owned(configured, prefix, _memory_parent())
+    if owned is None:
+        path.mkdir(parents=True, exist_ok=True)
+    return path, owned
 
 
 def remove_stale_memory_folders(prefix: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
-from netgym.folders import OwnedFolder, remove_stale
+from netgym.folders import named_or_owned
 from netgym.protocol.sharedmemory import memory_folder
 from netgym_emulator.games import (
     changed_between,
@@ -61,13 +61,7 @@ class InstancePool:
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
         self.dying: list[Instance] = []  # killed, not exited yet: reaped once they have
         # FCEUX's home folders; a killed service's are removed by its successor.
-        self._own_work_dir: OwnedFolder | None = None
-        if settings.work_dir is not None:
-            remove_stale(WORK_DIR_PREFIX)  # made by a killed service that had none named
-            self.work_dir = settings.work_dir
-        else:
-            self._own_work_dir = OwnedFolder(WORK_DIR_PREFIX)
-            self.work_dir = self._own_work_dir.path
+        self.work_dir, self._own_work_dir = named_or_owned(settings.work_dir, WORK_DIR_PREFIX)
         self.screen_dir, self._own_screen_dir = memory_folder(
             settings.screen_dir, "netgym-screens-"
         )
