@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,17 @@ class LostConnectionEnv(_FaultEnv):
 class SlowMakeEnv(_FaultEnv):
     def __init__(self) -> None:
         time.sleep(3600)  # past any make timeout
+
+
+class DeafMakeEnv(_FaultEnv):
+    """Ignores SIGTERM, then writes ``marker`` and takes 2 s to make: a DELETE
+    after the marker meets its "ready"."""
+
+    def __init__(self, marker: str) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        Path(marker).write_text("making")
+        time.sleep(2)
+        super().__init__()
 
 
 class SlowRaiseEnv(_FaultEnv):
@@ -226,6 +238,7 @@ for _name, _cls in [
     ("PeerRaise", PeerRaiseEnv),
     ("LostConnection", LostConnectionEnv),
     ("SlowMake", SlowMakeEnv),
+    ("DeafMake", DeafMakeEnv),
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -295,28 +296,55 @@ def test_sessions_are_listed_and_closed(envapi: EnvApi) -> None:
         assert http.delete(f"/v1/sessions/{envs.session_id}").json() == status
 
 
-def test_a_session_closed_while_its_envs_are_made_answers_that_it_ended(envapi: EnvApi) -> None:
-    """Closed on purpose, not crashed: session_ended, not worker_crashed."""
+def _open_and_delete_meanwhile(
+    envapi: EnvApi, body: dict[str, Any], deletable: Callable[[], bool]
+) -> httpx.Response:
+    """POST a session; DELETE it once it is listed and ``deletable()`` holds."""
     with client(envapi) as http:
-        before = {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]}
+
+        def listed() -> set[str]:
+            return {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]}
+
+        before = listed()
         answers: list[httpx.Response] = []
-        body = {"env_id": "ALE/Pong-v5", "num_envs": 32}  # seconds to make
         opening = threading.Thread(
             target=lambda: answers.append(http.post("/v1/sessions", json=body))
         )
         opening.start()
         deadline = time.monotonic() + 30
-        while not (
-            new := {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]} - before
-        ):
+        while not (new := listed() - before) or not deletable():
             assert time.monotonic() < deadline
             time.sleep(0.01)
         http.delete(f"/v1/sessions/{new.pop()}")
         opening.join(60)
     [answer] = answers
+    return answer
+
+
+def _assert_closed_through_rest(answer: httpx.Response) -> None:
+    """Closed on purpose, not crashed: session_ended, not worker_crashed."""
     assert answer.status_code == 410, answer.text
     error = answer.json()["error"]
     assert error["code"] == "session_ended" and "closed through the REST API" in error["message"]
+
+
+def test_a_session_closed_while_its_envs_are_made_answers_that_it_ended(envapi: EnvApi) -> None:
+    body = {"env_id": "netgym-test/SlowMake-v0", "num_envs": 1}  # an hour to make
+    _assert_closed_through_rest(_open_and_delete_meanwhile(envapi, body, lambda: True))
+
+
+def test_a_session_closed_as_its_envs_became_ready_is_not_answered_201(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    """Its "ready" comes after the DELETE (it ignores SIGTERM until the kill): a 201
+    would send the client to a session that is going."""
+    marker = tmp_path / "making"
+    body = {
+        "env_id": "netgym-test/DeafMake-v0",
+        "num_envs": 1,
+        "env_kwargs": {"marker": str(marker)},
+    }
+    _assert_closed_through_rest(_open_and_delete_meanwhile(envapi, body, marker.exists))
 
 
 def raw_request(envapi: EnvApi, head: str, body: bytes = b"") -> tuple[int, dict]:

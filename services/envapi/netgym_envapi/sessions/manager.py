@@ -266,9 +266,14 @@ class SessionManager:
         except NetgymError:
             await record.exited.wait()
             raise
-        if record.observation_space is None:  # ended, and forgotten, as soon as it was ready
-            raise WorkerCrashedError(
-                f"session {record.session_id} ended as it started: {record.end_reason}"
+        if record.end_reason is not None:
+            # Ended, or asked to end (a DELETE, the service stopping), as its "ready"
+            # came: a 201 would send the client to a session that is gone.
+            await record.exited.wait()
+            if record.end_error is not None:
+                raise error_from_dict(record.end_error)
+            raise SessionEndedError(
+                f"session {record.session_id} ended as its envs were made: {record.end_reason}"
             )
         return record
 
