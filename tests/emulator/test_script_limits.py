@@ -37,7 +37,7 @@ def test_an_endless_loop_in_a_script_is_an_error_with_its_line_in_time(tmp_path:
         env.reset(seed=0)
         env.step(0)
         # Stopped a little before the env's timeout_s, so that the client hears of it.
-        looping = r"game\.lua:5: game\.step\(\) has run for more than 2\.7 s, the time its client"
+        looping = r"game\.lua:5: game\.step\(\) has run for more than 2\.5 s, the time its client"
         with pytest.raises(EnvError, match=looping):
             env.step(0)
         env.reset(seed=0)  # a new episode plays on
@@ -48,7 +48,7 @@ def test_an_endless_loop_in_a_script_is_an_error_with_its_line_in_time(tmp_path:
 
 def test_an_endless_loop_in_game_reset_is_an_error_with_its_line(tmp_path: Path) -> None:
     games = one_game(tmp_path, "Looping", "LOOP_IN_RESET = true\n" + LOOPING_SCRIPT)
-    looping = r"game\.lua:11: game\.reset\(\) has run for more than 2\.7 s"
+    looping = r"game\.lua:11: game\.reset\(\) has run for more than 2\.5 s"
     with (
         run_emulator(tmp_path, games) as (url, _),
         EmulatorEnv("Looping", url, timeout_s=3) as env,
@@ -105,12 +105,12 @@ def test_a_script_that_takes_memory_in_a_loop_is_stopped_at_its_line(tmp_path: P
     [
         (  # a loop in a coroutine: Lua hooks each thread apart
             "function game.step() coroutine.wrap(function() while true do end end)() end",
-            r"game\.lua:2: game\.step\(\) has run for more than 2\.7 s",
+            r"game\.lua:2: game\.step\(\) has run for more than 2\.5 s",
         ),
         (  # one made as the script loads, resumed again and again
             "local co = coroutine.create(function() while true do end end)\n"
             "function game.step() while true do coroutine.resume(co) end end",
-            r"game\.lua:[23]: game\.step\(\) has run for more than 2\.7 s",
+            r"game\.lua:[23]: game\.step\(\) has run for more than 2\.5 s",
         ),
         (  # a __tostring of its own, which the bridge would call to say what is wrong
             "local forever = {__tostring = function() while true do end end}\n"
@@ -123,13 +123,13 @@ def test_a_script_that_takes_memory_in_a_loop_is_stopped_at_its_line(tmp_path: P
             "  pcall(coroutine.wrap(function() while true do end end))\n"
             "  while true do pcall(work) end\n"
             "end",
-            r"game\.lua:[25]: game\.step\(\) has run for more than 2\.7 s",
+            r"game\.lua:[25]: game\.step\(\) has run for more than 2\.5 s",
         ),
         (  # an error value whose __tostring loops, raised where no line of the script's is
             "local bad = setmetatable({}, {__tostring = function() while true do end end})\n"
             "local raise = coroutine.wrap(function() error(bad) end)\n"
             "function game.step() return raise() end",
-            r"game\.step\(\) raised a table as its error.*has run for more than 2\.7 s",
+            r"game\.step\(\) raised a table as its error.*has run for more than 2\.5 s",
         ),
     ],
     ids=["coroutine", "coroutine-made-at-load", "tostring", "pcall-after-coroutine", "tail-call"],

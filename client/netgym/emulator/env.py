@@ -51,7 +51,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         timeout_s: how long a step may take before the instance counts as hung
             (0.001 to 3600 s; ``DEFAULT_TIMEOUT_S``, 10 s, by default). A call of
             the game's script that runs past ``script_timeout_s(timeout_s)`` (10%
-            less) is stopped with an error that names its line.
+            less, at least 0.5 s) is stopped with an error that names its line.
         max_episode_steps: truncate episodes; default: the manifest's ``max_steps``.
         token: the emulator service's token for its instances; default
             ``$NETGYM_EMULATOR_TOKEN``.
@@ -381,8 +381,9 @@ class EmulatorEnv(gym.Env[Any, Any]):
 
 def script_timeout_s(timeout_s: float) -> float:
     """How long one call of the game's ``step()`` or ``reset()`` may run: ``timeout_s``
-    less 10% (at least 0.1 s, at most half) for the frames and the reply."""
-    return timeout_s - min(max(0.1 * timeout_s, 0.1), 0.5 * timeout_s)
+    less 10% (at least 0.5 s, at most half) for the frames and the reply, whose time
+    does not shrink with the timeout (a busy machine's scheduling)."""
+    return timeout_s - min(max(0.1 * timeout_s, 0.5), 0.5 * timeout_s)
 
 
 def _shares_screen_folder(screen_files: dict[str, str] | None) -> bool:
