@@ -85,15 +85,32 @@ class SlowMakeEnv(_FaultEnv):
         time.sleep(3600)  # past any make timeout
 
 
-class DeafMakeEnv(_FaultEnv):
-    """Ignores SIGTERM, then writes ``marker`` and takes 2 s to make: a DELETE
-    after the marker meets its "ready"."""
+class ReadyAtSigtermEnv(_FaultEnv):
+    """Writes ``marker`` while it is made, and is made once SIGTERM comes, which it
+    then ignores: its "ready" always comes after the DELETE that sent SIGTERM."""
+
+    terminated = False
 
     def __init__(self, marker: str) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        def note(signum: int, frame: object) -> None:
+            ReadyAtSigtermEnv.terminated = True
+
+        signal.signal(signal.SIGTERM, note)
         Path(marker).write_text("making")
-        time.sleep(2)
-        super().__init__()
+        deadline = time.monotonic() + 60
+        while not ReadyAtSigtermEnv.terminated and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+class GateEnv(_FaultEnv):
+    """Action 1 waits until the file ``gate`` exists, then steps as action 0 does."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = Path(gate)
+
+    def fault(self) -> None:
+        while not self.gate.exists():
+            time.sleep(0.01)
 
 
 class SlowRaiseEnv(_FaultEnv):
@@ -238,7 +255,8 @@ for _name, _cls in [
     ("PeerRaise", PeerRaiseEnv),
     ("LostConnection", LostConnectionEnv),
     ("SlowMake", SlowMakeEnv),
-    ("DeafMake", DeafMakeEnv),
+    ("ReadyAtSigterm", ReadyAtSigtermEnv),
+    ("Gate", GateEnv),
     ("CHang", CHangEnv),
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),

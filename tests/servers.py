@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TOKEN = "test-token"
 
@@ -65,6 +67,16 @@ class EnvApi:
     process: subprocess.Popen[bytes]
     log: Path
     environ: dict[str, str] = field(default_factory=dict, repr=False)  # to restart it
+
+    def live_sessions(self) -> list[dict[str, Any]]:
+        """The live sessions' descriptions (GET /v1/sessions)."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        request = urllib.request.Request(f"{self.url}/v1/sessions", headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return list(json.load(reply)["sessions"])
+
+    def live_session_ids(self) -> set[str]:
+        return {session["session_id"] for session in self.live_sessions()}
 
 
 def children(pid: int) -> list[int]:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -42,20 +41,12 @@ from tests.agent.helpers import (
 from tests.servers import EnvApi
 
 
-def live_sessions(server: EnvApi) -> list[dict]:
-    request = urllib.request.Request(
-        f"{server.url}/v1/sessions", headers={"Authorization": f"Bearer {server.token}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        return list(json.load(reply)["sessions"])
-
-
 def wait_until_gone(server: EnvApi, before: list[dict], timeout: float = 15) -> None:
     """Until no session is live but those of ``before`` (other tests' may linger)."""
     known = {session["session_id"] for session in before}
     deadline = time.monotonic() + timeout
     while (
-        new := [s for s in live_sessions(server) if s["session_id"] not in known]
+        new := [s for s in server.live_sessions() if s["session_id"] not in known]
     ) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert new == [], new
@@ -488,7 +479,7 @@ def test_signal_saves_a_checkpoint_and_closes_sessions(
     )
     run_dir = tmp_path / "run"
     log = tmp_path / "train.log"
-    before = live_sessions(envapi)
+    before = envapi.live_sessions()
     trainer = start_train(envapi, log, str(config), "--run-dir", str(run_dir))
     try:
         deadline = time.monotonic() + 60

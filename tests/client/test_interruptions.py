@@ -8,9 +8,9 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
@@ -27,20 +27,11 @@ from netgym.errors import (
     SessionStateError,
     UnknownEnvError,
     UnsupportedSpaceError,
-    WorkerTimeoutError,
 )
 from netgym.protocol import MessageType
 from netgym.protocol.frames import send_frame
 from netgym.sb3 import is_retryable
 from tests.servers import EnvApi
-
-
-def live_sessions(envapi: EnvApi) -> list[str]:
-    headers = {"Authorization": f"Bearer {envapi.token}"}
-    sessions = httpx.get(f"{envapi.url}/v1/sessions", headers=headers, timeout=60).json()[
-        "sessions"
-    ]
-    return [s["session_id"] for s in sessions]
 
 
 def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
@@ -59,7 +50,7 @@ def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
     ):
         envs.step(np.ones(2, np.int64))
     envs.close()
-    assert envs.session_id not in live_sessions(tmp_envapi)
+    assert envs.session_id not in tmp_envapi.live_session_ids()
 
 
 def test_a_reply_of_the_wrong_type_is_a_lost_connection(tmp_envapi: EnvApi) -> None:
@@ -77,7 +68,7 @@ def test_a_reply_of_the_wrong_type_is_a_lost_connection(tmp_envapi: EnvApi) -> N
     ):
         envs.step(np.ones(2, np.int64))
     envs.close()
-    assert envs.session_id not in live_sessions(tmp_envapi)
+    assert envs.session_id not in tmp_envapi.live_session_ids()
 
 
 def test_calls_after_the_session_ended_raise_its_end_again(tmp_envapi: EnvApi) -> None:
@@ -114,12 +105,12 @@ def test_a_session_whose_spaces_the_client_cannot_read_is_closed(
         raise UnsupportedSpaceError("a space from a newer server")
 
     monkeypatch.setattr("netgym.client.vector.unpack_space", unreadable)
-    before = live_sessions(tmp_envapi)
+    before = tmp_envapi.live_session_ids()
     with pytest.raises(UnsupportedSpaceError) as caught:
         netgym.make_vec("CartPole-v1", 2, url=tmp_envapi.url, token=tmp_envapi.token)
     # The traceback keeps the half-made env alive: the session ended anyway.
     assert caught.traceback is not None
-    assert live_sessions(tmp_envapi) == before
+    assert tmp_envapi.live_session_ids() == before
 
 
 def test_the_data_port_given_for_the_rest_url_is_named_as_such(tmp_envapi: EnvApi) -> None:
@@ -260,57 +251,59 @@ def test_another_netgym_service_or_a_url_without_scheme_is_named_as_such(
         netgym.make("CartPole-v1", url=tmp_envapi.url.removeprefix("http://"))
 
 
-def step_hanging_env_in_a_thread(
+def step_gated_envs_in_a_thread(
     envs: netgym.RemoteVectorEnv,
-) -> tuple[threading.Thread, list[BaseException]]:
-    """Reset ``netgym-test/Hang-v0`` envs and, in a thread, a step on which env 1 hangs.
-
-    It hangs until the step timeout (2 s); returns once the thread is in the call,
-    with the list the thread's exception goes into.
-    """
+) -> tuple[threading.Thread, list[Any]]:
+    """Reset ``netgym-test/Gate-v0`` envs and, in a thread, a step on which env 1 waits
+    for its gate file; returns once the thread is in the call, with the list its
+    step's result or exception goes into."""
     envs.reset(seed=0)
-    outcome: list[BaseException] = []
+    outcome: list[Any] = []
 
-    def hang() -> None:
+    def step() -> None:
         try:
-            envs.step(np.array([0, 1]))
+            outcome.append(envs.step(np.array([0, 1])))
         except BaseException as exc:
             outcome.append(exc)
 
-    other = threading.Thread(target=hang)
+    other = threading.Thread(target=step)
     other.start()
-    deadline = time.monotonic() + 5
-    while not envs._in_call.locked() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while not envs._in_call.locked():
+        assert time.monotonic() < deadline
         time.sleep(0.01)
     time.sleep(0.3)  # past step_async, into step_wait's wait for the reply
     return other, outcome
 
 
 def test_a_second_thread_in_a_call_is_refused_not_given_the_other_ones_reply(
-    tmp_envapi: EnvApi,
+    envapi: EnvApi, tmp_path: Path
 ) -> None:
-    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
-    with netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs) as envs:
-        other, outcome = step_hanging_env_in_a_thread(envs)
+    gate = tmp_path / "gate"
+    kwargs = {"url": envapi.url, "token": envapi.token, "env_kwargs": {"gate": str(gate)}}
+    with netgym.make_vec("netgym-test/Gate-v0", 2, **kwargs) as envs:
+        other, outcome = step_gated_envs_in_a_thread(envs)
         with pytest.raises(SessionStateError, match="another thread is in a call on this env"):
             envs.step(np.array([0, 0]))
-        other.join(10)
-        assert outcome and isinstance(outcome[0], WorkerTimeoutError)
+        gate.touch()
+        other.join(30)
+        [(obs, rewards, *_)] = outcome  # the other thread's own reply, whole
+        assert obs.tolist() == [[1.0], [1.0]] and rewards.tolist() == [1.0, 1.0]
 
 
 def test_close_from_another_thread_wakes_the_call_and_ends_the_session(
-    tmp_envapi: EnvApi,
+    envapi: EnvApi, tmp_path: Path
 ) -> None:
-    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
-    envs = netgym.make_vec("netgym-test/Hang-v0", 2, **kwargs)
-    other, outcome = step_hanging_env_in_a_thread(envs)
+    never = str(tmp_path / "never")
+    kwargs = {"url": envapi.url, "token": envapi.token, "env_kwargs": {"gate": never}}
+    envs = netgym.make_vec("netgym-test/Gate-v0", 2, **kwargs)
+    other, outcome = step_gated_envs_in_a_thread(envs)
     envs.close()
-    other.join(10)
+    other.join(30)
     assert outcome and isinstance(outcome[0], SessionStateError)
     assert "closed by another thread during the call" in str(outcome[0])
-    # Woken by the closed socket, not by the WorkerTimeoutError of the step's 2 s timeout.
-    assert isinstance(outcome[0].__cause__, ConnectionLostError)
-    assert envs.session_id not in live_sessions(tmp_envapi)
+    assert isinstance(outcome[0].__cause__, ConnectionLostError)  # woken by the closed socket
+    assert envs.session_id not in envapi.live_session_ids()
     with pytest.raises(SessionStateError, match="this env is closed; make a new one"):
         envs.step(np.array([0, 0]))
 
@@ -355,7 +348,7 @@ def test_bad_arguments_are_refused_before_a_session_opens(
     kwargs = {"num_envs": 1, **kwargs}
     with pytest.raises(InvalidRequestError, match=message):
         netgym.make_vec("CartPole-v1", url=tmp_envapi.url, token=tmp_envapi.token, **kwargs)
-    assert live_sessions(tmp_envapi) == []
+    assert tmp_envapi.live_session_ids() == set()
 
 
 def test_one_env_says_what_to_do_in_its_own_terms(tmp_envapi: EnvApi) -> None:
@@ -379,8 +372,10 @@ def test_one_env_says_what_to_do_in_its_own_terms(tmp_envapi: EnvApi) -> None:
         envs.render()
 
 
-def test_a_reply_that_never_comes_says_the_session_is_busy_or_hung(tmp_envapi: EnvApi) -> None:
-    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token, "timeout_s": 1.0}
+def test_a_reply_that_never_comes_says_the_session_is_busy_or_hung(envapi: EnvApi) -> None:
+    """On an envapi whose step timeout (60 s) cannot end the session before the
+    client asks about it."""
+    kwargs = {"url": envapi.url, "token": envapi.token, "timeout_s": 1.0}
     with netgym.make_vec("netgym-test/Hang-v0", 1, **kwargs) as envs:
         envs.reset(seed=0)
         started = time.monotonic()

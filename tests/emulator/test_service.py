@@ -493,9 +493,7 @@ def test_a_reset_after_the_instance_died_between_steps_starts_a_new_one(stack: S
         env.step(0)
         victim = env_instance_pid(stack, env)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 5  # reaped by the service: every thread has exited
-        while Path(f"/proc/{victim}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_the_signal(victim, "SIGKILL")  # every thread has exited: its socket is closed
         env.reset(seed=0)  # no error first
         env.step(0)
         assert env_instance_pid(stack, env) != victim

@@ -47,7 +47,7 @@ def wait_for_the_end(url: str, instance_id: str, timeout_s: float) -> httpx.Resp
     """The service's 404 for an instance, once it has ended."""
     deadline = time.monotonic() + timeout_s
     while True:
-        state = httpx.get(f"{url}/v1/instances/{instance_id}")
+        state = httpx.get(f"{url}/v1/instances/{instance_id}", timeout=30)
         if state.status_code == 404:
             return state
         assert time.monotonic() < deadline, state.text
@@ -103,7 +103,7 @@ def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -
         xvfb = [pid for pid, name in process_names(process.pid).items() if name == "Xvfb"]
         assert len(xvfb) == 1
         os.kill(xvfb[0], signal.SIGKILL)
-        ended = wait_for_the_end(url, instance.json()["instance_id"], 10).json()["error"]
+        ended = wait_for_the_end(url, instance.json()["instance_id"], 30).json()["error"]
         assert "it lost its virtual display (Xvfb died" in ended["message"], ended
         # No instance start is needed: a client's first call may be GET /v1/health.
         deadline = time.monotonic() + 10
@@ -179,13 +179,13 @@ def test_an_instance_whose_client_went_silent_exits_and_says_why(tmp_path: Path)
 
 def test_an_unclaimed_or_garbled_instance_exits_and_says_why(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path), attach_timeout_s="2") as (url, _):
-        unclaimed, garbled = start(url).json(), start(url).json()
+        garbled = start(url).json()  # claimed at once, well within its 2 s
         with socket.create_connection((garbled["host"], garbled["port"])) as bridge:
             bridge.sendall(garbled["key"].encode() + b"X\xff\xfe\xfd\xfc")  # no UTF-8 either
-            message = wait_for_the_end(url, garbled["instance_id"], 10).json()["error"]["message"]
+            message = wait_for_the_end(url, garbled["instance_id"], 30).json()["error"]["message"]
         assert "its client sent an unknown request (hex) 58fffefdfc" in message, message
-        assert start(url).status_code == 201  # still serving
-        message = wait_for_the_end(url, unclaimed["instance_id"], 10).json()["error"]["message"]
+        unclaimed = start(url).json()  # still serving
+        message = wait_for_the_end(url, unclaimed["instance_id"], 30).json()["error"]["message"]
         assert "no client connected within 2 s of the start (the attach timeout" in message
 
 
@@ -244,7 +244,7 @@ def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Pa
         bridge.close()  # the client goes (a killed session, say)
         state = wait_for_the_end(url, instance["instance_id"], 15)
         assert "its client had gone, and FCEUX did not answer" in state.json()["error"]["message"]
-        deadline = time.monotonic() + 10  # killed at once, reaped once it has exited
+        deadline = time.monotonic() + 30  # killed at once, reaped once it has exited
         while instance["pid"] in descendants(service.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert instance["pid"] not in descendants(service.pid)

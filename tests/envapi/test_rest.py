@@ -301,18 +301,14 @@ def _open_and_delete_meanwhile(
 ) -> httpx.Response:
     """POST a session; DELETE it once it is listed and ``deletable()`` holds."""
     with client(envapi) as http:
-
-        def listed() -> set[str]:
-            return {s["session_id"] for s in http.get("/v1/sessions").json()["sessions"]}
-
-        before = listed()
+        before = envapi.live_session_ids()
         answers: list[httpx.Response] = []
         opening = threading.Thread(
             target=lambda: answers.append(http.post("/v1/sessions", json=body))
         )
         opening.start()
         deadline = time.monotonic() + 30
-        while not (new := listed() - before) or not deletable():
+        while not (new := envapi.live_session_ids() - before) or not deletable():
             assert time.monotonic() < deadline
             time.sleep(0.01)
         http.delete(f"/v1/sessions/{new.pop()}")
@@ -340,7 +336,7 @@ def test_a_session_closed_as_its_envs_became_ready_is_not_answered_201(
     would send the client to a session that is going."""
     marker = tmp_path / "making"
     body = {
-        "env_id": "netgym-test/DeafMake-v0",
+        "env_id": "netgym-test/ReadyAtSigterm-v0",
         "num_envs": 1,
         "env_kwargs": {"marker": str(marker)},
     }

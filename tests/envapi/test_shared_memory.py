@@ -26,7 +26,7 @@ from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
 @pytest.fixture
 def shm_envapi(tmp_path: Path) -> Iterator[tuple[EnvApi, Path]]:
     folder = tmp_path / "shm"
-    with run_envapi(tmp_path, shared_memory_dir=str(folder), attach_timeout_s="2") as server:
+    with run_envapi(tmp_path, shared_memory_dir=str(folder)) as server:
         yield server, folder
 
 
@@ -112,22 +112,22 @@ def test_the_python_client_reads_results_from_shared_memory(
 
 
 def test_no_file_is_left_by_a_session_that_nobody_shares_or_that_is_killed(
-    shm_envapi: tuple[EnvApi, Path],
+    tmp_path: Path,
 ) -> None:
-    envapi, folder = shm_envapi
-    open_session(envapi)  # never attached: it ends after attach_timeout_s
-    assert len(list(folder.iterdir())) == 1
-    wait_for(lambda: list(folder.iterdir()) == [])
-
-    with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
-        path = Path(welcome_of(envapi, sock)["shared_memory"]["path"])
-        assert path.exists()
-        headers = {"Authorization": f"Bearer {envapi.token}"}
-        status = httpx.get(
-            f"{envapi.url}/v1/sessions/{path.name}", headers=headers, timeout=60
-        ).json()
-        os.kill(int(status["pid"]), signal.SIGKILL)
-        wait_for(lambda: not path.exists())
+    folder = tmp_path / "shm"
+    with run_envapi(tmp_path, shared_memory_dir=str(folder), attach_timeout_s="5") as envapi:
+        open_session(envapi)  # never attached: it ends after attach_timeout_s
+        assert len(list(folder.iterdir())) == 1
+        wait_for(lambda: list(folder.iterdir()) == [], timeout_s=30)
+        with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
+            path = Path(welcome_of(envapi, sock)["shared_memory"]["path"])
+            assert path.exists()
+            headers = {"Authorization": f"Bearer {envapi.token}"}
+            status = httpx.get(
+                f"{envapi.url}/v1/sessions/{path.name}", headers=headers, timeout=60
+            ).json()
+            os.kill(int(status["pid"]), signal.SIGKILL)
+            wait_for(lambda: not path.exists(), timeout_s=30)
 
 
 def test_a_file_of_another_host_is_not_taken(tmp_path: Path) -> None:
