@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +77,14 @@ class EnvApi:
 
     def live_session_ids(self) -> set[str]:
         return {session["session_id"] for session in self.live_sessions()}
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "") -> None:
+    """Until ``condition()`` is true; fail after ``timeout_s`` (saying ``what`` did not come)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what or f"timed out after {timeout_s:g} s"
+        time.sleep(0.05)
 
 
 def children(pid: int) -> list[int]:

@@ -31,7 +31,7 @@ from netgym.errors import (
 from netgym.protocol import MessageType
 from netgym.protocol.frames import send_frame
 from netgym.sb3 import is_retryable
-from tests.servers import EnvApi
+from tests.servers import EnvApi, wait_for
 
 
 def test_ctrl_c_while_waiting_closes_the_env_instead_of_shifting_replies(
@@ -268,10 +268,7 @@ def step_gated_envs_in_a_thread(
 
     other = threading.Thread(target=step)
     other.start()
-    deadline = time.monotonic() + 30
-    while not envs._in_call.locked():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for(envs._in_call.locked, 30)
     time.sleep(0.3)  # past step_async, into step_wait's wait for the reply
     return other, outcome
 

@@ -28,7 +28,7 @@ from tests.emulator.conftest import (
     games_dir,
     one_game,
 )
-from tests.servers import descendants, run_emulator, run_envapi
+from tests.servers import descendants, run_emulator, run_envapi, wait_for
 
 
 def start(url: str, game: str = "Plain", **body: object) -> httpx.Response:
@@ -244,10 +244,8 @@ def test_an_instance_in_an_endless_loop_whose_client_left_is_killed(tmp_path: Pa
         bridge.close()  # the client goes (a killed session, say)
         state = wait_for_the_end(url, instance["instance_id"], 15)
         assert "its client had gone, and FCEUX did not answer" in state.json()["error"]["message"]
-        deadline = time.monotonic() + 30  # killed at once, reaped once it has exited
-        while instance["pid"] in descendants(service.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert instance["pid"] not in descendants(service.pid)
+        # Killed at once, reaped once it has exited.
+        wait_for(lambda: instance["pid"] not in descendants(service.pid), 30)
         assert start(url).status_code == 201  # still serving
 
 

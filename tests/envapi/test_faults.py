@@ -43,7 +43,7 @@ from netgym.errors import (
 from netgym.protocol import MessageType, pack_value, unpack_value
 from netgym.protocol.frames import expect, pack_header, recv_frame, send_frame, unpack_error
 from netgym_envapi.sessions import process
-from tests.servers import EnvApi, alive, children, descendants, run_envapi
+from tests.servers import EnvApi, alive, children, descendants, run_envapi, wait_for
 
 
 def wait_until_gone(pids: list[int], timeout_s: float = 15.0) -> None:
@@ -315,10 +315,7 @@ def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
         kwargs = {"url": envapi.url, "token": envapi.token}
         with pytest.raises(WorkerTimeoutError, match=r"took longer than 5 s .*MAKE_TIMEOUT_S"):
             netgym.make_vec("netgym-test/SlowMake-v0", 1, **kwargs)
-        deadline = time.monotonic() + 10
-        while envapi.live_sessions():
-            assert time.monotonic() < deadline, "the session was left running"
-            time.sleep(0.1)
+        wait_for(lambda: not envapi.live_sessions(), what="the session was left running")
         with netgym.make("CartPole-v1", **kwargs) as env:
             env.reset(seed=0)
     # Its end, which no request waits for any more, is not logged as an error lost.
@@ -350,10 +347,7 @@ def test_session_limit(tmp_envapi: EnvApi) -> None:
         netgym.make("CartPole-v1", **kwargs)
     closed = opened.pop()
     closed.close()  # its process exits a little later, and then frees its place
-    deadline = time.monotonic() + 30
-    while closed.session_id in tmp_envapi.live_session_ids():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: closed.session_id not in tmp_envapi.live_session_ids(), 30)
     opened.append(netgym.make("CartPole-v1", **kwargs))
     for env in opened:
         env.close()

@@ -26,7 +26,7 @@ from netgym.errors import (
     UnknownEnvError,
 )
 from netgym_envapi.settings import Settings
-from tests.servers import EnvApi, run_envapi
+from tests.servers import EnvApi, run_envapi, wait_for
 
 
 def client(envapi: EnvApi, token: str | None = "default") -> httpx.Client:
@@ -307,11 +307,9 @@ def _open_and_delete_meanwhile(
             target=lambda: answers.append(http.post("/v1/sessions", json=body))
         )
         opening.start()
-        deadline = time.monotonic() + 30
-        while not (new := envapi.live_session_ids() - before) or not deletable():
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        http.delete(f"/v1/sessions/{new.pop()}")
+        wait_for(lambda: bool(envapi.live_session_ids() - before) and deletable(), 30)
+        [new] = envapi.live_session_ids() - before
+        http.delete(f"/v1/sessions/{new}")
         opening.join(60)
     [answer] = answers
     return answer
@@ -332,8 +330,8 @@ def test_a_session_closed_while_its_envs_are_made_answers_that_it_ended(envapi: 
 def test_a_session_closed_as_its_envs_became_ready_is_not_answered_201(
     envapi: EnvApi, tmp_path: Path
 ) -> None:
-    """Its "ready" comes after the DELETE (it ignores SIGTERM until the kill): a 201
-    would send the client to a session that is going."""
+    """Its "ready" comes after the DELETE (its make ends at SIGTERM, which it then
+    ignores until the kill): a 201 would send the client to a session that is going."""
     marker = tmp_path / "making"
     body = {
         "env_id": "netgym-test/ReadyAtSigterm-v0",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from netgym.protocol import MessageType, ResultLayout, pack_value, unpack_space,
 from netgym.protocol.frames import expect, recv_frame, send_frame, unpack_error
 from netgym.protocol.sharedmemory import HEADER_BYTES, open_results_file
 from tests.envapi.test_faults import hello, open_session
-from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi
+from tests.servers import EnvApi, kill_tree, restart_envapi, run_envapi, wait_for
 
 
 @pytest.fixture
@@ -34,13 +33,6 @@ def welcome_of(envapi: EnvApi, sock: socket.socket, env_id: str = "CartPole-v1")
     message_type, body = hello(sock, open_session(envapi, env_id), envapi.token)
     assert message_type == MessageType.WELCOME, body
     return dict(unpack_value(body))
-
-
-def wait_for(condition: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_shared_results_equal_those_through_the_socket(
