@@ -293,6 +293,22 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
             ('name = "fire"', 'name = "noop"'),
             r"game.toml:8: \[actions\] combos name noop more than once; give each combo its own",
         ),
+        (  # an unnamed combo is called by its index
+            (
+                '{ name = "noop", buttons = [] }',
+                '{ buttons = [] }, { name = "0", buttons = ["b"] }',
+            ),
+            r"game.toml:8: \[actions\] combos name 0 more than once",
+        ),
+        (  # it would be another button's bit
+            ('buttons = ["a"]', 'buttons = ["a", "A"]'),
+            r'game.toml:8: combo 1 \("fire"\) names a more than once \(names are read in any '
+            r"case\); list each button once",
+        ),
+        (
+            ('press = ["start"]', 'press = ["start", "start"]'),
+            r"names start more than once",
+        ),
         (
             ('name = "Tiny"', 'name = "Tiny"\ndescription = 5'),
             r'game.toml:2: description = 5 is not a text; write it in quotes: description = "',
@@ -339,6 +355,9 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
         "no-name",
         "type-typo",
         "combo-name-twice",
+        "combo-index-named",
+        "button-twice",
+        "press-button-twice",
         "description-number",
         "script-file-number",
         "rom-source-number",
@@ -600,3 +619,102 @@ def test_an_edit_of_a_module_beside_a_script_in_a_subfolder_is_seen(tmp_path: Pa
     (folder / "lua" / "util.lua").write_text("return 2 -- an edit\n")
     assert folder_signature(tmp_path, [game]) != before
     assert load_game(folder).revision != game.revision
+
+
+@pytest.mark.parametrize(
+    ("header", "change", "message"),
+    [
+        ("[rom]", ("file = ", "flie = "), r"game.toml:3: unknown key 'flie' in \[rom\]"),
+        ("[start]", ("noop_max = 3", "noop_max = -1"), r"game.toml:15: \[start\] noop_max = -1"),
+        ("[observation]", ("ram = ", "rma = "), r"game.toml:12: unknown key 'rma'"),
+        ("[actions]", ("frames_per_step = 2", '"frames_per_step" = 0'), r"game.toml:9: "),
+    ],
+    ids=["rom", "start", "observation", "quoted-key"],
+)
+def test_a_table_header_with_a_comment_keeps_the_lines_of_its_problems(
+    tmp_path: Path, header: str, change: tuple[str, str], message: str
+) -> None:
+    manifest = (
+        MANIFEST.format(rom=EFP_ROM, extra_rom="")
+        .replace(header, f"{header}   # a comment")
+        .replace(*change)
+    )
+    with pytest.raises(GameError, match=message):
+        load_game(make_game(tmp_path, manifest))
+
+
+def test_a_table_of_ram_values_and_an_array_of_combos_give_their_lines(tmp_path: Path) -> None:
+    manifest = (
+        MANIFEST.format(rom=EFP_ROM, extra_rom="")
+        .replace("ram = { x = 0x10 }\n", "")
+        .replace(
+            'combos = [ { name = "noop", buttons = [] }, { name = "fire", buttons = ["a"] } ]\n',
+            "",
+        )
+        + "[observation.ram]  # where the game keeps them\nx = 0x900\n"
+        + '[[actions.combos]]\nname = "noop"\nbuttons = ["turbo"]\n'
+    )
+    with pytest.raises(GameError) as raised:
+        load_game(make_game(tmp_path, manifest))
+    problems = "\n".join(raised.value.details["problems"])
+    assert "game.toml:15: [observation] ram x = 0x900 is no address" in problems
+    assert "game.toml:16: combo 0 (\"noop\") names unknown buttons ['turbo']" in problems
+
+
+def test_a_manifest_that_is_not_utf8_says_where_and_what_to_do(tmp_path: Path) -> None:
+    folder = make_game(tmp_path)
+    text = (folder / "game.toml").read_text().replace('name = "Tiny"', 'name = "Tiny"\n# caf\u00e9')
+    (folder / "game.toml").write_bytes(text.encode("latin-1"))
+    with pytest.raises(
+        GameError,
+        match=r"game.toml:2: the manifest is not UTF-8 text \(byte 0xe9 is not UTF-8\); "
+        r"save it as UTF-8",
+    ):
+        load_game(folder)
+
+
+def test_a_rom_cut_short_is_refused_saying_so(tmp_path: Path) -> None:
+    rom = tmp_path / "cut.nes"
+    rom.write_bytes(EFP_ROM.read_bytes()[:4000])
+    with pytest.raises(
+        GameError,
+        match=r"game.toml:3: the ROM \S+cut.nes is cut short: its iNES header says 16,400 bytes, "
+        r"the file has 4,000; copy the whole ROM again",
+    ):
+        load_game(make_game(tmp_path, MANIFEST.format(rom=rom, extra_rom="")))
+
+
+def test_a_games_folder_that_is_a_game_folder_or_holds_one_a_level_down_says_so(
+    tmp_path: Path,
+) -> None:
+    folder = make_game(tmp_path)
+    _, problems = discover(folder)
+    assert problems[str(folder)] == (
+        f"{folder} is a game folder, not a folder of game folders; serve its parent folder "
+        f"{tmp_path} (--games-dir or NETGYM_EMULATOR_GAMES_DIR)"
+    )
+    unpacked = tmp_path / "games" / "tiny-1.0"
+    unpacked.mkdir(parents=True)
+    folder.rename(unpacked / "tiny")
+    games, problems = discover(tmp_path / "games")
+    assert games == {}
+    assert problems == {
+        "tiny-1.0": f"{unpacked} has no game.toml, but {unpacked / 'tiny'} has one; a game "
+        f"folder is served only right under the games folder: move it to "
+        f"{tmp_path / 'games' / 'tiny'}"
+    }
+
+
+@pytest.mark.skipif(shutil.which("luac5.1") is None, reason="luac5.1 (Debian lua5.1) not installed")
+def test_a_module_in_a_folder_under_the_script_is_checked_and_counted(tmp_path: Path) -> None:
+    folder = make_game(tmp_path)
+    (folder / "lib").mkdir()
+    (folder / "lib" / "util.lua").write_text("return 1\n")
+    game = load_game(folder)
+    before = folder_signature(tmp_path, [game])
+    (folder / "lib" / "util.lua").write_text("return 2 -- an edit\n")
+    assert folder_signature(tmp_path, [game]) != before
+    assert load_game(folder).revision != game.revision
+    (folder / "lib" / "util.lua").write_text("return = 3\n")
+    with pytest.raises(GameError, match=r"lib/util.lua:1: Lua syntax error"):
+        load_game(folder)

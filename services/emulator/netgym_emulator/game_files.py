@@ -75,6 +75,14 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
             "need a BIOS that netgym does not give FCEUX)",
             line_of(text, "file", "rom"),
         )
+    if (short := _ines_shortfall(head, rom_path.stat().st_size)) is not None:
+        raise fail(
+            path,
+            f"the ROM {rom_path} is cut short: its iNES header says {short[0]:,} bytes, "
+            f"the file has {short[1]:,}",
+            "copy the whole ROM again (a download or copy stopped part way)",
+            line_of(text, "file", "rom"),
+        )
     expected = rom.get("sha256")
     if expected is not None:
         if not isinstance(expected, str) or not re.fullmatch(r"[0-9A-Fa-f]{64}", expected):
@@ -96,6 +104,21 @@ def check_rom(folder: Path, path: Path, text: str, rom: dict[str, Any]) -> Path:
     return rom_path
 
 
+def _ines_shortfall(head: bytes, size: int) -> tuple[int, int] | None:
+    """(the bytes an iNES ROM's header says it has, the bytes it has) when it has fewer."""
+    if not head.startswith(b"NES\x1a") or len(head) < 16:
+        return None
+    prg_units, chr_units = head[4], head[5]
+    if head[7] & 0x0C == 0x08:  # NES 2.0: the high bits of both sizes are in byte 9
+        if head[9] & 0x0F == 0x0F or head[9] >> 4 == 0x0F:
+            return None  # sizes written as exponents: rare, and FCEUX checks them
+        prg_units |= (head[9] & 0x0F) << 8
+        chr_units |= (head[9] >> 4) << 8
+    trainer = 512 if head[6] & 0x04 else 0
+    wanted = 16 + trainer + prg_units * 16_384 + chr_units * 8_192
+    return (wanted, size) if size < wanted else None
+
+
 def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) -> Path:
     file = text_of(path, text, script, "file", "script") or "game.lua"
     script_path = (folder / file).resolve()
@@ -115,11 +138,17 @@ def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) ->
         )
     luac = shutil.which("luac5.1")
     if luac:
-        # The modules it may require (those beside it, as the revision counts them)
-        # too: a syntax error in one would otherwise show only at the first reset.
-        for lua_file in sorted({script_path, *script_path.parent.glob("*.lua")}):
+        # The modules it may require too: a syntax error in one would otherwise show
+        # only at the first reset.
+        for lua_file in lua_files(script_path):
             _check_syntax(luac, lua_file)
     return script_path
+
+
+def lua_files(script: Path) -> list[Path]:
+    """The script and the modules it may ``require``: every Lua file in its folder and
+    the folders under it (``require("lib.util")`` loads ``lib/util.lua``)."""
+    return sorted({script, *script.parent.rglob("*.lua")})
 
 
 def _check_syntax(luac: str, lua_file: Path) -> None:
@@ -138,10 +167,10 @@ def _check_syntax(luac: str, lua_file: Path) -> None:
 
 
 def revision_of(manifest: str, rom: Path, script: Path, savestate: Path | None) -> str:
-    """A digest of what makes a game: the manifest, the Lua files beside the script
-    (those it may ``require``), the ROM and the save state."""
+    """A digest of what makes a game: the manifest, the script and the modules it may
+    ``require`` (``lua_files``), the ROM and the save state."""
     digest = hashlib.sha256(manifest.encode())
-    files = [*sorted({script, *script.parent.glob("*.lua")}), rom, savestate]
+    files = [*lua_files(script), rom, savestate]
     for file in filter(None, files):
         digest.update(file.name.encode() + b"\0")
         with contextlib.suppress(OSError):  # gone meanwhile: the next read says so

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from netgym_emulator.game_files import ROM_SUFFIXES
+from netgym_emulator.game_files import ROM_SUFFIXES, lua_files
 from netgym_emulator.manifest import MANIFEST, Game, load_game
 from netgym_emulator.problems import GameError, fail, line_of
 
@@ -33,9 +33,20 @@ def discover(
     if not games_dir.is_dir():
         problem = f"{games_dir} is not a folder; set NETGYM_EMULATOR_GAMES_DIR or --games-dir"
         return {}, {str(games_dir): problem}
+    if (games_dir / MANIFEST).is_file():
+        problems[str(games_dir)] = (
+            f"{games_dir} is a game folder, not a folder of game folders; serve its parent "
+            f"folder {games_dir.parent} (--games-dir or NETGYM_EMULATOR_GAMES_DIR)"
+        )
     for folder in sorted(p for p in games_dir.iterdir() if p.is_dir()):
         if not (folder / MANIFEST).is_file():
-            if _looks_like_a_game(folder):
+            if nested := _nested_game(folder):
+                problems[folder.name] = (
+                    f"{folder} has no {MANIFEST}, but {nested} has one; a game folder is "
+                    f"served only right under the games folder: move it to "
+                    f"{games_dir / nested.name}"
+                )
+            elif _looks_like_a_game(folder):
                 problems[folder.name] = (
                     f'{folder} has no {MANIFEST}; add one (see docs/games.md, "The manifest")'
                 )
@@ -101,6 +112,14 @@ def manifest_name(folder: Path) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _nested_game(folder: Path) -> Path | None:
+    """A game folder one level inside ``folder`` (as unpacking an archive leaves one)."""
+    try:
+        return next((f.parent for f in sorted(folder.glob(f"*/{MANIFEST}")) if f.is_file()), None)
+    except OSError:
+        return None
+
+
 def _looks_like_a_game(folder: Path) -> bool:
     """Whether a folder without a manifest holds a ROM, a Lua script or a TOML file."""
     try:
@@ -125,7 +144,7 @@ def folder_signature(games_dir: Path, games: Iterable[Game]) -> tuple[Any, ...]:
     for game in games:
         paths += [game.rom, game.script] + ([game.savestate] if game.savestate else [])
         with contextlib.suppress(OSError):  # the modules it may require, as its revision counts
-            paths.extend(game.script.parent.glob("*.lua"))
+            paths.extend(lua_files(game.script))
     signature: list[tuple[Any, ...]] = []
     for path in sorted(paths):
         try:

@@ -157,7 +157,15 @@ def _buttons(path: Path, raw: Any, where: str, line: int | None) -> tuple[str, .
     unknown = [b for b in raw if b.lower() not in BUTTONS]
     if unknown:
         raise fail(path, f"{where} names unknown buttons {unknown}", f"use {list(BUTTONS)}", line)
-    return tuple(b.lower() for b in raw)
+    buttons = [b.lower() for b in raw]
+    if twice := sorted({b for b in buttons if buttons.count(b) > 1}, key=BUTTONS.index):
+        raise fail(
+            path,
+            f"{where} names {', '.join(twice)} more than once (names are read in any case)",
+            "list each button once",
+            line,
+        )
+    return tuple(buttons)
 
 
 def load_game(folder: Path) -> Game:
@@ -170,7 +178,16 @@ def load_game(folder: Path) -> Game:
     path = folder / MANIFEST
     if not path.is_file():
         raise fail(path, "no manifest", "add game.toml (see docs/games.md)")
-    text = path.read_text()
+    raw_text = path.read_bytes()
+    try:
+        text = raw_text.decode()
+    except UnicodeDecodeError as exc:
+        raise fail(
+            path,
+            f"the manifest is not UTF-8 text (byte {raw_text[exc.start]:#04x} is not UTF-8)",
+            "save it as UTF-8, as TOML requires",
+            raw_text.count(b"\n", 0, exc.start) + 1,
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -295,7 +312,8 @@ def _check_actions(
                     f'write name = "jump", or leave name out (the combo is then called "{i}")',
                     combos_line,
                 )
-        names = [str(c["name"]) for c in raw if "name" in c]
+        # A combo left unnamed is called by its index, which another may name too.
+        names = [str(c.get("name", i)) for i, c in enumerate(raw)]
         if twice := sorted({n for n in names if names.count(n) > 1}):
             raise fail(
                 path,

@@ -27,15 +27,24 @@ def fail(path: Path, problem: str, fix: str, line: int | None = None) -> GameErr
     return GameError(f"{where}: {problem}; {fix}", details={"file": str(path), "line": line})
 
 
+# A table's header, ``[name]`` or ``[[name]]``, with a comment after it or not.
+_HEADER = re.compile(r"\s*\[\[?\s*([^\[\]]*?)\s*\]\]?\s*(#.*)?$")
+
+
 def line_of(text: str, key: str, section: str | None = None) -> int | None:
     """The line that sets ``key`` (or opens ``[key]``), in ``[section]`` if given."""
     in_section = section is None
+    setting = re.compile(rf"\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
     for number, line in enumerate(text.splitlines(), start=1):
-        if section is not None and line.strip().startswith("["):
-            in_section = line.strip() == f"[{section}]"
-        elif not in_section:
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(1).replace('"', "").replace("'", "")
+            if name in (key, f"{section}.{key}"):  # [key], or [[actions.combos]] for combos
+                return number
+            if section is not None:
+                in_section = name == section
             continue
-        if re.match(rf"\s*{re.escape(key)}\s*=", line) or line.strip() == f"[{key}]":
+        if in_section and setting.match(line):
             return number
     return None
 
