@@ -170,3 +170,34 @@ def test_one_allocation_too_large_for_the_instance_is_an_error(tmp_path: Path) -
             env.step(0)
         env.reset(seed=0)
         assert env.instance_id is not None  # the instance lived on
+
+
+@pytest.mark.parametrize(
+    ("top_level", "settings", "error"),
+    [
+        (
+            "while true do end\n",
+            {},
+            r"game\.lua:1: the script's top level \(outside its functions\) has run for more "
+            r"than 2\.5 s",
+        ),
+        (
+            "local kept = {}\n"
+            'while true do kept[#kept + 1] = string.rep("z", 100000) .. #kept end\n',
+            {"script_memory_mb": "50"},
+            r"game\.lua:2: the script's top level \(outside its functions\) holds \d+ MB of Lua "
+            r"memory, over the 50 MB",
+        ),
+    ],
+    ids=["endless-loop", "growing-table"],
+)
+def test_a_script_whose_top_level_runs_away_is_stopped_at_its_line(
+    tmp_path: Path, top_level: str, settings: dict[str, str], error: str
+) -> None:
+    games = one_game(tmp_path, "Runaway", top_level + PLAIN_SCRIPT)
+    with (
+        run_emulator(tmp_path, games, **settings) as (url, _),
+        EmulatorEnv("Runaway", url, timeout_s=3) as env,
+        pytest.raises(EnvError, match=error),
+    ):
+        env.reset(seed=0)

@@ -393,6 +393,12 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
             r"\(names are case-sensitive\)",
         ),
         (
+            PLAIN_SCRIPT.replace("return game", "function game.Reset() end\nreturn game"),
+            {},
+            r"game\.lua names a function game\.Reset, which the bridge never calls: it calls "
+            r"game\.reset \(names are case-sensitive\)",
+        ),
+        (
             PLAIN_SCRIPT.replace("function game.step() return 0, false, {} end", "game.step = 0"),
             {},
             r"must return a table with a step\(\) function: its step is a number, not a function",
@@ -408,6 +414,7 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
         "missing-module",
         "missing-in-a-module",
         "misnamed-step",
+        "misnamed-reset",
         "step-no-function",
         "returns-nothing",
     ],

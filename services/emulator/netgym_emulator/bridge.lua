@@ -335,8 +335,9 @@ local function checked(fn, called, ...)
   end
   if problem == nil then return called, ... end
   local defined = get_info(fn, "S")
-  return false, string.gsub(defined.source, "^@", "") .. ":" .. defined.linedefined .. ": "
-    .. running .. problem
+  -- The script's main chunk is defined at line 0: name the file alone.
+  local line = defined.linedefined > 0 and ":" .. defined.linedefined or ""
+  return false, string.gsub(defined.source, "^@", "") .. line .. ": " .. running .. problem
 end
 
 local function call_game(name, fn)
@@ -347,9 +348,15 @@ local function call_game(name, fn)
   return checked(fn, unhooked(xpcall(fn, located)))
 end
 
-local ok, game = pcall(dofile, script_path)
+-- Its top level runs under the same limits as game.step(): an endless loop or a
+-- table that grows without end there is named by its line, like one in a step.
+local chunk, load_error = loadfile(script_path)
+local ok, game = false, load_error
+if chunk ~= nil then
+  ok, game = call_game("the script's top level (outside its functions)", chunk)
+end
 if not ok then
-  report("error " .. tostring(game))
+  report("error " .. error_text(game))
   emu.exit()
   return
 end
@@ -373,6 +380,16 @@ if type(game) ~= "table" or type(game.step) ~= "function" then
     .. returned)
   emu.exit()
   return
+end
+-- game.Reset would never run, and each episode would start where the last one ended.
+for key in pairs(game) do
+  local wanted = type(key) == "string" and string.lower(key)
+  if (wanted == "reset" or wanted == "step") and key ~= wanted then
+    report("error " .. script_path .. " names a function game." .. key .. ", which the bridge "
+      .. "never calls: it calls game." .. wanted .. " (names are case-sensitive)")
+    emu.exit()
+    return
+  end
 end
 
 local server, bind_error = socket.bind(bind_host, 0)
