@@ -182,6 +182,24 @@ class ButtonsEnv(gym.Env[np.ndarray, np.ndarray]):
         return np.array([reward], np.float32), reward, self.count >= 3, False, {"step": self.count}
 
 
+class KeepsActionEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Observes the action of the step before, as it kept it (an env may keep what it is given)."""
+
+    observation_space = spaces.Box(-10, 10, (2,), np.float32)
+    action_space = spaces.Box(-10, 10, (2,), np.float32)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self.kept = np.zeros(2, np.float32)
+        return self.kept.copy(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        previous, self.kept = self.kept, action
+        return np.array(previous, np.float32), 0.0, False, False, {}
+
+
 class HangOnCloseEnv(_FaultEnv):
     def close(self) -> None:
         if hasattr(self, "count"):  # reset once: the envapi's own make-and-close passes
@@ -266,6 +284,7 @@ for _name, _cls in [
     ("EchoOptions", EchoOptionsEnv),
     ("BigObs", BigObsEnv),
     ("Buttons", ButtonsEnv),
+    ("KeepsAction", KeepsActionEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),
 ]:

@@ -115,6 +115,18 @@ def test_step_types(backend: Callable[..., gym.Env], name: str) -> None:
     assert isinstance(terminated, bool) and isinstance(truncated, bool)
 
 
+def test_an_env_keeps_the_action_it_was_given_as_it_was(remote_kwargs: dict) -> None:
+    import tests.fault_envs  # noqa: F401  (registers the env for the local side)
+
+    env_id = "netgym-test/KeepsAction-v0"
+    for env in (gym.make(env_id), netgym.make(env_id, **remote_kwargs)):
+        with env:
+            env.reset(seed=0)
+            env.step(np.array([1, 1], np.float32))
+            previous = env.step(np.array([2, 2], np.float32))[0]
+            np.testing.assert_array_equal(previous, [1, 1])
+
+
 @pytest.mark.parametrize("name", ["cartpole", "pong", "pong-atari-stack", "frozenlake"])
 def test_remote_equals_local_for_same_seeds_and_actions(name: str, remote_kwargs: dict) -> None:
     env_id, wrappers = ENVS[name]

@@ -221,7 +221,9 @@ class EnvSlice:
         return as_netgym_error(exc, index if self.num_envs > 1 else None)
 
     def _action(self, index: int) -> Any:
-        return self._actions.assemble([leaf[index] for leaf in self._action_leaves])
+        # Copies: an env may keep its action, and the next STEP (a refused one too)
+        # is read into this memory.
+        return self._actions.assemble([leaf[index].copy() for leaf in self._action_leaves])
 
     def _send_steps(self) -> None:
         """Send every stepping env its action (split-step envs); note which were sent."""
