@@ -187,6 +187,10 @@ def _bools_with_a_two(key: str) -> bytes:
         _with_blob({"a": {"$nd": [False, "<f4", [2]]}}),
         _with_blob({"a": {"$bytes": [0, True]}}),
         _bools_with_a_two("_mask"),
+        _with_blob({"seed": {"$np": [0, "M8"]}}),
+        _with_blob({"$dict": [[{"$np": [0, "M8"]}, 1]]}),
+        _with_blob({"a": {"$nd": [0, "<U1", [2]]}}),
+        _with_blob({"a": {"$nd": [0, "(2,)<i4", [1]]}}),
     ],
     ids=[
         "unknown-tag",
@@ -196,6 +200,10 @@ def _bools_with_a_two(key: str) -> bytes:
         "offset-false",
         "length-true",
         "bool-2",
+        "datetime-scalar",
+        "datetime-key",
+        "string-array",
+        "subarray-dtype",
     ],
 )
 def test_what_pack_value_never_makes_is_a_protocol_error_every_time(data: bytes) -> None:

@@ -257,7 +257,7 @@ def _decode(tree: Any, blob: memoryview) -> Any:
         ((tag, body),) = tree.items()
         if tag == "$nd":
             offset, dtype, shape = body
-            dt = np.dtype(dtype)
+            dt = _numeric_dtype(dtype)
             count = math.prod(shape)
             _check_span(blob, offset, dt.itemsize * count)
             if count == 0:
@@ -271,7 +271,7 @@ def _decode(tree: Any, blob: memoryview) -> Any:
             )
         if tag == "$np":
             offset, dtype = body
-            dt = np.dtype(dtype)
+            dt = _numeric_dtype(dtype)
             _check_span(blob, offset, dt.itemsize)
             if dt.kind == "b":
                 _check_bools(blob[offset : offset + 1])
@@ -303,6 +303,15 @@ def _decode(tree: Any, blob: memoryview) -> Any:
                 f"{', '.join(_TAGS)}, alone in its object"
             )
     return {k: _decode(v, blob) for k, v in tree.items()}
+
+
+def _numeric_dtype(text: Any) -> np.dtype[Any]:
+    """The dtype an array's JSON names: one that ``pack_value`` sends (bool, integer,
+    float, complex), never a datetime, a string or a structure."""
+    dtype: np.dtype[Any] = np.dtype(text)
+    if dtype.kind not in "biufc":
+        raise ProtocolError(f"an array's dtype is a number or bool, not {text!r}")
+    return dtype
 
 
 def _hashable(key: Any) -> Any:
