@@ -73,13 +73,14 @@ def test_shared_results_equal_those_through_the_socket(
         np.testing.assert_array_equal(truncations, step.truncations)
 
 
+@pytest.mark.parametrize("token", ["0" * 32, "\ud800"], ids=["wrong", "lone-surrogate"])
 def test_a_wrong_share_is_refused_and_results_keep_coming_through_the_socket(
-    shm_envapi: tuple[EnvApi, Path],
+    shm_envapi: tuple[EnvApi, Path], token: str
 ) -> None:
     envapi, _ = shm_envapi
     with socket.create_connection(("127.0.0.1", envapi.data_port), timeout=10) as sock:
         welcome_of(envapi, sock)
-        send_frame(sock, MessageType.SHARE, [pack_value({"token": "0" * 32})])
+        send_frame(sock, MessageType.SHARE, [pack_value({"token": token})])
         message_type, body = recv_frame(sock, 1 << 24)
         assert message_type == MessageType.ERROR
         error = unpack_error(body)

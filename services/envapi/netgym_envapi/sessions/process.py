@@ -530,7 +530,7 @@ class Session:
                 if self.share_token is None
                 else 'a SHARE body is {"token": the token WELCOME\'s shared_memory gave}'
             )
-        if not hmac.compare_digest(token.encode(), self.share_token.encode()):
+        if not hmac.compare_digest(token.encode(errors="surrogatepass"), self.share_token.encode()):
             raise InvalidRequestError("the token in SHARE is not the one WELCOME offered")
         self.shared = True
         _send_whole(client, MessageType.SHARED, [])
