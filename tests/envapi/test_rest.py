@@ -201,6 +201,19 @@ def test_kwargs_nested_too_deep_are_an_invalid_request(envapi: EnvApi, key: str)
         assert error["code"] == "invalid_request" and "32 levels deep" in error["message"], error
 
 
+def test_a_list_of_more_wrappers_than_any_env_stacks_is_an_invalid_request(
+    envapi: EnvApi,
+) -> None:
+    with client(envapi) as http:
+        reply = http.post(
+            "/v1/sessions",
+            json={"env_id": "CartPole-v1", "wrappers": ["atari"] * 65},
+        )
+    assert reply.status_code == 422, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "invalid_request" and "at most 64 items" in error["message"], error
+
+
 def test_the_atari_wrapper_on_another_env_says_what_it_is_for(envapi: EnvApi) -> None:
     with pytest.raises(
         InvalidRequestError, match=r"for ALE games \(ALE/\.\.\.\); CartPole-v1 is a"

@@ -7,6 +7,7 @@ unwrapped env (``env.unwrapped``) keeps the raw frames for recording.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -163,13 +164,7 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
                 f"wrapper {spec.name!r} takes no {sorted(unknown)}; "
                 f"it takes {sorted(taken) or 'no arguments'}"
             )
-        needed = [
-            name
-            for name, parameter in list(inspect.signature(factory).parameters.items())[1:]
-            if parameter.default is parameter.empty
-            and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
-        ]
-        if missing := [name for name in needed if name not in spec.kwargs]:
+        if missing := [name for name in _required_kwargs(factory) if name not in spec.kwargs]:
             raise InvalidRequestError(
                 f"wrapper {spec.name!r} needs kwargs {missing}, e.g. "
                 f"{{'name': {spec.name!r}, 'kwargs': {{{missing[0]!r}: ...}}}}"
@@ -183,6 +178,17 @@ def parse_wrappers(raw: list[Any]) -> list[WrapperSpec]:
             "put it first: ['atari', 'frame_stack']"
         )
     return specs
+
+
+@functools.cache
+def _required_kwargs(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The arguments a wrapper's factory needs past the env (those with no default)."""
+    return tuple(
+        name
+        for name, parameter in list(inspect.signature(factory).parameters.items())[1:]
+        if parameter.default is parameter.empty
+        and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+    )
 
 
 def make_kwargs_for(specs: list[WrapperSpec]) -> dict[str, Any]:

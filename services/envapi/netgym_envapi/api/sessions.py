@@ -17,6 +17,8 @@ router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
 # How deep env_kwargs and wrappers may nest: deeper ones cannot be passed on to
 # the session's process (Python's recursion limit), and no env needs them.
 MAX_NESTING = 32
+# Far more wrappers than any env stacks; checking a list costs the event loop its length.
+MAX_WRAPPERS = 64
 
 
 class OpenSession(BaseModel):
@@ -28,7 +30,9 @@ class OpenSession(BaseModel):
     num_envs: int = Field(1, strict=True, description="copies of the env stepped as one batch")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="gymnasium.make kwargs")
     wrappers: list[str | dict[str, Any]] = Field(
-        default_factory=list, description="server-side wrappers, applied in order"
+        default_factory=list,
+        max_length=MAX_WRAPPERS,
+        description=f"server-side wrappers, applied in order (at most {MAX_WRAPPERS})",
     )
     autoreset_mode: AutoresetMode = AutoresetMode.SAME_STEP
 
