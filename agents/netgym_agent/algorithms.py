@@ -10,6 +10,7 @@ names such as ``tanh`` or ``RMSpropTFLike``.
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
@@ -202,6 +203,28 @@ def _init_parameters(cls: type[BaseAlgorithm]) -> set[str]:
     )
 
 
+# Values SB3 takes when the model is made but fails on, or learns nothing with, once
+# it trains (DQN's batch_size 0 logs a NaN loss at every step).
+_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(
+        ["batch_size", "n_epochs", "n_steps", "buffer_size", "target_update_interval"],
+        (1, math.inf),
+    ),
+    **dict.fromkeys(["learning_starts", "vf_coef", "max_grad_norm"], (0, math.inf)),
+    **dict.fromkeys(
+        [
+            "gamma",
+            "gae_lambda",
+            "tau",
+            "exploration_fraction",
+            "exploration_initial_eps",
+            "exploration_final_eps",
+        ],
+        (0, 1),
+    ),
+}
+
+
 def _convert(cls: type[BaseAlgorithm], key: str, value: Any) -> Any:
     """A hyperparameter as SB3 wants it; ``ValueError`` says what was expected."""
     if key in SCHEDULE_KEYS:
@@ -217,14 +240,21 @@ def _convert(cls: type[BaseAlgorithm], key: str, value: Any) -> Any:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     if kind is bool and isinstance(value, bool):
         return value
+    converted: int | float | None = None
     if kind is float and number:
-        return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if kind is int and isinstance(value, float) and value.is_integer():
-        return int(value)  # 1e5 in YAML is a float
-    expected = {bool: "true or false", float: "a number", int: "a whole number"}[kind]
-    raise ValueError(f"expected {expected}{' or null' if optional else ''}, got {value!r}")
+        converted = float(value)
+    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+        converted = value
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        converted = int(value)  # 1e5 in YAML is a float
+    if converted is None:
+        expected = {bool: "true or false", float: "a number", int: "a whole number"}[kind]
+        raise ValueError(f"expected {expected}{' or null' if optional else ''}, got {value!r}")
+    low, high = _RANGES.get(key, (-math.inf, math.inf))
+    if not low <= converted <= high:
+        within = f"from {low:g} to {high:g}" if high < math.inf else f"of at least {low:g}"
+        raise ValueError(f"expected a value {within}, got {value!r}")
+    return converted
 
 
 def _plain_type(annotation: Any) -> tuple[type, bool] | None:

@@ -47,7 +47,7 @@ class EnvConfig(_Section):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     wrappers: list[str | dict[str, Any]] = Field(default_factory=list)
     # How long a lost session is tried again before the run stops with a checkpoint.
-    reconnect_timeout_s: float = Field(default=120.0, gt=0)
+    reconnect_timeout_s: float = Field(default=120.0, gt=0, le=1_000_000)
 
     @field_validator("wrappers")
     @classmethod
@@ -120,7 +120,7 @@ class TrainConfig(_Section):
     env: EnvConfig
     algo: AlgoConfig
     total_timesteps: int = Field(ge=1)
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, lt=2**32)  # what numpy and SB3 take
     device: str = "auto"
     require_gpu: bool = False
     torch_threads: int | None = Field(default=None, ge=1)

@@ -139,11 +139,14 @@ def prepare_run_dir(
     for leftover in [*store.remove_temporaries(), *remove_temporaries(run.path)]:
         print(f"removed an incomplete checkpoint: {leftover}", file=out, flush=True)
     checkpoint = store.latest()
-    if checkpoint is not None and isinstance(saved := checkpoint.info.get("config"), dict):
+    if checkpoint is None:  # no saved model that the config must fit: any of it may change
+        print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
+        return None, header
+    if isinstance(saved := checkpoint.info.get("config"), dict):
         # What the checkpoint was saved with: an edit of config.yaml counts, and a
         # --set that undoes one is no change.
         since = f" since its checkpoint at step {checkpoint.step:,} was saved"
-    else:  # no checkpoint, or one of an older netgym that recorded no config: --set is all
+    else:  # a checkpoint of an older netgym that recorded no config: --set is all
         saved, since = fixed_sections(run.load_config([])), ""
     if changed := _fixed_changes(saved, config):
         raise RunDirError(
@@ -152,8 +155,6 @@ def prepare_run_dir(
             "and its statistics keep what they were made with; undo the change, or start a "
             "new run"
         )
-    if checkpoint is None:
-        print(f"{run.path} has no complete checkpoint: starting at step 0", file=out, flush=True)
     return checkpoint, header
 
 

@@ -128,7 +128,7 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
         # A bad config, the envapi unreachable or refusing the env, before any
         # checkpoint: the folder holds no run, so that the same command works
         # once the cause is fixed.
-        if not options.resume and nothing_recorded(run, store):
+        if not options.resume and nothing_recorded(run, store) and not _trained(exc):
             _forget_new_run(run, made_folder)
             if made_folder:
                 print(f"run folder removed (nothing saved yet): {run.path}", file=out, flush=True)
@@ -136,12 +136,19 @@ def train(options: TrainOptions, out: TextIO = sys.stdout) -> int:
             print(f"stopped by {exc.stop.name} before the first step", file=out, flush=True)
             return exc.stop.exit_status
         raise
+    finally:
+        run.unlock()  # for a next train() in this process (a process's exit frees it too)
 
 
 def nothing_recorded(run: RunDir, store: CheckpointStore) -> bool:
     """Whether a run has saved nothing yet: no checkpoint, and no evaluation (nor so a
     ``best/`` model), which can come before the first checkpoint."""
     return not store.steps() and not run.evaluations.exists()
+
+
+def _trained(exc: BaseException) -> bool:
+    """Whether a run stopped by ``exc`` trained a step first: its curves are kept then."""
+    return isinstance(exc, TrainingError) and exc.details.get("step", 0) > 0
 
 
 def _raised_by_netgym(exc: BaseException) -> bool:
@@ -305,23 +312,29 @@ class _Run:
     def _then(self) -> str:
         """After a failure inside ``learn()``: where the run goes on from, and how."""
         saved = self.store.steps()
-        where = (
-            f"the last checkpoint is at step {max(saved):,}"
-            if saved
-            else "no checkpoint was saved (it starts again at step 0)"
+        if saved:
+            return (
+                f"; the last checkpoint is at step {max(saved):,}: once the cause is fixed, "
+                f"continue with: {continue_with(self.run.path)} (a resumed run keeps its "
+                "algo.hyperparams: to change one, start a new run)"
+            )
+        return (
+            "; no checkpoint was saved (it starts again at step 0): once the cause is fixed, "
+            f"continue with: {continue_with(self.run.path)} --set KEY=VALUE (for a value to "
+            "change)"
         )
-        return f"; {where}: once the cause is fixed, continue with: {continue_with(self.run.path)}"
 
     def _crashed(self, exc: Exception, step: int) -> TrainingError:
         """The error for SB3 or PyTorch failing inside ``learn()``. No checkpoint is
         saved: the model may be half way through an update."""
         algo = self.config.algo
-        removed = not self.options.resume and nothing_recorded(self.run, self.store)
+        removed = not self.options.resume and nothing_recorded(self.run, self.store) and step == 0
         then = "" if removed else self._then()
         return TrainingError(
             f"training failed at step {step:,}: stable-baselines3's {algo.name.upper()} "
             f"or PyTorch raised {type(exc).__name__}: {exc} (a value in algo.hyperparams "
-            f"that it refuses only once it trains, such as n_epochs: 0? out of memory?){then}"
+            f"that it refuses only once it trains? out of memory?){then}",
+            details={"step": step},
         )
 
     def _settle_resume(self, checkpoint: Checkpoint | None, header: str) -> None:
@@ -383,7 +396,7 @@ class _Run:
             model = algorithms.new_model(self.config, env, device)
         else:
             model = algorithms.load_model(self.config, checkpoint.path, env, device)
-            model.set_random_seed(self.config.seed + checkpoint.step)
+            model.set_random_seed((self.config.seed + checkpoint.step) % 2**32)
             self._say(
                 f"resumed from {checkpoint.path} at step {model.num_timesteps:,} "
                 f"of {self.config.total_timesteps:,}"

@@ -85,6 +85,11 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
             {"eval": {"every_steps": 0, "stop_at_mean_return": 100}},
             ["eval: stop_at_mean_return is checked at evaluations", "every_steps above 0"],
         ),
+        ({"seed": 2**32}, ["seed", "less than 4294967296"]),
+        (
+            {"env": {"id": "CartPole-v1", "reconnect_timeout_s": float("inf")}},
+            ["env.reconnect_timeout_s", "less than or equal to 1000000"],
+        ),
     ],
     ids=[
         "unknown-key",
@@ -101,6 +106,8 @@ def test_cartpole_preset_has_the_zoo_hyperparameters() -> None:
         "capitalised-nested-key",
         "capitalised-normalize-key",
         "goal-without-evaluations",
+        "seed-past-numpys",
+        "reconnect-forever",
     ],
 )
 def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
@@ -131,6 +138,8 @@ def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
         ({"n_epochs": 2.5}, ["algo.hyperparams.n_epochs: expected a whole number, got 2.5"]),
         ({"normalize_advantage": 1}, ["normalize_advantage: expected true or false, got 1"]),
         ({"target_kl": "off"}, ["algo.hyperparams.target_kl: expected a number or null"]),
+        ({"n_epochs": 0}, ["algo.hyperparams.n_epochs: expected a value of at least 1, got 0"]),
+        ({"gamma": 1.5}, ["algo.hyperparams.gamma: expected a value from 0 to 1, got 1.5"]),
     ],
     ids=[
         "typo",
@@ -143,6 +152,8 @@ def test_bad_config_names_the_key(change: dict, words: list[str]) -> None:
         "int-fraction",
         "bool-number",
         "optional-float",
+        "no-epochs",
+        "gamma-above-1",
     ],
 )
 def test_bad_hyperparameter_names_the_key(hyperparams: dict, words: list[str]) -> None:
@@ -236,15 +247,19 @@ def made_run(run_dir: Path) -> None:
     run.unlock()
 
 
-def test_resume_refuses_to_change_what_the_saved_model_keeps(tmp_path: Path) -> None:
+def test_resume_with_no_checkpoint_may_change_what_a_saved_model_would_keep(
+    tmp_path: Path,
+) -> None:
     run_dir = tmp_path / "run"
     made_run(run_dir)
     result = run_train(
-        None, "--run-dir", str(run_dir), "--resume", "--set", "algo.hyperparams.ent_coef=0.1"
+        None,
+        *("--run-dir", str(run_dir), "--resume", "--set", "algo.hyperparams.ent_coef=0.1"),
+        *("--url", "http://127.0.0.1:9"),  # past the config checks, it stops here
     )
-    assert result.returncode == 2, result.stdout
-    assert "algo.hyperparams.ent_coef" in result.stdout and "start a new run" in result.stdout
-    assert "ent_coef" not in (run_dir / "config.yaml").read_text()
+    assert "cannot change" not in result.stdout
+    assert f"{run_dir} has no complete checkpoint: starting at step 0" in result.stdout
+    assert "cannot reach the envapi at http://127.0.0.1:9" in result.stdout, result.stdout
 
 
 def test_policy_kwargs_that_are_no_names_are_a_config_error() -> None:

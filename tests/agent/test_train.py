@@ -264,11 +264,10 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(
 @pytest.mark.parametrize(
     ("hyperparams", "status", "error"),
     [
-        (  # SB3 finds out only at its first update, after the first rollout
+        (  # SB3 would find out only at its first update, after the first rollout
             {"n_epochs": 0},
-            1,
-            r"training failed at step 64: stable-baselines3's PPO or PyTorch raised "
-            r"UnboundLocalError: .*such as n_epochs: 0\?",
+            2,
+            r"algo.hyperparams.n_epochs: expected a value of at least 1, got 0",
         ),
         (  # checked with the config: PyTorch would find out later, and name no key
             {"policy_kwargs": {"net_arch": [-5]}},
@@ -332,6 +331,41 @@ def test_a_failure_inside_sb3_keeps_a_new_run_that_recorded_an_evaluation(
         f"continue with: netgym-train train --run-dir {run_dir} --resume"
     ) in str(caught.value)
     assert len(evaluations(run_dir)) == 2 and (run_dir / "best").is_dir()
+
+
+def test_a_failure_inside_sb3_keeps_the_curves_of_a_new_run_whose_resume_may_fix_its_cause(
+    envapi: EnvApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CONTINUE_WITH_VARIABLE, raising=False)
+    updates = []
+    update = PPO.train
+
+    def second_update_fails(model: PPO) -> None:
+        updates.append(model.num_timesteps)
+        if len(updates) == 2:
+            raise RuntimeError("CUDA out of memory")  # as PyTorch would, say
+        update(model)
+
+    monkeypatch.setattr(PPO, "train", second_update_fails)
+    config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError) as caught:
+        train(TrainOptions(config, run_dir, url=envapi.url, token=envapi.token), io.StringIO())
+    assert "training failed at step 128" in str(caught.value)
+    assert (
+        f"continue with: netgym-train train --run-dir {run_dir} --resume --set KEY=VALUE"
+    ) in str(caught.value)
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["scalars"]  # the curves of its first steps, kept
+    monkeypatch.undo()
+    resumed = run_train(
+        envapi,
+        *("--run-dir", str(run_dir), "--resume"),
+        *("--set", "algo.hyperparams.n_epochs=1", "--set", "total_timesteps=256"),
+    )
+    assert resumed.returncode == 0, resumed.stdout
+    assert "has no complete checkpoint: starting at step 0" in resumed.stdout
 
 
 def test_a_bug_of_netgyms_inside_learn_keeps_its_traceback(
