@@ -24,7 +24,7 @@ from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
-from netgym_agent.errors import ConfigError, did_you_mean
+from netgym_agent.errors import CheckpointError, ConfigError, did_you_mean
 
 if TYPE_CHECKING:
     from netgym_agent.config import AlgoConfig, TrainConfig
@@ -180,10 +180,24 @@ def refill_replay_buffer(config: TrainConfig, model: BaseAlgorithm, directory: P
 
 
 def saved_spaces(directory: Path) -> tuple[Any, Any]:
-    """The observation and action spaces of the model saved in ``directory``."""
-    data, _, _ = load_from_zip_file(directory / MODEL_FILE, device="cpu")
-    assert data is not None
-    return data["observation_space"], data["action_space"]
+    """The observation and action spaces of the model saved in ``directory``.
+
+    Raises:
+        CheckpointError: the model does not load (saved by other versions of the
+            libraries, whose spaces do not unpickle here).
+    """
+    try:
+        data, _, _ = load_from_zip_file(directory / MODEL_FILE, device="cpu")
+        if data is None:
+            raise ValueError("it holds no data")
+        return data["observation_space"], data["action_space"]
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"{directory / MODEL_FILE} does not load ({type(exc).__name__}: {exc}): was it "
+            "saved by another version of stable-baselines3, Gymnasium or PyTorch? Train with "
+            f"those, or move {directory} out of the run folder to go on from the checkpoint "
+            "before it"
+        ) from None
 
 
 def save_model_files(model: BaseAlgorithm, directory: Path, *, replay_buffer: bool) -> None:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from stable_baselines3 import A2C, DQN
+from stable_baselines3.common.save_util import save_to_zip_file
 
+from netgym_agent.algorithms import MODEL_FILE, saved_spaces
 from netgym_agent.checkpoints import read_directory
+from netgym_agent.errors import CheckpointError
 from tests.agent.helpers import SMALL_CARTPOLE, checkpoint_dirs, run_train, write_config
 from tests.servers import EnvApi
 
@@ -84,3 +87,14 @@ def test_agent_imports_only_the_client() -> None:
     for path in sources.glob("*.py"):
         text = path.read_text()
         assert "netgym_envapi" not in text and "netgym_emulator" not in text, path
+
+
+def test_a_saved_model_whose_spaces_do_not_load_here_is_a_checkpoint_error(tmp_path: Path) -> None:
+    # As SB3 leaves out what does not unpickle (a space of another Gymnasium, say).
+    save_to_zip_file(tmp_path / MODEL_FILE, data={"n_envs": 4})
+    with pytest.raises(
+        CheckpointError,
+        match=r"model.zip does not load \(KeyError: 'observation_space'\): was it saved by "
+        r"another version .* move \S+ out of the run folder to go on from the checkpoint before",
+    ):
+        saved_spaces(tmp_path)
