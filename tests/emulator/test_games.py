@@ -302,12 +302,12 @@ def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
         ),
         (  # it would be another button's bit
             ('buttons = ["a"]', 'buttons = ["a", "A"]'),
-            r'game.toml:8: combo 1 \("fire"\) names a more than once \(names are read in any '
-            r"case\); list each button once",
+            r"game.toml:8: combo 1 \(\"fire\"\) names buttons \['a'\] more than once \(a name in "
+            r"any case is one button\); list each button once",
         ),
         (
             ('press = ["start"]', 'press = ["start", "start"]'),
-            r"names start more than once",
+            r"names buttons \['start'\] more than once",
         ),
         (
             ('name = "Tiny"', 'name = "Tiny"\ndescription = 5'),

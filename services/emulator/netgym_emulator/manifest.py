@@ -161,7 +161,7 @@ def _buttons(path: Path, raw: Any, where: str, line: int | None) -> tuple[str, .
     if twice := sorted({b for b in buttons if buttons.count(b) > 1}, key=BUTTONS.index):
         raise fail(
             path,
-            f"{where} names {', '.join(twice)} more than once (names are read in any case)",
+            f"{where} names buttons {twice} more than once (a name in any case is one button)",
             "list each button once",
             line,
         )
