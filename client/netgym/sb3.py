@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -489,7 +490,9 @@ class ReconnectAwareVecMonitor(VecMonitor):
     ``VecMonitor`` records an episode (``info["episode"]``, the monitor file)
     whenever ``done`` is set; the episodes ``ReconnectingVecEnv`` loses are set
     ``done`` too, and would show up as short, low-return episodes. This one
-    drops their counters instead and counts them in ``lost_episodes``.
+    drops their counters instead and counts them in ``lost_episodes``. Where
+    the server's ``episode_statistics`` wrapper gave an episode's return and
+    length (the game's own, before ``clip_reward``), those are recorded.
     """
 
     def __init__(
@@ -498,7 +501,10 @@ class ReconnectAwareVecMonitor(VecMonitor):
         filename: str | None = None,
         info_keywords: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(venv, filename, info_keywords)
+        with warnings.catch_warnings():
+            # Its warning that a Monitor's statistics are overwritten: this one keeps them.
+            warnings.filterwarnings("ignore", "The environment is already wrapped with a `Monitor`")
+            super().__init__(venv, filename, info_keywords)
         self.lost_episodes = 0
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -509,9 +515,12 @@ class ReconnectAwareVecMonitor(VecMonitor):
         for i in np.flatnonzero(dones):
             info = dict(infos[i])
             if not info.get(RECONNECTED_KEY):
+                server = info.get("episode")
+                if not (isinstance(server, dict) and "r" in server and "l" in server):
+                    server = {"r": self.episode_returns[i], "l": self.episode_lengths[i]}
                 episode_info = {
-                    "r": self.episode_returns[i],
-                    "l": self.episode_lengths[i],
+                    "r": float(server["r"]),
+                    "l": int(server["l"]),
                     "t": round(time.time() - self.t_start, 6),
                 }
                 for key in self.info_keywords:

@@ -13,7 +13,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecMonitor
 
 from netgym.errors import InvalidRequestError
-from netgym.sb3 import RemoteVecEnv
+from netgym.sb3 import ReconnectAwareVecMonitor, RemoteVecEnv
 
 
 def test_vec_env_api(remote_kwargs: dict) -> None:
@@ -114,3 +114,20 @@ def test_evaluate_policy_counts_the_servers_episode_statistics(remote_kwargs: di
     finally:
         env.close()
         bare.close()
+
+
+def test_the_agents_monitor_records_the_servers_episode_statistics(remote_kwargs: dict) -> None:
+    wrappers = ["episode_statistics", "clip_reward"]
+    remote = RemoteVecEnv("Pendulum-v1", 2, wrappers=wrappers, **remote_kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none that the server's statistics are overwritten
+        env = ReconnectAwareVecMonitor(remote)
+    try:
+        model = PPO("MlpPolicy", env, seed=0, device="cpu")
+        returns, lengths = evaluate_policy(
+            model, env, n_eval_episodes=2, return_episode_rewards=True
+        )
+        assert lengths == [200, 200]
+        assert all(r < -400 for r in returns), returns  # clipped, they would sum to -200
+    finally:
+        env.close()
