@@ -300,20 +300,25 @@ def test_hyperparameters_that_sb3_refuses_are_one_error_and_leave_no_folder(
     assert not run_dir.exists()  # the same command works once the config is fixed
 
 
+def _out_of_memory_at_update(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    """PPO's update number ``count`` fails, as PyTorch out of memory would."""
+    updates = []
+    update = PPO.train
+
+    def failing(model: PPO) -> None:
+        updates.append(model.num_timesteps)
+        if len(updates) == count:
+            raise RuntimeError("CUDA out of memory")
+        update(model)
+
+    monkeypatch.setattr(PPO, "train", failing)
+
+
 def test_a_failure_inside_sb3_keeps_a_new_run_that_recorded_an_evaluation(
     envapi: EnvApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(CONTINUE_WITH_VARIABLE, raising=False)
-    updates = []
-    update = PPO.train
-
-    def third_update_fails(model: PPO) -> None:
-        updates.append(model.num_timesteps)
-        if len(updates) == 3:
-            raise RuntimeError("CUDA out of memory")  # as PyTorch would, say
-        update(model)
-
-    monkeypatch.setattr(PPO, "train", third_update_fails)
+    _out_of_memory_at_update(monkeypatch, 3)
     config = write_config(
         tmp_path / "small.yaml",
         {**SMALL_CARTPOLE, "eval": {"every_steps": 64, "episodes": 2, "num_envs": 2}},
@@ -337,16 +342,7 @@ def test_a_failure_inside_sb3_keeps_the_curves_of_a_new_run_whose_resume_may_fix
     envapi: EnvApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(CONTINUE_WITH_VARIABLE, raising=False)
-    updates = []
-    update = PPO.train
-
-    def second_update_fails(model: PPO) -> None:
-        updates.append(model.num_timesteps)
-        if len(updates) == 2:
-            raise RuntimeError("CUDA out of memory")  # as PyTorch would, say
-        update(model)
-
-    monkeypatch.setattr(PPO, "train", second_update_fails)
+    _out_of_memory_at_update(monkeypatch, 2)
     config = write_config(tmp_path / "small.yaml", SMALL_CARTPOLE)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError) as caught:
