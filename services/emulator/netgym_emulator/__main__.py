@@ -8,7 +8,7 @@ import sys
 
 from netgym.errors import NetgymError
 from netgym_emulator.settings import EmulatorSettings
-from netgym_http.settings_help import settings_epilog
+from netgym_http.settings_help import misspelled_settings, settings_epilog
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None and k != "log_level"}
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    for warning in misspelled_settings(EmulatorSettings):
+        logging.getLogger("netgym.emulator").warning(warning)
     settings = EmulatorSettings(**overrides)
 
     import uvicorn

@@ -10,7 +10,7 @@ from types import FrameType
 
 from netgym.errors import NetgymError
 from netgym_envapi.settings import Settings
-from netgym_http.settings_help import settings_epilog
+from netgym_http.settings_help import misspelled_settings, settings_epilog
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         key: value for key, value in vars(args).items() if value is not None and key != "log_level"
     }
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    for warning in misspelled_settings(Settings):
+        logging.getLogger("netgym.envapi").warning(warning)
     settings = Settings(**overrides)
     try:
         settings.check_bind()

@@ -1,8 +1,11 @@
-"""A service's ``--help`` epilog: every setting, read from its pydantic settings class."""
+"""A service's settings as a user meets them: its ``--help`` epilog, every setting read
+from its pydantic settings class, and the variables set that look like a misspelled one."""
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 
 from pydantic_settings import BaseSettings
 
@@ -20,3 +23,27 @@ def settings_epilog(settings: type[BaseSettings]) -> str:
         if field.description:
             lines.append(f"      {field.description}")
     return "\n".join(lines)
+
+
+def misspelled_settings(
+    settings: type[BaseSettings], environ: Mapping[str, str] = os.environ
+) -> list[str]:
+    """What to say of each variable set that is no setting but close to one
+    (``NETGYM_STEP_TIMOUT_S``): pydantic ignores it, and the default would apply unseen.
+
+    Variables far from every setting are left alone: other programs of netgym read
+    ``NETGYM_*`` variables of their own.
+    """
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    known = [name.upper() for name in settings.model_fields]
+    said = []
+    for variable in sorted(environ):
+        name = variable.removeprefix(prefix)
+        if name == variable or name in known:
+            continue
+        if close := difflib.get_close_matches(name, known, n=1, cutoff=0.85):
+            said.append(
+                f"{variable} is set but is no setting, so it changes nothing: did you mean "
+                f"{prefix}{close[0]}? (--help lists the settings)"
+            )
+    return said
