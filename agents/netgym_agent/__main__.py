@@ -93,6 +93,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         deterministic=args.deterministic,
         device=args.device,
+        out=sys.stdout,
     )
     print(
         f"{args.model} model at step {result.step:,}: return {result.mean_return:.2f} "

@@ -97,9 +97,9 @@ def describe(device: torch.device) -> str:
     return f"the CPU, {threads} torch thread{'s' if threads > 1 else ''} ({why})"
 
 
-def announce(device: torch.device, out: TextIO = sys.stdout) -> None:
+def announce(device: torch.device, out: TextIO = sys.stdout, doing: str = "training") -> None:
     """Print the device in a banner nobody can miss at the top of the log."""
-    line = f" netgym-train: training on {describe(device)} "
+    line = f" netgym-train: {doing} on {describe(device)} "
     rule = "=" * max(len(line), 60)
     print(f"{rule}\n{line}\n{rule}", file=out, flush=True)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from netgym.errors import ReconnectFailedError
 from netgym_agent.algorithms import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE
 from netgym_agent.checkpoints import Checkpoint, CheckpointStore, read_directory
 from netgym_agent.config import TrainConfig
-from netgym_agent.device import resolve_device
+from netgym_agent.device import announce, resolve_device
 from netgym_agent.envs import (
     check_env_fits,
     check_same_game,
@@ -177,8 +177,10 @@ def evaluate_saved(
     num_envs: int | None = None,
     deterministic: bool | None = None,
     device: str | None = None,
+    out: TextIO | None = None,
 ) -> EvalResult:
-    """Evaluate a model saved in a run folder, with the run's own config.
+    """Evaluate a model saved in a run folder, with the run's own config (and with
+    ``out``, say there on which device: returns are the same on the same device).
 
     Args:
         run_dir: the run folder.
@@ -200,12 +202,11 @@ def evaluate_saved(
     _check_of_this_run(run, config, saved)
     directory = saved.path
     cls = ALGORITHMS[config.algo.name]
+    chosen = resolve_device(config, chosen=device is not None)
+    if out is not None:
+        announce(chosen, out, doing="evaluating")
     try:
-        model = cls.load(
-            directory / MODEL_FILE,
-            device=resolve_device(config, chosen=device is not None),
-            print_system_info=False,
-        )
+        model = cls.load(directory / MODEL_FILE, device=chosen, print_system_info=False)
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         raise CheckpointError(
             f"{directory / MODEL_FILE} does not load as a {cls.__name__} model "

@@ -130,6 +130,7 @@ def test_resume_continues_the_step_count(envapi: EnvApi, tmp_path: Path) -> None
     # The run's eval settings and seeds: the return of its evaluation at that step.
     evaluated = run_evaluate(envapi, run_dir, "--model", "final")
     assert evaluated.returncode == 0, evaluated.stderr
+    assert "netgym-train: evaluating on the CPU" in evaluated.stdout  # as the run trained
     record = json.loads(evaluated.stdout.splitlines()[-1])
     assert (record["step"], record["episodes"]) == (2048, 2)
     assert record["returns"] == evaluations(run_dir)[-1]["returns"]
