@@ -42,6 +42,11 @@ MAX_NOOPS = 1_000
 MAX_START_FRAMES = 20_000
 
 
+def _mask(buttons: tuple[str, ...] | list[str]) -> int:
+    """The bridge's bitmask of checked button names (bit i is ``BUTTONS[i]``; none twice)."""
+    return sum(1 << BUTTONS.index(b) for b in buttons)
+
+
 @dataclass(frozen=True)
 class Combo:
     """A named button combination: one action of a Discrete action space."""
@@ -51,7 +56,7 @@ class Combo:
 
     @property
     def mask(self) -> int:
-        return sum(1 << BUTTONS.index(b) for b in self.buttons)
+        return _mask(self.buttons)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class Game:
             if "wait" in step:
                 parts.append(f"w{step['wait']}")
             else:
-                mask = sum(1 << BUTTONS.index(b) for b in step["press"])
+                mask = _mask(step["press"])
                 parts.append(f"p{mask}:{step.get('frames', 1)}")
         return ",".join(parts)
 
