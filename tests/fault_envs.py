@@ -135,6 +135,23 @@ class BadObsEnv(_FaultEnv):
         return obs, reward, terminated, truncated, info
 
 
+class BadDictObsEnv(gym.Env[dict[str, Any], int]):
+    """Action 1 gives an observation without one of its space's keys."""
+
+    observation_space = spaces.Dict({"count": spaces.Discrete(1001), "lives": spaces.Discrete(4)})
+    action_space = spaces.Discrete(2)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        super().reset(seed=seed)
+        return {"count": 0, "lives": 3}, {}
+
+    def step(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        obs = {"count": 1} if action == 1 else {"count": 1, "lives": 3}
+        return obs, 1.0, False, False, {}
+
+
 class BadRewardEnv(_FaultEnv):
     def step(self, action: int) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(0)
@@ -279,6 +296,7 @@ for _name, _cls in [
     ("SlowRaise", SlowRaiseEnv),
     ("BadInfo", BadInfoEnv),
     ("BadObs", BadObsEnv),
+    ("BadDictObs", BadDictObsEnv),
     ("BadReward", BadRewardEnv),
     ("RaiseOnReset", RaiseOnResetEnv),
     ("EchoOptions", EchoOptionsEnv),

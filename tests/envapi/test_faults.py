@@ -639,6 +639,16 @@ def test_an_observation_or_reward_an_env_cannot_give_names_the_env(envapi: EnvAp
             "Box(0.0, 1000.0, (1,), float32)"
         ), raised.value.message
         assert raised.value.details["env_index"] == 2
+    bad_dict = "netgym-test/BadDictObs-v0"
+    with netgym.make_vec(bad_dict, 2, url=envapi.url, token=envapi.token) as envs:
+        envs.reset(seed=0)
+        envs.step(np.array([0, 0]))  # past Gymnasium's checker, which checks a first step
+        with pytest.raises(EnvError) as raised:  # not the client's action at fault
+            envs.step(np.array([0, 1]))
+        assert raised.value.message.startswith(
+            "env 1: the env returned an observation that does not fit its observation space "
+        ), raised.value.message
+        assert "missing keys ['lives']" in raised.value.message
     with netgym.make_vec("netgym-test/BadReward-v0", 2, url=envapi.url, token=envapi.token) as envs:
         envs.reset(seed=0)
         with pytest.raises(EnvError, match=r"^env 0: the env raised TypeError: float\(\) arg"):

@@ -124,6 +124,30 @@ def test_wrong_shape_and_dtype_are_caught_before_sending() -> None:
         layout.pack_into(buffer, np.array([1.5, 2, 3, 4]))
 
 
+_JUMPS = ([0, 1], [1, 0])
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ({"move": [1, 2]}, r"missing keys \['jump'\]"),
+        ({"move": [1, 2], "jump": _JUMPS, "fire": [1, 1]}, r"keys \['fire'\] are not in Dict"),
+        ([[1, 2], _JUMPS], "expected a dict"),
+        ({"move": [1, 2], "jump": _JUMPS[:1]}, "expected a tuple of 2 items"),
+    ],
+)
+def test_an_action_not_made_as_its_space_is_refused_as_gymnasium_would(
+    action: object, message: str
+) -> None:
+    space = spaces.Dict(
+        {"move": spaces.Discrete(4), "jump": spaces.Tuple((spaces.Discrete(2), spaces.Discrete(2)))}
+    )
+    layout = BatchLayout(space, 2)
+    layout.pack_into(bytearray(layout.nbytes), {"move": [1, 2], "jump": _JUMPS})
+    with pytest.raises(InvalidActionError, match=message):
+        layout.pack_into(bytearray(layout.nbytes), action)
+
+
 @pytest.mark.parametrize(
     ("space", "actions", "bad_env"),
     [

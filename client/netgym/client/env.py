@@ -95,7 +95,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         return self._single(observations), unbatch_info(info, 0)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        values = [np.asarray(value) for value in self._actions.flatten(action)]
+        values = [np.asarray(value) for value in self._actions.flatten_action(action)]
         for leaf, value in zip(self._actions.leaves, values, strict=True):
             if value.shape != leaf.shape[1:]:  # said of this env, not of a batch of one
                 raise InvalidActionError(

@@ -209,8 +209,24 @@ class BatchLayout:
         return _assemble(self.space, iterator)
 
     def flatten(self, value: Any) -> list[Any]:
-        """The leaves of a value (batched or single) in layout order."""
+        """The leaves of a value (batched or single) in layout order.
+
+        Raises:
+            ValueError: when ``value`` is not made as the space is (a dict with other
+                keys, a tuple of another length).
+        """
         return _flatten(self.space, value)
+
+    def flatten_action(self, value: Any) -> list[Any]:
+        """``flatten`` for an action.
+
+        Raises:
+            InvalidActionError: when ``value`` is not made as the space is.
+        """
+        try:
+            return _flatten(self.space, value)
+        except ValueError as exc:
+            raise InvalidActionError(str(exc)) from None
 
     def pack_into(self, buffer: Any, batch: Any, offset: int = 0, what: str = "action") -> None:
         """Write a batch into ``buffer``, converting each leaf to its dtype.
@@ -226,7 +242,7 @@ class BatchLayout:
         Raises:
             InvalidActionError: when a leaf has the wrong shape or cannot be cast.
         """
-        for view, leaf, value in zip(views, self.leaves, self.flatten(batch), strict=True):
+        for view, leaf, value in zip(views, self.leaves, self.flatten_action(batch), strict=True):
             array = np.asarray(value)
             if array.shape != leaf.shape:
                 raise InvalidActionError(
@@ -301,14 +317,19 @@ def _assemble(space: spaces.Space[Any], leaves: Any) -> Any:
 def _flatten(space: spaces.Space[Any], value: Any) -> list[Any]:
     if isinstance(space, spaces.Dict):
         if not isinstance(value, dict):
-            raise InvalidActionError(f"expected a dict for {space}, got {type(value).__name__}")
-        missing = set(space.keys()) - set(value)
-        if missing:
-            raise InvalidActionError(f"missing keys {sorted(missing)} for {space}")
+            raise ValueError(f"expected a dict for {space}, got {type(value).__name__}")
+        if value.keys() != space.keys():
+            missing = [key for key in space.spaces if key not in value]
+            unknown = [key for key in value if key not in space.spaces]
+            raise ValueError(
+                f"missing keys {missing} for {space}"
+                if missing
+                else f"keys {unknown} are not in {space} (Gymnasium's Dict.contains refuses them)"
+            )
         return [leaf for key, sub in space.items() for leaf in _flatten(sub, value[key])]
     if isinstance(space, spaces.Tuple):
         if not isinstance(value, tuple | list) or len(value) != len(space):
-            raise InvalidActionError(f"expected a tuple of {len(space)} items for {space}")
+            raise ValueError(f"expected a tuple of {len(space)} items for {space}")
         return [
             leaf for sub, item in zip(space, value, strict=True) for leaf in _flatten(sub, item)
         ]
