@@ -399,6 +399,12 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
             r"game\.reset \(names are case-sensitive\)",
         ),
         (
+            PLAIN_SCRIPT.replace("return game", "function game.rest() end\nreturn game"),
+            {},
+            r"game\.lua names a function game\.rest, which the bridge never calls: it calls "
+            r"game\.reset \(is it misspelled\?\)",
+        ),
+        (
             PLAIN_SCRIPT.replace("function game.step() return 0, false, {} end", "game.step = 0"),
             {},
             r"must return a table with a step\(\) function: its step is a number, not a function",
@@ -415,6 +421,7 @@ def test_an_env_whose_script_failed_keeps_its_version_and_a_new_env_plays_the_fi
         "missing-in-a-module",
         "misnamed-step",
         "misnamed-reset",
+        "misspelled-reset",
         "step-no-function",
         "returns-nothing",
     ],

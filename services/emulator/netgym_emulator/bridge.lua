@@ -381,12 +381,34 @@ if type(game) ~= "table" or type(game.step) ~= "function" then
   emu.exit()
   return
 end
--- game.Reset would never run, and each episode would start where the last one ended.
-for key in pairs(game) do
+-- Whether a and b differ by one letter added, dropped or changed, or two swapped.
+local function one_slip_apart(a, b)
+  if math.abs(#a - #b) > 1 or a == b then
+    return false
+  end
+  local i = 1
+  while i <= #a and a:byte(i) == b:byte(i) do
+    i = i + 1
+  end
+  return a:sub(i + 1) == b:sub(i + 1) or a:sub(i) == b:sub(i + 1) or a:sub(i + 1) == b:sub(i)
+    or (a:sub(i, i) == b:sub(i + 1, i + 1) and a:sub(i + 1, i + 1) == b:sub(i, i)
+      and a:sub(i + 2) == b:sub(i + 2))
+end
+
+-- game.Reset or game.rest would never run, and each episode would start where the
+-- last one ended.
+for key, value in pairs(game) do
   local wanted = type(key) == "string" and string.lower(key)
+  local why = nil
   if (wanted == "reset" or wanted == "step") and key ~= wanted then
+    why = "names are case-sensitive"
+  elseif wanted and type(value) == "function" and rawget(game, "reset") == nil
+      and one_slip_apart(wanted, "reset") then
+    wanted, why = "reset", "is it misspelled?"
+  end
+  if why ~= nil then
     report("error " .. script_path .. " names a function game." .. key .. ", which the bridge "
-      .. "never calls: it calls game." .. wanted .. " (names are case-sensitive)")
+      .. "never calls: it calls game." .. wanted .. " (" .. why .. ")")
     emu.exit()
     return
   end
