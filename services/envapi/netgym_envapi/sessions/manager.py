@@ -420,6 +420,10 @@ class SessionManager:
             record.end_reason = record.end_reason or message["reason"]
             record.end_error = record.end_error or message.get("error")
             record.state = SessionState.ENDED
+            # After any client socket handed over before this message was read: a
+            # session that gave up waiting for its client answers those until this.
+            with contextlib.suppress(OSError):
+                send_control(record.control, {"op": "ended_seen"})
 
     def _on_exit(self, record: SessionRecord) -> None:
         """The session process has exited: finish once its last messages are read."""

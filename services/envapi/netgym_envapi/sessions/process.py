@@ -75,6 +75,9 @@ LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go t
 # What is logged of an error's message, or kept of it in an ended session's record:
 # an env's error may quote the whole request back.
 KEPT_TEXT_CHARS = 4000
+# How long a session that gave up waiting for its client waits for the main
+# process to say it has heard so (it answers at once unless its loop is stalled).
+ENDED_SEEN_TIMEOUT_S = 5.0
 
 
 class _Terminated(BaseException):
@@ -309,6 +312,7 @@ class Session:
             self.end(
                 f"no client attached within {self.config.attach_timeout_s:g} s (attach_timeout_s)"
             )
+            self._refuse_late_clients()
             return None
         if not data or not fds:
             for fd in fds:
@@ -323,6 +327,25 @@ class Session:
             finally:
                 os.close(fds[1])
         return socket.socket(fileno=fds[0])
+
+    def _refuse_late_clients(self) -> None:
+        """Answer, with the reason this session ended, each client socket the main
+        process handed over before it heard of the end ("ended" crossed its HELLO);
+        the main process answers "ended" with "ended_seen", which comes after them."""
+        self.control.settimeout(ENDED_SEEN_TIMEOUT_S)
+        while True:
+            try:
+                _data, fds, _flags, _addr = socket.recv_fds(self.control, CONTROL_MESSAGE_BYTES, 2)
+            except OSError:  # a timeout among them
+                return
+            if not fds:  # "ended_seen", or the main process has gone
+                return
+            for fd in fds[1:]:
+                os.close(fd)
+            with socket.socket(fileno=fds[0]) as late:
+                late.settimeout(1.0)
+                with contextlib.suppress(OSError):
+                    send_value(late, MessageType.ERROR, self.end_error)
 
     def end(self, reason: str, error: NetgymError | None = None) -> None:
         """Record why the session ends, and tell the client when it can still hear."""
