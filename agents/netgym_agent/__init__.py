@@ -10,6 +10,6 @@ from __future__ import annotations
 
 from netgym.extras import require_extra
 
-require_extra("agent", ("stable_baselines3", "yaml", "tensorboard"))
+require_extra("agent", ("stable_baselines3", "yaml", "tensorboard"), "netgym-train")
 
 __all__: list[str] = []

@@ -5,22 +5,29 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import sys
 import urllib.parse
+from pathlib import Path
 
 
-def require_extra(extra: str, modules: tuple[str, ...]) -> None:
+def require_extra(extra: str, modules: tuple[str, ...], command: str | None = None) -> None:
     """Raise, naming the pip command, when a module of ``netgym[extra]`` is missing.
+
+    Run as ``command`` (the console script of ``extra``, which every install of
+    netgym has), print that and exit with 1 instead: a traceback says no more.
 
     Raises:
         ModuleNotFoundError: listing the missing modules.
     """
     missing = [module for module in modules if importlib.util.find_spec(module) is None]
     if missing:
-        raise ModuleNotFoundError(
+        message = (
             f"netgym's {extra} needs {', '.join(missing)}, which are not installed: "
-            f"pip install {install_target(extra)}",
-            name=missing[0],
+            f"pip install {install_target(extra)}"
         )
+        if command is not None and Path(sys.argv[0]).name == command:
+            sys.exit(f"{command}: {message}")
+        raise ModuleNotFoundError(message, name=missing[0])
 
 
 def install_target(extra: str) -> str:

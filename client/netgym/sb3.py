@@ -98,6 +98,11 @@ class RemoteVecEnv(VecEnv):
     """
 
     def __init__(self, env_id: str, num_envs: int = 1, **kwargs: Any) -> None:
+        if "autoreset_mode" in kwargs:
+            raise InvalidRequestError(
+                "a RemoteVecEnv resets a finished env on the same step, as SB3's VecEnvs "
+                "do: it takes no autoreset_mode (netgym.make_vec does)"
+            )
         self.env_id = env_id
         self._remote_kwargs = kwargs
         self.remote = self._open_remote(num_envs)
@@ -126,6 +131,20 @@ class RemoteVecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         return observations  # type: ignore[no-any-return]
+
+    def set_options(self, options: list[dict[str, Any]] | dict[str, Any] | None = None) -> None:
+        """SB3's ``set_options``.
+
+        Raises:
+            InvalidRequestError: for different options per env (a remote session
+                resets every env with the same options); the options are then unset.
+        """
+        super().set_options(options)
+        try:
+            self._reset_options_to_send()
+        except InvalidRequestError:
+            self._reset_options()
+            raise
 
     def _reset_options_to_send(self) -> dict[str, Any] | None:
         """The options of the next reset: one dict for every env (a session resets as one).

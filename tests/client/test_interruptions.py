@@ -313,8 +313,22 @@ def test_misuses_of_one_env_say_what_to_do(tmp_envapi: EnvApi) -> None:
         netgym.make_vec("CartPole-v1", 2, render_mode="rgb_array", **kwargs)
     with pytest.raises(InvalidRequestError, match="autoreset_mode='sometimes': use"):
         netgym.make_vec("CartPole-v1", 2, autoreset_mode="sometimes", **kwargs)
+    with pytest.raises(InvalidRequestError, match=r"env_kwargs=\{'max_episode_steps': 10\}"):
+        netgym.make("CartPole-v1", max_episode_steps=10, **kwargs)  # as gym.make takes it
+    with pytest.raises(InvalidRequestError, match=r"frameskip: not an argument"):
+        netgym.make_vec("ALE/Pong-v5", 2, frameskip=1, **kwargs)
     with netgym.make_vec("CartPole-v1", 2, autoreset_mode="next_step", **kwargs) as envs:
         assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+        with pytest.raises(InvalidRequestError, match=r"an int 0 or more.*got -1"):
+            envs.reset(seed=-1)  # as the list form, [-1, 0], is
+    with pytest.raises(SessionStateError, match=r"set_timeout\(\): this env is closed"):
+        envs.set_timeout(5)
+    with netgym.make(
+        "CartPole-v1", url=f" {tmp_envapi.url}\n", token=f"{tmp_envapi.token}\n"
+    ) as env:  # read from files: their line ends are no part of them
+        for seed in (-1, 1.0, [1]):
+            with pytest.raises(InvalidRequestError, match=r"seed must be None or an int 0 or more"):
+                env.reset(seed=seed)  # type: ignore[arg-type]
     env = netgym.make("CartPole-v1", **kwargs)
     env.reset(seed=0)
     with pytest.raises(InvalidActionError, match=r"action has shape \(2,\), expected \(\)"):

@@ -45,3 +45,17 @@ def test_a_service_installed_without_its_extra_names_the_pip_command() -> None:
         require_extra("envapi", ("numpy", "no_such_module_for_netgym"))
     assert "needs no_such_module_for_netgym," in str(caught.value)
     require_extra("envapi", ("numpy",))  # all there: nothing to say
+
+
+def test_a_command_installed_without_its_extra_says_so_in_one_line(tmp_path: pathlib.Path) -> None:
+    command = tmp_path / "netgym-envapi"  # as pip writes a console script
+    command.write_text(
+        "from netgym.extras import require_extra\n"
+        "require_extra('envapi', ('no_such_module_for_netgym',), 'netgym-envapi')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(command)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("netgym-envapi: netgym's envapi needs no_such_module_for")
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1

@@ -86,13 +86,15 @@ def test_a_finished_envs_reset_info_goes_to_reset_infos(remote_kwargs: dict) -> 
 def test_different_reset_options_per_env_are_refused(remote_kwargs: dict) -> None:
     envs = RemoteVecEnv("CartPole-v1", 2, **remote_kwargs)
     try:
-        envs.set_options([{"low": -0.1}, {"low": -0.2}])
         with pytest.raises(InvalidRequestError, match="same options"):
-            envs.reset()
+            envs.set_options([{"low": -0.1}, {"low": -0.2}])
+        assert envs.reset().shape == (2, 4)  # the refused options are not kept
         envs.set_options({"low": -0.1, "high": 0.1})  # one dict for all: fine
         assert envs.reset().shape == (2, 4)
     finally:
         envs.close()
+    with pytest.raises(InvalidRequestError, match="takes no autoreset_mode"):
+        RemoteVecEnv("CartPole-v1", 2, autoreset_mode="next_step", **remote_kwargs)
 
 
 def test_evaluate_policy_counts_the_servers_episode_statistics(remote_kwargs: dict) -> None:

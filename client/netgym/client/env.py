@@ -9,7 +9,13 @@ import numpy as np
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 
-from netgym.client.vector import NO_RENDERING, NOT_RENDERED, RemoteVectorEnv, not_picklable
+from netgym.client.vector import (
+    NO_RENDERING,
+    NOT_RENDERED,
+    RemoteVectorEnv,
+    not_picklable,
+    single_seed,
+)
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 
@@ -88,8 +94,7 @@ class RemoteEnv(gym.Env[Any, Any]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        if isinstance(seed, np.integer):
-            seed = int(seed)
+        seed = single_seed(seed)
         super().reset(seed=seed)
         observations, info = self._vector.reset(seed=seed, options=options)
         return self._single(observations), unbatch_info(info, 0)

@@ -109,6 +109,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             shared memory rather than the socket (faster); elsewhere results
             come through the socket whatever this says.
         render_mode: refused with a reason: the envs run on a server with no screen.
+
+    Any other keyword argument is refused, with the ``env_kwargs`` that pass it to
+    the env (where ``gymnasium.make(env_id, **kwargs)`` takes them as they are).
     """
 
     def __init__(
@@ -125,9 +128,12 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         open_timeout_s: float | None = None,
         shared_memory: bool = True,
         render_mode: str | None = None,
+        **env_kwargs_given_as_arguments: Any,
     ) -> None:
         if render_mode is not None:
             raise InvalidRequestError(NO_RENDERING)
+        if env_kwargs_given_as_arguments:
+            raise InvalidRequestError(_not_an_argument(env_kwargs_given_as_arguments))
         if not _is_int(num_envs) or num_envs < 1:
             raise InvalidRequestError(
                 f"num_envs={num_envs!r}: give a whole number of envs, 1 or more"
@@ -273,7 +279,10 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def set_timeout(self, timeout_s: float) -> None:
         """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""
-        self._connection.set_timeout(_seconds("timeout_s", timeout_s))
+        timeout_s = _seconds("timeout_s", timeout_s)
+        if self._state in (_State.CLOSED, _State.DROPPED):  # its connection is gone
+            self._check(_State.READY, "set_timeout")  # raises as any call would
+        self._connection.set_timeout(timeout_s)
 
     def ping(self) -> None:
         """One empty round trip to the session process (for latency checks)."""
@@ -543,7 +552,10 @@ def server_address(url: str | None, token: str | None) -> tuple[str, str | None]
     token = token if token is not None else os.environ.get("NETGYM_TOKEN")
     if isinstance(token, str):  # read from a file, say: its line end is no part of it
         token = token.strip() or None
-    return url or os.environ.get("NETGYM_URL") or DEFAULT_URL, token
+    url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
+    if isinstance(url, str):  # as the token
+        url = url.strip() or DEFAULT_URL
+    return url, token
 
 
 def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
@@ -568,17 +580,40 @@ def _wire_seed(seed: Any) -> int | list[int | None] | None:
     """
     if isinstance(seed, np.ndarray):
         seed = seed.tolist()  # numpy ints become Python ints, a 0-d array one int
-    if seed is None or _is_int(seed):
+    if seed is None or _is_seed(seed):
         return None if seed is None else int(seed)
     if (
         isinstance(seed, Sequence)
         and not isinstance(seed, str | bytes)
-        and all(s is None or _is_int(s) for s in seed)
+        and all(s is None or _is_seed(s) for s in seed)
     ):
         return [None if s is None else int(s) for s in seed]
     raise InvalidRequestError(
-        f"seed must be None, an int, or a sequence of ints or None; got {seed!r}"
+        f"seed must be None, an int 0 or more, or a sequence of such ints or None; got {seed!r}"
     )
+
+
+def _not_an_argument(given: dict[str, Any]) -> str:
+    names = ", ".join(sorted(given))
+    return (
+        f"{names}: not an argument of netgym's envs. The env's own arguments go in "
+        f"env_kwargs, which the server passes to gymnasium.make: env_kwargs={given!r}"
+    )
+
+
+def single_seed(seed: Any) -> int | None:
+    """The seed of one env's reset: None or an int 0 or more, as a Python int.
+
+    Raises:
+        InvalidRequestError: for anything else, before anything is sent.
+    """
+    if seed is None or _is_seed(seed):
+        return None if seed is None else int(seed)
+    raise InvalidRequestError(f"seed must be None or an int 0 or more; got {seed!r}")
+
+
+def _is_seed(value: Any) -> bool:
+    return _is_int(value) and value >= 0
 
 
 def _seconds(name: str, value: Any) -> float:

@@ -12,4 +12,6 @@ from __future__ import annotations
 
 from netgym.extras import require_extra
 
-require_extra("emulator", ("fastapi", "uvicorn", "pydantic_settings", "pyvirtualdisplay"))
+require_extra(
+    "emulator", ("fastapi", "uvicorn", "pydantic_settings", "pyvirtualdisplay"), "netgym-emulator"
+)

@@ -9,4 +9,4 @@ from __future__ import annotations
 
 from netgym.extras import require_extra
 
-require_extra("envapi", ("fastapi", "uvicorn", "pydantic_settings", "ale_py"))
+require_extra("envapi", ("fastapi", "uvicorn", "pydantic_settings", "ale_py"), "netgym-envapi")
