@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import netgym
@@ -33,7 +34,11 @@ GAME_CHECK_TIMEOUT_S = 15.0
 
 def resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
     """``--resume-latest``: ``--resume`` the run of this config used last, unless it has
-    finished, is trained by another process now, or was made with another config."""
+    finished, is trained by another process now, or was made with another config.
+
+    When only its game has changed since its checkpoint (an NES game's folder was
+    edited), the newest other run of this config saved on the game as it is now
+    (put back as it was) is resumed, else a new run starts."""
     if not options.resume_latest:
         return options
     if options.resume or options.run_dir is not None:
@@ -47,53 +52,105 @@ def resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
     if latest is None:
         return new
     config = load_config(options.config_file, options.overrides)
-    try:
-        saved = latest.load_config([])
-    except (AgentError, OSError) as exc:
-        print(f"not resuming {latest.path}: {exc}; starting a new run", file=out, flush=True)
-        return new
-    why_not = None
-    if saved != config:
-        keys = ", ".join(_differences(saved.model_dump(), config.model_dump()))
-        why_not = f"its config differs at {keys}"
-    elif finished(latest, config) is not None:  # not a final model it has gone past
-        why_not = "it has finished"
-    elif latest.is_locked():
-        why_not = "another process trains it now"
-    else:
-        why_not = _game_changed(latest, config, options)
-    if why_not is not None:
+    why_not = _why_not_resume(latest, config)
+    game_changed = served = None
+    if why_not is None:
+        served = _served_revision(config, options)
+        game_changed = why_not = _game_changed(latest, config, served)
+    if why_not is None:
+        print(
+            f"resuming the newest unfinished run of this config: {latest.path}",
+            file=out,
+            flush=True,
+        )
+        return replace(new, resume=True, run_dir=latest.path)
+    # Its game was edited, and maybe put back as it was for an earlier run.
+    earlier = (
+        None
+        if game_changed is None
+        else _earlier_run_of_this_game(options.config_file, latest, config, served)
+    )
+    if earlier is None:
         print(f"not resuming {latest.path}: {why_not}; starting a new run", file=out, flush=True)
         return new
-    print(f"resuming the newest unfinished run of this config: {latest.path}", file=out, flush=True)
-    return replace(new, resume=True, run_dir=latest.path)
+    print(
+        f"not resuming {latest.path}: {why_not}; resuming {earlier.path}, the newest "
+        "unfinished run of this config whose checkpoint was saved on the game as it is now",
+        file=out,
+        flush=True,
+    )
+    return replace(new, resume=True, run_dir=earlier.path)
 
 
-def _game_changed(run: RunDir, config: TrainConfig, options: TrainOptions) -> str | None:
-    """Why not to resume ``run``: its game (an NES game's folder) has been edited since
-    its newest checkpoint; None when it has not, or the envapi cannot say now (the
-    resume then checks it as it opens the env)."""
+def _why_not_resume(run: RunDir, config: TrainConfig) -> str | None:
+    """Why ``--resume-latest`` does not resume ``run`` with ``config``, but for its game."""
+    try:
+        saved = run.load_config([])
+    except (AgentError, OSError) as exc:
+        return str(exc)
+    if saved != config:
+        keys = ", ".join(_differences(saved.model_dump(), config.model_dump()))
+        return f"its config differs at {keys}"
+    if finished(run, config) is not None:  # not a final model it has gone past
+        return "it has finished"
+    if run.is_locked():
+        return "another process trains it now"
+    return None
+
+
+def _earlier_run_of_this_game(
+    config_file: Path, latest: RunDir, config: TrainConfig, served: str | None
+) -> RunDir | None:
+    """The newest run of this config but ``latest`` that ``--resume-latest`` could
+    resume, and whose newest checkpoint was saved on the game revision ``served``."""
+    if served is None:
+        return None
+    for run in RunDir.runs_of(config_file):
+        if run.path == latest.path or _why_not_resume(run, config) is not None:
+            continue
+        saved = _saved_revision(run, config)
+        if saved is not None and saved[1] == served:
+            return run
+    return None
+
+
+def _served_revision(config: TrainConfig, options: TrainOptions) -> str | None:
+    """The revision of the game (an NES game's) the envapi serves now; None when it has
+    none or cannot say now."""
+    try:
+        served = netgym.describe_env(
+            config.env.id, options.url, options.token, timeout_s=GAME_CHECK_TIMEOUT_S
+        )
+    except NetgymError:
+        return None
+    revision = served.get("env_revision")
+    return revision if isinstance(revision, str) else None
+
+
+def _saved_revision(run: RunDir, config: TrainConfig) -> tuple[int, str | None] | None:
+    """The step of ``run``'s newest complete checkpoint and the game revision it was
+    saved on; None when it has none."""
     store = CheckpointStore(run.checkpoints, config.checkpoint.keep)
     for step in reversed(store.steps()):
         try:
-            saved = read_directory(store.path(step), verify=False).info.get("env_revision")
+            return step, read_directory(store.path(step), verify=False).info.get("env_revision")
         except CheckpointError:
             continue
-        if saved is None:
-            return None
-        try:
-            served = netgym.describe_env(
-                config.env.id, options.url, options.token, timeout_s=GAME_CHECK_TIMEOUT_S
-            )
-        except NetgymError:
-            return None
-        if served.get("env_revision") in (saved, None):  # None: an envapi that cannot say
-            return None
-        return (
-            f"its game has changed since its checkpoint at step {step:,} (revision {saved}, "
-            f"now {served.get('env_revision')}: its game folder was edited)"
-        )
     return None
+
+
+def _game_changed(run: RunDir, config: TrainConfig, served: str | None) -> str | None:
+    """Why not to resume ``run``: its game (an NES game's folder) has been edited since
+    its newest checkpoint; None when it has not, or the envapi cannot say now (the
+    resume then checks it as it opens the env)."""
+    saved = _saved_revision(run, config)
+    if saved is None or saved[1] is None or served is None or served == saved[1]:
+        return None
+    step, revision = saved
+    return (
+        f"its game has changed since its checkpoint at step {step:,} (revision {revision}, "
+        f"now {served}: its game folder was edited)"
+    )
 
 
 def config_and_run_dir(options: TrainOptions) -> tuple[TrainConfig, RunDir | None]:

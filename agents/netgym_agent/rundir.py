@@ -99,7 +99,12 @@ class RunDir:
 
     @staticmethod
     def newest_of(config_file: Path, root: Path = Path("runs")) -> RunDir | None:
-        """The run in ``root`` made from a config file of this name that was used last.
+        """The run in ``root`` made from a config file of this name that was used last."""
+        return next(iter(RunDir.runs_of(config_file, root)), None)
+
+    @staticmethod
+    def runs_of(config_file: Path, root: Path = Path("runs")) -> list[RunDir]:
+        """The runs in ``root`` made from a config file of this name, last used first.
 
         Only folders named as ``claim_default`` names them count; the last used
         is the one whose ``config.yaml`` was written last (a resume rewrites it).
@@ -110,7 +115,7 @@ class RunDir:
             for path in root.glob(f"{config_file.stem}-*")
             if name.fullmatch(path.name) and (path / "config.yaml").is_file()
         ]
-        return max(runs, key=lambda run: run.config_file.stat().st_mtime, default=None)
+        return sorted(runs, key=lambda run: run.config_file.stat().st_mtime, reverse=True)
 
     def lock(self) -> None:
         """Claim the run for this process until it exits.

@@ -124,7 +124,9 @@ def test_stopped_agent_saves_a_checkpoint_and_goes_on_with_its_run_when_started_
         stack.logs_until(first, "| return")  # a progress line: it is training
         subprocess.run(["docker", "stop", "-t", "100", first], check=True, timeout=120)
         output = stack.logs_until(
-            first, "continue with: docker compose up emulator envapi agent-cpu tensorboard"
+            first,
+            "continue with: NETGYM_AGENT_CONFIG=catch_ppo.yaml docker compose up emulator "
+            "envapi agent-cpu tensorboard",
         )
         stopped_at = step.search(output)
         assert stopped_at, output[-2000:]

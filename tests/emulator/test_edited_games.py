@@ -89,10 +89,23 @@ def test_a_run_does_not_resume_on_an_edited_game(stack: Stack, game: Path, tmp_p
         f"not resuming {run_dir.relative_to(tmp_path)}: its game has changed since its "
         "checkpoint at step 32"
     ) in latest.stdout
-    assert len(list((tmp_path / "runs").iterdir())) == 2
-    (game / "game.lua").write_text(PLAIN_SCRIPT)  # put back as it was
-    again = run_train(stack.envapi, "--run-dir", str(run_dir), "--resume")
+    (new_run,) = set((tmp_path / "runs").iterdir()) - {run_dir}
+    shutil.rmtree(new_run / "final")  # as if stopped after its last checkpoint
+    # Put back as it was, the newest run (made on the edited game) does not resume, and
+    # the run made on the game as it is now does.
+    (game / "game.lua").write_text(PLAIN_SCRIPT)
+    again = run_train(stack.envapi, str(config), "--resume-latest", cwd=tmp_path)
     assert again.returncode == 0, again.stdout
+    assert (
+        f"not resuming {new_run.relative_to(tmp_path)}: its game has changed since its "
+        f"checkpoint at step 32"
+    ) in again.stdout
+    assert (
+        f"resuming {run_dir.relative_to(tmp_path)}, the newest unfinished run of this "
+        "config whose checkpoint was saved on the game as it is now"
+    ) in again.stdout
+    assert (run_dir / "final").is_dir()
+    assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
 @pytest.mark.parametrize("game", ["EditedEval"], indirect=True)
