@@ -508,12 +508,12 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
     tmp_path: Path,
 ) -> None:
     """A session ended (or killed) while its instance started: no one can stop that
-    instance, and it held a slot until its attach timeout."""
+    instance, and it held a slot until its attach timeout, or its start's end."""
     games = games_dir(tmp_path)
-    slow = games / "slow-start"  # 3 s for the caller to leave in, on a busy machine too
+    slow = games / "slow-start"  # its start takes 20 s: stopped as it starts
     slow.mkdir()
     (slow / "game.toml").write_text(FAULT_MANIFEST.format(name="SlowStart", rom=EFP_ROM))
-    (slow / "game.lua").write_text('require("socket").sleep(3)\n' + PLAIN_SCRIPT)
+    (slow / "game.lua").write_text('require("socket").sleep(20)\n' + PLAIN_SCRIPT)
     with run_emulator(tmp_path, games, log_level="info", attach_timeout_s="60") as (url, service):
         port = int(url.rsplit(":", 1)[1])
         body = b'{"game": "SlowStart"}'
@@ -526,12 +526,16 @@ def test_an_instance_whose_caller_left_before_its_reply_is_stopped_at_once(
             while "fceux" not in process_names(service.pid).values():  # it is starting
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
+            assert httpx.get(f"{url}/v1/health").json()["starting"] == 1
         log = next(tmp_path.glob("emulator-*.log"))
-        deadline = time.monotonic() + 30  # its start takes about 4 s
+        deadline = time.monotonic() + 10
         while "its caller left before the reply" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        assert httpx.get(f"{url}/v1/instances").json()["instances"] == []
+        assert httpx.get(f"{url}/v1/instances").json() == {"instances": [], "starting": 0}
+        while "fceux" in process_names(service.pid).values():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
 
 def test_a_stopped_service_leaves_no_display_socket_or_lock(tmp_path: Path) -> None:

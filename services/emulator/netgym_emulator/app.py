@@ -22,6 +22,7 @@ from netgym_http.errors import install_error_handlers
 from netgym_http.guard import RequestGuard
 
 log = logging.getLogger("netgym.emulator")
+CALLER_POLL_S = 0.2  # how often a start looks whether its caller has left
 
 
 def get_pool(request: Request) -> InstancePool:
@@ -93,6 +94,7 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
             "display_restarts": request.app.state.display.restarts,
             "games": len(pool.games),
             "instances": len(pool.instances),
+            "starting": pool.starting,
             "screen_files": pool.screen_files,
         }
         return JSONResponse(body, status_code=200 if display_ok else 503)
@@ -112,14 +114,26 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
 
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
-        instance = await pool.start(
-            body.game, body.screen, body.screen_file, body.script_timeout_s or 0.0
+        starting = asyncio.ensure_future(
+            pool.start(body.game, body.screen, body.screen_file, body.script_timeout_s or 0.0)
         )
-        if await request.is_disconnected():  # its session ended (or died) meanwhile
-            pool.stop(instance.instance_id)
-            message = f"{body.game} instance {instance.instance_id} stopped: its caller left"
-            log.info("%s before the reply", message)
-            raise SessionEndedError(f"{message} (or closed its half of the connection)")
+        # Its session may end (or die) meanwhile: no one could stop the instance then,
+        # and its start may take seconds, a slot held all along.
+        while not (await asyncio.wait([starting], timeout=CALLER_POLL_S))[0]:
+            if await request.is_disconnected():
+                starting.cancel()  # the start kills what it started
+                await asyncio.wait([starting])
+                break
+        instance = None if starting.cancelled() else starting.result()
+        if instance is None or await request.is_disconnected():
+            what = f"{body.game} instance"
+            if instance is not None:
+                pool.stop(instance.instance_id)
+                what += f" {instance.instance_id}"
+            log.info("%s stopped: its caller left before the reply", what)
+            raise SessionEndedError(
+                f"{what} stopped: its caller left (or closed its half of the connection)"
+            )
         # The bridge is reached at the address the caller reached us by, with the key
         # that only this reply gives.
         return {
@@ -132,7 +146,10 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.get("/v1/instances")
     async def instances(pool: PoolDep) -> dict[str, Any]:
         pool.reap()
-        return {"instances": [i.public() for i in pool.instances.values()]}
+        return {
+            "instances": [i.public() for i in pool.instances.values()],
+            "starting": pool.starting,
+        }
 
     @app.get("/v1/instances/{instance_id}")
     async def instance(instance_id: str, pool: PoolDep) -> dict[str, Any]:

@@ -222,6 +222,11 @@ class InstancePool:
         self.instances[instance.instance_id] = instance
         return instance
 
+    @property
+    def starting(self) -> int:
+        """Instances being started now, counted against the limit."""
+        return self._starting
+
     def get(self, instance_id: str) -> Instance:
         """A live instance.
 
