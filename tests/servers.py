@@ -160,7 +160,9 @@ def assert_gone(pids: list[int], problem: str) -> None:
 
 
 @contextmanager
-def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> Iterator[EnvApi]:
+def run_envapi(
+    tmp_path: Path, token: str | None = TOKEN, log_level: str = "warning", **settings: str
+) -> Iterator[EnvApi]:
     """A live ``netgym-envapi`` process; every process it started is gone afterwards."""
     port, data_port = free_ports(2)
     env = {**os.environ, "NETGYM_PORT": str(port), "NETGYM_DATA_PORT": str(data_port)}
@@ -170,7 +172,7 @@ def run_envapi(tmp_path: Path, token: str | None = TOKEN, **settings: str) -> It
         env["NETGYM_TOKEN"] = token
     env.update({f"NETGYM_{k.upper()}": v for k, v in settings.items()})
     log = tmp_path / f"envapi-{port}.log"
-    process = start_service("netgym_envapi", port, env, log)
+    process = start_service("netgym_envapi", port, env, log, log_level)
     server = EnvApi(f"http://127.0.0.1:{port}", data_port, token, process, log, env)
     try:
         yield server

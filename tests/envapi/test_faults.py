@@ -158,6 +158,8 @@ def test_crashing_and_hanging_envs_end_only_their_session(
         assert time.monotonic() - started < 10
         wait_until_gone([session_pid, *workers])
         ok.step(np.array([0, 1]))
+        ended = f"session {broken.session_id} ({env_id}, 2 envs) ended: "
+        wait_for(lambda: ended in tmp_envapi.log.read_text())  # for the operator
 
 
 def error_of_a_faulty_step(
@@ -286,7 +288,7 @@ def test_out_of_space_action_is_refused_and_the_session_goes_on(envapi: EnvApi) 
 
 
 def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) -> None:
-    with run_envapi(tmp_path, idle_timeout_s="4") as server:
+    with run_envapi(tmp_path, log_level="info", idle_timeout_s="4") as server:
         envs = netgym.make_vec("CartPole-v1", 2, url=server.url, token=server.token)
         envs.reset(seed=0)
         session_pid = session_status(server, envs.session_id)["pid"]
@@ -297,6 +299,8 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         end_error = session_status(server, envs.session_id)["end_error"]
         assert end_error["code"] == "session_ended" and "idle for 4 s" in end_error["message"]
         envs.close()
+        logged = f"session {envs.session_id} (CartPole-v1, 2 envs) was idle for 4 s"
+        assert logged in server.log.read_text()  # for the operator
         # One that asks for a reply and reads none of it is not idle: it does not read.
         session_id = open_session(server, "netgym-test/BigObs-v0")
         with raw_connection(server) as sock:
@@ -323,7 +327,7 @@ def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
 
 
 def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) -> None:
-    with run_envapi(tmp_path, attach_timeout_s="3") as server:
+    with run_envapi(tmp_path, log_level="info", attach_timeout_s="3") as server:
         headers = {"Authorization": f"Bearer {server.token}"}
         reply = httpx.post(
             f"{server.url}/v1/sessions", json={"env_id": "CartPole-v1"}, headers=headers, timeout=60
@@ -333,6 +337,8 @@ def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) ->
         status = session_status(server, session_id)
         assert "no client attached within 3 s" in status["end_reason"]
         assert status["end_error"]["code"] == "session_ended"
+        logged = f"session {session_id} (CartPole-v1, 1 env) ended: no client attached within 3 s"
+        wait_for(lambda: logged in server.log.read_text(), what=server.log.read_text())
         with raw_connection(server) as sock:  # a client too late hears why
             message_type, body = hello(sock, session_id, server.token)
             assert message_type == MessageType.ERROR

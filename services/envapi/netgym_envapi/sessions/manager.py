@@ -463,6 +463,7 @@ class SessionManager:
                 f"session {record.session_id} ended: {record.end_reason}; open a new session"
             ).to_dict()
         record.state = SessionState.ENDED
+        _log_end(record)
         if not record.ready.done():
             record.ready.set_exception(
                 SessionEndedError(  # by the service itself: no crash
@@ -628,3 +629,18 @@ def _emulator_timeout_s(step_timeout_s: float) -> float:
     from netgym.emulator.env import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 
     return max(MIN_TIMEOUT_S, min(DEFAULT_TIMEOUT_S, step_timeout_s / 2))
+
+
+def _log_end(record: SessionRecord) -> None:
+    """One line for the operator: which session ended, and why (as its client is told)."""
+    reason = record.end_reason or "ended"
+    code = (record.end_error or {}).get("code")
+    log.log(
+        logging.WARNING if code in ("worker_crashed", "worker_timeout") else logging.INFO,
+        "session %s (%s, %d env%s) %s",
+        record.session_id,
+        record.config.env_id,
+        record.config.num_envs,
+        "" if record.config.num_envs == 1 else "s",
+        reason if reason.startswith("was ") else f"ended: {reason}",
+    )
