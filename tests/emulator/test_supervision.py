@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import netgym
@@ -94,6 +95,23 @@ def test_a_session_over_the_limit_gives_back_what_its_failed_reset_started(
             with netgym.make("netgym/Plain-v0", **kwargs) as third:  # not starved
                 third.reset(seed=0)
                 third.step(0)
+
+
+def test_a_vector_envs_reset_starts_its_instances_at_once(tmp_path: Path) -> None:
+    """One after another, four starts of 3 s would run past the reset's 8 s step timeout."""
+    games = games_dir(tmp_path)
+    slow = games / "slow-start"
+    slow.mkdir()
+    (slow / "game.toml").write_text(FAULT_MANIFEST.format(name="SlowStart", rom=EFP_ROM))
+    (slow / "game.lua").write_text('require("socket").sleep(3)\n' + PLAIN_SCRIPT)
+    with (
+        run_emulator(tmp_path, games) as (url, _),
+        run_envapi(tmp_path, emulator_url=url, step_timeout_s="8") as envapi,
+        netgym.make_vec("netgym/SlowStart-v0", 4, url=envapi.url, token=envapi.token) as envs,
+    ):
+        envs.reset(seed=0)
+        envs.step(np.zeros(4, np.int64))
+        envs.reset(seed=1)  # on the instances it has
 
 
 def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -> None:

@@ -212,6 +212,21 @@ class EmulatorEnv(gym.Env[Any, Any]):
                 raise
         return self._bridge
 
+    def has_live_instance(self) -> bool:
+        """Whether this env holds an instance whose bridge has not closed."""
+        return self._bridge is not None and not self._bridge.peer_closed()
+
+    def start_instance(self) -> None:
+        """Start this env's instance now, unless a live one runs (as its next ``reset()``
+        would): a session of many envs starts theirs at once.
+
+        Raises:
+            EnvError, LimitExceededError, ...: as ``reset()`` for a start that fails.
+        """
+        if self._bridge is not None and self._bridge.peer_closed():
+            self.release()
+        self._connect()
+
     def release(self) -> None:
         """Give the instance back (its bridge quits, the service kills it); the next
         ``reset()`` starts a new one."""
@@ -305,7 +320,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
     ) -> tuple[Any, dict[str, Any]]:
         """Back to the start of play, then a seeded number of no-op frames."""
         super().reset(seed=seed)
-        if self._bridge is not None and self._bridge.peer_closed():
+        if self._bridge is not None and not self.has_live_instance():
             self.release()  # it died since the last step: a reset needs nothing of it
         had_instance = self._bridge is not None
         drawn_from = self.np_random.bit_generator.state

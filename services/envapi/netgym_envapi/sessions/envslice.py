@@ -10,6 +10,7 @@ once for all slices before any of them steps.
 from __future__ import annotations
 
 import contextlib
+import threading
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, SupportsFloat, runtime_checkable
@@ -137,11 +138,15 @@ class EnvSlice:
     ) -> EnvInfos:
         """Reset the envs ``mask`` selects (all when None); return their infos."""
         infos: EnvInfos = []
-        for offset, env in enumerate(self.envs):
-            index = self.start + offset
-            if mask is not None and not mask[index]:
-                continue
+        selected = [
+            offset for offset in range(len(self.envs)) if mask is None or mask[self.start + offset]
+        ]
+        failed_starts = _start_instances({offset: self.envs[offset] for offset in selected})
+        for offset in selected:
+            env, index = self.envs[offset], self.start + offset
             try:
+                if offset in failed_starts:
+                    raise failed_starts[offset]
                 obs, info = env.reset(seed=seeds[index], options=options)
                 self._write_obs(index, obs)
             except Exception as exc:
@@ -253,3 +258,31 @@ class EnvSlice:
             with contextlib.suppress(Exception):
                 env.close()
         self.envs = []
+
+
+def _start_instances(envs: dict[int, gym.Env[Any, Any]]) -> dict[int, Exception]:
+    """Start the emulator instances that ``envs`` need, all at once; the errors of the
+    starts that failed, by key. One after another, the starts of a game slow to
+    start would add up within the reset's one ``step_timeout_s``."""
+    needing = {
+        key: env.unwrapped
+        for key, env in envs.items()
+        if isinstance(env.unwrapped, EmulatorEnv) and not env.unwrapped.has_live_instance()
+    }
+    failures: dict[int, Exception] = {}
+    if len(needing) < 2:
+        return failures  # its reset starts it
+
+    def start(key: int, emulator: EmulatorEnv) -> None:
+        try:
+            emulator.start_instance()
+        except Exception as exc:
+            failures[key] = exc
+
+    # Daemon threads: the session's step timer (SIGALRM) may end the session meanwhile.
+    threads = [threading.Thread(target=start, args=item, daemon=True) for item in needing.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
