@@ -114,6 +114,29 @@ def test_a_vector_envs_reset_starts_its_instances_at_once(tmp_path: Path) -> Non
         envs.reset(seed=1)  # on the instances it has
 
 
+def test_a_sessions_instances_wait_as_long_as_the_session_may_be_idle(tmp_path: Path) -> None:
+    """A session may be idle longer than the emulator service lets an instance be."""
+    games = games_dir(tmp_path)
+    with (
+        run_emulator(tmp_path, games, idle_timeout_s="2") as (url, _),
+        run_envapi(tmp_path, emulator_url=url, idle_timeout_s="30") as envapi,
+        netgym.make_vec("netgym/Plain-v0", 2, url=envapi.url, token=envapi.token) as envs,
+    ):
+        envs.reset(seed=0)
+        envs.step(np.zeros(2, np.int64))
+        time.sleep(4)
+        envs.step(np.zeros(2, np.int64))
+    with run_emulator(tmp_path, games, idle_timeout_s="2") as (url, _):
+        env = EmulatorEnv("Plain", url)  # a client of its own: the service's setting
+        try:
+            env.reset(seed=0)
+            time.sleep(4)
+            with pytest.raises(EnvError, match=r"its client sent nothing for 2 s"):
+                env.step(0)
+        finally:
+            env.close()
+
+
 def test_a_dead_display_is_started_again_by_the_service_itself(tmp_path: Path) -> None:
     with run_emulator(tmp_path, games_dir(tmp_path)) as (url, process):
         instance = start(url)

@@ -68,6 +68,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
         token: str | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         if not _positive(timeout_s) or not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
             raise InvalidRequestError(
@@ -86,6 +87,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
         self.spec_data: dict[str, Any] = self._rest.call("GET", f"/v1/games/{game}")
         self.game = game
         self.timeout_s = timeout_s
+        self.idle_timeout_s = idle_timeout_s
         self.render_mode = render_mode
         manifest_screen, ram_names = self.spec_data["screen"], self.spec_data["ram"]
         default = (
@@ -166,6 +168,11 @@ class EmulatorEnv(gym.Env[Any, Any]):
                         # An endless loop in the game's script: an error with its line,
                         # in time for this env's timeout.
                         "script_timeout_s": script_timeout_s(self.timeout_s),
+                        **(
+                            {}
+                            if self.idle_timeout_s is None
+                            else {"idle_timeout_s": self.idle_timeout_s}
+                        ),
                     },
                 )
             except NetgymError as exc:

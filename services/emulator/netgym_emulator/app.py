@@ -44,6 +44,9 @@ class StartInstance(BaseModel):
     # How long one call of the game script may run before it is stopped with an
     # error that names its line; a client sets it below its own reply timeout.
     script_timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+    # How long the instance waits for its client's next request at least (a session
+    # that may be idle longer than the service's NETGYM_EMULATOR_IDLE_TIMEOUT_S).
+    idle_timeout_s: Annotated[float, Field(gt=0, le=10**7)] | None = None
 
 
 def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
@@ -115,7 +118,13 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.post("/v1/instances", status_code=201)
     async def start(body: StartInstance, request: Request, pool: PoolDep) -> dict[str, Any]:
         starting = asyncio.ensure_future(
-            pool.start(body.game, body.screen, body.screen_file, body.script_timeout_s or 0.0)
+            pool.start(
+                body.game,
+                body.screen,
+                body.screen_file,
+                body.script_timeout_s or 0.0,
+                body.idle_timeout_s,
+            )
         )
         # Its session may end (or die) meanwhile: no one could stop the instance then,
         # and its start may take seconds, a slot held all along.

@@ -182,9 +182,12 @@ class InstancePool:
         screen: bool | None = None,
         screen_file: bool = False,
         script_timeout_s: float = 0.0,
+        idle_timeout_s: float | None = None,
     ) -> Instance:
         """A new instance of a game; ``screen_file``: screens go to a shared file;
-        ``script_timeout_s``: how long one call of its script may run (0: no limit).
+        ``script_timeout_s``: how long one call of its script may run (0: no limit);
+        ``idle_timeout_s``: how long it waits for its client at least (None: the
+        service's setting, which it never shortens).
 
         Raises:
             UnknownGameError, LimitExceededError, InstanceStartError, GameError (the
@@ -210,7 +213,7 @@ class InstancePool:
                 self.settings.attach_timeout_s,
                 screen=game.screen if screen is None else screen and game.screen,
                 screen_dir=self.screen_dir if screen_file else None,
-                idle_timeout_s=self.settings.idle_timeout_s,
+                idle_timeout_s=_idle_timeout(self.settings.idle_timeout_s, idle_timeout_s),
                 script_timeout_s=script_timeout_s,
                 script_memory_mb=self.settings.script_memory_mb,
             )
@@ -285,3 +288,10 @@ def _plain(name: str) -> str:
 
 
 __all__ = ["InstancePool", "NetgymError", "UnknownGameError"]
+
+
+def _idle_timeout(setting: float, asked: float | None) -> float:
+    """An instance's idle timeout: the service's setting (0: none), or longer when asked."""
+    if setting == 0 or asked is None:
+        return setting
+    return max(setting, asked)

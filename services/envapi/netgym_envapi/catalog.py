@@ -63,11 +63,13 @@ class _EmulatorCatalog:
 
     def __init__(self) -> None:
         self.url: str | None = None
+        self.instance_idle_timeout_s: float | None = None
         self.last = EmulatorGames({}, NOT_READ_YET, -math.inf)
         self._reading = threading.Lock()
 
-    def serve(self, url: str | None) -> None:
+    def serve(self, url: str | None, instance_idle_timeout_s: float | None = None) -> None:
         self.url = url.rstrip("/") if url else None
+        self.instance_idle_timeout_s = instance_idle_timeout_s
         self.last = EmulatorGames({}, NOT_READ_YET, -math.inf)
 
     def current(self, wait: bool = True, max_age_s: float = EMULATOR_READ_EVERY_S) -> EmulatorGames:
@@ -111,9 +113,11 @@ class _EmulatorCatalog:
 _emulator = _EmulatorCatalog()
 
 
-def serve_emulator(url: str | None) -> None:
-    """Also serve every game the emulator service at ``url`` has (None: none)."""
-    _emulator.serve(url)
+def serve_emulator(url: str | None, instance_idle_timeout_s: float | None = None) -> None:
+    """Also serve every game the emulator service at ``url`` has (None: none); its
+    instances wait for their env's next request at least ``instance_idle_timeout_s``
+    (None: the service's own setting)."""
+    _emulator.serve(url, instance_idle_timeout_s)
 
 
 def _emulator_games() -> dict[str, str]:
@@ -382,7 +386,8 @@ def make_env(
     if family == "emulator":
         from netgym.emulator.env import EmulatorEnv
 
-        internal = ("render_mode", "token")  # the envapi's own, not a client's to set
+        # The envapi's own, not a client's to set.
+        internal = ("render_mode", "token", "idle_timeout_s")
         taken = [p for p in inspect.signature(EmulatorEnv).parameters if p not in internal][2:]
         unknown = sorted(set(env_kwargs) - set(taken))
         if unknown:
@@ -391,7 +396,10 @@ def make_env(
                 + ", ".join(taken)
             )
         game: gym.Env[Any, Any] = EmulatorEnv(
-            _emulator_games()[env_id], _emulator.url or "", **env_kwargs
+            _emulator_games()[env_id],
+            _emulator.url or "",
+            idle_timeout_s=_emulator.instance_idle_timeout_s,
+            **env_kwargs,
         )
         return apply_wrappers(game, wrappers)
     kwargs = {**make_kwargs_for(wrappers), **env_kwargs}

@@ -75,6 +75,8 @@ LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go t
 # What is logged of an error's message, or kept of it in an ended session's record:
 # an env's error may quote the whole request back.
 KEPT_TEXT_CHARS = 4000
+# How much longer than the session's idle limit its emulator instances wait for it.
+INSTANCE_IDLE_MARGIN_S = 30.0
 # How long a session that gave up waiting for its client waits for the main
 # process to say it has heard so (it answers at once unless its loop is stalled).
 ENDED_SEEN_TIMEOUT_S = 5.0
@@ -239,7 +241,8 @@ class Session:
     def _setup(self) -> None:
         config = self.config
         serve_modules(config.env_modules)
-        serve_emulator(config.emulator_url)
+        # Its instances outwait the session's own idle limit: the session ends them.
+        serve_emulator(config.emulator_url, config.idle_timeout_s + INSTANCE_IDLE_MARGIN_S)
         make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
         probe = make()
         try:
