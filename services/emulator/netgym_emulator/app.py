@@ -128,11 +128,15 @@ def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
         )
         # Its session may end (or die) meanwhile: no one could stop the instance then,
         # and its start may take seconds, a slot held all along.
-        while not (await asyncio.wait([starting], timeout=CALLER_POLL_S))[0]:
-            if await request.is_disconnected():
-                starting.cancel()  # the start kills what it started
-                await asyncio.wait([starting])
-                break
+        try:
+            while not (await asyncio.wait([starting], timeout=CALLER_POLL_S))[0]:
+                if await request.is_disconnected():
+                    starting.cancel()  # the start kills what it started
+                    await asyncio.wait([starting])
+                    break
+        except BaseException:  # this request is cancelled (the service stops, say)
+            starting.cancel()
+            raise
         instance = None if starting.cancelled() else starting.result()
         if instance is None or await request.is_disconnected():
             what = f"{body.game} instance"
