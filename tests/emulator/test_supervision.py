@@ -238,6 +238,13 @@ def test_only_the_client_with_the_key_gets_the_instance(tmp_path: Path) -> None:
         address = (instance["host"], instance["port"])
         assert "key" not in httpx.get(f"{url}/v1/instances/{instance['instance_id']}").json()
         silent = [socket.create_connection(address) for _ in range(8)]  # 2 s each, in a queue
+        # A key's first digits, right or wrong, get the same answer: none.
+        for first in (instance["key"][0], "g"):
+            with socket.create_connection(address) as guesser:
+                guesser.sendall(first.encode())
+                guesser.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    guesser.recv(100)  # not closed: its next digits decide
         with socket.create_connection(address) as wrong:
             wrong.sendall(b"0" * len(instance["key"]) + b"R\0\0\0\0")
             wrong.settimeout(10)
