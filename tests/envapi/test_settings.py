@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from netgym_envapi.settings import InsecureBindError, Settings
+from netgym_envapi.settings import Settings
+from netgym_http.guard import InsecureBindError
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
@@ -23,10 +24,17 @@ def test_beyond_loopback_needs_a_token_or_explicit_consent() -> None:
     Settings(host="0.0.0.0", allow_unauthenticated_remote_access=True).check_bind()
 
 
-def test_command_line_refuses_and_says_what_to_do() -> None:
+@pytest.mark.parametrize(
+    ("module", "prefix"),
+    [("netgym_envapi", "NETGYM_"), ("netgym_emulator", "NETGYM_EMULATOR_")],
+    ids=["envapi", "emulator"],
+)
+def test_command_line_refuses_and_says_what_to_do(module: str, prefix: str) -> None:
+    """Anyone who reached the emulator service's port could start FCEUX after FCEUX
+    and drive them, as anyone could the envapi's envs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETGYM_")}
     result = subprocess.run(
-        [sys.executable, "-m", "netgym_envapi", "--host", "0.0.0.0"],
+        [sys.executable, "-m", module, "--host", "0.0.0.0"],
         env=env,
         capture_output=True,
         text=True,
@@ -34,7 +42,8 @@ def test_command_line_refuses_and_says_what_to_do() -> None:
     )
     assert result.returncode != 0
     assert "refusing to listen on 0.0.0.0 without a token" in result.stderr
-    assert "NETGYM_ALLOW_UNAUTHENTICATED_REMOTE_ACCESS" in result.stderr
+    assert f"set {prefix}TOKEN, or bind 127.0.0.1" in result.stderr
+    assert f"{prefix}ALLOW_UNAUTHENTICATED_REMOTE_ACCESS" in result.stderr
 
 
 @pytest.mark.parametrize("blank", ["", "   ", "\t\n"], ids=["empty", "spaces", "whitespace"])

@@ -52,6 +52,7 @@ class StartInstance(BaseModel):
 def create_app(settings: EmulatorSettings | None = None) -> FastAPI:
     """The app; its lifespan starts Xvfb and kills every instance on exit."""
     settings = settings or EmulatorSettings()
+    settings.check_bind()
     if shutil.which(settings.fceux) is None:
         raise NetgymError(
             f"FCEUX not found as {settings.fceux!r}: install it (Debian: apt-get install fceux, "

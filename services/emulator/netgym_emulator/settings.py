@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from netgym_http.guard import blank_is_none
+from netgym_http.guard import blank_is_none, check_bind
 
 
 class EmulatorSettings(BaseSettings):
@@ -49,6 +49,9 @@ class EmulatorSettings(BaseSettings):
             "NETGYM_TOKEN's); the games' list and health need none"
         ),
     )
+    allow_unauthenticated_remote_access: bool = Field(
+        False, description="listen beyond loopback without a token (anyone can start instances)"
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="close a REST connection whose request has not all come by then"
     )
@@ -64,6 +67,16 @@ class EmulatorSettings(BaseSettings):
     )
 
     _blank_token_is_none = field_validator("token", mode="before")(blank_is_none)
+
+    def check_bind(self) -> None:
+        """Refuse to listen beyond loopback without a token unless told so explicitly.
+
+        Raises:
+            InsecureBindError: naming the setting that allows it.
+        """
+        check_bind(
+            self.host, self.token, self.allow_unauthenticated_remote_access, "NETGYM_EMULATOR_"
+        )
 
     @field_validator("games_dir")
     @classmethod

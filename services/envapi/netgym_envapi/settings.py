@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from netgym.errors import NetgymError
-from netgym_http.guard import blank_is_none
-
-
-class InsecureBindError(NetgymError):
-    """The service would listen beyond loopback with no token."""
-
-    code = "insecure_bind"
+from netgym_http.guard import blank_is_none, check_bind
 
 
 class Settings(BaseSettings):
@@ -87,20 +79,4 @@ class Settings(BaseSettings):
         Raises:
             InsecureBindError: naming the setting that allows it.
         """
-        if self.token is not None or self.allow_unauthenticated_remote_access:
-            return
-        if not _is_loopback(self.host):
-            raise InsecureBindError(
-                f"refusing to listen on {self.host} without a token: set NETGYM_TOKEN, "
-                "or bind 127.0.0.1, or set NETGYM_ALLOW_UNAUTHENTICATED_REMOTE_ACCESS=true "
-                "if anyone who reaches this port may run environments here"
-            )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        check_bind(self.host, self.token, self.allow_unauthenticated_remote_access, "NETGYM_")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Callable
 
@@ -40,6 +41,38 @@ def token_matches(token: SecretStr | None, authorization: str | None) -> bool:
     scheme, _, given = (authorization or "").strip(" \t").partition(" ")
     given = given.lstrip(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), expected)
+
+
+class InsecureBindError(NetgymError):
+    """The service would listen beyond loopback with no token."""
+
+    code = "insecure_bind"
+
+
+def check_bind(host: str, token: SecretStr | None, allowed: bool, prefix: str) -> None:
+    """Refuse to listen beyond loopback without a token unless ``allowed`` explicitly.
+
+    ``prefix``: the service's settings' (``NETGYM_``, ``NETGYM_EMULATOR_``).
+
+    Raises:
+        InsecureBindError: naming the settings that allow it.
+    """
+    if token is not None or allowed or _is_loopback(host):
+        return
+    raise InsecureBindError(
+        f"refusing to listen on {host} without a token: set {prefix}TOKEN, or bind "
+        f"127.0.0.1, or set {prefix}ALLOW_UNAUTHENTICATED_REMOTE_ACCESS=true if anyone who "
+        "reaches this port may run environments here"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def blank_is_none(value: object) -> object:
