@@ -9,6 +9,11 @@ from collections.abc import Mapping
 
 from pydantic_settings import BaseSettings
 
+# The services' variable prefixes: a variable of the emulator service's
+# (NETGYM_EMULATOR_...) is the envapi's only if it is close to one of its own
+# settings under that prefix (NETGYM_EMULATOR_URL).
+SERVICE_PREFIXES = ("NETGYM_", "NETGYM_EMULATOR_")
+
 
 def settings_epilog(settings: type[BaseSettings]) -> str:
     """One line per setting: its environment variable, default and what it does."""
@@ -36,12 +41,17 @@ def misspelled_settings(
     """
     prefix = str(settings.model_config.get("env_prefix", ""))
     known = [name.upper() for name in settings.model_fields]
+    others = [p for p in SERVICE_PREFIXES if len(p) > len(prefix) and p.startswith(prefix)]
     said = []
     for variable in sorted(environ):
         name = variable.removeprefix(prefix)
         if name == variable or name in known:
             continue
-        if close := difflib.get_close_matches(name, known, n=1, cutoff=0.85):
+        candidates = known
+        for other in others:
+            if variable.startswith(other):
+                candidates = [k for k in known if k.startswith(other.removeprefix(prefix))]
+        if close := difflib.get_close_matches(name, candidates, n=1, cutoff=0.85):
             said.append(
                 f"{variable} is set but is no setting, so it changes nothing: did you mean "
                 f"{prefix}{close[0]}? (--help lists the settings)"
