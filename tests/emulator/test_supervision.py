@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -174,6 +175,28 @@ def test_screens_a_killed_service_left_in_a_named_folder_are_removed_at_start(
         assert {p.suffix for p in screens.iterdir()} == {".screen", ".txt", ""}  # "" : token
         assert not (screens / "0123abcd.screen").exists()
     assert (screens / "notes.txt").read_text() == "not ours"
+
+
+def test_files_in_a_named_screen_folder_are_this_users_alone(tmp_path: Path) -> None:
+    """Other users could read the screens (the sessions' observations) and the token;
+    with a link planted in a folder all may write in (a tmpfs volume, /dev/shm), they
+    could have the service overwrite a file of their choosing."""
+    screens = tmp_path / "screens"
+    screens.mkdir()
+    screens.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("mine")
+    (screens / "token").symlink_to(victim)
+    made = tmp_path / "made" / "screens"
+    games = games_dir(tmp_path)
+    for folder in (screens, made):
+        with run_emulator(tmp_path, games, screen_dir=str(folder)) as (url, _):
+            reply = start(url, screen_file=True)
+            assert reply.status_code == 201, reply.text
+            token, screen = folder / "token", Path(reply.json()["screen_file"])
+            assert not token.is_symlink() and victim.read_text() == "mine"
+            assert [stat.S_IMODE(f.stat().st_mode) for f in (token, screen)] == [0o600, 0o600]
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
 
 
 def test_a_killed_instance_leaves_no_temporary_file(tmp_path: Path) -> None:

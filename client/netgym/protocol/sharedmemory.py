@@ -40,7 +40,7 @@ def memory_folder(configured: Path | None, prefix: str) -> tuple[Path, OwnedFold
 
     path, owned = named_or_owned(configured, prefix, _memory_parent())
     if owned is None:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # for this user, when made here
     return path, owned
 
 
@@ -71,13 +71,40 @@ def reserve(fd: int, nbytes: int) -> None:
         os.ftruncate(fd, nbytes)
 
 
+def create_private_file(path: Path) -> int:
+    """A new file, readable and writable by this user only; its descriptor, open for
+    reading and writing. Never through a link, never over another file: in a folder
+    that other users may write in (/dev/shm), either could give them the data.
+
+    Raises:
+        FileExistsError: when ``path`` exists, a link included.
+    """
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Put ``data`` at ``path``, readable by this user only: written to a new file
+    beside it, then renamed over it (a link at ``path`` is replaced, not followed)."""
+    temporary = path.with_name(f".{path.name}-{secrets.token_hex(6)}")
+    fd = create_private_file(temporary)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
 def create_results_file(path: Path, nbytes: int) -> tuple[mmap.mmap, str]:
     """Make the file, readable by this user only, and map it; return the map and token.
 
     The results start at ``HEADER_BYTES`` in the map.
     """
     token = secrets.token_hex(16)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = create_private_file(path)
     try:
         reserve(fd, HEADER_BYTES + nbytes)
         memory = mmap.mmap(fd, HEADER_BYTES + nbytes)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from netgym.errors import NetgymError
-from netgym.protocol.sharedmemory import reserve
+from netgym.protocol.sharedmemory import create_private_file, reserve
 from netgym_emulator.manifest import Game
 from netgym_emulator.output import ERROR_MARK, LOG_FILE, PRINT_MARK, FceuxOutput
 from netgym_emulator.problems import GameError
@@ -316,7 +316,7 @@ def _launch(
         "NETGYM_ERROR_MARK": ERROR_MARK,
     }
     if screen_file is not None:
-        with screen_file.open("wb") as file:
+        with os.fdopen(create_private_file(screen_file), "wb") as file:  # the screens: ours
             try:
                 reserve(file.fileno(), SCREEN_FILE_BYTES)
             except OSError as exc:

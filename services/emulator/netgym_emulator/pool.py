@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import time
 from collections import OrderedDict
@@ -12,7 +14,7 @@ from typing import Any
 
 from netgym.errors import LimitExceededError, NetgymError, SessionNotFoundError, UnknownEnvError
 from netgym.folders import named_or_owned
-from netgym.protocol.sharedmemory import memory_folder
+from netgym.protocol.sharedmemory import memory_folder, write_private_file
 from netgym_emulator.games import (
     changed_between,
     discover,
@@ -69,11 +71,13 @@ class InstancePool:
             # A folder named for us outlives a killed service (a tmpfs volume in
             # Compose): its screens are ours alone, and no instance of ours runs yet.
             for stale in self.screen_dir.glob("*.screen"):
-                stale.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    if stale.lstat().st_uid == os.getuid():  # not another user's
+                        stale.unlink()
         # A client that can read this token from the folder shares it with us,
         # so it may ask for screens as files (see EmulatorEnv).
         self.screen_token = secrets.token_hex(16)
-        (self.screen_dir / "token").write_text(self.screen_token)
+        write_private_file(self.screen_dir / "token", self.screen_token.encode())
         self.rescan()
 
     @property
