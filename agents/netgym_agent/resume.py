@@ -54,9 +54,10 @@ def resolve_latest(options: TrainOptions, out: TextIO) -> TrainOptions:
     config = load_config(options.config_file, options.overrides)
     why_not = _why_not_resume(latest, config)
     game_changed = served = None
-    if why_not is None:
+    saved = None if why_not is not None else _saved_revision(latest, config)
+    if saved is not None and saved[1] is not None:  # an NES game's: ask the envapi
         served = _served_revision(config, options)
-        game_changed = why_not = _game_changed(latest, config, served)
+        game_changed = why_not = _game_changed(saved[0], saved[1], served)
     if why_not is None:
         print(
             f"resuming the newest unfinished run of this config: {latest.path}",
@@ -139,16 +140,14 @@ def _saved_revision(run: RunDir, config: TrainConfig) -> tuple[int, str | None] 
     return None
 
 
-def _game_changed(run: RunDir, config: TrainConfig, served: str | None) -> str | None:
-    """Why not to resume ``run``: its game (an NES game's folder) has been edited since
-    its newest checkpoint; None when it has not, or the envapi cannot say now (the
-    resume then checks it as it opens the env)."""
-    saved = _saved_revision(run, config)
-    if saved is None or saved[1] is None or served is None or served == saved[1]:
+def _game_changed(step: int, saved: str, served: str | None) -> str | None:
+    """Why not to resume a run whose checkpoint at ``step`` was saved on game revision
+    ``saved``: the envapi serves ``served`` now (its folder was edited); None when it
+    does not, or cannot say now (the resume then checks it as it opens the env)."""
+    if served is None or served == saved:
         return None
-    step, revision = saved
     return (
-        f"its game has changed since its checkpoint at step {step:,} (revision {revision}, "
+        f"its game has changed since its checkpoint at step {step:,} (revision {saved}, "
         f"now {served}: its game folder was edited)"
     )
 
