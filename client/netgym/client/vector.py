@@ -581,13 +581,13 @@ def _wire_seed(seed: Any) -> int | list[int | None] | None:
     if isinstance(seed, np.ndarray):
         seed = seed.tolist()  # numpy ints become Python ints, a 0-d array one int
     if seed is None or _is_seed(seed):
-        return None if seed is None else int(seed)
+        return single_seed(seed)
     if (
         isinstance(seed, Sequence)
         and not isinstance(seed, str | bytes)
         and all(s is None or _is_seed(s) for s in seed)
     ):
-        return [None if s is None else int(s) for s in seed]
+        return [single_seed(s) for s in seed]
     raise InvalidRequestError(
         f"seed must be None, an int 0 or more, or a sequence of such ints or None; got {seed!r}"
     )

@@ -230,9 +230,13 @@ class EmulatorEnv(gym.Env[Any, Any]):
         Raises:
             EnvError, LimitExceededError, ...: as ``reset()`` for a start that fails.
         """
-        if self._bridge is not None and self._bridge.peer_closed():
-            self.release()
+        self._release_if_dead()
         self._connect()
+
+    def _release_if_dead(self) -> None:
+        """Give back an instance that died since the last step: a reset needs nothing of it."""
+        if self._bridge is not None and not self.has_live_instance():
+            self.release()
 
     def release(self) -> None:
         """Give the instance back (its bridge quits, the service kills it); the next
@@ -327,8 +331,7 @@ class EmulatorEnv(gym.Env[Any, Any]):
     ) -> tuple[Any, dict[str, Any]]:
         """Back to the start of play, then a seeded number of no-op frames."""
         super().reset(seed=seed)
-        if self._bridge is not None and not self.has_live_instance():
-            self.release()  # it died since the last step: a reset needs nothing of it
+        self._release_if_dead()
         had_instance = self._bridge is not None
         drawn_from = self.np_random.bit_generator.state
         noops = int(self.np_random.integers(0, self.spec_data["noop_max"] + 1))

@@ -291,11 +291,11 @@ def _plain(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
-__all__ = ["InstancePool", "NetgymError", "UnknownGameError"]
-
-
 def _idle_timeout(setting: float, asked: float | None) -> float:
     """An instance's idle timeout: the service's setting (0: none), or longer when asked."""
     if setting == 0 or asked is None:
         return setting
     return max(setting, asked)
+
+
+__all__ = ["InstancePool", "NetgymError", "UnknownGameError"]
