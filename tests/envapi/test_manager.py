@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
 import time
 from typing import Any
 
 import pytest
 
-from netgym.errors import InvalidRequestError, SessionNotFoundError
+from netgym.errors import InvalidRequestError, SessionEndedError, SessionNotFoundError
+from netgym_envapi.sessions import manager as manager_module
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.control import send_control
-from netgym_envapi.sessions.manager import SessionManager, SessionRecord
+from netgym_envapi.sessions.manager import SessionManager, SessionRecord, SessionState
 from netgym_envapi.settings import Settings
 
 
@@ -129,3 +132,48 @@ def test_an_unknown_session_id_is_not_repeated_whole() -> None:
 
     message = asyncio.run(scenario())
     assert len(message) < 200 and "ids are 16 hex digits" in message
+
+
+def sleep_a_minute() -> None:
+    time.sleep(60)
+
+
+def test_a_session_killed_as_hung_keeps_its_slot_until_it_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process hung in the kernel outlives SIGKILL for a while, and so do its workers
+    and its emulator instances: it counts against max_sessions until it is gone."""
+    signals: list[int] = []
+    monkeypatch.setattr(manager_module, "_signal", lambda pid, signum: signals.append(signum))
+
+    async def scenario() -> tuple[bool, bool]:
+        manager = SessionManager(Settings(max_sessions=1))
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = multiprocessing.get_context("fork").Process(target=sleep_a_minute)
+        process.start()
+        pid = process.pid
+        assert pid is not None
+        child.close()
+        parent.setblocking(False)
+        record = SessionRecord(
+            config=SessionConfig(session_id="0123456789abcdef", env_id="CartPole-v1", num_envs=1),
+            process=process,
+            control=parent,
+            pid=pid,
+        )
+        record.state = SessionState.READY
+        manager._track(record)
+        try:
+            manager._kill_hung(record)  # the kill does not take yet
+            with pytest.raises(SessionEndedError, match="killed"):
+                manager.attach(record.session_id, parent)
+            while_alive = await manager._reserve_slot()
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.wait_for(record.exited.wait(), 10)  # the manager reaps it
+            return while_alive, await manager._reserve_slot()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    assert asyncio.run(scenario()) == (False, True)
+    assert signals == [signal.SIGKILL]

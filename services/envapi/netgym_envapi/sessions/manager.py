@@ -96,6 +96,7 @@ class SessionRecord:
     pid: int | None = None
     exitcode: int | None = None
     running: bool = True  # False from the moment its process is seen to exit
+    killed: bool = False  # SIGKILLed as hung: it still counts until it exits
     deadline: StepDeadline | None = None
     created_at: float = field(default_factory=time.time)
     state: SessionState = SessionState.STARTING
@@ -495,7 +496,7 @@ class SessionManager:
             await asyncio.sleep(WATCHDOG_PERIOD_S)
             now = time.monotonic()
             for record in list(self._live.values()):
-                if record.deadline is None or not record.running:
+                if record.deadline is None or not record.running or record.killed:
                     continue
                 deadline = record.deadline.get()
                 if deadline > 0 and now > deadline + WATCHDOG_MARGIN_S:
@@ -515,7 +516,7 @@ class SessionManager:
             details={"timeout_s": timeout},
         ).to_dict()
         _signal(record.pid, signal.SIGKILL)
-        record.running = False  # no second kill while it is reaped
+        record.killed = True  # no second kill while it is reaped
 
     def attach(self, session_id: str, client: socket.socket) -> SessionRecord:
         """Hand the client's socket to the session process.
@@ -524,7 +525,7 @@ class SessionManager:
             SessionNotFoundError, SessionEndedError, SessionStateError.
         """
         record = self.get(session_id)
-        if record.state == SessionState.ENDED or not record.running:
+        if record.state == SessionState.ENDED or not record.running or record.killed:
             raise SessionEndedError(
                 f"session {session_id} has ended: {record.end_reason or 'its process exited'}"
             )
