@@ -144,8 +144,9 @@ class DataConnection:
             leaves = [leaf.copy() for leaf in layout.observations.views(observations)]
             return leaves, unpack_value(body)
         if len(body) < layout.reset_nbytes:
-            raise ProtocolError(
-                f"a RESET_RESULT of {len(body)} bytes is shorter than its observations"
+            raise ConnectionLostError(
+                f"the data stream is broken: a RESET_RESULT of {len(body)} bytes is shorter "
+                f"than the {layout.reset_nbytes} of its observations"
             )
         leaves = [leaf.copy() for leaf in layout.observations.views(body)]
         return leaves, unpack_value(memoryview(body)[layout.reset_nbytes :])
@@ -178,9 +179,10 @@ class DataConnection:
         """The results in shared memory (valid until the next request)."""
         assert self.shared_results is not None
         if len(self.shared_results) < layout.step_nbytes:
-            raise ProtocolError(
-                f"the session's shared memory has {len(self.shared_results)} bytes, "
-                f"fewer than the {layout.step_nbytes} of its results"
+            raise ConnectionLostError(
+                f"the data stream is broken: the session's shared memory has "
+                f"{len(self.shared_results)} bytes, fewer than the {layout.step_nbytes} of "
+                "its results"
             )
         return self.shared_results[: layout.step_nbytes]
 
