@@ -16,10 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from netgym.emulator.bridge import BUTTONS, buttons_mask
 from netgym_emulator.game_files import ROM_SUFFIXES, check_rom, check_script, revision_of
 from netgym_emulator.problems import Problems, Skipped, as_toml, fail, line_of, text_of
 
-BUTTONS = ("a", "b", "select", "start", "up", "down", "left", "right")
 MANIFEST = "game.toml"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # The keys a manifest may set, by table (None: the top level). Any other key is
@@ -42,11 +42,6 @@ MAX_NOOPS = 1_000
 MAX_START_FRAMES = 20_000
 
 
-def _mask(buttons: tuple[str, ...] | list[str]) -> int:
-    """The bridge's bitmask of checked button names (bit i is ``BUTTONS[i]``; none twice)."""
-    return sum(1 << BUTTONS.index(b) for b in buttons)
-
-
 @dataclass(frozen=True)
 class Combo:
     """A named button combination: one action of a Discrete action space."""
@@ -56,7 +51,7 @@ class Combo:
 
     @property
     def mask(self) -> int:
-        return _mask(self.buttons)
+        return buttons_mask(self.buttons)
 
 
 @dataclass(frozen=True)
@@ -103,7 +98,7 @@ class Game:
             if "wait" in step:
                 parts.append(f"w{step['wait']}")
             else:
-                mask = _mask(step["press"])
+                mask = buttons_mask(step["press"])
                 parts.append(f"p{mask}:{step.get('frames', 1)}")
         return ",".join(parts)
 
