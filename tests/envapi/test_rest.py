@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import httpx
 import numpy as np
 import pytest
@@ -80,7 +81,6 @@ def test_describes_an_env_with_its_spaces(envapi: EnvApi) -> None:
 def test_a_remote_env_names_its_actions_where_the_server_env_does(envapi: EnvApi) -> None:
     kwargs = {"url": envapi.url, "token": envapi.token}
     import ale_py
-    import gymnasium as gym
 
     gym.register_envs(ale_py)
     local = gym.make("ALE/Breakout-v5")
@@ -263,12 +263,26 @@ def test_a_token_read_with_its_line_end_still_works(envapi: EnvApi) -> None:
 def test_what_cannot_be_sent_is_refused_before_anything_is_opened(envapi: EnvApi) -> None:
     with pytest.raises(InvalidRequestError, match="an HTTP header cannot carry"):
         netgym.make("CartPole-v1", url=envapi.url, token="sec\nret")
-    with pytest.raises(
-        InvalidRequestError, match=r"cannot be sent as JSON \(Object of type bool is not"
-    ):
-        netgym.make(
-            "CartPole-v1", url=envapi.url, token=envapi.token, env_kwargs={"sutton": np.bool_(1)}
-        )
+    kwargs = {"url": envapi.url, "token": envapi.token}
+    with pytest.raises(InvalidRequestError, match=r"env_kwargs cannot be sent: arrays and bytes"):
+        netgym.make("CartPole-v1", **kwargs, env_kwargs={"sutton": np.zeros(2)})
+    with pytest.raises(InvalidRequestError, match=r"wrappers cannot be sent: .* of type type"):
+        netgym.make("CartPole-v1", **kwargs, wrappers=[gym.wrappers.ClipReward])
+
+
+def test_env_kwargs_arrive_as_they_were_given(envapi: EnvApi) -> None:
+    """JSON has no tuples: ALE's random frame skip, frameskip=(2, 5), arrived as a list,
+    which ALE refuses; numpy scalars are numbers."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    given = {"frameskip": (2, 5), "repeat_action_probability": np.float32(0.0)}
+    local = gym.make("ALE/Pong-v5", **given)
+    remote = netgym.make("ALE/Pong-v5", url=envapi.url, token=envapi.token, env_kwargs=given)
+    with contextlib.closing(local), remote:
+        assert np.array_equal(local.reset(seed=3)[0], remote.reset(seed=3)[0])
+        for action in [2, 3] * 15:
+            assert np.array_equal(local.step(action)[0], remote.step(action)[0])
 
 
 def test_unknown_env_suggests_close_ids(envapi: EnvApi) -> None:

@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import data_equivalence
 
 from netgym.errors import ProtocolError
 from netgym.protocol import pack_value, unpack_value
+from netgym.protocol.values import json_value, value_from_json
 
 final_obs = np.full(3, None, dtype=object)
 final_obs[1] = np.arange(4, dtype=np.float32)
@@ -219,3 +220,17 @@ def test_a_cached_layout_still_checks_its_bools() -> None:
     with pytest.raises(ProtocolError, match="0 or 1"):
         unpack_value(_bools_with_a_two("_mask"))
     assert unpack_value(good)["_mask"].tolist() == [True, False, True]
+
+
+def test_a_rest_bodys_values_keep_what_json_has_not() -> None:
+    """env_kwargs and wrappers: the JSON part alone, tags and all, with no blob."""
+    given = {"frameskip": (2, 5), "inf": float("inf"), "keys": {1: "one"}, "n": np.int64(3)}
+    text = json.dumps(json_value(given), allow_nan=False)
+    assert value_from_json(json.loads(text)) == {**given, "n": 3}
+    assert value_from_json({"plain": [1, "json"]}) == {"plain": [1, "json"]}
+    with pytest.raises(ProtocolError, match="arrays and bytes cannot travel"):
+        json_value({"x": np.zeros(2)})
+    with pytest.raises(ProtocolError, match="runs past the 0-byte blob"):
+        value_from_json({"x": {"$nd": [0, "<f4", [2]]}})
+    with pytest.raises(ProtocolError, match="unknown tag '\\$x'"):
+        value_from_json({"$x": 1, "y": 2})

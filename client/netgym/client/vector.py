@@ -26,6 +26,7 @@ from netgym.errors import (
     InvalidRequestError,
     NetgymError,
     NotPicklableError,
+    ProtocolError,
     SessionEndedError,
     SessionNotFoundError,
     SessionStateError,
@@ -33,6 +34,7 @@ from netgym.errors import (
 )
 from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
 from netgym.protocol.frames import HEADER_SIZE, frame_buffer
+from netgym.protocol.values import json_value
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 120.0  # for any one reply on the data connection
@@ -151,8 +153,8 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             {
                 "env_id": env_id,
                 "num_envs": num_envs,
-                "env_kwargs": env_kwargs or {},
-                "wrappers": wrappers or [],
+                "env_kwargs": _as_json("env_kwargs", env_kwargs or {}),
+                "wrappers": _as_json("wrappers", list(wrappers or [])),
                 "autoreset_mode": _WIRE_MODES[mode],
             },
             timeout_s=open_timeout_s,
@@ -636,3 +638,11 @@ def _seconds(name: str, value: Any) -> float:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _as_json(name: str, value: Any) -> Any:
+    """``env_kwargs`` or ``wrappers`` as the REST body carries them (a tuple stays one)."""
+    try:
+        return json_value(value)
+    except ProtocolError as exc:
+        raise InvalidRequestError(f"{name} cannot be sent: {exc.message}") from None

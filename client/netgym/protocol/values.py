@@ -85,6 +85,49 @@ class _Encoder:
         )
 
 
+class _JsonEncoder(_Encoder):
+    """The JSON part alone: numpy scalars as Python numbers, no arrays or bytes."""
+
+    def _add(self, data: bytes | memoryview) -> int:
+        raise ProtocolError(
+            "arrays and bytes cannot travel in a REST request's JSON: give lists "
+            "(array.tolist()) and plain numbers"
+        )
+
+    def tree(self, value: Any) -> Any:
+        if isinstance(value, np.generic) and not isinstance(value, float):
+            return super().tree(value.item())
+        return super().tree(value)
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as a value's JSON with no blob: what a REST body carries where a
+    Python value must arrive as it was (``env_kwargs`` and ``wrappers``: tuples,
+    non-finite floats and dicts with keys other than plain strings, tagged).
+
+    Raises:
+        ProtocolError: for arrays, bytes and any type the codec cannot carry.
+    """
+    try:
+        return _JsonEncoder().tree(value)
+    except RecursionError:
+        raise ProtocolError("cannot send a value nested this deeply") from None
+
+
+def value_from_json(tree: Any) -> Any:
+    """Decode what ``json_value`` made (a plain JSON value is itself).
+
+    Raises:
+        ProtocolError: for a tag that is unknown, or that needs a blob.
+    """
+    try:
+        return _decode(tree, memoryview(b""))
+    except RecursionError:
+        raise ProtocolError("a value is nested too deeply") from None
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+        raise ProtocolError(f"a value's structure is malformed: {exc!r}") from None
+
+
 def _non_finite(value: float) -> str:
     if math.isnan(value):
         return "nan"

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from netgym.errors import InvalidRequestError, ProtocolError
+from netgym.protocol.values import value_from_json
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
 from netgym_envapi.sessions.config import AutoresetMode
 from netgym_envapi.sessions.manager import SessionRecord
@@ -57,6 +59,15 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
+def _decoded(name: str, tree: Any) -> Any:
+    """``env_kwargs`` or ``wrappers`` as the client gave them: JSON with the tags of
+    values for what JSON has not (a tuple, say); plain JSON is itself."""
+    try:
+        return value_from_json(tree)
+    except ProtocolError as exc:
+        raise InvalidRequestError(f"{name}: {exc.message}") from None
+
+
 @router.post("/v1/sessions", status_code=201)
 async def open_session(
     body: OpenSession,
@@ -69,8 +80,8 @@ async def open_session(
     record = await sessions.open(
         body.env_id,
         body.num_envs,
-        body.env_kwargs,
-        parse_wrappers(body.wrappers),
+        _decoded("env_kwargs", body.env_kwargs),
+        parse_wrappers(_decoded("wrappers", body.wrappers)),
         body.autoreset_mode,
     )
     return {
