@@ -223,6 +223,11 @@ class HangOnCloseEnv(_FaultEnv):
             time.sleep(3600)
 
 
+class RaiseOnCloseEnv(_FaultEnv):
+    def close(self) -> None:
+        raise RuntimeError("close broke on purpose")
+
+
 class FineBoundsEnv(gym.Env[np.ndarray, int]):
     """A Box with bounds per element: its spaces take ~400 KB of JSON to describe."""
 
@@ -305,6 +310,7 @@ for _name, _cls in [
     ("KeepsAction", KeepsActionEnv),
     ("FineBounds", FineBoundsEnv),
     ("HangOnClose", HangOnCloseEnv),
+    ("RaiseOnClose", RaiseOnCloseEnv),
 ]:
     if f"netgym-test/{_name}-v0" not in gym.registry:
         gym.register(f"netgym-test/{_name}-v0", entry_point=f"tests.fault_envs:{_cls.__name__}")

@@ -326,6 +326,24 @@ def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(
     assert "never retrieved" not in envapi.log.read_text()
 
 
+def test_a_session_that_fails_to_start_says_whose_fault_it_is(tmp_envapi: EnvApi) -> None:
+    """An env that refuses its kwargs: the request's fault. One that fails past its
+    making (netgym's own code, say): the service's, with the traceback in its log."""
+    kwargs = {"url": tmp_envapi.url, "token": tmp_envapi.token}
+    with pytest.raises(InvalidRequestError, match=r"rejected env_kwargs"):
+        netgym.make("CartPole-v1", **kwargs, env_kwargs={"no_such_argument": 1})
+    with pytest.raises(NetgymError) as caught:
+        netgym.make("netgym-test/RaiseOnClose-v0", **kwargs)
+    assert caught.value.code == "internal"
+    assert caught.value.message == (
+        "starting a session of 'netgym-test/RaiseOnClose-v0' failed inside the service: "
+        "RuntimeError: close broke on purpose (the envapi's log has the traceback)"
+    )
+    log = tmp_envapi.log.read_text()
+    assert "could not start" in log and 'raise RuntimeError("close broke on purpose")' in log
+    assert_still_serving(tmp_envapi)
+
+
 def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) -> None:
     with run_envapi(tmp_path, log_level="info", attach_timeout_s="3") as server:
         headers = {"Authorization": f"Bearer {server.token}"}

@@ -206,13 +206,14 @@ class Session:
         try:
             self._setup()
         except Exception as exc:
-            error = (
-                exc
-                if isinstance(exc, NetgymError)
-                else InvalidRequestError(
-                    f"making {self.config.env_id!r} failed: {type(exc).__name__}: {exc}"
+            if isinstance(exc, NetgymError):
+                error = exc
+            else:  # netgym's own code, or the env's past its making: the traceback helps
+                log.exception("session %s could not start", self.config.session_id)
+                error = NetgymError(
+                    f"starting a session of {self.config.env_id!r} failed inside the service: "
+                    f"{type(exc).__name__}: {exc} (the envapi's log has the traceback)"
                 )
-            )
             send_control(self.control, {"op": "failed", "error": error.to_dict()})
             self.end_reason = f"could not start: {error.message}"
             return
@@ -244,7 +245,14 @@ class Session:
         # Its instances outwait the session's own idle limit: the session ends them.
         serve_emulator(config.emulator_url, config.idle_timeout_s + INSTANCE_IDLE_MARGIN_S)
         make = partial(make_env, config.env_id, config.env_kwargs, config.wrappers)
-        probe = make()
+        try:
+            probe = make()
+        except NetgymError:
+            raise
+        except Exception as exc:  # the env refuses its kwargs, say: the request's fault
+            raise InvalidRequestError(
+                f"making {config.env_id!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             # Envs that step in another process (emulators) are kept busy from
             # this process alone: sending to all, then collecting, beats workers.
