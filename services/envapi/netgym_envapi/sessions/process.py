@@ -3,9 +3,11 @@
 The envapi's main process starts it, then hands it the client's TCP socket
 (``SCM_RIGHTS``) once the HELLO checks out. From then on the client talks to
 this process alone: no hop through the main process, and a crash here ends
-only this session. The envs themselves step in ``WorkerPool`` processes over
-one anonymous shared-memory buffer: actions are received straight into it,
-results are sent straight out of it. Before each reset or step the session
+only this session. The envs step in slices (``WorkerPool``): the first here,
+each other in a worker process, all over one shared-memory buffer (a file a
+client on this host may map too, when the service has a shared-memory
+folder): actions are received straight into it, results are sent straight
+out of it. Before each reset or step the session
 writes its deadline where the main process can see it (``deadline.py``), so
 that a hang in C code here, out of reach of SIGALRM, still ends the session.
 """
