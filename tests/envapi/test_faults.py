@@ -42,7 +42,7 @@ from netgym.errors import (
 )
 from netgym.protocol import MessageType, pack_value, unpack_value
 from netgym.protocol.frames import expect, pack_header, recv_frame, send_frame, unpack_error
-from netgym_envapi.sessions import process
+from netgym_envapi.sessions import signals
 from tests.servers import EnvApi, alive, children, descendants, run_envapi, wait_for
 
 
@@ -574,7 +574,7 @@ def test_a_session_stuck_in_native_code_goes_too_when_the_envapi_is_killed(
         time.sleep(0.5)
         server.process.kill()
         server.process.wait(15)
-        wait_until_gone([session_pid], timeout_s=1 + process.STUCK_GRACE_S + 5)
+        wait_until_gone([session_pid], timeout_s=1 + signals.STUCK_GRACE_S + 5)
         envs.close()
 
 

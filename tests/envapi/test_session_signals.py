@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from netgym.protocol import MessageType
-from netgym_envapi.sessions.process import _FrameGuard, _raise_terminated, _send_whole, _Terminated
+from netgym_envapi.sessions.signals import FrameGuard, Terminated, raise_terminated, send_whole
 
 
 class _SocketSignalledMidSend:
@@ -18,18 +18,18 @@ class _SocketSignalledMidSend:
 
     def sendall(self, data: bytes) -> None:
         self.sent.append("header")
-        _raise_terminated(signal.SIGTERM, None)  # as the handler runs mid-send
+        raise_terminated(signal.SIGTERM, None)  # as the handler runs mid-send
         self.sent.append("the rest of the body")
 
 
 def test_sigterm_during_a_frame_takes_effect_once_the_frame_is_out() -> None:
     client = _SocketSignalledMidSend()
-    with pytest.raises(_Terminated):
-        _send_whole(client, MessageType.PONG, [b"x"])  # type: ignore[arg-type]
+    with pytest.raises(Terminated):
+        send_whole(client, MessageType.PONG, [b"x"])  # type: ignore[arg-type]
     assert client.sent == ["header", "the rest of the body"]
-    assert not _FrameGuard.pending
+    assert not FrameGuard.pending
 
 
 def test_sigterm_outside_a_frame_takes_effect_at_once() -> None:
-    with pytest.raises(_Terminated):
-        _raise_terminated(signal.SIGTERM, None)
+    with pytest.raises(Terminated):
+        raise_terminated(signal.SIGTERM, None)

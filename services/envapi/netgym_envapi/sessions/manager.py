@@ -51,7 +51,8 @@ from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
-from netgym_envapi.sessions.process import run_session, shortened
+from netgym_envapi.sessions.limits import shortened
+from netgym_envapi.sessions.process import run_session
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import logging
 import mmap
 import os
-import select
 import signal
 import socket
 import threading
@@ -28,7 +26,6 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -60,23 +57,19 @@ from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.envslice import EnvInfos, SplitStepEnv
 from netgym_envapi.sessions.infos import InfoPacker
 from netgym_envapi.sessions.lifetime import die_with_parent
+from netgym_envapi.sessions.limits import check_described_size, check_step_size, shortened
+from netgym_envapi.sessions.signals import (
+    ClientNotReading,
+    Terminated,
+    end_when_the_envapi_is_gone,
+    envapi_gone,
+    raise_terminated,
+    send_whole,
+)
 from netgym_envapi.sessions.workers import WorkerPool
 
-# With the envapi gone, how long past a step's deadline a session that does not
-# end (stuck in an env's native code) lives before it kills itself.
-STUCK_GRACE_S = 10.0
 log = logging.getLogger("netgym.envapi.session")
-# The spaces' description (JSON) at most: a Box with bounds per element sends them all,
-# and the main process reads it in its event loop. A stack of four Atari screens
-# with bounds per pixel takes about 2 MiB.
-MAX_SPACES_BYTES = 16 << 20
-# One step's results of all the envs of a session, at most: the session, and the
-# client, hold them in memory (64 envs of four stacked Atari screens take 26 MB).
-MAX_STEP_BYTES = 256 << 20
 LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
-# What is logged of an error's message, or kept of it in an ended session's record:
-# an env's error may quote the whole request back.
-KEPT_TEXT_CHARS = 4000
 # How much longer than the session's idle limit its emulator instances wait for it.
 INSTANCE_IDLE_MARGIN_S = 30.0
 # How long a session that gave up waiting for its client waits for the main
@@ -84,97 +77,26 @@ INSTANCE_IDLE_MARGIN_S = 30.0
 ENDED_SEEN_TIMEOUT_S = 5.0
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived: the service is closing this session.
-
-    A BaseException, as KeyboardInterrupt is, so that no ``except Exception``
-    on its way out (the env's own, the worker pool's) can swallow it.
-    """
-
-
-class _ClientNotReading(TimeoutError):
-    """A reply could not go out whole within the idle timeout: the client reads
-    nothing, or too slowly."""
-
-
-class _FrameGuard:
-    """Whether a reply frame is going out, and whether SIGTERM came meanwhile."""
-
-    sending = False
-    pending = False
-
-
-def _send_whole(client: socket.socket, message_type: MessageType, parts: list[Buffer]) -> None:
-    """``send_frame``, with SIGTERM held back until the frame is out.
-
-    A frame cut short, then the ERROR that ``end`` sends, would garble the
-    client's stream.
-    """
-    _FrameGuard.sending = True
-    try:
-        send_frame(client, message_type, parts)
-    except TimeoutError:
-        raise _ClientNotReading from None
-    finally:
-        _FrameGuard.sending = False
-        if _FrameGuard.pending:  # the frame is out (or failed): now SIGTERM takes effect
-            _FrameGuard.pending = False
-            raise _Terminated
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    if _FrameGuard.sending:
-        _FrameGuard.pending = True
-        return
-    raise _Terminated
-
-
 def run_session(config: SessionConfig, control: socket.socket) -> None:
     """Entry point of a session process."""
     die_with_parent()
     # Started by the forkserver, it has none of the envapi's logging set-up.
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(message)s")
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session = Session(config, control)
     try:
         session.run()
-    except _Terminated:
+    except Terminated:
         session.terminated = True
         session.end(
             "the envapi that served it is gone (killed?)"
-            if _envapi_gone.is_set()
+            if envapi_gone.is_set()
             else "was ended by the envapi (it is stopping, or DELETE /v1/sessions closed it)"
         )
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut the shutdown
         session.shutdown()
-
-
-_envapi_gone = threading.Event()
-
-
-def _end_when_the_envapi_is_gone(control_fd: int, step_timeout_s: float) -> None:
-    """A thread: end this process once the envapi's end of the control socket closes.
-
-    A killed envapi sends its sessions no signal: their parent is the forkserver,
-    which outlives it (every session holds its "alive" pipe). SIGTERM ends the
-    session in order; a main thread stuck in an env's native code, which the
-    envapi would have killed, is killed from here past the step's deadline.
-    """
-    poller = select.poll()
-    poller.register(control_fd, getattr(select, "POLLRDHUP", 0))  # a close gives POLLHUP too
-    while True:
-        for _fd, events in poller.poll():
-            if events & select.POLLNVAL:  # the session closed it itself: it is ending
-                return
-            if events & (getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR):
-                _envapi_gone.set()
-                main = threading.main_thread().ident
-                assert main is not None
-                signal.pthread_kill(main, signal.SIGTERM)
-                time.sleep(step_timeout_s + STUCK_GRACE_S)
-                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Session:
@@ -221,7 +143,7 @@ class Session:
             return
         # Started once the workers are forked: they need not be forked beside a thread.
         threading.Thread(
-            target=_end_when_the_envapi_is_gone,
+            target=end_when_the_envapi_is_gone,
             args=(self.control.fileno(), self.config.step_timeout_s),
             daemon=True,
         ).start()
@@ -264,9 +186,9 @@ class Session:
                 "observation_space": pack_space(observation_space),
                 "action_space": pack_space(action_space),
             }
-            _check_described_size(self.spaces)
+            check_described_size(self.spaces)
             self.results = ResultLayout(observation_space, config.num_envs)
-            _check_step_size(self.results)
+            check_step_size(self.results)
             self.episode = episode_spec(probe)
             self.action_meanings = action_meanings(probe)
             self.env_revision = env_revision(probe)
@@ -412,7 +334,7 @@ class Session:
     def _send_error(self, client: socket.socket, error: NetgymError) -> bool:
         """Send an ERROR frame; False when the client is gone."""
         try:
-            _send_whole(client, MessageType.ERROR, [pack_error(error)])
+            send_whole(client, MessageType.ERROR, [pack_error(error)])
         except OSError:
             self._client_gone()
             return False
@@ -436,7 +358,7 @@ class Session:
                     "shared_memory": self._shared_memory_offer(),
                 }
             )
-            _send_whole(client, MessageType.WELCOME, [welcome])
+            send_whole(client, MessageType.WELCOME, [welcome])
         except OSError:
             self._client_gone()
             return
@@ -465,7 +387,7 @@ class Session:
             except (SessionEndedError, ConnectionLostError) as exc:
                 self.end(exc.message, exc)
                 return
-            except _ClientNotReading:
+            except ClientNotReading:
                 self.end(
                     f"its client did not read a whole reply within {config.idle_timeout_s:g} s "
                     "(idle_timeout_s)"
@@ -538,14 +460,14 @@ class Session:
                     self.done = self.terminations | self.truncations
             info = self._pack_info(infos)
             parts: list[Buffer] = [info] if self.shared else [self.result_buffer, info]
-            _send_whole(client, MessageType.STEP_RESULT, parts)
+            send_whole(client, MessageType.STEP_RESULT, parts)
             return True
         body = bytearray(length)
         reader.body_into(memoryview(body))
         if message_type == MessageType.RESET:
             self._reset(client, body)
         elif message_type == MessageType.PING:
-            _send_whole(client, MessageType.PONG, [body])
+            send_whole(client, MessageType.PONG, [body])
         elif message_type == MessageType.SHARE:
             self._share(client, body)
         elif message_type == MessageType.CLOSE:
@@ -569,7 +491,7 @@ class Session:
         if not hmac.compare_digest(token.encode(errors="surrogatepass"), self.share_token.encode()):
             raise InvalidRequestError("the token in SHARE is not the one WELCOME offered")
         self.shared = True
-        _send_whole(client, MessageType.SHARED, [])
+        send_whole(client, MessageType.SHARED, [])
 
     def _check_steppable(self) -> None:
         """Refuse a step, before any env moves, when some env may not step.
@@ -667,14 +589,7 @@ class Session:
         info = self._pack_info(infos)
         observations = self.result_buffer[: self.results.reset_nbytes]
         parts: list[Buffer] = [info] if self.shared else [observations, info]
-        _send_whole(client, MessageType.RESET_RESULT, parts)
-
-
-def shortened(text: str) -> str:
-    """``text``, or its first ``KEPT_TEXT_CHARS`` characters and how many more there were."""
-    if len(text) <= KEPT_TEXT_CHARS:
-        return text
-    return f"{text[:KEPT_TEXT_CHARS]}... ({len(text) - KEPT_TEXT_CHARS:,} more characters)"
+        send_whole(client, MessageType.RESET_RESULT, parts)
 
 
 def _seeds(seed: Any, num_envs: int) -> list[int | None]:
@@ -706,34 +621,3 @@ def _discard(reader: FrameReader, length: int) -> None:
         count = min(length, len(chunk))
         reader.body_into(view[:count])
         length -= count
-
-
-def _check_step_size(results: ResultLayout) -> None:
-    """Refuse envs whose step results (every env's observation) are too large to hold.
-
-    Raises:
-        InvalidRequestError: saying how large they are.
-    """
-    if results.step_nbytes > MAX_STEP_BYTES:
-        raise InvalidRequestError(
-            f"a step of {results.num_envs} envs would return {results.step_nbytes >> 20:,} MiB "
-            f"of observations, over the {MAX_STEP_BYTES >> 20} MiB the envapi serves: ask for "
-            "fewer envs, or smaller observations",
-            details={"num_envs": results.num_envs, "step_bytes": results.step_nbytes},
-        )
-
-
-def _check_described_size(spaces: dict[str, Any]) -> None:
-    """Refuse spaces whose description the envapi would not pass on.
-
-    Raises:
-        InvalidRequestError: saying how big they are, and what makes them so.
-    """
-    size = len(json.dumps(spaces))
-    if size > MAX_SPACES_BYTES:
-        raise InvalidRequestError(
-            f"the env's spaces take {size / 2**20:.0f} MiB to describe, over the "
-            f"{MAX_SPACES_BYTES >> 20} MiB the envapi serves (a Box whose bounds differ "
-            "from element to element sends every one): make the observations smaller, "
-            "such as with a smaller frame_stack stack_size"
-        )
