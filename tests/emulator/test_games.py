@@ -192,6 +192,27 @@ def test_a_syntax_error_in_a_module_beside_the_script_names_its_file_and_line(
         load_game(folder)
 
 
+@pytest.mark.skipif(shutil.which("luac5.1") is None, reason="luac5.1 (Debian lua5.1) not installed")
+def test_a_lua_file_that_is_not_utf8_or_starts_with_a_bom_names_its_file_and_line(
+    tmp_path: Path,
+) -> None:
+    folder = make_game(tmp_path)
+    (folder / "helper.lua").write_bytes(b"local helper = {}\nhelper.name = \xe9t\xe9\n")
+    with pytest.raises(GameError, match=r"helper\.lua:2: Lua syntax error: .*near '\\xe9'"):
+        load_game(folder)
+    (folder / "helper.lua").unlink()
+    (folder / "game.lua").write_bytes(b"\xef\xbb\xbf" + SCRIPT.encode())
+    with pytest.raises(GameError, match=r"game\.lua:1: the file starts with a byte-order mark"):
+        load_game(folder)
+
+
+def test_a_manifest_that_starts_with_a_bom_says_so(tmp_path: Path) -> None:
+    folder = make_game(tmp_path)
+    (folder / "game.toml").write_bytes(b"\xef\xbb\xbf" + (folder / "game.toml").read_bytes())
+    with pytest.raises(GameError, match=r"game\.toml:1: the manifest starts with a byte-order"):
+        load_game(folder)
+
+
 def test_blank_optional_texts_are_as_if_left_out(tmp_path: Path) -> None:
     manifest = MANIFEST.format(rom=EFP_ROM, extra_rom='source = ""\nbuild = ""').replace(
         'name = "Tiny"', 'name = "Tiny"\ndescription = ""'

@@ -145,6 +145,10 @@ def check_script(folder: Path, path: Path, text: str, script: dict[str, Any]) ->
     return script_path
 
 
+# What some editors (Windows Notepad) write first in a UTF-8 file.
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
 def lua_files(script: Path) -> list[Path]:
     """The script and the modules it may ``require``: every Lua file in its folder and
     the folders under it (``require("lib.util")`` loads ``lib/util.lua``)."""
@@ -152,7 +156,18 @@ def lua_files(script: Path) -> list[Path]:
 
 
 def _check_syntax(luac: str, lua_file: Path) -> None:
-    result = subprocess.run([luac, "-p", str(lua_file)], capture_output=True, text=True)
+    if lua_file.read_bytes().startswith(BYTE_ORDER_MARK):
+        raise fail(
+            lua_file,
+            "the file starts with a byte-order mark (the bytes EF BB BF), which Lua 5.1 "
+            "cannot read",
+            "save it as UTF-8 without a BOM (most editors offer that encoding)",
+            1,
+        )
+    # luac quotes the byte it stopped at, which need not be UTF-8 (a Latin-1 letter).
+    result = subprocess.run(
+        [luac, "-p", str(lua_file)], capture_output=True, text=True, errors="backslashreplace"
+    )
     if result.returncode != 0:
         message = result.stderr.strip().removeprefix(f"{luac}: ").removeprefix("luac5.1: ")
         line = re.search(r":(\d+):", message)

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from netgym.emulator.bridge import BUTTONS, buttons_mask
-from netgym_emulator.game_files import ROM_SUFFIXES, check_rom, check_script, revision_of
+from netgym_emulator.game_files import (
+    BYTE_ORDER_MARK,
+    ROM_SUFFIXES,
+    check_rom,
+    check_script,
+    revision_of,
+)
 from netgym_emulator.problems import Problems, Skipped, as_toml, fail, line_of, text_of
 
 MANIFEST = "game.toml"
@@ -179,6 +185,14 @@ def load_game(folder: Path) -> Game:
     if not path.is_file():
         raise fail(path, "no manifest", "add game.toml (see docs/games.md)")
     raw_text = path.read_bytes()
+    if raw_text.startswith(BYTE_ORDER_MARK):
+        raise fail(
+            path,
+            "the manifest starts with a byte-order mark (the bytes EF BB BF), which TOML "
+            "does not allow",
+            "save it as UTF-8 without a BOM (most editors offer that encoding)",
+            1,
+        )
     try:
         text = raw_text.decode()
     except UnicodeDecodeError as exc:
