@@ -52,6 +52,11 @@ local game = {}
 function game.step() return 0, false, {["a\\0b"] = 1} end
 return game
 """
+RESERVED_KEY_SCRIPT = """\
+local game = {}
+function game.step() return 0, false, {score = 1, %s = 1} end
+return game
+"""
 STRING_REWARD_SCRIPT = 'local game = {}\nfunction game.step() return "1", false end\nreturn game\n'
 NAN_REWARD_SCRIPT = """\
 local game = {}
@@ -143,6 +148,8 @@ def games_dir(root: Path) -> Path:
         ("NanReward", NAN_REWARD_SCRIPT),
         ("StringReward", STRING_REWARD_SCRIPT),
         ("NulKey", NUL_KEY_SCRIPT),
+        ("EpisodeKey", RESERVED_KEY_SCRIPT % "episode"),
+        ("MaskKey", RESERVED_KEY_SCRIPT % "_score"),
         ("TakesHook", HOOK_SCRIPT),
         ("Plain", PLAIN_SCRIPT),
         ("EndlessLoop", ENDLESS_LOOP_SCRIPT),

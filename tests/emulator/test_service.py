@@ -215,6 +215,15 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         env.reset(seed=0)
         with pytest.raises(EnvError, match=r"the info key .*keys are names, without spaces, '='"):
             env.step(0)
+    # Names that Gymnasium's and SB3's wrappers set: episode_statistics failed on a number.
+    with netgym.make("netgym/EpisodeKey-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r"info key episode, which Gymnasium's RecordEpisode"):
+            env.step(0)
+    with netgym.make("netgym/MaskKey-v0", **stack.kwargs) as env:
+        env.reset(seed=0)
+        with pytest.raises(EnvError, match=r"info key _score: .* tells which envs set score"):
+            env.step(0)
 
 
 @pytest.mark.parametrize(

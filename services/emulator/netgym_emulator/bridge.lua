@@ -547,6 +547,16 @@ local function number_text(value)
   return string.format("%.17g", value)
 end
 
+-- Info keys that Gymnasium's and stable-baselines3's wrappers and vector envs set:
+-- a game's own would be overwritten, or break them (an "episode" of a number).
+local reserved_info_keys = {
+  episode = "Gymnasium's RecordEpisodeStatistics and stable-baselines3's Monitor",
+  final_obs = "Gymnasium's vector envs",
+  final_info = "Gymnasium's vector envs",
+  terminal_observation = "stable-baselines3's vector envs",
+  ["TimeLimit.truncated"] = "stable-baselines3's vector envs",
+}
+
 -- What game.step() returned, checked: nil when it is well formed, else what is wrong.
 -- A value as the script wrote it: a string in quotes, so that "1" is not taken for 1.
 local function shown(value)
@@ -583,6 +593,15 @@ local function step_problem(reward, done, info)
     if type(key) ~= "string" or key == "" or string.find(key, "[%s=%z]") then
       return where .. "returned the info key " .. string.format("%q", tostring(key))
         .. ": keys are names, without spaces, '=' or NUL bytes"
+    end
+    if string.sub(key, 1, 1) == "_" then
+      return where .. "returned the info key " .. key .. ": in Gymnasium's vector infos, "
+        .. "_" .. string.sub(key, 2) .. " tells which envs set " .. string.sub(key, 2)
+        .. "; give it a name that does not start with _"
+    end
+    if reserved_info_keys[key] then
+      return where .. "returned the info key " .. key .. ", which " .. reserved_info_keys[key]
+        .. " set in infos: give it a name of its own"
     end
     if type(value) ~= "number" and type(value) ~= "boolean" then
       return where .. "returned info " .. key .. " = " .. shown(value)
