@@ -16,6 +16,7 @@ LOG_TAIL_BYTES = 64 * 2**10  # what is read of it for an error's message
 # and each line of the script's errors (passed on even past the prints' limit).
 PRINT_MARK = "netgym-print: "
 ERROR_MARK = "netgym-error: "
+MARKS = (PRINT_MARK, ERROR_MARK)
 PRINTS_PER_PASS = 20  # lines passed on per instance at each pass (every second)
 ERROR_LINES_PER_PASS = 200  # of errors (a traceback, say): a script may write the mark too
 READ_PER_PASS = 256 * 2**10  # the most read at each pass; output past it is skipped
@@ -44,8 +45,8 @@ class FceuxOutput:
         return "\n".join(text.splitlines()[-lines:])
 
     def pass_on(self) -> None:
-        """Log the game script's lines printed since the last pass (``PRINTS_PER_PASS``
-        of them at most, then how many more), and empty the file past
+        """Log the game script's lines printed since the last pass (the last
+        ``PRINTS_PER_PASS`` of them, after how many more there were), and empty the file past
         ``LOG_LIMIT_BYTES``."""
         with contextlib.suppress(OSError):  # the instance's folder is gone: nothing to pass
             self._log_prints()
@@ -64,34 +65,38 @@ class FceuxOutput:
         # A line FCEUX is still writing is read at the next pass.
         complete = data[: data.rfind(b"\n") + 1]
         self._passed += skipped + len(complete)
-        limits = {PRINT_MARK: PRINTS_PER_PASS, ERROR_MARK: ERROR_LINES_PER_PASS}
-        shown = dict.fromkeys(limits, 0)
+        marked: list[tuple[str, bytes]] = []  # (mark, text) of the script's lines
         for line in complete.splitlines():
             # Where a line starts, or after what io.write() left without a line end.
-            found = [(at, mark) for mark in limits if (at := line.find(mark.encode())) >= 0]
-            if not found:  # FCEUX's own
-                continue
-            at, mark = min(found)
-            shown[mark] += 1
-            if shown[mark] > limits[mark]:
-                continue
-            text = line[at + len(mark) :].decode(errors="replace")
+            found = [(at, mark) for mark in MARKS if (at := line.find(mark.encode())) >= 0]
+            if found:  # else FCEUX's own
+                at, mark = min(found)
+                marked.append((mark, line[at + len(mark) :]))
+        prints = [i for i, (mark, _) in enumerate(marked) if mark == PRINT_MARK]
+        errors = [i for i, (mark, _) in enumerate(marked) if mark == ERROR_MARK]
+        # The last prints, those just before what came next (an error, a crash),
+        # and an error's first lines, where it starts.
+        shown = set(prints[-PRINTS_PER_PASS:]) | set(errors[:ERROR_LINES_PER_PASS])
+        left_out = len(marked) - len(shown)
+        if left_out or skipped:
+            log.info(
+                "%s: more printed than shown (%d lines, %d bytes skipped; the last %d "
+                "printed lines follow); %s has it all while the instance runs",
+                self.source,
+                left_out,
+                skipped,
+                PRINTS_PER_PASS,
+                self.path,
+            )
+        for i in sorted(shown):
+            mark, raw = marked[i]
+            text = raw.decode(errors="replace")
             if len(text) > PRINT_CHARS:
                 text = f"{text[:PRINT_CHARS]}... ({len(text) - PRINT_CHARS:,} more characters)"
             if mark == ERROR_MARK:
                 log.warning("%s: error: %s", self.source, text)
             else:
                 log.info("%s: %s", self.source, text)
-        left_out = sum(max(0, shown[mark] - limit) for mark, limit in limits.items())
-        if left_out or skipped:
-            log.info(
-                "%s: more printed than shown (%d lines, %d bytes skipped); %s has it all "
-                "while the instance runs",
-                self.source,
-                left_out,
-                skipped,
-                self.path,
-            )
 
     def _trim(self) -> None:
         if self.path.stat().st_size <= LOG_LIMIT_BYTES:
