@@ -244,9 +244,10 @@ local function over_memory()
 end
 
 local function memory_problem()
-  return string.format(" holds %.0f MB of Lua memory, over the %g MB a game script may "
-    .. "hold (NETGYM_EMULATOR_SCRIPT_MEMORY_MB): does a table grow at every step?", held_mb(),
-    memory_limit_mb)
+  -- Rounded up: 256.3 MB over a limit of 256 is "257", not "256, over the 256".
+  return string.format(" holds %d MB of Lua memory, over the %g MB a game script may "
+    .. "hold (NETGYM_EMULATOR_SCRIPT_MEMORY_MB): does a table grow at every step?",
+    math.ceil(held_mb()), memory_limit_mb)
 end
 
 local function look_at_the_script()
