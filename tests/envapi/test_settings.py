@@ -53,3 +53,47 @@ def test_blank_token_is_no_token(blank: str, monkeypatch: pytest.MonkeyPatch) ->
     assert Settings().token is None
     with pytest.raises(InsecureBindError, match="without a token"):
         Settings(host="0.0.0.0").check_bind()
+
+
+@pytest.mark.parametrize(
+    ("module", "variable", "flag", "said"),
+    [
+        (
+            "netgym_envapi",
+            "NETGYM_STEP_TIMEOUT_S=abc",
+            [],
+            "netgym-envapi: NETGYM_STEP_TIMEOUT_S='abc': Input should be a valid number, unable "
+            "to parse string as a number",
+        ),
+        (
+            "netgym_envapi",
+            "NETGYM_DATA_PORT=70001",
+            ["--port", "70000"],
+            "netgym-envapi: --port=70000: Input should be less than or equal to 65535\n"
+            "netgym-envapi: NETGYM_DATA_PORT='70001': Input should be less than or equal to 65535",
+        ),
+        (
+            "netgym_emulator",
+            "NETGYM_EMULATOR_MAX_INSTANCES=0",
+            [],
+            "netgym-emulator: NETGYM_EMULATOR_MAX_INSTANCES='0': Input should be greater than or "
+            "equal to 1",
+        ),
+    ],
+    ids=["not-a-number", "port-out-of-range", "emulator-limit"],
+)
+def test_a_setting_that_does_not_fit_is_one_line_naming_its_variable(
+    module: str, variable: str, flag: list[str], said: str
+) -> None:
+    """Not pydantic's traceback, naming the field; a port past 65535 was wrapped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETGYM_")}
+    name, value = variable.split("=")
+    result = subprocess.run(
+        [sys.executable, "-m", module, *flag],
+        env={**env, name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == said

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from netgym.errors import NetgymError
 from netgym_emulator.settings import EmulatorSettings
-from netgym_http.settings_help import misspelled_settings, settings_epilog
+from netgym_http.settings_help import (
+    add_log_level,
+    read_settings,
+    settings_epilog,
+    start_logging,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,13 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="REST bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="REST port (default 8002)")
     parser.add_argument("--games-dir", help="the folder of game folders (default ./games)")
-    parser.add_argument("--log-level", default="info")
+    add_log_level(parser)
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None and k != "log_level"}
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    for warning in misspelled_settings(EmulatorSettings):
-        logging.getLogger("netgym.emulator").warning(warning)
-    settings = EmulatorSettings(**overrides)
+    start_logging(args.log_level, EmulatorSettings, "netgym.emulator")
+    settings = read_settings(EmulatorSettings, "netgym-emulator", overrides)
 
     import uvicorn
 

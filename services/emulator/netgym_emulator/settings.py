@@ -17,7 +17,7 @@ class EmulatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NETGYM_EMULATOR_")
 
     host: str = Field("127.0.0.1", description="address of the REST API")
-    port: int = Field(8002, description="REST API port")
+    port: int = Field(8002, ge=1, le=65535, description="REST API port")
     bridge_host: str = Field("127.0.0.1", description="address the instances' bridges bind")
     games_dir: Path = Field(Path("games"), description="the folder of game folders")
     fceux: str = Field(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 from types import FrameType
 
 from netgym.errors import NetgymError
 from netgym_envapi.settings import Settings
-from netgym_http.settings_help import misspelled_settings, settings_epilog
+from netgym_http.settings_help import (
+    add_log_level,
+    read_settings,
+    settings_epilog,
+    start_logging,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,15 +34,13 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="listen beyond loopback with no token: anyone who reaches the port may run envs",
     )
-    parser.add_argument("--log-level", default="info")
+    add_log_level(parser)
     args = parser.parse_args(argv)
     overrides = {
         key: value for key, value in vars(args).items() if value is not None and key != "log_level"
     }
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    for warning in misspelled_settings(Settings):
-        logging.getLogger("netgym.envapi").warning(warning)
-    settings = Settings(**overrides)
+    start_logging(args.log_level, Settings, "netgym.envapi")
+    settings = read_settings(Settings, "netgym-envapi", overrides)
     try:
         settings.check_bind()
     except NetgymError as exc:

@@ -17,10 +17,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NETGYM_")
 
     host: str = Field("127.0.0.1", description="address the REST API and the data port bind")
-    port: int = Field(8000, description="REST API port")
-    data_port: int = Field(8001, description="binary stepping port; 0 picks a free one")
+    port: int = Field(8000, ge=1, le=65535, description="REST API port")
+    data_port: int = Field(
+        8001, ge=0, le=65535, description="binary stepping port; 0 picks a free one"
+    )
     public_data_port: int | None = Field(
-        None, description="data port as clients reach it, when a proxy or Docker maps it"
+        None,
+        ge=1,
+        le=65535,
+        description="data port as clients reach it, when a proxy or Docker maps it",
     )
     token: SecretStr | None = Field(None, description="access token every request must carry")
     allow_unauthenticated_remote_access: bool = Field(

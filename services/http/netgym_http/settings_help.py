@@ -3,11 +3,20 @@ from its pydantic settings class, and the variables set that look like a misspel
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import logging
 import os
+import sys
 from collections.abc import Mapping
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+
+SettingsType = TypeVar("SettingsType", bound=BaseSettings)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 # The services' variable prefixes: a variable of the emulator service's
 # (NETGYM_EMULATOR_...) is the envapi's only if it is close to one of its own
@@ -57,3 +66,35 @@ def misspelled_settings(
                 f"{prefix}{close[0]}? (--help lists the settings)"
             )
     return said
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """The ``--log-level`` flag both services take."""
+    parser.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="what the log shows (info)"
+    )
+
+
+def start_logging(level: str, settings: type[BaseSettings], logger: str) -> None:
+    """Log with each line's level, from ``level`` up; warn of misspelled settings."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    for warning in misspelled_settings(settings):
+        logging.getLogger(logger).warning(warning)
+
+
+def read_settings(
+    settings: type[SettingsType], prog: str, overrides: dict[str, Any]
+) -> SettingsType:
+    """The settings from the environment and ``overrides`` (the flags given); a value
+    that does not fit ends the program, with a line naming its variable or flag."""
+    try:
+        return settings(**overrides)
+    except ValidationError as exc:
+        prefix = str(settings.model_config.get("env_prefix", ""))
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            flag = f"--{name.replace('_', '-')}"
+            given = flag if name in overrides else f"{prefix}{name.upper()}"
+            lines.append(f"{prog}: {given}={error['input']!r}: {error['msg']}")
+        sys.exit("\n".join(lines))

@@ -67,6 +67,7 @@ from netgym_envapi.sessions.signals import (
     send_whole,
 )
 from netgym_envapi.sessions.workers import WorkerPool
+from netgym_http.settings_help import LOG_FORMAT
 
 log = logging.getLogger("netgym.envapi.session")
 LOGGED_ENV_ERRORS = 20  # distinct env errors a session logs; the rest only go to its client
@@ -81,7 +82,7 @@ def run_session(config: SessionConfig, control: socket.socket) -> None:
     """Entry point of a session process."""
     die_with_parent()
     # Started by the forkserver, it has none of the envapi's logging set-up.
-    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
     signal.signal(signal.SIGTERM, raise_terminated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session = Session(config, control)
