@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -97,3 +98,32 @@ def test_a_setting_that_does_not_fit_is_one_line_naming_its_variable(
     )
     assert result.returncode == 1
     assert result.stderr.strip() == said
+
+
+def test_a_data_port_in_use_is_named() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETGYM_")}
+    with socket.socket() as taken, socket.socket() as free:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        free.bind(("127.0.0.1", 0))
+        port, rest_port = taken.getsockname()[1], free.getsockname()[1]
+        free.close()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "netgym_envapi",
+                "--port",
+                str(rest_port),
+                "--data-port",
+                str(port),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on the data port 127.0.0.1:{port} (Address already in use)" in (
+        result.stderr
+    )

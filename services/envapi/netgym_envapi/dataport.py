@@ -84,7 +84,17 @@ class DataPort:
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.settings.host, self.settings.data_port))
+        address = (self.settings.host, self.settings.data_port)
+        try:
+            listener.bind(address)
+        except OSError as exc:
+            listener.close()
+            # uvicorn ends with this line: it must say which port, as its own does.
+            raise OSError(
+                exc.errno,
+                f"cannot listen on the data port {address[0]}:{address[1]} ({exc.strerror}): "
+                "is another envapi running? Set NETGYM_DATA_PORT (--data-port) to another port",
+            ) from None
         listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
