@@ -296,6 +296,12 @@ def test_instances_need_the_token_when_the_service_has_one(
         assert httpx.delete(f"{url}/v1/instances/abc", headers=wrong).status_code == 401
         assert httpx.get(f"{url}/v1/games").status_code == 200
         assert httpx.get(f"{url}/v1/health").status_code == 200
+        # An envapi with another token: its client is told so, not that its own is wrong.
+        with (
+            EmulatorEnv("Plain", url, token="another") as other,
+            pytest.raises(EnvError, match=r"refused the token the envapi sends it for instances"),
+        ):
+            other.reset(seed=0)
         monkeypatch.setenv("NETGYM_EMULATOR_TOKEN", "s3cret")  # as the envapi has it
         env = EmulatorEnv("Plain", url)
         try:

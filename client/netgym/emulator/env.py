@@ -20,6 +20,7 @@ from gymnasium import spaces
 from netgym.client.rest import EMULATOR, RestClient, emulator_token
 from netgym.emulator.bridge import SCREEN_SHAPE, BridgeConnection, BridgeReply
 from netgym.errors import (
+    AuthenticationError,
     ConnectionLostError,
     EnvError,
     InvalidRequestError,
@@ -176,6 +177,14 @@ class EmulatorEnv(gym.Env[Any, Any]):
                     },
                 )
             except NetgymError as exc:
+                if isinstance(exc, AuthenticationError):  # not the client's own token
+                    raise EnvError(
+                        f"the emulator service at {self._rest.url} refused the token the "
+                        "envapi sends it for instances (NETGYM_EMULATOR_TOKEN): give the two "
+                        "the same one, as scripts/run.sh and Docker Compose do (restarted "
+                        "alone, the emulator service needs the token it had)",
+                        details={"cause": exc.code},
+                    ) from None
                 if not isinstance(exc, PeerError) and type(exc) is not NetgymError:
                     raise  # an unknown game, the limit of instances, no service: as they are
                 # The game's script did not load, or FCEUX did not start.
