@@ -37,6 +37,7 @@ from netgym.errors import (
     ProtocolVersionError,
     SessionEndedError,
     SessionNotFoundError,
+    UnknownEnvError,
     WorkerCrashedError,
     WorkerTimeoutError,
 )
@@ -310,6 +311,24 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         assert status["end_reason"] == (
             "its client did not read a whole reply within 4 s (idle_timeout_s)"
         )
+
+
+def test_the_log_says_who_opened_each_session_and_who_was_refused_why(tmp_path: Path) -> None:
+    """With several users on one envapi, the operator tells whose session ended, and
+    why a request was refused, from the log alone."""
+    with run_envapi(tmp_path, log_level="info") as server:
+        kwargs = {"url": server.url, "token": server.token}
+        with netgym.make("CartPole-v1", **kwargs) as env:
+            client = session_status(server, env.session_id)["client"]
+            assert client.startswith("127.0.0.1:")
+        with pytest.raises(UnknownEnvError):
+            netgym.make("CartPol-v1", **kwargs)
+        wait_for(lambda: "closed by the client" in server.log.read_text())
+        log = server.log.read_text()
+    assert f"session {env.session_id} (CartPole-v1, 1 env) opened for {client}" in log
+    assert f"session {env.session_id} (CartPole-v1, 1 env) of {client} ended: " in log
+    assert "POST /v1/sessions from 127.0.0.1:" in log
+    assert "refused (404 unknown_env): no env 'CartPol-v1' is served here" in log
 
 
 def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(

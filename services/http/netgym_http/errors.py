@@ -46,6 +46,22 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
 
     @app.exception_handler(NetgymError)
     async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
+        # Only its client is told otherwise: with several, the operator could not
+        # tell who was refused, or why.
+        message = exc.message if len(exc.message) <= 300 else f"{exc.message[:300]}..."
+        client = f"{request.client.host}:{request.client.port}" if request.client else "?"
+        refused = exc.http_status < 500
+        log.log(
+            logging.INFO if refused else logging.WARNING,
+            "%s %s from %s %s (%d %s): %s",
+            request.method,
+            request.url.path,
+            client,
+            "refused" if refused else "failed",
+            exc.http_status,
+            exc.code,
+            message,
+        )
         return _answer(exc.to_dict(), exc.http_status)
 
     @app.exception_handler(StarletteHTTPException)

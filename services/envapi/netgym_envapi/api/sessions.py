@@ -83,6 +83,7 @@ async def open_session(
         _decoded("env_kwargs", body.env_kwargs),
         parse_wrappers(_decoded("wrappers", body.wrappers)),
         body.autoreset_mode,
+        client=f"{request.client.host}:{request.client.port}" if request.client else None,
     )
     return {
         **record.public(),

@@ -38,3 +38,4 @@ class SessionConfig:
     # Where the session offers its results as a file to a client on this host.
     shared_memory_dir: str | None = None
     log_level: int = 30  # the envapi's (logging.WARNING by default)
+    client: str | None = None  # who asked for it: the address of its POST, for the log

@@ -142,6 +142,7 @@ class SessionRecord:
             "state": self.state.value,
             "created_at": self.created_at,
             "pid": self.pid,
+            "client": self.config.client,
             "end_reason": self.end_reason,
         }
 
@@ -199,8 +200,10 @@ class SessionManager:
         env_kwargs: dict[str, Any],
         wrappers: list[WrapperSpec],
         autoreset_mode: AutoresetMode,
+        client: str | None = None,
     ) -> SessionRecord:
-        """Start a session and wait until its envs are made.
+        """Start a session and wait until its envs are made; ``client`` (its address)
+        is logged with it.
 
         Raises:
             UnknownEnvError, LimitExceededError, InvalidRequestError: before
@@ -252,9 +255,8 @@ class SessionManager:
                 details={"limit": settings.max_sessions},
             )
         try:
-            record = await self._start(
-                self._config(env_id, num_envs, env_kwargs, wrappers, autoreset_mode)
-            )
+            config = self._config(env_id, num_envs, env_kwargs, wrappers, autoreset_mode)
+            record = await self._start(replace(config, client=client))
         finally:
             self._reserved -= 1  # the record, when there is one, counts itself now
         try:
@@ -277,6 +279,8 @@ class SessionManager:
             raise SessionEndedError(
                 f"session {record.session_id} ended as its envs were made: {record.end_reason}"
             )
+        if client is not None:
+            log.info("%s opened for %s", _named(record), client)
         return record
 
     def _config(
@@ -639,10 +643,15 @@ def _log_end(record: SessionRecord) -> None:
     code = (record.end_error or {}).get("code")
     log.log(
         logging.WARNING if code in ("worker_crashed", "worker_timeout") else logging.INFO,
-        "session %s (%s, %d env%s) %s",
-        record.session_id,
-        record.config.env_id,
-        record.config.num_envs,
-        "" if record.config.num_envs == 1 else "s",
+        "%s%s %s",
+        _named(record),
+        f" of {record.config.client}" if record.config.client else "",
         reason if reason.startswith("was ") else f"ended: {reason}",
     )
+
+
+def _named(record: SessionRecord) -> str:
+    """A session as the log names it: 'session 1a2b... (CartPole-v1, 2 envs)'."""
+    config = record.config
+    envs = "env" if config.num_envs == 1 else "envs"
+    return f"session {record.session_id} ({config.env_id}, {config.num_envs} {envs})"
