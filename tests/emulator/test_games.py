@@ -610,6 +610,13 @@ def test_the_log_tells_each_change_of_a_game_folder_once(
     games_dir.mkdir()
     pool = InstancePool(EmulatorSettings(games_dir=games_dir), display=lambda: ":0")
     try:
+        # Empty, it says so, once: else only the health check's "0 games" would.
+        pool.rescan()
+        assert [r.getMessage() for r in caplog.records] == [
+            f"the games folder {games_dir} holds no game folder: drop one in (docs/games.md), "
+            "or set NETGYM_EMULATOR_GAMES_DIR (--games-dir) to another folder"
+        ]
+        caplog.clear()
         caplog.set_level("INFO", logger="netgym.emulator")
         folder = make_game(games_dir)
         manifest = folder / "game.toml"

@@ -59,6 +59,7 @@ class InstancePool:
         self.problem_folders: dict[str, str] = {}  # game name -> its folder with a problem
         self.problems: dict[str, str] = {}
         self._told: dict[str, str] = {}  # what the log last said of each folder
+        self._read_once = False  # whether the games folder has been read yet
         self.instances: dict[str, Instance] = {}
         self.ended: OrderedDict[str, str] = OrderedDict()  # why, for the latest ENDED_KEPT
         self.dying: list[Instance] = []  # killed, not exited yet: reaped once they have
@@ -117,7 +118,13 @@ class InstancePool:
             if self._told.get(folder) != state:
                 level = logging.WARNING if state.startswith("is not") else logging.INFO
                 log.log(level, "game folder %s %s", folder, state)
-        self._told = now
+        if not now and (self._told or not self._read_once):
+            log.warning(
+                "the games folder %s holds no game folder: drop one in (docs/games.md), "
+                "or set NETGYM_EMULATOR_GAMES_DIR (--games-dir) to another folder",
+                self.settings.games_dir.resolve(),
+            )
+        self._told, self._read_once = now, True
 
     def game(self, name: str) -> Game:
         """A servable game by name, read again from its folder (edits apply from now on).
