@@ -167,13 +167,13 @@ def games_dir(root: Path) -> Path:
         folder.mkdir()
         (folder / "game.toml").write_text(FAULT_MANIFEST.format(name=name, rom=EFP_ROM))
         (folder / "game.lua").write_text(script)
-    (games / "requires").mkdir()
-    (games / "requires" / "game.toml").write_text(
-        FAULT_MANIFEST.format(name="Requires", rom=EFP_ROM)
-    )
-    (games / "requires" / "game.lua").write_text(REQUIRE_SCRIPT)
-    (games / "requires" / "helper.lua").write_text("return { reward = function() return 7 end }\n")
-    (games / "requires" / "data.txt").write_text("42\n")
+    # ';' and '?' in its path: what Lua's package.path separates and replaces.
+    requires = games / "requires; what?"
+    requires.mkdir()
+    (requires / "game.toml").write_text(FAULT_MANIFEST.format(name="Requires", rom=EFP_ROM))
+    (requires / "game.lua").write_text(REQUIRE_SCRIPT)
+    (requires / "helper.lua").write_text("return { reward = function() return 7 end }\n")
+    (requires / "data.txt").write_text("42\n")
     broken = games / "unnamed-folder"  # a game folder with a problem: its ROM is missing
     broken.mkdir()
     (broken / "game.toml").write_text(FAULT_MANIFEST.format(name="Broken", rom="missing.nes"))

@@ -171,7 +171,22 @@ function print(...) write_marked(print_mark, ...) end
 -- FCEUX runs in the instance's own home folder: GAME_DIR names the game's,
 -- for the script's own files, and require() looks there first.
 GAME_DIR = script_path:match("^(.*)/[^/]*$") or "."
-package.path = GAME_DIR .. "/?.lua;" .. package.path
+-- A searcher of its own, not GAME_DIR in package.path: a folder whose path has a
+-- ';' or a '?' (Lua's separator and placeholder there) would be searched wrong.
+do
+  local game_dir, load_file, open, replace = GAME_DIR, loadfile, io.open, string.gsub
+  table.insert(package.loaders, 2, function(name)
+    local path = game_dir .. "/" .. replace(name, "%.", "/") .. ".lua"
+    local file = open(path)
+    if file == nil then return "\n\tno file '" .. path .. "'" end
+    file:close()
+    local chunk, problem = load_file(path)
+    if chunk == nil then
+      error("error loading module '" .. name .. "' from file '" .. path .. "':\n\t" .. problem, 0)
+    end
+    return chunk
+  end)
+end
 
 -- A module that is nowhere: say where it belongs, not every folder of Lua's own
 -- search paths (a dozen lines of system folders).
