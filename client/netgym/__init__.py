@@ -15,9 +15,10 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from netgym.client.arguments import server_address
 from netgym.client.env import RemoteEnv
 from netgym.client.rest import RestClient
-from netgym.client.vector import RemoteVectorEnv, server_address
+from netgym.client.vector import RemoteVectorEnv
 from netgym.errors import NetgymError
 
 

@@ -9,13 +9,8 @@ import numpy as np
 from gymnasium.spaces import Discrete
 from gymnasium.vector import AutoresetMode
 
-from netgym.client.vector import (
-    NO_RENDERING,
-    NOT_RENDERED,
-    RemoteVectorEnv,
-    not_picklable,
-    single_seed,
-)
+from netgym.client.arguments import NO_RENDERING, NOT_RENDERED, single_seed
+from netgym.client.vector import RemoteVectorEnv, not_picklable
 from netgym.errors import InvalidActionError, InvalidRequestError
 from netgym.protocol import BatchLayout
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import numbers
-import os
 import threading
 import time
 import urllib.parse
@@ -19,6 +17,18 @@ from gymnasium.error import Error as GymnasiumError
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from netgym.client.arguments import (
+    NO_RENDERING,
+    NOT_RENDERED,
+    WIRE_MODES,
+    as_json,
+    autoreset_mode_of,
+    is_int,
+    not_an_argument,
+    seconds,
+    server_address,
+    wire_seed,
+)
 from netgym.client.connection import DataConnection
 from netgym.client.rest import RestClient
 from netgym.errors import (
@@ -26,7 +36,6 @@ from netgym.errors import (
     InvalidRequestError,
     NetgymError,
     NotPicklableError,
-    ProtocolError,
     SessionEndedError,
     SessionNotFoundError,
     SessionStateError,
@@ -34,30 +43,10 @@ from netgym.errors import (
 )
 from netgym.protocol import BatchLayout, MessageType, ResultLayout, unpack_space
 from netgym.protocol.frames import HEADER_SIZE, frame_buffer
-from netgym.protocol.values import json_value
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 120.0  # for any one reply on the data connection
 # The server stops a session's workers within 5 s; a DELETE waits a little longer.
 _CLOSE_TIMEOUT_S = 15.0
-_MIN_TIMEOUT_S, _MAX_TIMEOUT_S = 0.001, 1e6  # a socket's timeout; 1e6 s is 11 days
-
-NO_RENDERING = (
-    "render_mode: the envapi's envs run on a server with no screen and send observations, "
-    "not renderings; leave render_mode out (the observations of Atari and NES games are "
-    "their screens)"
-)
-
-NOT_RENDERED = (
-    "a remote env does not render: the envapi's envs run on a server with no screen; "
-    "the observations of Atari and NES games are their screens"
-)
-
-_WIRE_MODES = {
-    AutoresetMode.NEXT_STEP: "next_step",
-    AutoresetMode.SAME_STEP: "same_step",
-    AutoresetMode.DISABLED: "disabled",
-}
 
 
 class _State(enum.Enum):
@@ -135,17 +124,17 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         if render_mode is not None:
             raise InvalidRequestError(NO_RENDERING)
         if env_kwargs_given_as_arguments:
-            raise InvalidRequestError(_not_an_argument(env_kwargs_given_as_arguments))
-        if not _is_int(num_envs) or num_envs < 1:
+            raise InvalidRequestError(not_an_argument(env_kwargs_given_as_arguments))
+        if not is_int(num_envs) or num_envs < 1:
             raise InvalidRequestError(
                 f"num_envs={num_envs!r}: give a whole number of envs, 1 or more"
             )
         num_envs = int(num_envs)
-        timeout_s = _seconds("timeout_s", timeout_s)
+        timeout_s = seconds("timeout_s", timeout_s)
         if open_timeout_s is not None:
-            open_timeout_s = _seconds("open_timeout_s", open_timeout_s)
+            open_timeout_s = seconds("open_timeout_s", open_timeout_s)
         self.url, token = server_address(url, token)
-        mode = _autoreset_mode(autoreset_mode)
+        mode = autoreset_mode_of(autoreset_mode)
         self._rest = RestClient(self.url, token, timeout_s=max(timeout_s, 180.0))
         reply = self._rest.call(
             "POST",
@@ -153,9 +142,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
             {
                 "env_id": env_id,
                 "num_envs": num_envs,
-                "env_kwargs": _as_json("env_kwargs", env_kwargs or {}),
-                "wrappers": _as_json("wrappers", list(wrappers or [])),
-                "autoreset_mode": _WIRE_MODES[mode],
+                "env_kwargs": as_json("env_kwargs", env_kwargs or {}),
+                "wrappers": as_json("wrappers", list(wrappers or [])),
+                "autoreset_mode": WIRE_MODES[mode],
             },
             timeout_s=open_timeout_s,
             expect=("session_id", "data_port", "observation_space", "action_space"),
@@ -229,7 +218,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
         """
         self._enter(_State.READY, "reset")
         try:
-            seeds = _wire_seed(seed)
+            seeds = wire_seed(seed)
             if isinstance(seeds, int):
                 super().reset(seed=seeds)
             leaves, info = self._call(self._connection.reset, seeds, options, self._results)
@@ -281,7 +270,7 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
 
     def set_timeout(self, timeout_s: float) -> None:
         """Wait this long for any one reply from now on (``timeout_s`` of the constructor)."""
-        timeout_s = _seconds("timeout_s", timeout_s)
+        timeout_s = seconds("timeout_s", timeout_s)
         if self._state in (_State.CLOSED, _State.DROPPED):  # its connection is gone
             self._check(_State.READY, "set_timeout")  # raises as any call would
         self._connection.set_timeout(timeout_s)
@@ -547,102 +536,3 @@ def _spec(
         )
     except GymnasiumError:  # an id outside Gymnasium's pattern: no spec
         return None
-
-
-def server_address(url: str | None, token: str | None) -> tuple[str, str | None]:
-    """The envapi's URL and token: as given, else ``$NETGYM_URL`` and ``$NETGYM_TOKEN``."""
-    token = token if token is not None else os.environ.get("NETGYM_TOKEN")
-    if isinstance(token, str):  # read from a file, say: its line end is no part of it
-        token = token.strip() or None
-    url = url or os.environ.get("NETGYM_URL") or DEFAULT_URL
-    if isinstance(url, str):  # as the token
-        url = url.strip() or DEFAULT_URL
-    return url, token
-
-
-def _autoreset_mode(value: AutoresetMode | str) -> AutoresetMode:
-    """Gymnasium's mode, from itself, its value (``"SameStep"``) or the wire's name."""
-    by_name = {name: mode for mode, name in _WIRE_MODES.items()}
-    if isinstance(value, str) and value in by_name:
-        return by_name[value]
-    try:
-        return AutoresetMode(value)
-    except ValueError:
-        raise InvalidRequestError(
-            f"autoreset_mode={value!r}: use gymnasium.vector.AutoresetMode, or one of "
-            f"{', '.join(repr(name) for name in by_name)}"
-        ) from None
-
-
-def _wire_seed(seed: Any) -> int | list[int | None] | None:
-    """A reset seed as it travels: None, an int, or a list of ints and Nones.
-
-    Raises:
-        InvalidRequestError: for anything else, before anything is sent.
-    """
-    if isinstance(seed, np.ndarray):
-        seed = seed.tolist()  # numpy ints become Python ints, a 0-d array one int
-    if seed is None or _is_seed(seed):
-        return single_seed(seed)
-    if (
-        isinstance(seed, Sequence)
-        and not isinstance(seed, str | bytes)
-        and all(s is None or _is_seed(s) for s in seed)
-    ):
-        return [single_seed(s) for s in seed]
-    raise InvalidRequestError(
-        f"seed must be None, an int 0 or more, or a sequence of such ints or None; got {seed!r}"
-    )
-
-
-def _not_an_argument(given: dict[str, Any]) -> str:
-    names = ", ".join(sorted(given))
-    return (
-        f"{names}: not an argument of netgym's envs. The env's own arguments go in "
-        f"env_kwargs, which the server passes to gymnasium.make: env_kwargs={given!r}"
-    )
-
-
-def single_seed(seed: Any) -> int | None:
-    """The seed of one env's reset: None or an int 0 or more, as a Python int.
-
-    Raises:
-        InvalidRequestError: for anything else, before anything is sent.
-    """
-    if seed is None or _is_seed(seed):
-        return None if seed is None else int(seed)
-    raise InvalidRequestError(f"seed must be None or an int 0 or more; got {seed!r}")
-
-
-def _is_seed(value: Any) -> bool:
-    return _is_int(value) and value >= 0
-
-
-def _seconds(name: str, value: Any) -> float:
-    """``value`` as a timeout a socket takes.
-
-    Raises:
-        InvalidRequestError: for anything else (0, a negative, NaN, None, a string).
-    """
-    if not (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool | np.bool_)
-        and _MIN_TIMEOUT_S <= float(value) <= _MAX_TIMEOUT_S
-    ):
-        raise InvalidRequestError(
-            f"{name}={value!r}: give a number of seconds from {_MIN_TIMEOUT_S:g} to "
-            f"{_MAX_TIMEOUT_S:,.0f}"
-        )
-    return float(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
-
-
-def _as_json(name: str, value: Any) -> Any:
-    """``env_kwargs`` or ``wrappers`` as the REST body carries them (a tuple stays one)."""
-    try:
-        return json_value(value)
-    except ProtocolError as exc:
-        raise InvalidRequestError(f"{name} cannot be sent: {exc.message}") from None
