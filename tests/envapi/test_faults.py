@@ -159,7 +159,8 @@ def test_crashing_and_hanging_envs_end_only_their_session(
         assert time.monotonic() - started < 10
         wait_until_gone([session_pid, *workers])
         ok.step(np.array([0, 1]))
-        ended = f"session {broken.session_id} ({env_id}, 2 envs) ended: "
+        client = session_status(tmp_envapi, broken.session_id)["client"]
+        ended = f"session {broken.session_id} ({env_id}, 2 envs) of {client} ended: "
         wait_for(lambda: ended in tmp_envapi.log.read_text())  # for the operator
 
 
@@ -300,7 +301,8 @@ def test_silent_client_loses_its_session_after_the_idle_timeout(tmp_path: Path) 
         end_error = session_status(server, envs.session_id)["end_error"]
         assert end_error["code"] == "session_ended" and "idle for 4 s" in end_error["message"]
         envs.close()
-        logged = f"session {envs.session_id} (CartPole-v1, 2 envs) was idle for 4 s"
+        client = session_status(server, envs.session_id)["client"]
+        logged = f"session {envs.session_id} (CartPole-v1, 2 envs) of {client} was idle for 4 s"
         assert logged in server.log.read_text()  # for the operator
         # One that asks for a reply and reads none of it is not idle: it does not read.
         session_id = open_session(server, "netgym-test/BigObs-v0")
@@ -374,7 +376,10 @@ def test_session_never_attached_ends_after_the_attach_timeout(tmp_path: Path) ->
         status = session_status(server, session_id)
         assert "no client attached within 3 s" in status["end_reason"]
         assert status["end_error"]["code"] == "session_ended"
-        logged = f"session {session_id} (CartPole-v1, 1 env) ended: no client attached within 3 s"
+        logged = (
+            f"session {session_id} (CartPole-v1, 1 env) of {status['client']} ended: no client "
+            "attached within 3 s"
+        )
         wait_for(lambda: logged in server.log.read_text(), what=server.log.read_text())
         with raw_connection(server) as sock:  # a client too late hears why
             message_type, body = hello(sock, session_id, server.token)
