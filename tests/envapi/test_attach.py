@@ -20,8 +20,9 @@ from netgym.protocol import MessageType
 from netgym.protocol.frames import recv_frame, unpack_error
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, send_control
-from netgym_envapi.sessions.manager import SessionManager, SessionRecord
+from netgym_envapi.sessions.manager import SessionManager
 from netgym_envapi.sessions.process import Session
+from netgym_envapi.sessions.record import SessionRecord
 from netgym_envapi.settings import Settings
 
 CONFIG = SessionConfig(

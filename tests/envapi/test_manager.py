@@ -17,7 +17,8 @@ from netgym.errors import InvalidRequestError, SessionEndedError, SessionNotFoun
 from netgym_envapi.sessions import manager as manager_module
 from netgym_envapi.sessions.config import SessionConfig
 from netgym_envapi.sessions.control import send_control
-from netgym_envapi.sessions.manager import SessionManager, SessionRecord, SessionState
+from netgym_envapi.sessions.manager import SessionManager
+from netgym_envapi.sessions.record import SessionRecord, SessionState
 from netgym_envapi.settings import Settings
 
 

@@ -11,7 +11,7 @@ from netgym.errors import InvalidRequestError, ProtocolError
 from netgym.protocol.values import value_from_json
 from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, require_token
 from netgym_envapi.sessions.config import AutoresetMode
-from netgym_envapi.sessions.manager import SessionRecord
+from netgym_envapi.sessions.record import SessionRecord
 from netgym_envapi.wrappers import parse_wrappers
 
 router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])

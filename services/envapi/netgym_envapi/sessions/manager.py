@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import multiprocessing
@@ -23,7 +22,7 @@ import signal
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +50,14 @@ from netgym_envapi.sessions.config import AutoresetMode, SessionConfig
 from netgym_envapi.sessions.control import CONTROL_MESSAGE_BYTES, ControlReader, send_control
 from netgym_envapi.sessions.deadline import StepDeadline
 from netgym_envapi.sessions.lifetime import describe_exit
-from netgym_envapi.sessions.limits import shortened
 from netgym_envapi.sessions.process import run_session
+from netgym_envapi.sessions.record import (
+    SessionRecord,
+    SessionState,
+    log_end,
+    named,
+    read_its_error,
+)
 from netgym_envapi.settings import Settings
 from netgym_envapi.wrappers import WrapperSpec
 
@@ -69,82 +74,6 @@ WATCHDOG_MARGIN_S = 5.0
 # How long one good worker check (GET /v1/health) stands for the next ones.
 WORKER_CHECK_VALID_S = 5.0
 SHARED_MEMORY_PREFIX = "netgym-sessions-"  # the shared-memory folders the envapi makes
-
-
-class SessionState(enum.StrEnum):
-    """Where a session is in its life."""
-
-    STARTING = "starting"
-    READY = "ready"
-    ATTACHED = "attached"
-    ENDED = "ended"
-
-
-def _read_its_error(future: asyncio.Future[Any]) -> None:
-    """Read a finished future's error, so that asyncio does not log it as lost when
-    no caller waits for it any more."""
-    if not future.cancelled():
-        future.exception()
-
-
-@dataclass
-class SessionRecord:
-    """One session as the main process knows it."""
-
-    config: SessionConfig
-    process: multiprocessing.process.BaseProcess
-    control: socket.socket
-    pid: int | None = None
-    exitcode: int | None = None
-    running: bool = True  # False from the moment its process is seen to exit
-    killed: bool = False  # SIGKILLed as hung: it still counts until it exits
-    deadline: StepDeadline | None = None
-    created_at: float = field(default_factory=time.time)
-    state: SessionState = SessionState.STARTING
-    observation_space: dict[str, Any] | None = None
-    action_space: dict[str, Any] | None = None
-    episode: dict[str, Any] = field(default_factory=dict)  # max_episode_steps, reward_threshold
-    action_meanings: list[str] | None = None  # what each action does, where the env says
-    env_revision: str | None = None  # an NES game's version (its files' digest)
-    end_reason: str | None = None
-    end_error: dict[str, Any] | None = None
-    ready: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    watcher: asyncio.Task[None] | None = None
-
-    def __post_init__(self) -> None:
-        # The end of a session whose making timed out, say, that no caller waits for.
-        self.ready.add_done_callback(_read_its_error)
-
-    @property
-    def session_id(self) -> str:
-        return self.config.session_id
-
-    def keep_only_its_end(self) -> None:
-        """Drop what only a live session needs: ended records are kept by the
-        thousand, and a request's kwargs or an env's spaces may take megabytes."""
-        self.config = replace(self.config, env_kwargs={}, wrappers=[])
-        self.observation_space = self.action_space = self.action_meanings = None
-        if self.end_reason is not None:
-            self.end_reason = shortened(self.end_reason)
-        if self.end_error is not None and isinstance(self.end_error.get("message"), str):
-            self.end_error = {**self.end_error, "message": shortened(self.end_error["message"])}
-
-    def public(self) -> dict[str, Any]:
-        """The session as the REST API shows it."""
-        return {
-            "session_id": self.session_id,
-            "env_id": self.config.env_id,
-            "num_envs": self.config.num_envs,
-            "autoreset_mode": self.config.autoreset_mode.value,
-            "state": self.state.value,
-            "created_at": self.created_at,
-            "pid": self.pid,
-            "client": self.config.client,
-            "end_reason": self.end_reason,
-        }
 
 
 class SessionManager:
@@ -280,7 +209,7 @@ class SessionManager:
                 f"session {record.session_id} ended as its envs were made: {record.end_reason}"
             )
         if client is not None:
-            log.info("%s opened for %s", _named(record), client)
+            log.info("%s opened for %s", named(record), client)
         return record
 
     def _config(
@@ -368,7 +297,7 @@ class SessionManager:
             pending = asyncio.ensure_future(self._describe(env_id))
             self._describing[env_id] = pending
             pending.add_done_callback(lambda _: self._describing.pop(env_id, None))
-            pending.add_done_callback(_read_its_error)
+            pending.add_done_callback(read_its_error)
         spec = await asyncio.shield(pending)
         if cached:
             self._spec_cache[env_id] = spec
@@ -469,7 +398,7 @@ class SessionManager:
                 f"session {record.session_id} ended: {record.end_reason}; open a new session"
             ).to_dict()
         record.state = SessionState.ENDED
-        _log_end(record)
+        log_end(record)
         if not record.ready.done():
             record.ready.set_exception(
                 SessionEndedError(  # by the service itself: no crash
@@ -635,23 +564,3 @@ def _emulator_timeout_s(step_timeout_s: float) -> float:
     from netgym.emulator.env import DEFAULT_TIMEOUT_S, MIN_TIMEOUT_S
 
     return max(MIN_TIMEOUT_S, min(DEFAULT_TIMEOUT_S, step_timeout_s / 2))
-
-
-def _log_end(record: SessionRecord) -> None:
-    """One line for the operator: which session ended, and why (as its client is told)."""
-    reason = record.end_reason or "ended"
-    code = (record.end_error or {}).get("code")
-    log.log(
-        logging.WARNING if code in ("worker_crashed", "worker_timeout") else logging.INFO,
-        "%s%s %s",
-        _named(record),
-        f" of {record.config.client}" if record.config.client else "",
-        reason if reason.startswith("was ") else f"ended: {reason}",
-    )
-
-
-def _named(record: SessionRecord) -> str:
-    """A session as the log names it: 'session 1a2b... (CartPole-v1, 2 envs)'."""
-    config = record.config
-    envs = "env" if config.num_envs == 1 else "envs"
-    return f"session {record.session_id} ({config.env_id}, {config.num_envs} {envs})"
