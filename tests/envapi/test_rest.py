@@ -270,6 +270,16 @@ def test_what_cannot_be_sent_is_refused_before_anything_is_opened(envapi: EnvApi
         netgym.make("CartPole-v1", **kwargs, wrappers=[gym.wrappers.ClipReward])
 
 
+def test_env_kwargs_that_are_a_tagged_value_but_no_object_are_refused(envapi: EnvApi) -> None:
+    """A tag object is a JSON object, as the body's schema wants; decoded, it is not."""
+    for tagged in ({"$tuple": []}, {"$float": "nan"}):
+        reply = client(envapi).post(
+            "/v1/sessions", json={"env_id": "CartPole-v1", "env_kwargs": tagged}
+        )
+        assert reply.status_code == 422
+        assert reply.json()["error"]["message"].startswith("env_kwargs must be an object, not ")
+
+
 def test_env_kwargs_arrive_as_they_were_given(envapi: EnvApi) -> None:
     """JSON has no tuples: ALE's random frame skip, frameskip=(2, 5), arrived as a list,
     which ALE refuses; numpy scalars are numbers."""

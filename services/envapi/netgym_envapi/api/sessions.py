@@ -59,13 +59,20 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
-def _decoded(name: str, tree: Any) -> Any:
+def _decoded(name: str, tree: Any, kind: type[dict[str, Any]] | type[list[Any]]) -> Any:
     """``env_kwargs`` or ``wrappers`` as the client gave them: JSON with the tags of
-    values for what JSON has not (a tuple, say); plain JSON is itself."""
+    values for what JSON has not (a tuple, say); plain JSON is itself. Still a
+    ``kind`` (dict or list) once decoded: a tag object is a JSON object too."""
     try:
-        return value_from_json(tree)
+        value = value_from_json(tree)
     except ProtocolError as exc:
         raise InvalidRequestError(f"{name}: {exc.message}") from None
+    if not isinstance(value, kind):
+        raise InvalidRequestError(
+            f"{name} must be {'an object' if kind is dict else 'a list'}, not "
+            f"{type(value).__name__} {tree!r:.200}"
+        )
+    return value
 
 
 @router.post("/v1/sessions", status_code=201)
@@ -80,8 +87,8 @@ async def open_session(
     record = await sessions.open(
         body.env_id,
         body.num_envs,
-        _decoded("env_kwargs", body.env_kwargs),
-        parse_wrappers(_decoded("wrappers", body.wrappers)),
+        _decoded("env_kwargs", body.env_kwargs, dict),
+        parse_wrappers(_decoded("wrappers", body.wrappers, list)),
         body.autoreset_mode,
         client=f"{request.client.host}:{request.client.port}" if request.client else None,
     )
