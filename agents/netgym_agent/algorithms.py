@@ -16,6 +16,7 @@ from types import UnionType
 from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 import torch
+from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
@@ -129,6 +130,14 @@ def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlg
             keyword arguments (a wrong type or name it alone can check).
     """
     cls = ALGORITHMS[config.algo.name]
+    if config.algo.policy == "MultiInputPolicy" and not isinstance(
+        env.observation_space, spaces.Dict
+    ):  # SB3 fails on it with an AttributeError deep in its feature extractor
+        raise ConfigError(
+            f"algo.policy: MultiInputPolicy is for Dict observations, and {config.env.id}'s "
+            f"are a {type(env.observation_space).__name__}: use MlpPolicy (CnnPolicy for "
+            "screens)"
+        )
     try:
         return cls(
             config.algo.policy,

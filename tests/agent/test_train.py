@@ -301,6 +301,23 @@ def test_hyperparameters_that_sb3_refuses_are_one_error_and_leave_no_folder(
     assert not run_dir.exists()  # the same command works once the config is fixed
 
 
+def test_a_policy_for_dict_observations_on_a_box_is_a_config_error(
+    envapi: EnvApi, tmp_path: Path
+) -> None:
+    """SB3 failed on it with an AttributeError: a traceback, and the run folder stayed."""
+    config = {**SMALL_CARTPOLE, "algo": {**SMALL_CARTPOLE["algo"], "policy": "MultiInputPolicy"}}
+    run_dir = tmp_path / "run"
+    result = run_train(
+        envapi, str(write_config(tmp_path / "dict.yaml", config)), "--run-dir", str(run_dir)
+    )
+    assert result.returncode == 2, result.stdout
+    assert "algo.policy: MultiInputPolicy is for Dict observations, and CartPole-v1's" in (
+        result.stdout
+    )
+    assert "Traceback" not in result.stdout
+    assert not run_dir.exists()
+
+
 def _out_of_memory_at_update(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
     """PPO's update number ``count`` fails, as PyTorch out of memory would."""
     updates = []
