@@ -268,7 +268,12 @@ class _Run:
         """``model.learn()`` and what its failures become: the exit status when a stop
         cut a reconnect short, else None."""
         try:
-            model.learn(steps, callback=callbacks, reset_num_timesteps=False)
+            model.learn(
+                steps,
+                callback=callbacks,
+                log_interval=algorithms.log_interval(model),
+                reset_num_timesteps=False,
+            )
         except NetgymError as exc:
             if checkpoint is None and model.num_timesteps == 0:
                 # Nothing learned (the first reset failed, say): nothing to save.

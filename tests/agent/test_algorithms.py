@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from stable_baselines3 import A2C, DQN
 from stable_baselines3.common.save_util import save_to_zip_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from netgym_agent.algorithms import MODEL_FILE, saved_spaces
 from netgym_agent.checkpoints import read_directory
@@ -63,6 +64,10 @@ def test_train_and_resume_keep_statistics(envapi: EnvApi, tmp_path: Path, name: 
         statistics = pickle.load(stream)
     # Counted over every step of both segments, not restarted at the resume.
     assert statistics.obs_rms.count > 900
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    if name == "a2c":  # SB3's own default wrote them every 1,600 steps here: none at all
+        assert len(events.Scalars("train/value_loss")) >= 3
     if name == "dqn":
         last = checkpoint_dirs(run_dir)[-1]
         assert (last / "replay_buffer.pkl").exists()
