@@ -299,7 +299,7 @@ def test_instances_need_the_token_when_the_service_has_one(
         # An envapi with another token: its client is told so, not that its own is wrong.
         with (
             EmulatorEnv("Plain", url, token="another") as other,
-            pytest.raises(EnvError, match=r"refused the token the envapi sends it for instances"),
+            pytest.raises(EnvError, match=r"refused the token sent for its instances"),
         ):
             other.reset(seed=0)
         monkeypatch.setenv("NETGYM_EMULATOR_TOKEN", "s3cret")  # as the envapi has it

@@ -325,12 +325,18 @@ def test_the_log_says_who_opened_each_session_and_who_was_refused_why(tmp_path: 
             assert client.startswith("127.0.0.1:")
         with pytest.raises(UnknownEnvError):
             netgym.make("CartPol-v1", **kwargs)
+        with pytest.raises(AuthenticationError):
+            netgym.make("CartPole-v1", url=server.url, token="a guess")
+        headers = {"Authorization": f"Bearer {server.token}"}
+        httpx.post(f"{server.url}/v1/sessions", json={"env": "x"}, headers=headers, timeout=30)
         wait_for(lambda: "closed by the client" in server.log.read_text())
         log = server.log.read_text()
     assert f"session {env.session_id} (CartPole-v1, 1 env) opened for {client}" in log
     assert f"session {env.session_id} (CartPole-v1, 1 env) of {client} ended: " in log
     assert "POST /v1/sessions from 127.0.0.1:" in log
     assert "refused (404 unknown_env): no env 'CartPol-v1' is served here" in log
+    assert "refused (401 unauthorized): " in log
+    assert "refused (422 invalid_request): invalid request: body.env_id: Field required" in log
 
 
 def test_envs_that_take_too_long_to_make_are_a_clear_error_and_leave_nothing(

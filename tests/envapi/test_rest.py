@@ -268,6 +268,10 @@ def test_what_cannot_be_sent_is_refused_before_anything_is_opened(envapi: EnvApi
         netgym.make("CartPole-v1", **kwargs, env_kwargs={"sutton": np.zeros(2)})
     with pytest.raises(InvalidRequestError, match=r"wrappers cannot be sent: .* of type type"):
         netgym.make("CartPole-v1", **kwargs, wrappers=[gym.wrappers.ClipReward])
+    with pytest.raises(InvalidRequestError, match=r"env_kwargs cannot be sent: arrays and bytes"):
+        netgym.make("CartPole-v1", **kwargs, env_kwargs={"x": np.array([1, "a"], object)})
+    with pytest.raises(InvalidRequestError, match=r"wrappers: Input should be a valid list"):
+        netgym.make("CartPole-v1", **kwargs, wrappers="atari")  # type: ignore[arg-type]
 
 
 def test_env_kwargs_that_are_a_tagged_value_but_no_object_are_refused(envapi: EnvApi) -> None:
@@ -278,6 +282,19 @@ def test_env_kwargs_that_are_a_tagged_value_but_no_object_are_refused(envapi: En
         )
         assert reply.status_code == 422
         assert reply.json()["error"]["message"].startswith("env_kwargs must be an object, not ")
+    # Argument names that are no strings (a $dict may give them), and tags with a blob.
+    mixed = {"$dict": [["name", "frame_stack"], [1, 2]]}
+    for body, said in [
+        ({"wrappers": [mixed]}, "wrappers: argument names are strings, not 1"),
+        (
+            {"wrappers": [{"name": "frame_stack", "kwargs": {"$dict": [[1, 2]]}}]},
+            "wrappers: argument names are strings, not 1",
+        ),
+        ({"env_kwargs": {"x": {"$obj": {"shape": [1], "items": [1]}}}}, "$obj carries an array"),
+    ]:
+        reply = client(envapi).post("/v1/sessions", json={"env_id": "CartPole-v1", **body})
+        assert reply.status_code == 422, reply.text
+        assert said in reply.json()["error"]["message"]
 
 
 def test_env_kwargs_arrive_as_they_were_given(envapi: EnvApi) -> None:

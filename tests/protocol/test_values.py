@@ -230,7 +230,7 @@ def test_a_rest_bodys_values_keep_what_json_has_not() -> None:
     assert value_from_json({"plain": [1, "json"]}) == {"plain": [1, "json"]}
     with pytest.raises(ProtocolError, match="arrays and bytes cannot travel"):
         json_value({"x": np.zeros(2)})
-    with pytest.raises(ProtocolError, match="runs past the 0-byte blob"):
+    with pytest.raises(ProtocolError, match=r"\$nd carries an array, bytes or a numpy value"):
         value_from_json({"x": {"$nd": [0, "<f4", [2]]}})
     with pytest.raises(ProtocolError, match="unknown tag '\\$x'"):
         value_from_json({"$x": 1, "y": 2})

@@ -143,7 +143,9 @@ class RemoteVectorEnv(VectorEnv[Any, Any, Any]):
                 "env_id": env_id,
                 "num_envs": num_envs,
                 "env_kwargs": as_json("env_kwargs", env_kwargs or {}),
-                "wrappers": as_json("wrappers", list(wrappers or [])),
+                "wrappers": as_json(
+                    "wrappers", list(wrappers) if isinstance(wrappers, tuple) else wrappers or []
+                ),
                 "autoreset_mode": WIRE_MODES[mode],
             },
             timeout_s=open_timeout_s,

@@ -179,12 +179,12 @@ class EmulatorEnv(gym.Env[Any, Any]):
             except NetgymError as exc:
                 if isinstance(exc, AuthenticationError):  # not the client's own token
                     raise EnvError(
-                        f"the emulator service at {self._rest.url} refused the token the "
-                        "envapi sends it for instances (NETGYM_EMULATOR_TOKEN): give the two "
-                        "the same one, as scripts/run.sh and Docker Compose do (restarted "
-                        "alone, the emulator service needs the token it had)",
+                        f"the emulator service at {self._rest.url} refused the token sent for "
+                        "its instances (the envapi's NETGYM_EMULATOR_TOKEN): give the two the "
+                        "same one, as scripts/run.sh and Docker Compose do (restarted alone, "
+                        "the emulator service needs the token it had)",
                         details={"cause": exc.code},
-                    ) from None
+                    ) from exc
                 if not isinstance(exc, PeerError) and type(exc) is not NetgymError:
                     raise  # an unknown game, the limit of instances, no service: as they are
                 # The game's script did not load, or FCEUX did not start.

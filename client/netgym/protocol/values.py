@@ -24,6 +24,7 @@ from netgym.errors import ProtocolError
 _LENGTH = struct.Struct("<I")
 _NON_FINITE = ("nan", "inf", "-inf")
 _TAGS = ("$nd", "$np", "$obj", "$tuple", "$bytes", "$float", "$dict")
+_JSON_TAGS = ("$tuple", "$float", "$dict")  # those of a value with no blob
 
 
 class _Encoder:
@@ -95,6 +96,8 @@ class _JsonEncoder(_Encoder):
         )
 
     def tree(self, value: Any) -> Any:
+        if isinstance(value, np.ndarray):  # an object array needs no blob, but is one too
+            self._add(b"")
         if isinstance(value, np.generic) and not isinstance(value, float):
             return super().tree(value.item())
         return super().tree(value)
@@ -120,6 +123,18 @@ def value_from_json(tree: Any) -> Any:
     Raises:
         ProtocolError: for a tag that is unknown, or that needs a blob.
     """
+    pending = [tree]
+    while pending:  # no recursion: the tree may be deep
+        node = pending.pop()
+        if isinstance(node, dict):
+            if len(node) == 1 and (tag := next(iter(node))) in _TAGS and tag not in _JSON_TAGS:
+                raise ProtocolError(
+                    f"{tag} carries an array, bytes or a numpy value, which a REST request's "
+                    f"JSON does not: its tags are {', '.join(_JSON_TAGS)}"
+                )
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
     try:
         return _decode(tree, memoryview(b""))
     except RecursionError:

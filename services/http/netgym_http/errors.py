@@ -23,6 +23,40 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 _SEND_JSON = "send the body as JSON in UTF-8, with Content-Type: application/json"
 
 
+def client_address(request: Request) -> str:
+    """Where a request came from, as logs name it: host:port ([host]:port for IPv6)."""
+    assert request.client is not None
+    return address(request.client.host, request.client.port)
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, or ``[host]:port`` for an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def log_refused(
+    log: logging.Logger, method: str, path: str, client: str, status: int, error: dict[str, Any]
+) -> None:
+    """One line for a request answered with an error: only its client is told
+    otherwise, and with several clients the operator could not tell who was
+    refused, or why."""
+    message = str(error.get("message", ""))
+    if len(message) > 300:
+        message = f"{message[:300]}..."
+    refused = status < 500
+    log.log(
+        logging.INFO if refused else logging.WARNING,
+        "%s %s from %s %s (%d %s): %s",
+        method,
+        path,
+        client,
+        "refused" if refused else "failed",
+        status,
+        error.get("code"),
+        message,
+    )
+
+
 def _body(code: str, message: str) -> dict[str, object]:
     return {"code": code, "message": message, "details": {}}
 
@@ -44,25 +78,14 @@ def _answer(
 def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> None:
     """Answer every error of ``app`` with netgym's error body; ``service`` names it in messages."""
 
+    def answer(request: Request, error: dict[str, Any], status: int) -> JSONResponse:
+        client = client_address(request) if request.client else "?"
+        log_refused(log, request.method, request.url.path, client, status, error)
+        return _answer(error, status)
+
     @app.exception_handler(NetgymError)
     async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
-        # Only its client is told otherwise: with several, the operator could not
-        # tell who was refused, or why.
-        message = exc.message if len(exc.message) <= 300 else f"{exc.message[:300]}..."
-        client = f"{request.client.host}:{request.client.port}" if request.client else "?"
-        refused = exc.http_status < 500
-        log.log(
-            logging.INFO if refused else logging.WARNING,
-            "%s %s from %s %s (%d %s): %s",
-            request.method,
-            request.url.path,
-            client,
-            "refused" if refused else "failed",
-            exc.http_status,
-            exc.code,
-            message,
-        )
-        return _answer(exc.to_dict(), exc.http_status)
+        return answer(request, exc.to_dict(), exc.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -70,9 +93,13 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
             error = InvalidRequestError(
                 f"{request.method} {request.url.path}: {exc.detail} ({_SEND_JSON})"
             )
-            return _answer(error.to_dict(), error.http_status)
+            return answer(request, error.to_dict(), error.http_status)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
+        client = client_address(request) if request.client else "?"
+        log_refused(
+            log, request.method, request.url.path, client, exc.status_code, _body(code, message)
+        )
         return _answer(_body(code, message), exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -86,7 +113,7 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
         if "json" not in request.headers.get("content-type", ""):
             problems += f" ({_SEND_JSON})"
         error = InvalidRequestError(f"invalid request: {problems}", details={"errors": errors})
-        return _answer(error.to_dict(), error.http_status)
+        return answer(request, error.to_dict(), error.http_status)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

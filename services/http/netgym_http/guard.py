@@ -17,12 +17,16 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import logging
 from collections.abc import Callable
 
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from netgym.errors import AuthenticationError, MessageTooLargeError, NetgymError
+from netgym_http.errors import address, log_refused
+
+log = logging.getLogger("netgym.http")
 
 MAX_BODY_BYTES = 1 << 20  # REST bodies are small JSON documents
 # A body too large is read off (and dropped) before the answer, up to this much
@@ -116,15 +120,15 @@ class RequestGuard:
         length = _header(scope, b"content-length")
         announced = int(length) if length is not None and length.isdigit() else None
         if self.guarded(path) and not token_matches(self.token, _header(scope, b"authorization")):
-            await _answer(send, AuthenticationError(self.unauthorized))
+            await _answer(send, AuthenticationError(self.unauthorized), scope)
             return
         # A client that waits for "100 Continue" sends nothing more: answer at once.
         waits = (_header(scope, b"expect") or "").lower() == "100-continue"
         if announced is not None and announced > self.max_body_bytes:
             if waits or announced > DRAINED_BYTES:
-                await _answer(send, self._too_large())
+                await _answer(send, self._too_large(), scope)
             else:
-                await _refuse(receive, send, self._too_large())
+                await _refuse(receive, send, self._too_large(), scope)
             return
         # Read the body here, up to the cap, and hand it to the app from memory.
         chunks: list[bytes] = []
@@ -137,9 +141,9 @@ class RequestGuard:
             size += len(chunk)
             if size > self.max_body_bytes:
                 if message.get("more_body", False):
-                    await _refuse(receive, send, self._too_large())
+                    await _refuse(receive, send, self._too_large(), scope)
                 else:
-                    await _answer(send, self._too_large())
+                    await _answer(send, self._too_large(), scope)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -171,7 +175,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _refuse(receive: Receive, send: Send, error: NetgymError) -> None:
+async def _refuse(receive: Receive, send: Send, error: NetgymError, scope: Scope) -> None:
     """Read off the rest of the request's body (kept nowhere; ``DRAINED_BYTES`` and
     ``DRAIN_TIMEOUT_S`` at most), then answer with the error and close the connection."""
     drained = 0
@@ -184,11 +188,13 @@ async def _refuse(receive: Receive, send: Send, error: NetgymError) -> None:
                 drained += len(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
-    await _answer(send, error)
+    await _answer(send, error, scope)
 
 
-async def _answer(send: Send, error: NetgymError) -> None:
+async def _answer(send: Send, error: NetgymError, scope: Scope) -> None:
     """Answer with the error body, and close the connection."""
+    client = address(*scope["client"]) if scope.get("client") else "?"
+    log_refused(log, scope["method"], scope["path"], client, error.http_status, error.to_dict())
     body = json.dumps({"error": error.to_dict()}).encode()
     await send(
         {

@@ -13,6 +13,7 @@ from netgym_envapi.api.deps import DataPortDep, SessionsDep, SettingsDep, requir
 from netgym_envapi.sessions.config import AutoresetMode
 from netgym_envapi.sessions.record import SessionRecord
 from netgym_envapi.wrappers import parse_wrappers
+from netgym_http.errors import client_address
 
 router = APIRouter(tags=["sessions"], dependencies=[Depends(require_token)])
 
@@ -72,6 +73,14 @@ def _decoded(name: str, tree: Any, kind: type[dict[str, Any]] | type[list[Any]])
             f"{name} must be {'an object' if kind is dict else 'a list'}, not "
             f"{type(value).__name__} {tree!r:.200}"
         )
+    # Names of arguments: a $dict may give other keys, which no keyword argument has.
+    named: list[dict[Any, Any]] = [value] if isinstance(value, dict) else []
+    if isinstance(value, list):
+        items = [item for item in value if isinstance(item, dict)]
+        named = items + [item["kwargs"] for item in items if isinstance(item.get("kwargs"), dict)]
+    for names in named:
+        if odd := [key for key in names if not isinstance(key, str)]:
+            raise InvalidRequestError(f"{name}: argument names are strings, not {odd[0]!r:.100}")
     return value
 
 
@@ -90,7 +99,7 @@ async def open_session(
         _decoded("env_kwargs", body.env_kwargs, dict),
         parse_wrappers(_decoded("wrappers", body.wrappers, list)),
         body.autoreset_mode,
-        client=f"{request.client.host}:{request.client.port}" if request.client else None,
+        client=client_address(request) if request.client else None,
     )
     return {
         **record.public(),
