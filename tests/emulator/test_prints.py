@@ -113,6 +113,7 @@ def test_an_error_is_passed_on_whole_even_after_a_flood_of_prints(
         "".join(f"{PRINT_MARK}line {i}\n" for i in range(many))
         + "progress: 50%"  # io.write() with no line end: the error's mark follows it
         + "".join(f"{ERROR_MARK}traceback line {i}\n" for i in range(many))
+        + "".join(f"{PRINT_MARK}after a reset {i}\n" for i in range(many))  # the same second
     )
     with caplog.at_level(logging.INFO, logger="netgym.emulator.game"):
         FceuxOutput(path, "Game 1").pass_on()
@@ -120,11 +121,12 @@ def test_an_error_is_passed_on_whole_even_after_a_flood_of_prints(
     assert [m for m in messages if "error:" in m] == [
         f"Game 1: error: traceback line {i}" for i in range(many)
     ]
-    # The prints just before the error: what its author needs.
+    # The prints just before the error, what its author needs, not those after it.
     assert [m for m in messages if m.startswith("Game 1: line")] == [
         f"Game 1: line {i}" for i in range(5, many)
     ]
-    assert "more printed than shown (5 lines" in messages[0]
+    assert not [m for m in messages if "after a reset" in m]
+    assert f"more printed than shown ({5 + many} lines" in messages[0]
 
 
 def test_a_script_that_undid_the_globals_the_bridge_uses_still_gets_its_errors_out(

@@ -222,7 +222,7 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
             env.step(0)
     with netgym.make("netgym/MaskKey-v0", **stack.kwargs) as env:
         env.reset(seed=0)
-        with pytest.raises(EnvError, match=r"info key _score: .* tells which envs set score"):
+        with pytest.raises(EnvError, match=r"info key _score: .* tells which envs set the rest"):
             env.step(0)
 
 

@@ -612,8 +612,8 @@ local function step_problem(reward, done, info)
     end
     if string.sub(key, 1, 1) == "_" then
       return where .. "returned the info key " .. key .. ": in Gymnasium's vector infos, "
-        .. "_" .. string.sub(key, 2) .. " tells which envs set " .. string.sub(key, 2)
-        .. "; give it a name that does not start with _"
+        .. "a name that starts with _ tells which envs set the rest (_score: score); give it "
+        .. "another name"
     end
     if reserved_info_keys[key] then
       return where .. "returned the info key " .. key .. ", which " .. reserved_info_keys[key]

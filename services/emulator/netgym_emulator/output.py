@@ -74,18 +74,19 @@ class FceuxOutput:
                 marked.append((mark, line[at + len(mark) :]))
         prints = [i for i, (mark, _) in enumerate(marked) if mark == PRINT_MARK]
         errors = [i for i, (mark, _) in enumerate(marked) if mark == ERROR_MARK]
-        # The last prints, those just before what came next (an error, a crash),
-        # and an error's first lines, where it starts.
-        shown = set(prints[-PRINTS_PER_PASS:]) | set(errors[:ERROR_LINES_PER_PASS])
+        # The prints just before the first error, else the last ones (before a
+        # crash, say), and the error's first lines, where it starts.
+        before = [i for i in prints if not errors or i < errors[0]]
+        shown = set(before[-PRINTS_PER_PASS:]) | set(errors[:ERROR_LINES_PER_PASS])
         left_out = len(marked) - len(shown)
         if left_out or skipped:
             log.info(
-                "%s: more printed than shown (%d lines, %d bytes skipped; the last %d "
-                "printed lines follow); %s has it all while the instance runs",
+                "%s: more printed than shown (%d lines, %d bytes skipped; those shown are "
+                "the last before an error, or of this second); %s has it all while the "
+                "instance runs",
                 self.source,
                 left_out,
                 skipped,
-                PRINTS_PER_PASS,
                 self.path,
             )
         for i in sorted(shown):
