@@ -75,6 +75,8 @@ def resolve_device(config: TrainConfig, chosen: bool = False) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         if required or config.device != "auto":
+            if chosen:  # evaluate --device cuda: not the config's, and no training
+                raise DeviceError(_no_gpu_message(f"--device {config.device}", "evaluating"))
             raise DeviceError(_no_gpu_message(by or f"the config's device: {config.device}"))
         return torch.device("cpu")
     device = torch.device("cuda" if config.device == "auto" else config.device)
@@ -104,7 +106,7 @@ def announce(device: torch.device, out: TextIO = sys.stdout, doing: str = "train
     print(f"{rule}\n{line}\n{rule}", file=out, flush=True)
 
 
-def _no_gpu_message(by: str) -> str:
+def _no_gpu_message(by: str, doing: str = "training") -> str:
     build = torch.version.cuda
     if build is None:
         torch_line = (
@@ -119,7 +121,7 @@ def _no_gpu_message(by: str) -> str:
     return "\n".join(
         [
             f"a GPU is required ({by}) but PyTorch sees no CUDA device; "
-            "stopping before training rather than run on the CPU.",
+            f"stopping before {doing} rather than run on the CPU.",
             f"  {torch_line}.",
             f"  nvidia-smi: {smi or 'not on PATH'}; "
             f"GPU device files: {', '.join(nodes) or 'none'}; "
@@ -132,7 +134,9 @@ def _no_gpu_message(by: str) -> str:
             "  - the Compose service reserves the GPU:",
             _COMPOSE_BLOCK,
             "  - CUDA_VISIBLE_DEVICES does not hide the GPU.",
-            f"To train on the CPU on purpose, {_cpu_on_purpose(by)}.",
+            "To evaluate on the CPU, give --device cpu, or leave --device out."
+            if doing == "evaluating"
+            else f"To train on the CPU on purpose, {_cpu_on_purpose(by)}.",
         ]
     )
 

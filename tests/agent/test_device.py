@@ -76,6 +76,17 @@ def test_explicit_cuda_without_a_gpu_stops() -> None:
 
 
 @pytest.mark.usefixtures("no_cuda")
+def test_evaluating_on_cuda_named_on_the_command_line_says_so() -> None:
+    """Not the config's device, and no training: it blamed the config's device: auto."""
+    with pytest.raises(DeviceError) as info:
+        resolve_device(config(device="cuda"), chosen=True)
+    message = str(info.value)
+    assert message.startswith("a GPU is required (--device cuda) but PyTorch sees no CUDA device")
+    assert "stopping before evaluating" in message
+    assert message.endswith("To evaluate on the CPU, give --device cpu, or leave --device out.")
+
+
+@pytest.mark.usefixtures("no_cuda")
 def test_cpu_and_gpu_required_contradict(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(REQUIRE_GPU_VARIABLE, "1")
     with pytest.raises(ConfigError, match=f"contradicts .*unset {REQUIRE_GPU_VARIABLE}"):
