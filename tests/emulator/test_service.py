@@ -207,23 +207,17 @@ def test_a_script_that_returns_the_wrong_kind_of_value_is_a_clear_error(stack: S
         )
         env.reset(seed=0)  # a new instance
         env.step(0)
-    with netgym.make("netgym/StringReward-v0", **stack.kwargs) as env:
-        env.reset(seed=0)
-        with pytest.raises(EnvError, match=r'must return a number as its reward, not "1"'):
-            env.step(0)
-    with netgym.make("netgym/NulKey-v0", **stack.kwargs) as env:
-        env.reset(seed=0)
-        with pytest.raises(EnvError, match=r"the info key .*keys are names, without spaces, '='"):
-            env.step(0)
-    # Names that Gymnasium's and SB3's wrappers set: episode_statistics failed on a number.
-    with netgym.make("netgym/EpisodeKey-v0", **stack.kwargs) as env:
-        env.reset(seed=0)
-        with pytest.raises(EnvError, match=r"info key episode, which Gymnasium's RecordEpisode"):
-            env.step(0)
-    with netgym.make("netgym/MaskKey-v0", **stack.kwargs) as env:
-        env.reset(seed=0)
-        with pytest.raises(EnvError, match=r"info key _score: .* tells which envs set the rest"):
-            env.step(0)
+    for game, said in [
+        ("StringReward", r'must return a number as its reward, not "1"'),
+        ("NulKey", r"the info key .*keys are names, without spaces, '='"),
+        # Names that Gymnasium's and SB3's wrappers set: episode_statistics failed on a number.
+        ("EpisodeKey", r"info key episode, which Gymnasium's RecordEpisode"),
+        ("MaskKey", r"info key _score: .* tells which envs set the rest"),
+    ]:
+        with netgym.make(f"netgym/{game}-v0", **stack.kwargs) as env:
+            env.reset(seed=0)
+            with pytest.raises(EnvError, match=said):
+                env.step(0)
 
 
 @pytest.mark.parametrize(
