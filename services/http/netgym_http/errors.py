@@ -24,9 +24,9 @@ _SEND_JSON = "send the body as JSON in UTF-8, with Content-Type: application/jso
 
 
 def client_address(request: Request) -> str:
-    """Where a request came from, as logs name it: host:port ([host]:port for IPv6)."""
-    assert request.client is not None
-    return address(request.client.host, request.client.port)
+    """Where a request came from, as logs name it: host:port ([host]:port for IPv6),
+    or ? when the server does not know."""
+    return address(request.client.host, request.client.port) if request.client else "?"
 
 
 def address(host: str, port: int) -> str:
@@ -78,10 +78,14 @@ def _answer(
 def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> None:
     """Answer every error of ``app`` with netgym's error body; ``service`` names it in messages."""
 
-    def answer(request: Request, error: dict[str, Any], status: int) -> JSONResponse:
-        client = client_address(request) if request.client else "?"
-        log_refused(log, request.method, request.url.path, client, status, error)
-        return _answer(error, status)
+    def answer(
+        request: Request,
+        error: dict[str, Any],
+        status: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> JSONResponse:
+        log_refused(log, request.method, request.url.path, client_address(request), status, error)
+        return _answer(error, status, headers)
 
     @app.exception_handler(NetgymError)
     async def netgym_error(request: Request, exc: NetgymError) -> JSONResponse:
@@ -96,11 +100,7 @@ def install_error_handlers(app: FastAPI, service: str, log: logging.Logger) -> N
             return answer(request, error.to_dict(), error.http_status)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = f"{request.method} {request.url.path}: {exc.detail}"
-        client = client_address(request) if request.client else "?"
-        log_refused(
-            log, request.method, request.url.path, client, exc.status_code, _body(code, message)
-        )
-        return _answer(_body(code, message), exc.status_code, exc.headers)
+        return answer(request, _body(code, message), exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -99,7 +99,7 @@ async def open_session(
         _decoded("env_kwargs", body.env_kwargs, dict),
         parse_wrappers(_decoded("wrappers", body.wrappers, list)),
         body.autoreset_mode,
-        client=client_address(request) if request.client else None,
+        client=client_address(request),
     )
     return {
         **record.public(),
