@@ -20,7 +20,6 @@ from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
 from stable_baselines3.common.utils import LinearSchedule
@@ -155,18 +154,17 @@ def new_model(config: TrainConfig, env: VecEnv, device: torch.device) -> BaseAlg
         ) from None
 
 
-# About how many steps apart an on-policy algorithm writes its rollout/ and train/
-# scalars: SB3's A2C default, every 100 updates (of 5 steps of each env), wrote
-# none in a short run.
-LOG_EVERY_STEPS = 256
+# About how many steps apart A2C writes its rollout/ and train/ scalars: SB3's
+# default, every 100 updates (of 5 steps of each env), wrote none in a short run.
+A2C_LOG_EVERY_STEPS = 256
 
 
 def log_interval(model: BaseAlgorithm) -> int:
-    """``learn()``'s ``log_interval``: updates between logs for PPO and A2C (one
-    rollout at least, about ``LOG_EVERY_STEPS`` steps), SB3's episodes for DQN."""
-    if isinstance(model, OnPolicyAlgorithm):
-        return max(1, LOG_EVERY_STEPS // (model.n_steps * model.n_envs))
-    return 4  # DQN's own default: episodes
+    """``learn()``'s ``log_interval``: SB3's defaults (every rollout for PPO, every
+    4 episodes for DQN), but for A2C, about every ``A2C_LOG_EVERY_STEPS`` steps."""
+    if isinstance(model, A2C):
+        return max(1, A2C_LOG_EVERY_STEPS // (model.n_steps * model.n_envs))
+    return 1 if isinstance(model, PPO) else 4
 
 
 def load_model(
